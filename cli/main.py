@@ -1,0 +1,37 @@
+"""The ``csr`` command: retouch photos with CSRNet styles from the shell."""
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from csr_core import __version__
+
+#: One module per command in this package, each defining ``command`` (a click command or group).
+COMMANDS = ("retouch", "styles", "train", "app", "gimp", "finetune", "eval")
+
+EPILOG = """\b
+Examples:
+  csr retouch photo.jpg -o photo_out.jpg             # default style 'auto'
+  csr retouch shoot/ -o edited/ --style C --strength 0.8
+  cat in.jpg | csr retouch - -o - --format png > out.png
+  csr styles list
+"""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@click.version_option(__version__, "-V", "--version", prog_name="csr")
+def cli() -> None:
+    """Automatic global photo retouching with CSRNet (exposure, white balance, contrast, colour)."""
+
+
+for _name in COMMANDS:
+    cli.add_command(importlib.import_module(f"cli.{_name}").command)
+
+
+def main() -> None:
+    cli(prog_name="csr")
+
+
+if __name__ == "__main__":
+    main()

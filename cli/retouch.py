@@ -1,0 +1,105 @@
+"""``csr retouch``: files, folders, globs or stdin in; retouched photos out."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from csr_core import batch
+from csr_core.errors import CsrError
+from csr_core.inference import MAX_STRENGTH
+
+from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, handle_errors, registry
+
+EXAMPLES = """\b
+Examples:
+  csr retouch in.jpg -o out.jpg
+  csr retouch in.jpg -o out.jpg --style C --strength 0.7
+  csr retouch shoot/ -o edited/                  # recursive, keeps sub-folders
+  csr retouch 'raw/**/*.tif' -o edited/ --skip-existing
+  csr retouch in.png --style "C:0.7,auto:0.3"    # writes in_retouched.png
+  cat in.jpg | csr retouch - -o - --format jpg > out.jpg
+"""
+
+
+@click.command("retouch", epilog=EXAMPLES)
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", help="Output file (one input), folder, or '-' for stdout. "
+              "Default: beside each input as NAME_retouched.EXT.")
+@click.option("-s", "--style", default="auto", show_default=True,
+              help="Style name or a mix like 'C:0.7,auto:0.3' (see: csr styles list).")
+@click.option("--strength", type=click.FloatRange(0, MAX_STRENGTH), default=1.0, show_default=True,
+              help="0 = unchanged, 1 = full style, up to 2 = exaggerated.")
+@click.option("-q", "--quality", type=click.IntRange(1, 100), default=95, show_default=True,
+              help="JPEG/WebP quality.")
+@click.option("-f", "--format", "fmt", type=click.Choice(["jpg", "png", "tif", "webp"], case_sensitive=False),
+              help="Output format (default: from the output name, else the input's).")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files (never the inputs).")
+@click.option("--skip-existing", is_flag=True, help="Skip inputs whose output exists (resume a batch).")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "mps", "auto"]), default="cpu", show_default=True)
+@handle_errors
+def command(inputs, output, style, strength, quality, fmt, overwrite, skip_existing, device):
+    """Retouch photos with a CSRNet style.
+
+    INPUTS are files, folders (searched recursively) or glob patterns; '-' reads stdin.
+    Exit status: 0 all done, 1 some files failed (each is named), 2 usage error.
+    """
+    from csr_core.image_io import format_for_path
+    from csr_core.inference import resolve_device
+    from csr_core.pipeline import retouch_file
+
+    if overwrite and skip_existing:
+        fail("--overwrite and --skip-existing exclude each other", EXIT_USAGE)
+    try:
+        resolve_device(device)
+        look = registry().look(style)
+    except CsrError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+    fmt_name = format_for_path(f"x.{fmt}") if fmt else None
+
+    def run_one(src, dest):
+        retouch_file(src, dest, style=look, strength=strength, quality=quality, fmt=fmt_name, device=device)
+
+    if "-" in inputs or output == "-":
+        return _stream(inputs, output, fmt, run_one)
+    jobs, problems = batch.plan(inputs, output, fmt)
+    for line in problems:
+        click.echo(f"csr: error: {line}", err=True)
+    if not jobs:
+        fail("nothing to do", EXIT_USAGE if not problems else EXIT_FAILED)
+    failed = _run_batch(jobs, run_one, overwrite, skip_existing)
+    sys.exit(EXIT_FAILED if failed or problems else EXIT_OK)
+
+
+def _stream(inputs, output, fmt, run_one):
+    if len(inputs) != 1:
+        fail("'-' (stdin/stdout) works with exactly one input", EXIT_USAGE)
+    src = sys.stdin.buffer.read() if inputs[0] == "-" else inputs[0]
+    if output in (None, "-"):
+        if inputs[0] == "-" and not fmt:
+            fail("writing to stdout needs --format (jpg, png, tif or webp)", EXIT_USAGE)
+        run_one(src, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    else:
+        run_one(src, output)
+
+
+def _run_batch(jobs, run_one, overwrite, skip_existing) -> int:
+    show_bar = len(jobs) > 1 and sys.stderr.isatty()
+    counts = {"ok": 0, "skipped": 0, "failed": 0}
+
+    def report(outcome):
+        counts[outcome.status] += 1
+        if outcome.status == "failed":
+            click.echo(f"\ncsr: error: {outcome.message}" if show_bar else f"csr: error: {outcome.message}", err=True)
+
+    process = lambda job: run_one(job.src, job.dest)  # noqa: E731
+    if show_bar:
+        with click.progressbar(length=len(jobs), label="retouching", file=sys.stderr) as bar:
+            batch.run(jobs, process, overwrite, skip_existing, lambda o: (report(o), bar.update(1)))
+    else:
+        batch.run(jobs, process, overwrite, skip_existing, report)
+    if len(jobs) > 1:
+        click.echo(f"{counts['ok']} retouched, {counts['skipped']} skipped, {counts['failed']} failed", err=True)
+    return counts["failed"]

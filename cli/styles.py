@@ -1,0 +1,76 @@
+"""``csr styles``: list, show, import and remove styles in the shared registry."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .common import handle_errors, registry
+
+
+@click.group("styles")
+def command() -> None:
+    """Manage the style registry (built-in and your own styles)."""
+
+
+def _score_line(card: dict) -> str:
+    s = card.get("scores", {}).get("fivek_c_dev") or card.get("scores", {}).get("validation") or {}
+    if "psnr" in s and "baseline_psnr" in s:
+        return f"{s['psnr']:.2f} dB (do-nothing {s['baseline_psnr']:.2f})"
+    return ""
+
+
+@command.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handle_errors
+def list_styles(as_json):
+    """List every style with its origin and description."""
+    styles = registry().styles()
+    if as_json:
+        click.echo(json.dumps([dict(name=s.name, builtin=s.builtin, **s.card) for s in styles], indent=2))
+        return
+    width = max([len(s.name) for s in styles] + [4])
+    for s in styles:
+        origin = "built-in" if s.builtin else "user"
+        base = f" (on {s.card['base']['name']})" if s.kind == "condition" else ""
+        click.echo(f"{s.name:<{width}}  {origin:<8}  {s.description}{base}")
+    if not styles:
+        click.echo("no styles installed")
+
+
+@command.command("show")
+@click.argument("name")
+@handle_errors
+def show(name):
+    """Show a style's card: provenance, training data and recipe, scores, licence."""
+    style = registry().get(name)
+    card = dict(name=style.name, origin="built-in" if style.builtin else "user", path=str(style.path), **style.card)
+    click.echo(json.dumps(card, indent=2))
+
+
+@command.command("remove")
+@click.argument("name")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@handle_errors
+def remove(name, yes):
+    """Delete one of your styles (built-in styles cannot be removed)."""
+    reg = registry()
+    style = reg.get(name)
+    if not style.builtin and not yes:
+        click.confirm(f"Remove user style '{name}'?", abort=True)
+    reg.remove(name)
+    click.echo(f"removed style '{name}'")
+
+
+@command.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Name of the new style.")
+@click.option("--cond-size", type=click.IntRange(32, 4096), default=256, show_default=True,
+              help="Long side of the copy the condition net sees.")
+@click.option("--description", default="", help="One line shown in 'csr styles list'.")
+@handle_errors
+def import_(file, name, cond_size, description):
+    """Import a CSRNet .pth state_dict (loaded safely, weights only) as a user style."""
+    style = registry().import_checkpoint(file, name, cond_size, description)
+    click.echo(f"imported '{style.name}' -> {style.path}")

@@ -1,0 +1,232 @@
+"""Discover and load before/after training pairs from a folder a user points at.
+
+Accepted layouts (first that applies wins):
+  (a) ``before/`` + ``after/`` sub-folders, files matched by stem;
+  (b) one folder of ``X_input.*`` + ``X_target.*`` (or ``X_before.*`` + ``X_after.*``);
+  (c) MIT-Adobe FiveK: ``input/`` (or ``original/``) + ``expertA``..``expertE`` / ``expert_c`` / ``C``.
+Stems that start with a FiveK id (``a0001``, ``a0001-IMG_1234``) are matched on that id, and FiveK's
+test split (a4501-a5000) is always left out.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from csr_core.errors import ImageError, PairsError
+from csr_core.image_io import load_photo, to_float
+
+__all__ = ["Pair", "SUPPORTED_EXTS", "FIVEK_TEST_IDS", "is_fivek_test_id", "fivek_id",
+           "discover_pairs", "load_pair"]
+
+SUPPORTED_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp")
+FIVEK_TEST_IDS = frozenset(f"a{n:04d}" for n in range(4501, 5001))
+LAYOUTS = ("before/ + after/ folders, X_input + X_target (or X_before + X_after) files, "
+           "or FiveK input/ + expertC/ folders")
+
+_FIVEK_RE = re.compile(r"^(a\d{4})(?:[-_ .].*)?$", re.IGNORECASE)
+_ROLE_RE = re.compile(r"^(.+)_(input|target|before|after)$", re.IGNORECASE)
+_EXPERT_RE = re.compile(r"^(?:expert[_ -]?)?([a-e])$", re.IGNORECASE)
+_INPUT_DIRS = ("input", "original")
+# Sidecar / metadata files that sit beside photos: skipped quietly instead of reported.
+_QUIET_EXTS = {".txt", ".md", ".tsv", ".csv", ".json", ".yaml", ".yml", ".xmp", ".pp3", ".ini", ".db",
+               ".log", ".pdf", ".html"}
+
+
+@dataclass
+class Pair:
+    """One training example: ``before`` (the input photo) and ``after`` (its retouch), named by id/stem."""
+    name: str
+    before: Path
+    after: Path
+
+
+def fivek_id(name: str) -> str | None:
+    """The leading FiveK id of a stem ('a0001-IMG_1.png' -> 'a0001'), or None."""
+    m = _FIVEK_RE.match(name)
+    return m.group(1).lower() if m else None
+
+
+def is_fivek_test_id(name: str) -> bool:
+    """True when ``name`` starts with a FiveK test-split id (a4501-a5000)."""
+    return fivek_id(name) in FIVEK_TEST_IDS
+
+
+def _key(stem: str) -> str:
+    return fivek_id(stem) or stem.casefold()
+
+
+def _listdir(d: Path) -> list[Path]:
+    try:
+        return sorted(d.iterdir())
+    except OSError as e:
+        raise PairsError(f"{d}: cannot list folder ({e.strerror or e})") from e
+
+
+def _images(d: Path, root: Path, problems: list[str]) -> list[Path]:
+    """Supported image files directly in ``d``; other files (not hidden, not metadata) are problems."""
+    out = []
+    for p in _listdir(d):
+        if p.name.startswith(".") or not p.is_file():
+            continue
+        if p.suffix.lower() in SUPPORTED_EXTS:
+            out.append(p)
+        elif p.suffix.lower() not in _QUIET_EXTS:
+            problems.append(f"{_rel(p, root)}: unsupported file type; expected {' '.join(SUPPORTED_EXTS)}")
+    return out
+
+
+def _rel(p: Path, root: Path) -> str:
+    try:
+        return p.relative_to(root).as_posix()
+    except ValueError:
+        return str(p)
+
+
+def _match(before: dict[str, list[Path]], after: dict[str, list[Path]], root: Path,
+           problems: list[str], labels: tuple[str, str], base=lambda p: p.stem) -> list[Pair]:
+    """Pair files by key; ``labels`` describe each side, ``base(path)`` the stem a pair is named after."""
+    pairs = []
+    for key in sorted(set(before) | set(after)):
+        b, a = before.get(key, []), after.get(key, [])
+        files = ", ".join(_rel(p, root) for p in b + a)
+        if fivek_id(key) in FIVEK_TEST_IDS:
+            problems.append(f"{files}: FiveK test split (a4501-a5000); excluded, never used for training")
+        elif len(b) > 1 or len(a) > 1:
+            problems.append(f"{files}: several files for '{key}' on one side; keep only one")
+        elif not a:
+            problems.append(f"{files}: no matching {labels[1]}")
+        elif not b:
+            problems.append(f"{files}: no matching {labels[0]}")
+        else:
+            pairs.append(Pair(fivek_id(base(b[0])) or base(b[0]), b[0], a[0]))
+    return pairs
+
+
+def _group(files: list[Path]) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {}
+    for p in files:
+        out.setdefault(_key(p.stem), []).append(p)
+    return out
+
+
+def _expert_dirs(subdirs: list[Path]) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {}
+    for d in subdirs:
+        m = _EXPERT_RE.match(d.name)
+        if m:
+            out.setdefault(m.group(1).upper(), []).append(d)
+    return out
+
+
+def _pick_expert(root: Path, experts: dict[str, list[Path]], expert: str | None) -> Path:
+    found = ", ".join(d.name for ds in experts.values() for d in ds)
+    if expert is None:
+        if len(experts) > 1:
+            raise PairsError(f"{root}: several FiveK expert folders ({found}); choose one with the expert option")
+        letter = next(iter(experts))
+    else:
+        m = _EXPERT_RE.match(expert.strip())
+        letter = m.group(1).upper() if m else None
+        if letter not in experts:
+            raise PairsError(f"{root}: no folder for expert '{expert}'; found {found}")
+    if len(experts[letter]) > 1:
+        raise PairsError(f"{root}: several folders for expert {letter} ({found}); keep only one")
+    return experts[letter][0]
+
+
+def discover_pairs(root, expert: str | None = None) -> tuple[list[Pair], list[str]]:
+    """Find pairs under ``root``: (pairs sorted by name, problem lines each naming a file).
+
+    ``expert`` ('A'..'E', 'expertC', ...) picks the FiveK expert folder; needed when there are several.
+    Raises PairsError if ``root`` is not a folder or no pair is found.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise PairsError(f"{root}: not a folder")
+    problems: list[str] = []
+    subdirs = [p for p in _listdir(root) if p.is_dir()]
+    by_name = {d.name.casefold(): d for d in subdirs}
+    inputs = [d for d in subdirs if d.name.casefold() in _INPUT_DIRS]
+    experts = _expert_dirs(subdirs)
+
+    if "before" in by_name and "after" in by_name:
+        before, after = by_name["before"], by_name["after"]
+    elif inputs and experts:
+        if len(inputs) > 1:
+            raise PairsError(f"{root}: several input folders ({', '.join(d.name for d in inputs)}); keep only one")
+        before, after = inputs[0], _pick_expert(root, experts, expert)
+    else:
+        before = after = None
+
+    if before is not None:
+        pairs = _match(_group(_images(before, root, problems)), _group(_images(after, root, problems)),
+                       root, problems, (f"file in {before.name}/", f"file in {after.name}/"))
+    else:
+        sides: tuple[dict, dict] = ({}, {})
+        for p in _images(root, root, problems):
+            m = _ROLE_RE.match(p.stem)
+            if not m:
+                problems.append(f"{_rel(p, root)}: not named X_input/X_target or X_before/X_after")
+                continue
+            side = sides[m.group(2).lower() in ("target", "after")]
+            side.setdefault(_key(m.group(1)), []).append(p)
+        pairs = _match(*sides, root, problems, ("X_input/X_before file", "X_target/X_after file"),
+                       base=lambda p: _ROLE_RE.match(p.stem).group(1))
+
+    if not pairs:
+        first = f"; first problem: {problems[0]}" if problems else ""
+        raise PairsError(f"{root}: no image pairs found (expected {LAYOUTS}){first}")
+    pairs.sort(key=lambda p: p.name)
+    return pairs, problems
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    """Read an image as float32 HxWx3 in [0, 1], alpha dropped (the one place pairs touch files)."""
+    try:
+        return to_float(load_photo(path).rgb)
+    except ImageError as e:
+        raise PairsError(str(e)) from e
+
+
+def _resize(x: np.ndarray, w: int, h: int, method) -> np.ndarray:
+    """Resize float [0,1] HxWx3 per channel in Pillow 'F' mode (no 8-bit rounding)."""
+    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(x[..., c])).resize((w, h), method))
+             for c in range(x.shape[2])]
+    return np.clip(np.stack(chans, axis=-1), 0.0, 1.0).astype(np.float32)
+
+
+def _close(n: int, m: int, tol: float) -> bool:
+    return abs(n - m) <= tol * max(n, m)
+
+
+def load_pair(pair: Pair, max_side: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Load a pair as float32 [0,1] HxWx3 (before, after, warnings).
+
+    A differently sized ``after`` is resized to ``before`` when aspect ratios agree within 2% or each
+    side differs by at most 3% (a small crop), with a warning; otherwise PairsError. ``max_side``
+    shrinks both (area average) so the long side is at most ``max_side``.
+    """
+    if max_side is not None and max_side < 1:
+        raise ValueError("max_side must be a positive integer")
+    before, after = _read_rgb(pair.before), _read_rgb(pair.after)
+    warnings: list[str] = []
+    (hb, wb), (ha, wa) = before.shape[:2], after.shape[:2]
+    if (hb, wb) != (ha, wa):
+        same_aspect = _close(wb * ha, wa * hb, 0.02)  # (wb/hb) vs (wa/ha)
+        small_crop = _close(wb, wa, 0.03) and _close(hb, ha, 0.03)
+        if not (same_aspect or small_crop):
+            raise PairsError(f"pair {pair.name}: before {pair.before.name} is {wb}x{hb} but after "
+                             f"{pair.after.name} is {wa}x{ha}; sizes too different to align")
+        after = _resize(after, wb, hb, Image.Resampling.LANCZOS)
+        warnings.append(f"pair {pair.name}: after {pair.after.name} is {wa}x{ha}, before is {wb}x{hb}; "
+                        f"resized after to match")
+    if max_side is not None and max(hb, wb) > max_side:
+        s = max_side / max(hb, wb)
+        w, h = max(1, round(wb * s)), max(1, round(hb * s))
+        before = _resize(before, w, h, Image.Resampling.BOX)
+        after = _resize(after, w, h, Image.Resampling.BOX)
+    return before, after, warnings

@@ -1,0 +1,43 @@
+"""One photo in, one retouched photo out: the job every front end runs."""
+from __future__ import annotations
+
+import os
+from typing import BinaryIO
+
+import numpy as np
+
+from .image_io import Photo, load_photo, save_photo
+from .inference import Look, retouch_array
+from .registry import DEFAULT_STYLE, Registry
+
+_registry: Registry | None = None
+
+
+def default_registry() -> Registry:
+    """The process-wide registry (built-in + user styles); models are cached inside it."""
+    global _registry
+    if _registry is None:
+        _registry = Registry()
+    return _registry
+
+
+def retouch(rgb: np.ndarray, style: str | Look = DEFAULT_STYLE, strength: float = 1.0,
+            device: str = "cpu", registry: Registry | None = None) -> np.ndarray:
+    """Retouch HxWx3 sRGB pixels (uint8 / uint16 / float32) with a style name, a mix or a Look."""
+    look = style if isinstance(style, Look) else (registry or default_registry()).look(style)
+    return retouch_array(rgb, look, strength, device)
+
+
+def retouch_photo(photo: Photo, style: str | Look = DEFAULT_STYLE, strength: float = 1.0,
+                  device: str = "cpu", registry: Registry | None = None) -> np.ndarray:
+    """The retouched pixels of a loaded photo (alpha and metadata stay on the Photo)."""
+    return retouch(photo.rgb, style, strength, device, registry)
+
+
+def retouch_file(src: str | os.PathLike | bytes | BinaryIO, dest: str | os.PathLike | BinaryIO, *,
+                 style: str | Look = DEFAULT_STYLE, strength: float = 1.0, quality: int = 95,
+                 fmt: str | None = None, device: str = "cpu", registry: Registry | None = None) -> Photo:
+    """Load, retouch and save one photo (atomically, metadata and alpha kept); returns the source Photo."""
+    photo = load_photo(src)
+    save_photo(photo, retouch_photo(photo, style, strength, device, registry), dest, fmt=fmt, quality=quality)
+    return photo

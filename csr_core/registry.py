@@ -1,0 +1,301 @@
+"""The style registry shared by every front end: built-in styles plus the user's own.
+
+Built-in styles live in the package's ``weights/`` folder, described by ``manifest.json``. User styles
+live in ``$CSR_HOME/styles`` (default: the platform's user data dir), one ``NAME.json`` card beside one
+``NAME.safetensors`` file; the card is written last, so a style exists only once it is complete.
+A *full* style holds the whole network; a *condition* style holds only the condition net + GFM and names
+its base by sha256. Every weights file is checked against the sha256 in its card before loading.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from .errors import StyleError
+from .fsutil import atomic_write, write_bytes_atomic
+from .inference import Look
+from .model import ARCHITECTURE, PARAMETER_COUNT, CSRNet, condition_state
+
+DEFAULT_STYLE = "auto"
+MANIFEST = "manifest.json"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+#: The MIT-Adobe FiveK experts: style names A-E are reserved for their looks.
+EXPERTS = {e: f"MIT-Adobe FiveK expert {e}'s retouching" for e in "ABCDE"}
+
+
+def user_dir() -> Path:
+    """Where user styles live: ``$CSR_HOME/styles`` or the platform's user data dir."""
+    home = os.environ.get("CSR_HOME")
+    if home:
+        return Path(home).expanduser() / "styles"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("csr", appauthor=False)) / "styles"
+
+
+def builtin_dir() -> Path:
+    return Path(str(resources.files("csr_core.weights")))
+
+
+def validate_name(name: str) -> str:
+    """A style name is 1-64 letters, digits, '-' or '_' (no path tricks, no reserved device names)."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise StyleError(f"invalid style name {name!r}: use 1-64 letters, digits, '-' or '_', starting with a letter or digit")
+    if name.lower() in _RESERVED:
+        raise StyleError(f"invalid style name {name!r}: it is a reserved device name on Windows")
+    return name
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Style:
+    """A named style: its card (provenance, scores) and its weights file."""
+
+    name: str
+    card: dict
+    path: Path
+    builtin: bool
+
+    @property
+    def kind(self) -> str:
+        return self.card.get("kind", "full")
+
+    @property
+    def cond_size(self) -> int:
+        return int(self.card["cond_size"])
+
+    @property
+    def sha256(self) -> str:
+        return self.card["sha256"]
+
+    @property
+    def base_sha256(self) -> str:
+        """The sha256 of the full network this style runs on (itself, for a full style)."""
+        return self.card["base"]["sha256"] if self.kind == "condition" else self.sha256
+
+    @property
+    def description(self) -> str:
+        return self.card.get("description", "")
+
+
+def parse_spec(spec: str) -> list[tuple[str, float]]:
+    """'C' -> [('C', 1.0)]; 'C:0.7,auto:0.3' -> weights normalised to sum 1."""
+    parts = []
+    for item in spec.split(","):
+        name, _, weight = item.strip().partition(":")
+        try:
+            w = float(weight) if weight else 1.0
+        except ValueError:
+            raise StyleError(f"bad style mix {spec!r}: weight {weight!r} of {name!r} is not a number") from None
+        if not w >= 0 or w == float("inf"):
+            raise StyleError(f"bad style mix {spec!r}: weights must be finite and >= 0")
+        parts.append((name.strip(), w))
+    total = sum(w for _, w in parts)
+    if not parts or total <= 0:
+        raise StyleError(f"bad style mix {spec!r}: weights must add up to more than 0")
+    return [(n, w / total) for n, w in parts]
+
+
+class Registry:
+    """Built-in + user styles; the one registry every front end uses."""
+
+    def __init__(self, builtin: Path | None = None, user: Path | None = None):
+        self.builtin_path = Path(builtin) if builtin else builtin_dir()
+        self.user_path = Path(user) if user else user_dir()
+        self._models: dict[str, CSRNet] = {}
+
+    # -- listing ------------------------------------------------------------------------------
+    def _builtin_styles(self) -> dict[str, Style]:
+        manifest = self.builtin_path / MANIFEST
+        if not manifest.exists():
+            return {}
+        try:
+            data = json.loads(manifest.read_text("utf-8"))
+            return {n: Style(n, c, self.builtin_path / c["file"], True) for n, c in data["styles"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise StyleError(f"{manifest}: built-in style manifest is damaged ({exc})") from None
+
+    def _user_styles(self) -> dict[str, Style]:
+        out = {}
+        if not self.user_path.is_dir():
+            return out
+        for card_path in sorted(self.user_path.glob("*.json")):
+            name = card_path.stem
+            try:
+                validate_name(name)
+                card = json.loads(card_path.read_text("utf-8"))
+                if not isinstance(card, dict) or not isinstance(card.get("sha256"), str):
+                    continue  # not a style card: ignore rather than break every listing
+                out[name] = Style(name, card, self.user_path / f"{name}.safetensors", False)
+            except (StyleError, ValueError, OSError):
+                continue
+        return out
+
+    def styles(self) -> list[Style]:
+        """All styles: built-ins first, then user styles (a user style never shadows a built-in)."""
+        builtins = self._builtin_styles()
+        lower = {n.lower() for n in builtins}
+        users = [s for n, s in self._user_styles().items() if n.lower() not in lower]
+        return list(builtins.values()) + users
+
+    def names(self) -> list[str]:
+        return [s.name for s in self.styles()]
+
+    def get(self, name: str) -> Style:
+        """The style called ``name``; an unknown name raises StyleError with suggestions."""
+        for style in self.styles():
+            if style.name == name:
+                return style
+        if name in EXPERTS:
+            raise StyleError(
+                f"style '{name}' is {EXPERTS[name]}; it is not bundled because its training pairs are not "
+                f"distributed with csr. Create it from your own FiveK copy: "
+                f"csr finetune --pairs /path/to/fivek --expert {name} --name {name}")
+        names = self.names()
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        close += [n for n in names if n.lower() == str(name).lower() and n not in close]
+        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+        raise StyleError(f"unknown style {name!r}; {hint}available: {', '.join(names) or 'none'} (see: csr styles list)")
+
+    # -- loading ------------------------------------------------------------------------------
+    def _verified_state(self, style: Style) -> dict[str, torch.Tensor]:
+        if not style.path.is_file():
+            raise StyleError(f"style '{style.name}': weights file {style.path} is missing")
+        digest = sha256_file(style.path)
+        if digest != style.sha256:
+            raise StyleError(f"style '{style.name}': {style.path.name} fails its sha256 check "
+                             f"(expected {style.sha256[:12]}..., got {digest[:12]}...); the file was modified or corrupted")
+        try:
+            return load_file(str(style.path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise StyleError(f"style '{style.name}': cannot read {style.path.name} ({exc})") from None
+
+    def _base_style(self, style: Style) -> Style:
+        for cand in self.styles():
+            if cand.kind == "full" and cand.sha256 == style.base_sha256:
+                return cand
+        base = style.card.get("base", {}).get("name", "?")
+        raise StyleError(f"style '{style.name}' was fine-tuned from base '{base}' "
+                         f"(sha256 {style.base_sha256[:12]}...), which is not installed")
+
+    def model(self, name: str | Style) -> CSRNet:
+        """The full network of a style (a condition style is composed onto its base); cached, eval mode."""
+        style = name if isinstance(name, Style) else self.get(name)
+        if style.sha256 in self._models:
+            return self._models[style.sha256]
+        state = self._verified_state(style)
+        if style.kind == "condition":
+            model = copy.deepcopy(self.model(self._base_style(style)))
+            if set(state) != set(condition_state(model.state_dict())):
+                raise StyleError(f"style '{style.name}': weights do not match a CSRNet condition net + GFM")
+            model.load_state_dict(state, strict=False)
+        else:
+            model = _model_from_state(state, f"style '{style.name}'")
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self._models[style.sha256] = model
+        return model
+
+    def look(self, spec: str = DEFAULT_STYLE) -> Look:
+        """A Look for a style name or a mix such as 'C:0.7,auto:0.3' (styles must share a base)."""
+        parts = [(self.get(n), w) for n, w in parse_spec(spec)]
+        bases = {s.base_sha256 for s, _ in parts}
+        if len(bases) > 1:
+            raise StyleError(f"cannot mix {' and '.join(s.name for s, _ in parts)}: they do not share a base network")
+        base_style = parts[0][0] if parts[0][0].kind == "full" else self._base_style(parts[0][0])
+        used = [(self.model(s), s.cond_size, w) for s, w in parts if w > 0]
+        return Look(self.model(base_style), used)
+
+    # -- writing ------------------------------------------------------------------------------
+    def _check_new_name(self, name: str, overwrite: bool) -> None:
+        validate_name(name)
+        if name.lower() in {n.lower() for n in self._builtin_styles()}:
+            raise StyleError(f"style name '{name}' is taken by a built-in style; choose another name")
+        existing = {n.lower(): n for n in self._user_styles()}
+        if name.lower() in existing and not overwrite:
+            raise StyleError(f"user style '{existing[name.lower()]}' already exists (remove it first, or overwrite)")
+
+    def save_style(self, name: str, model: CSRNet, card: dict, base: Style | None = None,
+                   overwrite: bool = False) -> Style:
+        """Save a user style atomically: the weights, then the card (the commit point).
+
+        With ``base`` only the condition net + GFM are stored, with a reference to the base by sha256.
+        """
+        self._check_new_name(name, overwrite)
+        state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+        if base is not None:
+            state = condition_state(state)
+        blob = save(state, metadata={"name": name, "architecture": ARCHITECTURE})
+        card = dict(card, architecture=ARCHITECTURE, kind="condition" if base else "full",
+                    file=f"{name}.safetensors", sha256=hashlib.sha256(blob).hexdigest())
+        card.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        card.setdefault("cond_size", 256)
+        if base is not None:
+            card["base"] = {"name": base.name, "sha256": base.base_sha256}
+        self.user_path.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(self.user_path / f"{name}.safetensors", blob)
+        with atomic_write(self.user_path / f"{name}.json", "w") as fh:
+            json.dump(card, fh, indent=2)
+        return Style(name, card, self.user_path / f"{name}.safetensors", False)
+
+    def remove(self, name: str) -> None:
+        """Delete a user style (built-ins cannot be removed)."""
+        style = self.get(name)
+        if style.builtin:
+            raise StyleError(f"style '{name}' is built in and cannot be removed")
+        (self.user_path / f"{name}.json").unlink()  # the card first: the style is gone at once
+        style.path.unlink(missing_ok=True)
+        self._models.pop(style.sha256, None)
+
+    def import_checkpoint(self, path: Path, name: str, cond_size: int = 256, description: str = "",
+                          overwrite: bool = False) -> Style:
+        """Import a CSRNet ``.pth`` state_dict (loaded with weights_only=True) as a full user style."""
+        self._check_new_name(name, overwrite)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise StyleError(f"{path}: no such file") from None
+        except Exception as exc:  # pickle payloads and garbage both land here
+            raise StyleError(f"{path}: not a plain PyTorch state_dict that loads safely ({type(exc).__name__})") from None
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+        if not isinstance(state, dict):
+            raise StyleError(f"{path}: expected a state_dict of tensors, found {type(state).__name__}")
+        model = _model_from_state(state, str(path))
+        card = dict(description=description or f"imported from {Path(path).name}", cond_size=cond_size,
+                    training={"data": "unknown (imported checkpoint)", "recipe": "unknown (imported checkpoint)"},
+                    source={"file": Path(path).name, "sha256": sha256_file(Path(path))},
+                    licence="as the imported checkpoint's (unknown)")
+        return self.save_style(name, model, card, overwrite=overwrite)
+
+
+def _model_from_state(state: dict, what: str) -> CSRNet:
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    model = CSRNet()
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise StyleError(f"{what}: not a CSRNet ({PARAMETER_COUNT:,} parameters) state_dict: {first}") from None
+    return model

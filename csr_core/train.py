@@ -1,0 +1,295 @@
+"""Training: the default style from synthetic degradations, full training and condition-only fine-tuning.
+
+CPU-cheap by design: the condition net sees a small copy (long side = ``cond_size``) and the L1 loss
+is taken on randomly sampled pixels, whose colour map is all the base net learns.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import degrade
+from .fsutil import atomic_write
+from .inference import condition_input
+from .model import CONDITION_PREFIXES, CSRNet, Modulation
+
+Sample = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (cond input 1x3xhxw, x pixels Px3, y pixels Px3)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 6000
+    batch: int = 16
+    lr: float = 1e-3
+    lr_min: float = 2e-5
+    pixels: int = 4096            # sampled pixels per image for the per-pixel loss
+    cond_size: int = 256
+    seed: int = 0
+    eval_every: int = 250
+    checkpoint_every: int = 250
+    patience: int = 0             # evals without improvement before stopping (0 = never stop early)
+    condition_only: bool = False  # train only condition net + GFM (the base stays frozen)
+    extra: dict = field(default_factory=dict)
+
+
+def _modulation(model: CSRNet, conds: Sequence[torch.Tensor]) -> Modulation:
+    mods = [model.modulation(c) for c in conds]
+    cat = lambda parts: tuple(torch.cat([m[i] for m in parts]) for i in range(3))  # noqa: E731
+    return Modulation(cat([m.scales for m in mods]), cat([m.shifts for m in mods]))
+
+
+def predict(model: CSRNet, samples: Sequence[Sample]) -> torch.Tensor:
+    """Model output for a batch of samples, N x P x 3."""
+    mod = _modulation(model, [s[0] for s in samples])
+    return model.base(torch.stack([s[1] for s in samples]), mod)
+
+
+def trainable_parameters(model: CSRNet, condition_only: bool) -> list[torch.nn.Parameter]:
+    """All parameters, or only the condition net + GFM (the base is frozen)."""
+    params = []
+    for name, p in model.named_parameters():
+        p.requires_grad_(not condition_only or name.startswith(CONDITION_PREFIXES))
+        if p.requires_grad:
+            params.append(p)
+    return params
+
+
+def fit(model: CSRNet, draw: Callable[[np.random.Generator, int], list[Sample]], cfg: TrainConfig,
+        validate: Callable[[CSRNet], float], checkpoint: Path | None = None,
+        on_progress: Callable[[dict], None] | None = None) -> dict:
+    """Adam + cosine schedule with periodic validation (higher is better, e.g. PSNR).
+
+    Keeps the best weights in memory (returned model holds them); resumes from ``checkpoint`` if present
+    and writes it atomically every ``checkpoint_every`` steps. Returns a history dict.
+    """
+    params = trainable_parameters(model, cfg.condition_only)
+    opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
+    rng = np.random.default_rng(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    hist = dict(step=0, best=-math.inf, best_step=0, evals=[], seconds=0.0)
+    best_state = {k: v.clone() for k, v in model.state_dict().items()}
+    if checkpoint and checkpoint.exists():
+        ck = torch.load(checkpoint, weights_only=True)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        best_state = ck["best_state"]
+        hist.update({k: ck["hist"][k] for k in ("step", "best", "best_step", "seconds")})
+        hist["evals"] = [tuple(e) for e in ck["hist"]["evals"]]
+        rng = np.random.default_rng([cfg.seed, hist["step"]])
+    t0 = time.perf_counter() - hist["seconds"]
+    stale = 0
+    while hist["step"] < cfg.steps:
+        step = hist["step"]
+        lr = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * step / cfg.steps))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        samples = draw(rng, cfg.batch)
+        model.train()
+        loss = F.l1_loss(predict(model, samples), torch.stack([s[2] for s in samples]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        hist["step"] = step = step + 1
+        info = dict(step=step, steps=cfg.steps, loss=loss.item(), lr=lr)
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            model.eval()
+            with torch.no_grad():
+                score = float(validate(model))
+            hist["evals"].append((step, score))
+            if score > hist["best"]:
+                hist.update(best=score, best_step=step)
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                stale = 0
+            else:
+                stale += 1
+            info.update(val=score, best=hist["best"])
+        hist["seconds"] = time.perf_counter() - t0
+        if on_progress:
+            on_progress(info)
+        if checkpoint and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            with atomic_write(checkpoint) as fh:
+                torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), best_state=best_state,
+                                hist=dict(hist, evals=[list(e) for e in hist["evals"]]), cfg=asdict(cfg)), fh)
+        if cfg.patience and stale >= cfg.patience:
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return hist
+
+
+# -- synthetic data (the default style) ---------------------------------------------------------
+class SyntheticPairs:
+    """Good photos kept in memory at condition size; each draw degrades one at random."""
+
+    def __init__(self, images: Iterable[np.ndarray], cond_size: int, pixels: int):
+        self.images = [condition_input(im, cond_size)[0].permute(1, 2, 0).contiguous() for im in images]
+        self.pixels = pixels
+
+    def sample(self, y: torch.Tensor, params: dict, rng: np.random.Generator) -> Sample:
+        if rng.random() < 0.5:
+            y = y.flip(1)
+        x = torch.round(degrade.apply(y, params) * 255) / 255  # degraded inputs are 8-bit files
+        flat_x, flat_y = x.reshape(-1, 3), y.reshape(-1, 3)
+        idx = torch.from_numpy(rng.integers(0, flat_x.shape[0], self.pixels))
+        return x.permute(2, 0, 1)[None], flat_x[idx], flat_y[idx]
+
+    def draw(self, rng: np.random.Generator, n: int) -> list[Sample]:
+        picks = rng.integers(0, len(self.images), n)
+        return [self.sample(self.images[i], degrade.random_params(rng), rng) for i in picks]
+
+    def fixed_set(self, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """A deterministic (degraded, original) full-image set for validation."""
+        rng = np.random.default_rng(seed)
+        out = []
+        for y in self.images:
+            x = torch.round(degrade.apply(y, degrade.random_params(rng, identity_prob=0.0)) * 255) / 255
+            out.append((x, y))
+        return out
+
+
+def psnr_on(model: CSRNet, pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Mean PSNR (8-bit, clamped and rounded as in the paper's evaluation) of model(x) vs y."""
+    scores = []
+    for x, y in pairs:
+        cond = x.permute(2, 0, 1)[None]
+        out = model.base(x.reshape(1, -1, 3), model.modulation(cond)).reshape(x.shape)
+        out = torch.round(out.clamp(0, 1) * 255)
+        mse = float(((out - torch.round(y * 255)) ** 2).mean())
+        scores.append(10 * math.log10(255 ** 2 / max(mse, 1e-10)))
+    return float(np.mean(scores))
+
+
+def split_holdout(paths: Sequence[Path], every: int = 25) -> tuple[list[Path], list[Path]]:
+    """Deterministic split: every ``every``-th file (sorted by name) is held out for validation."""
+    paths = sorted(paths)
+    return [p for i, p in enumerate(paths) if i % every], [p for i, p in enumerate(paths) if i % every == 0]
+
+
+def train_synthetic(photo_dir: Path, cfg: TrainConfig, checkpoint: Path | None = None,
+                    on_progress: Callable[[dict], None] | None = None,
+                    load: Callable[[Path], np.ndarray] | None = None) -> tuple[CSRNet, dict]:
+    """Train the whole network to undo random degradations of the photos in ``photo_dir``."""
+    from .image_io import SUPPORTED_EXTENSIONS, load_photo, to_float
+    load = load or (lambda p: to_float(load_photo(p).rgb))
+    paths = [p for p in Path(photo_dir).rglob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS]
+    train_paths, val_paths = split_holdout(paths)
+    train = SyntheticPairs((load(p) for p in train_paths), cfg.cond_size, cfg.pixels)
+    val = SyntheticPairs((load(p) for p in val_paths), cfg.cond_size, cfg.pixels).fixed_set(seed=1234)
+    torch.manual_seed(cfg.seed)
+    model = CSRNet()
+    hist = fit(model, train.draw, cfg, lambda m: psnr_on(m, val), checkpoint, on_progress)
+    hist.update(train_images=len(train_paths), val_images=len(val_paths),
+                val_identity_psnr=_identity_psnr(val))
+    return model, hist
+
+
+def _identity_psnr(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    scores = []
+    for x, y in pairs:
+        mse = float(((torch.round(x * 255) - torch.round(y * 255)) ** 2).mean())
+        scores.append(10 * math.log10(255 ** 2 / max(mse, 1e-10)))
+    return float(np.mean(scores))
+
+
+# -- real before/after pairs (fine-tuning and full training on a user's own set) -----------------
+class RealPairs:
+    """Before/after pairs in memory at ``max_side``; draws (cond view, sampled pixels) for ``fit``.
+
+    Augmentations keep the global statistics the condition net sees: a horizontal flip and a mild
+    crop (>= 90% of each side) of the condition input. Pixels are sampled from the whole image.
+    """
+
+    def __init__(self, images: Sequence[tuple[np.ndarray, np.ndarray]], cond_size: int, pixels: int,
+                 views: int = 8, seed: int = 0):
+        rng = np.random.default_rng([seed, 77])
+        self.pixels = pixels
+        self.x = [torch.from_numpy(np.ascontiguousarray(b)).reshape(-1, 3) for b, _ in images]
+        self.y = [torch.from_numpy(np.ascontiguousarray(a)).reshape(-1, 3) for _, a in images]
+        self.views = [[condition_input(v, cond_size) for v in _views(b, views, rng)] for b, _ in images]
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def draw(self, rng: np.random.Generator, n: int) -> list[Sample]:
+        out = []
+        for i in rng.integers(0, len(self.x), n):
+            v = self.views[i][rng.integers(0, len(self.views[i]))]
+            idx = torch.from_numpy(rng.integers(0, self.x[i].shape[0], self.pixels))
+            out.append((v, self.x[i][idx], self.y[i][idx]))
+        return out
+
+
+def _views(img: np.ndarray, n: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """The image, its mirror, then random mild crops (some mirrored): ``n`` views in all."""
+    out = [img, img[:, ::-1]]
+    h, w = img.shape[:2]
+    while len(out) < n:
+        ch, cw = (max(1, round(s * rng.uniform(0.9, 1.0))) for s in (h, w))
+        y0, x0 = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        crop = img[y0:y0 + ch, x0:x0 + cw]
+        out.append(crop[:, ::-1] if rng.random() < 0.5 else crop)
+    return [np.ascontiguousarray(v) for v in out[:n]]
+
+
+def pixel_psnr(model: CSRNet, cond: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:
+    """8-bit PSNR of model(x | cond) vs y on pixel rows (P x 3), as in ``psnr_on``."""
+    with torch.no_grad():
+        out = model.base(x[None], model.modulation(cond))[0]
+    mse = float(((torch.round(out.clamp(0, 1) * 255) - torch.round(y * 255)) ** 2).mean())
+    return 10 * math.log10(255 ** 2 / max(mse, 1e-10))
+
+
+def holdout_split(n: int, fraction: float = 0.2, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Deterministic (train, val) index split with ``fraction`` (at least 1) held out."""
+    order = np.random.default_rng([seed, n]).permutation(n)
+    k = max(1, round(n * fraction))
+    return sorted(order[k:].tolist()), sorted(order[:k].tolist())
+
+
+def train_pairs(pairs_dir: Path | str, cfg: TrainConfig, checkpoint: Path | None = None,
+                on_progress: Callable[[dict], None] | None = None, expert: str | None = None,
+                max_side: int = 512, val_pixels: int = 16384) -> tuple[CSRNet, dict]:
+    """Train the whole network on a user's before/after pairs (~20% held out for validation).
+
+    Resumes from ``checkpoint``; keeps the weights that score best on the held-out pairs. The history
+    carries ``train_pairs``/``val_pairs`` (names), ``warnings`` and ``problems``.
+    """
+    from .pairs import discover_pairs, load_pair
+    pairs, problems = discover_pairs(pairs_dir, expert=expert)
+    if len(pairs) < 2:
+        from .errors import PairsError
+        raise PairsError(f"{pairs_dir}: full training needs at least 2 pairs, found {len(pairs)}")
+    loaded, warnings = [], []
+    for p in pairs:
+        b, a, w = load_pair(p, max_side=max_side)
+        loaded.append((b, a))
+        warnings += w
+    tr, va = holdout_split(len(pairs), seed=cfg.seed)
+    train = RealPairs([loaded[i] for i in tr], cfg.cond_size, cfg.pixels, seed=cfg.seed)
+    val = RealPairs([loaded[i] for i in va], cfg.cond_size, val_pixels, views=1)
+    val_set = [(val.views[i][0], *fixed_pixels(val, i, val_pixels, cfg.seed)) for i in range(len(va))]
+    torch.manual_seed(cfg.seed)
+    model = CSRNet()
+    hist = fit(model, train.draw, cfg, lambda m: float(np.mean([pixel_psnr(m, *s) for s in val_set])),
+               checkpoint, on_progress)
+    hist.update(train_pairs=[pairs[i].name for i in tr], val_pairs=[pairs[i].name for i in va],
+                warnings=warnings, problems=problems)
+    return model, hist
+
+
+def fixed_pixels(data: RealPairs, i: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed pixel subsample of pair ``i`` (all pixels when it has fewer than ``n``)."""
+    total = data.x[i].shape[0]
+    if total <= n:
+        return data.x[i], data.y[i]
+    idx = torch.from_numpy(np.random.default_rng([seed, i, 5]).choice(total, n, replace=False))
+    return data.x[i][idx], data.y[i][idx]

@@ -1,0 +1,1 @@
+"""Bundled sample photos (see README.md here for their sources and licences)."""

@@ -1,0 +1,66 @@
+"""Shared fixtures: the ../shared data folder (skipped when absent), RNG, an isolated registry."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip("../shared is not present")
+    return SHARED
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture(autouse=True)
+def csr_home(tmp_path_factory, monkeypatch) -> Path:
+    """Every test gets its own empty user-style folder (CSR_HOME), never the real one."""
+    home = tmp_path_factory.mktemp("csr_home")
+    monkeypatch.setenv("CSR_HOME", str(home))
+    pipeline = sys.modules.get("csr_core.pipeline")
+    if pipeline is not None:  # drop the cached registry of an earlier test
+        monkeypatch.setattr(pipeline, "_registry", None)
+    return home
+
+
+def write_builtin(folder: Path, name: str = "auto", seed: int = 0, cond_size: int = 64) -> dict:
+    """A built-in registry folder holding one random full style; returns its card."""
+    import hashlib
+    import json
+
+    import torch
+    from safetensors.torch import save
+
+    from csr_core.model import CSRNet
+
+    torch.manual_seed(seed)
+    blob = save({k: v.contiguous() for k, v in CSRNet().state_dict().items()})
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.safetensors").write_bytes(blob)
+    card = dict(file=f"{name}.safetensors", sha256=hashlib.sha256(blob).hexdigest(), architecture="csrnet",
+                kind="full", cond_size=cond_size, description=f"random test style {name}")
+    manifest = folder / "manifest.json"
+    data = json.loads(manifest.read_text()) if manifest.exists() else {"format": 1, "styles": {}}
+    data["styles"][name] = card
+    manifest.write_text(json.dumps(data))
+    return card
+
+
+@pytest.fixture
+def toy_registry(tmp_path):
+    """A Registry with one random built-in full style 'auto' and an empty user folder."""
+    from csr_core.registry import Registry
+
+    write_builtin(tmp_path / "builtin")
+    return Registry(tmp_path / "builtin", tmp_path / "user")

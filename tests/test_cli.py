@@ -1,0 +1,133 @@
+"""`csr retouch` / `csr styles` end to end through click: outputs, exit codes, safety rules."""
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import csr_core.pipeline as pipeline
+from cli.main import cli
+from csr_core.image_io import load_photo
+
+
+@pytest.fixture
+def run(toy_registry, monkeypatch):
+    monkeypatch.setattr(pipeline, "_registry", toy_registry)
+
+    def invoke(*args, stdin=None):
+        return CliRunner().invoke(cli, [str(a) for a in args], input=stdin, catch_exceptions=False)
+
+    return invoke
+
+
+def _photo(path, size=(48, 32), seed=0):
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 200, (size[1], size[0], 3), dtype=np.uint8)).save(path, quality=95)
+    return path
+
+
+def test_single_file(run, tmp_path):
+    src = _photo(tmp_path / "in.jpg")
+    before = src.read_bytes()
+    res = run("retouch", src, "-o", tmp_path / "out.png")
+    assert res.exit_code == 0, res.output
+    out = load_photo(tmp_path / "out.png")
+    assert out.rgb.shape == (32, 48, 3) and out.format == "PNG"
+    assert src.read_bytes() == before
+
+
+def test_default_output_beside_input_and_strength_zero(run, tmp_path):
+    src = _photo(tmp_path / "a.png")
+    assert run("retouch", src, "--strength", "0").exit_code == 0
+    assert np.array_equal(load_photo(tmp_path / "a_retouched.png").rgb, load_photo(src).rgb)
+
+
+def test_refuses_overwrite_then_overwrites_then_skips(run, tmp_path):
+    src = _photo(tmp_path / "in.jpg")
+    out = tmp_path / "out.jpg"
+    out.write_bytes(b"keep me")
+    res = run("retouch", src, "-o", out)
+    assert res.exit_code == 1 and "already exists" in res.output and out.read_bytes() == b"keep me"
+    assert run("retouch", src, "-o", out, "--skip-existing").exit_code == 0 and out.read_bytes() == b"keep me"
+    assert run("retouch", src, "-o", out, "--overwrite").exit_code == 0 and out.read_bytes() != b"keep me"
+
+
+def test_never_overwrites_input_even_with_overwrite(run, tmp_path):
+    src = _photo(tmp_path / "in.jpg")
+    before = src.read_bytes()
+    res = run("retouch", src, "-o", src, "--overwrite")
+    assert res.exit_code == 1 and "refusing to overwrite the input" in res.output
+    assert src.read_bytes() == before
+
+
+def test_folder_recursive_keeps_structure_and_reports_failures(run, tmp_path):
+    (tmp_path / "in" / "sub" / "deeper").mkdir(parents=True)
+    _photo(tmp_path / "in" / "a.jpg")
+    _photo(tmp_path / "in" / "sub" / "b.png")
+    _photo(tmp_path / "in" / "sub" / "deeper" / "c.tif")
+    (tmp_path / "in" / "sub" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    res = run("retouch", tmp_path / "in", "-o", tmp_path / "out", "--format", "png")
+    assert res.exit_code == 1
+    assert "broken.jpg" in res.output and "Traceback" not in res.output
+    for rel in ("a.png", "sub/b.png", "sub/deeper/c.png"):
+        assert (tmp_path / "out" / rel).is_file()
+    assert not list((tmp_path / "out").rglob("*.part")) and not (tmp_path / "out" / "sub" / "broken.png").exists()
+
+
+def test_glob_pattern(run, tmp_path):
+    for i in range(3):
+        _photo(tmp_path / f"p{i}.jpg", seed=i)
+    res = run("retouch", str(tmp_path / "p*.jpg"), "-o", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p0.jpg", "p1.jpg", "p2.jpg"]
+
+
+def test_stdin_to_stdout(run, tmp_path):
+    buf = io.BytesIO()
+    Image.fromarray(np.full((8, 8, 3), 100, np.uint8)).save(buf, "PNG")
+    res = CliRunner().invoke(cli, ["retouch", "-", "-o", "-", "--format", "png"], input=buf.getvalue())
+    assert res.exit_code == 0
+    assert Image.open(io.BytesIO(res.stdout_bytes)).size == (8, 8)
+
+
+def test_usage_errors_exit_2(run, tmp_path):
+    src = _photo(tmp_path / "in.jpg")
+    assert run("retouch", src, "--style", "nope").exit_code == 2
+    assert run("retouch", src, "--strength", "3").exit_code == 2
+    assert run("retouch", src, "--overwrite", "--skip-existing").exit_code == 2
+    res = run("retouch", src, "--style", "B")
+    assert res.exit_code == 2 and "csr finetune" in res.output
+
+
+def test_unwritable_output_is_one_line(run, tmp_path):
+    src = _photo(tmp_path / "in.jpg")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    res = run("retouch", src, "-o", blocker / "out.jpg")
+    assert res.exit_code == 1 and res.output.count("csr: error:") == 1 and "Traceback" not in res.output
+
+
+def test_styles_list_show_remove(run, toy_registry):
+    from csr_core.model import CSRNet
+
+    toy_registry.save_style("mine", CSRNet(), {"description": "my look"})
+    res = run("styles", "list")
+    assert "auto" in res.output and "mine" in res.output and "my look" in res.output
+    assert '"sha256"' in run("styles", "show", "auto").output
+    assert run("styles", "remove", "mine", "--yes").exit_code == 0
+    assert "mine" not in run("styles", "list").output
+    assert run("styles", "remove", "auto", "--yes").exit_code == 1
+
+
+def test_real_entry_point_version_and_clean_errors(tmp_path):
+    exe = [sys.executable, "-m", "cli.main"]
+    out = subprocess.run([*exe, "--version"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "csr" in out.stdout
+    bad = tmp_path / "x.jpg"
+    bad.write_bytes(b"")
+    res = subprocess.run([*exe, "retouch", str(bad), "-o", str(tmp_path / "o.jpg"), "--style", "auto"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode in (1, 2) and "Traceback" not in res.stderr and res.stderr.startswith("csr: error:")

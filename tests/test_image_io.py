@@ -1,0 +1,378 @@
+"""csr_core.image_io: formats, bit depths, metadata, colour, orientation and failure modes."""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import cv2
+import imagecodecs
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image, ImageCms, ImageFile, ImageOps
+from PIL.PngImagePlugin import PngInfo
+
+from csr_core import fsutil
+from csr_core import image_io as iio
+from csr_core.errors import ImageError
+from csr_core.image_io import Photo, format_for_path, from_float, load_photo, save_photo, to_float
+
+EXT = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "WEBP": ".webp"}
+SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+ADOBE_ICC = imagecodecs.cms_profile("adobergb")
+XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/">'
+       b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+       b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/"'
+       b' xmlns:dc="http://purl.org/dc/elements/1.1/" tiff:Orientation="6" dc:format="csr-marker"/>'
+       b'</rdf:RDF></x:xmpmeta>')
+
+
+def smooth(h=24, w=32, dtype=np.uint8):
+    y, x = np.mgrid[0:h, 0:w]
+    f = np.stack([x / max(w - 1, 1), y / max(h - 1, 1), (x + y) / (h + w)], -1)
+    return from_float(f, dtype)
+
+
+def encode(im: Image.Image, fmt: str, **kw) -> bytes:
+    out = io.BytesIO()
+    im.save(out, fmt, **kw)
+    return out.getvalue()
+
+
+def exif_blob(orientation=None) -> bytes:
+    ex = Image.Exif()
+    ex[271] = "CsrCam"
+    if orientation is not None:
+        ex[274] = orientation
+    ex[0x8769] = {0x9003: "2024:05:06 07:08:09"}
+    return ex.tobytes()
+
+
+def parse_exif(blob: bytes) -> Image.Exif:
+    ex = Image.Exif()
+    ex.load(blob)
+    return ex
+
+
+def describe(icc: bytes) -> str:
+    return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
+
+
+def adobe_to_srgb(v):
+    """Independent Adobe RGB (1998) -> sRGB reference: matrices from Lindbloom, D65, clipped."""
+    to_xyz = np.array([[0.5767309, 0.1855540, 0.1881852], [0.2973769, 0.6273491, 0.0752741],
+                       [0.0270343, 0.0706872, 0.9911085]])
+    to_srgb = np.array([[3.2404542, -1.5371385, -0.4985314], [-0.9692660, 1.8760108, 0.0415560],
+                        [0.0556434, -0.2040259, 1.0572252]])
+    lin = np.clip((v ** (563 / 256)) @ (to_srgb @ to_xyz).T, 0, 1)
+    return np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
+
+
+def png_with_ihdr(width, height) -> bytes:
+    data = bytearray(encode(Image.new("RGB", (4, 4)), "PNG"))
+    struct.pack_into(">II", data, 16, width, height)
+    struct.pack_into(">I", data, 29, zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+# ----------------------------------------------------------------------------- formats and depths
+
+@pytest.mark.parametrize("fmt", list(EXT))
+def test_8bit_round_trip(tmp_path, fmt):
+    rgb = smooth()
+    path = tmp_path / f"a{EXT[fmt]}"
+    save_photo(Photo(rgb), rgb, path)
+    got = load_photo(path)
+    assert (got.format, got.rgb.shape, got.rgb.dtype, got.bit_depth) == (fmt, rgb.shape, np.uint8, 8)
+    assert got.rgb.flags.c_contiguous and got.alpha is None
+    assert got.icc_profile is None and got.source_space == "sRGB"  # untagged stays untagged
+    err = np.abs(got.rgb.astype(int) - rgb)
+    assert err.max() == 0 if fmt in ("PNG", "TIFF") else err.mean() < 2.5
+    independent = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    assert np.abs(independent - got.rgb).max() <= 1  # the fast decoders agree with Pillow's
+
+
+def test_16bit_png_exact_with_alpha(tmp_path, rng):
+    rgb = rng.integers(0, 65536, (9, 13, 3), dtype=np.uint16)
+    alpha = rng.integers(0, 65536, (9, 13), dtype=np.uint16)
+    src = tmp_path / "in.png"
+    assert cv2.imwrite(str(src), np.dstack([rgb[..., ::-1], alpha]))  # written by OpenCV, BGRA
+    ph = load_photo(src)
+    assert ph.rgb.dtype == np.uint16 and ph.bit_depth == 16 and ph.rgb.max() > 255
+    assert np.array_equal(ph.rgb, rgb) and np.array_equal(ph.alpha, alpha)
+    save_photo(ph, ph.rgb, tmp_path / "out.png")
+    back = cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED)
+    assert back.dtype == np.uint16 and np.array_equal(back[..., 3], alpha)
+    assert np.array_equal(back[..., 2::-1], rgb)
+    with pytest.warns(UserWarning, match="alpha channel dropped"):  # 8-bit format: quantised
+        save_photo(ph, ph.rgb, tmp_path / "out.jpg")
+    assert np.abs(load_photo(tmp_path / "out.jpg").rgb.astype(int) - rgb / 257).mean() < 12
+
+
+def test_16bit_tiff_exact(tmp_path, rng):
+    rgb = rng.integers(0, 65536, (10, 7, 3), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "in.tif", rgb, photometric="rgb", compression="zlib")
+    ph = load_photo(tmp_path / "in.tif")
+    assert ph.rgb.dtype == np.uint16 and np.array_equal(ph.rgb, rgb)
+    save_photo(ph, ph.rgb, tmp_path / "out.tiff")
+    back = tifffile.imread(tmp_path / "out.tiff")
+    assert back.dtype == np.uint16 and np.array_equal(back, rgb)
+    gray = rng.integers(0, 65536, (5, 6), dtype=np.uint16)
+    ph = load_photo(encode(Image.fromarray(gray), "PNG"))  # 16-bit gray (I;16) -> RGB
+    assert ph.rgb.dtype == np.uint16 and np.array_equal(ph.rgb, np.repeat(gray[..., None], 3, 2))
+
+
+def test_float_tiff(tmp_path, rng):
+    rgb = rng.random((6, 8, 3), dtype=np.float32)
+    rgb[0, 0] = (-0.5, 1.5, np.nan)
+    tifffile.imwrite(tmp_path / "in.tif", rgb, photometric="rgb")
+    ph = load_photo(tmp_path / "in.tif")
+    assert ph.rgb.dtype == np.float32 and ph.bit_depth == 32
+    assert tuple(ph.rgb[0, 0]) == (0.0, 1.0, 0.0) and np.array_equal(ph.rgb[1:], rgb[1:])
+    save_photo(ph, ph.rgb, tmp_path / "out.tif")
+    back = tifffile.imread(tmp_path / "out.tif")
+    assert back.dtype == np.float32 and np.array_equal(back, ph.rgb)
+    save_photo(ph, ph.rgb, tmp_path / "out.png")  # float -> 16-bit PNG
+    assert np.array_equal(load_photo(tmp_path / "out.png").rgb, from_float(ph.rgb, np.uint16))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (7, 1)])
+@pytest.mark.parametrize("fmt", list(EXT))
+def test_tiny_images(tmp_path, fmt, shape):
+    rgb = np.full(shape + (3,), 200, np.uint8)
+    save_photo(Photo(rgb), rgb, tmp_path / f"t{EXT[fmt]}")
+    assert load_photo(tmp_path / f"t{EXT[fmt]}").rgb.shape == shape + (3,)
+
+
+def test_sample_conversions():
+    v8 = np.arange(256, dtype=np.uint8)
+    v16 = np.arange(65536, dtype=np.uint16)
+    assert to_float(v8).dtype == np.float32 and to_float(v8)[-1] == 1.0
+    assert np.array_equal(from_float(to_float(v8), np.uint8), v8)
+    assert np.array_equal(from_float(to_float(v16), "uint16"), v16)
+    x = np.array([np.nan, -1, 0.5, 2], np.float32)
+    assert from_float(x, np.uint8).tolist() == [0, 0, 128, 255]
+    assert from_float(x, np.float32).tolist() == [0, 0, 0.5, 1]
+    with pytest.raises(ValueError):
+        to_float(np.zeros(3, np.int32))
+
+
+def test_format_for_path():
+    assert [format_for_path(p) for p in ("a.JPG", "b.jpeg", "c.png", "d.tiff", "e.tif", "f.webp")] == [
+        "JPEG", "JPEG", "PNG", "TIFF", "TIFF", "WEBP"]
+    with pytest.raises(ImageError, match="x.bmp"):
+        format_for_path("x.bmp")
+    assert all(e.startswith(".") and e == e.lower() for e in iio.SUPPORTED_EXTENSIONS)
+
+
+# ----------------------------------------------------------------------------- orientation and metadata
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_applied_and_reset(rng, orientation):
+    rgba = rng.integers(0, 256, (4, 6, 4), dtype=np.uint8)
+    src = encode(Image.fromarray(rgba), "PNG", exif=exif_blob(orientation))
+    ph = load_photo(src)
+    want = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(src))))
+    assert np.array_equal(ph.rgb, want[..., :3]) and np.array_equal(ph.alpha, want[..., 3])
+    ex = parse_exif(ph.exif)
+    assert ex[274] == 1 and ex[271] == "CsrCam"
+
+
+@pytest.mark.parametrize("orientation", [0, 9, 65535])
+def test_bogus_orientation_ignored(orientation):
+    rgb = smooth(4, 6)
+    ph = load_photo(encode(Image.fromarray(rgb), "PNG", exif=exif_blob(orientation)))
+    assert np.array_equal(ph.rgb, rgb)
+
+
+def test_xmp_orientation_without_exif():
+    rgb = smooth(4, 6)
+    info = PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", XMP.decode())
+    ph = load_photo(encode(Image.fromarray(rgb), "PNG", pnginfo=info))
+    assert np.array_equal(ph.rgb, np.rot90(rgb, -1)) and b'tiff:Orientation="1"' in ph.xmp
+
+
+@pytest.mark.parametrize("fmt", list(EXT))
+def test_metadata_carried(tmp_path, fmt):
+    src = encode(Image.fromarray(smooth(16, 24)), "JPEG", icc_profile=SRGB_ICC, exif=exif_blob(6), xmp=XMP)
+    ph = load_photo(src, name="cam.jpg")
+    assert ph.name == "cam.jpg" and ph.rgb.shape == (24, 16, 3)  # orientation 6 applied
+    assert ph.icc_profile == SRGB_ICC and ph.source_space == "sRGB"  # sRGB-tagged: bytes kept
+    out = tmp_path / f"out{EXT[fmt]}"
+    save_photo(ph, ph.rgb, out)
+    back = load_photo(out)
+    assert back.rgb.shape == (24, 16, 3) and back.icc_profile == SRGB_ICC
+    ex = parse_exif(back.exif)
+    assert ex[271] == "CsrCam" and ex.get(274, 1) == 1
+    assert ex.get_ifd(0x8769)[0x9003] == "2024:05:06 07:08:09"
+    assert b"csr-marker" in back.xmp and b'tiff:Orientation="1"' in back.xmp
+    if fmt == "TIFF":  # independent readers
+        with tifffile.TiffFile(out) as tif:
+            tags = tif.pages.first.tags
+            assert tags["ExifTag"].value["DateTimeOriginal"] == "2024:05:06 07:08:09"
+            assert tags["Make"].value == "CsrCam" and tags["InterColorProfile"].value == SRGB_ICC
+    else:
+        im = Image.open(out)
+        assert im.info["icc_profile"] == SRGB_ICC and im.getexif()[271] == "CsrCam"
+
+
+# ----------------------------------------------------------------------------- colour
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_adobe_rgb_converted_to_srgb(tmp_path, rng, dtype):
+    top = 1.0 if dtype == np.float32 else np.iinfo(dtype).max
+    vals = rng.random((40, 1, 3))
+    vals[:3, 0] = [(0, 1, 0), (1, 1, 1), (0, 0, 0)]  # pure green (out of sRGB gamut), white, black
+    pixels = from_float(vals, dtype)
+    src = tmp_path / ("in.png" if dtype == np.uint8 else "in.tif")
+    if dtype == np.uint8:
+        Image.fromarray(pixels).save(src, icc_profile=ADOBE_ICC)
+    else:
+        tifffile.imwrite(src, pixels, photometric="rgb", iccprofile=ADOBE_ICC)
+    ph = load_photo(src)
+    assert ph.source_space == "Adobe RGB (compatible)" and ph.icc_profile == ADOBE_ICC
+    assert ph.rgb.dtype == dtype
+    ref = adobe_to_srgb(pixels / top) * top
+    tol = 1.01 if dtype == np.uint8 else 0.002 * top  # 8-bit: rounding; else well under 1/255
+    assert np.abs(ph.rgb - ref).max() <= tol
+    assert np.allclose(ph.rgb[:3, 0], [(0, top, 0), (top, top, top), (0, 0, 0)], rtol=0, atol=1e-5)
+    out = tmp_path / ("out.png" if dtype == np.uint8 else "out.tif")
+    save_photo(ph, ph.rgb, out)
+    back = load_photo(out)  # written as sRGB with an sRGB profile: no second conversion
+    assert back.source_space == "sRGB" and "sRGB" in describe(back.icc_profile)
+    assert np.array_equal(back.rgb, ph.rgb)
+
+
+def test_gray_profile_converted():
+    gray = np.arange(0, 256, 17, dtype=np.uint8)[None]
+    linear_gray = imagecodecs.cms_profile("gray", gamma=1.0)
+    ph = load_photo(encode(Image.fromarray(gray), "PNG", icc_profile=linear_gray))
+    assert ph.rgb.shape == (1, 16, 3) and ph.source_space != "sRGB"
+    assert ph.rgb[0, 8, 0] > gray[0, 8] + 40  # linear gray 136 is much lighter in sRGB
+
+
+def test_broken_icc_warns_and_is_dropped(tmp_path):
+    rgb = smooth(5, 5)
+    src = encode(Image.fromarray(rgb), "PNG", icc_profile=b"not a profile" * 20)
+    with pytest.warns(UserWarning, match="ICC profile"):
+        ph = load_photo(src)
+    assert ph.icc_profile is None and ph.source_space == "sRGB" and np.array_equal(ph.rgb, rgb)
+    save_photo(ph, ph.rgb, tmp_path / "o.png")
+    assert "icc_profile" not in Image.open(tmp_path / "o.png").info
+
+
+# ----------------------------------------------------------------------------- channels and modes
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "L", "P", "PT", "1"])
+def test_alpha_gray_palette(tmp_path, rng, mode):
+    base = Image.fromarray(rng.integers(0, 256, (6, 5, 4), dtype=np.uint8))
+    im = base.convert("RGB").quantize(8) if mode in ("P", "PT") else base.convert(mode)
+    data = encode(im, "PNG", **({"transparency": 2} if mode == "PT" else {}))
+    decoded = Image.open(io.BytesIO(data))  # reference: Pillow's decode of the same file
+    want = np.asarray(decoded.convert("RGBA" if mode in ("RGBA", "LA", "PT") else "RGB"))
+    ph = load_photo(data)
+    assert ph.rgb.dtype == np.uint8 and np.array_equal(ph.rgb, want[..., :3])
+    if want.shape[2] == 4:
+        assert np.array_equal(ph.alpha, want[..., 3])
+        save_photo(ph, ph.rgb, tmp_path / "a.webp", quality=100)
+        save_photo(ph, ph.rgb, tmp_path / "a.tif")
+        assert np.array_equal(load_photo(tmp_path / "a.tif").alpha, want[..., 3])
+        assert np.abs(load_photo(tmp_path / "a.webp").alpha.astype(int) - want[..., 3]).max() <= 2
+    else:
+        assert ph.alpha is None
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
+def test_cmyk_refused(tmp_path, fmt):
+    path = tmp_path / f"c{EXT[fmt]}"
+    Image.fromarray(smooth()).convert("CMYK").save(path, fmt)
+    with pytest.raises(ImageError, match=r"c\.\w+: CMYK images are not supported; convert to RGB first"):
+        load_photo(path)
+
+
+def test_animated_refused(tmp_path):
+    frames = [Image.new("RGB", (4, 4), c) for c in ("red", "blue")]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    with pytest.raises(ImageError, match="a.gif: animated"):
+        load_photo(tmp_path / "a.gif")
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def _bad_inputs():
+    jpeg = encode(Image.fromarray(smooth(64, 64)), "JPEG")
+    png = encode(Image.fromarray(smooth(64, 64)), "PNG")
+    corrupt = bytearray(png)
+    corrupt[70:90] = bytes(20)
+    return {"empty.jpg": b"", "text.jpg": b"hello, not a picture\n" * 3, "half.jpg": jpeg[: len(jpeg) // 2],
+            "half.png": png[: len(png) // 2], "corrupt.png": bytes(corrupt), "junk.tif": b"II*\0" + bytes(40),
+            "zero.png": png_with_ihdr(0, 5), "bomb.png": png_with_ihdr(100_000, 100_000),
+            "junk.webp": b"RIFF\x10\0\0\0WEBPVP8 " + bytes(8)}
+
+
+@pytest.mark.parametrize("fname", list(_bad_inputs()))
+def test_bad_input_is_one_line_image_error(tmp_path, fname):
+    path = tmp_path / fname
+    path.write_bytes(_bad_inputs()[fname])
+    with pytest.raises(ImageError) as err:
+        load_photo(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: ") and "\n" not in msg and "<_io" not in msg
+    if fname == "bomb.png":
+        assert "too large" in msg
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG16", "TIFF", "WEBP"])
+def test_pixel_limit_checked_before_decoding(monkeypatch, fmt):
+    rgb = smooth(20, 30, np.uint16 if fmt == "PNG16" else np.uint8)
+    out = io.BytesIO()
+    save_photo(Photo(rgb), rgb, out, fmt=fmt.replace("16", ""))
+
+    def decoded(*a, **k):
+        raise AssertionError("decoder ran")
+    for mod, attr in ((imagecodecs, "png_decode"), (imagecodecs, "jpeg8_decode"),
+                      (tifffile.TiffPage, "asarray"), (ImageFile.ImageFile, "load")):
+        monkeypatch.setattr(mod, attr, decoded)
+    with pytest.raises(ImageError, match=r"^<stdin>: image too large: 30x20 .*CSR_MAX_PIXELS"):
+        load_photo(out.getvalue(), max_pixels=599)
+
+
+def test_missing_file_and_streams(tmp_path):
+    with pytest.raises(ImageError, match="nope.png: no such file"):
+        load_photo(tmp_path / "nope.png")
+    rgb = smooth(4, 4)
+    buf = io.BytesIO()
+    save_photo(Photo(rgb, format="PNG"), rgb, buf)  # stream: format from the photo
+    ph = load_photo(io.BytesIO(buf.getvalue()))
+    assert ph.name == "<stdin>" and np.array_equal(ph.rgb, rgb)
+    with pytest.raises(ImageError, match="cannot write BMP"):
+        save_photo(Photo(rgb, format="BMP"), rgb, io.BytesIO())
+
+
+# ----------------------------------------------------------------------------- atomic saving
+
+def test_failed_save_leaves_nothing(tmp_path, monkeypatch):
+    rgb = smooth(8, 8)
+    dest = tmp_path / "out.png"
+
+    def broken_encoder(*a):
+        raise RuntimeError("encoder exploded")
+    monkeypatch.setitem(iio._ENCODERS, "PNG", broken_encoder)
+    with pytest.raises(ImageError, match="out.png: cannot encode PNG"):
+        save_photo(Photo(rgb), rgb, dest)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+
+    dest.write_bytes(b"old")
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(fsutil.os, "fsync", disk_full)  # fails after the data was written
+    with pytest.raises(ImageError, match="out.png: cannot write .No space left"):
+        save_photo(Photo(rgb), rgb, dest)
+    assert list(tmp_path.iterdir()) == [dest] and dest.read_bytes() == b"old"
+    monkeypatch.undo()
+    with pytest.raises(ImageError, match="cannot write"):
+        save_photo(Photo(rgb), rgb, tmp_path / "missing" / "o.png")

@@ -1,0 +1,212 @@
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from csr_core.errors import PairsError
+from csr_core.metrics import psnr
+from csr_core.pairs import Pair, discover_pairs, is_fivek_test_id, load_pair
+
+
+def _img(path: Path, w=8, h=6, value=128, mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(abs(hash(path.name)) % 2**32)
+    arr = np.clip(value + rng.integers(-20, 21, (h, w, 3)), 0, 255).astype(np.uint8)
+    im = Image.fromarray(arr)
+    (im.convert("RGBA") if mode == "RGBA" else im).save(path)
+    return path
+
+
+def _touch(root: Path, *names):
+    for n in names:
+        p = root / n
+        if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"):
+            _img(p)
+        else:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text("x")
+
+
+def _names(pairs):
+    return [p.name for p in pairs]
+
+
+def test_before_after_layout(tmp_path):
+    _touch(tmp_path, "before/b.JPG", "after/b.png", "before/a.png", "after/a.tif",
+           "before/lonely.png", "after/orphan.webp", "before/raw.CR2", "before/notes.txt",
+           "before/.DS_Store")
+    pairs, problems = discover_pairs(tmp_path)
+    assert _names(pairs) == ["a", "b"]
+    assert pairs[1].before.name == "b.JPG" and pairs[1].after.name == "b.png"
+    text = "\n".join(problems)
+    assert "before/lonely.png: no matching file in after/" in text
+    assert "after/orphan.webp: no matching file in before/" in text
+    assert "before/raw.CR2: unsupported file type" in text
+    assert ".DS_Store" not in text and "notes.txt" not in text and len(problems) == 3
+
+
+def test_ambiguous_duplicates(tmp_path):
+    _touch(tmp_path, "before/x.png", "before/x.jpg", "after/x.png", "before/y.png", "after/y.png")
+    pairs, problems = discover_pairs(tmp_path)
+    assert _names(pairs) == ["y"]
+    assert len(problems) == 1 and "before/x.jpg" in problems[0] and "before/x.png" in problems[0]
+
+
+def test_flat_layout(tmp_path):
+    _touch(tmp_path, "p1_input.png", "p1_target.png", "p2_before.jpg", "p2_AFTER.jpg",
+           "p3_input.png", "random.png")
+    pairs, problems = discover_pairs(tmp_path)
+    assert _names(pairs) == ["p1", "p2"]
+    assert pairs[0].before.name == "p1_input.png" and pairs[0].after.name == "p1_target.png"
+    assert "p3_input.png: no matching X_target/X_after file" in problems
+    assert any(p.startswith("random.png: not named") for p in problems)
+
+
+def test_fivek_layout_and_id_matching(tmp_path):
+    _touch(tmp_path, "input/a0001-IMG_1234.tif", "input/a0002.png", "expertC/a0001.tif",
+           "expertC/a0002-DSC_9.jpg", "input/a0003.png")
+    pairs, problems = discover_pairs(tmp_path)
+    assert _names(pairs) == ["a0001", "a0002"]
+    assert pairs[0].before.name == "a0001-IMG_1234.tif"
+    assert problems == ["input/a0003.png: no matching file in expertC/"]
+
+
+@pytest.mark.parametrize("folder", ["expertC", "expert_c", "ExpertC", "C", "c"])
+def test_fivek_expert_folder_names(tmp_path, folder):
+    _touch(tmp_path, "Input/a0001.png", f"{folder}/a0001.png")
+    pairs, _ = discover_pairs(tmp_path)
+    assert pairs[0].after.parent.name == folder
+
+
+def test_fivek_several_experts(tmp_path):
+    _touch(tmp_path, "original/a0001.png", "expertA/a0001.png", "expertC/a0001-x.png")
+    with pytest.raises(PairsError, match="expertA, expertC"):
+        discover_pairs(tmp_path)
+    for choice in ("C", "c", "expertC", "expert_c"):
+        pairs, _ = discover_pairs(tmp_path, expert=choice)
+        assert pairs[0].after.name == "a0001-x.png"
+    with pytest.raises(PairsError, match="expert 'E'.*expertA, expertC"):
+        discover_pairs(tmp_path, expert="E")
+
+
+def test_fivek_test_split_excluded(tmp_path):
+    assert is_fivek_test_id("a4501") and is_fivek_test_id("a5000-IMG_1") and is_fivek_test_id("A4700")
+    assert not is_fivek_test_id("a4500") and not is_fivek_test_id("a5001") and not is_fivek_test_id("a45010")
+    _touch(tmp_path, "input/a4501.png", "expertC/a4501.png", "input/a0100.png", "expertC/a0100.png",
+           "a4999_input.png")
+    pairs, problems = discover_pairs(tmp_path)
+    assert _names(pairs) == ["a0100"]
+    assert len(problems) == 1 and "input/a4501.png" in problems[0] and "test split" in problems[0]
+    flat = tmp_path / "flat"
+    _touch(flat, "a4999_input.png", "a4999_target.png")
+    with pytest.raises(PairsError, match="no image pairs found.*test split"):
+        discover_pairs(flat)
+
+
+def test_no_pairs_and_not_a_folder(tmp_path):
+    with pytest.raises(PairsError, match="no image pairs found.*before/ \\+ after/.*X_input.*FiveK"):
+        discover_pairs(tmp_path)
+    with pytest.raises(PairsError, match="not a folder"):
+        discover_pairs(tmp_path / "nope")
+    f = _img(tmp_path / "f.png")
+    with pytest.raises(PairsError, match="not a folder"):
+        discover_pairs(f)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(
+    st.sampled_from(["", "before/", "after/", "input/", "expertA/", "C/", "expert_c/", "Input/"]),
+    st.sampled_from(["a0001", "a4600", "x", "X", "a0001-IMG", "img 2", "_", "a", "A0001"]),
+    st.sampled_from(["", "_input", "_target", "_before", "_AFTER", "-x"]),
+    st.sampled_from([".png", ".JPG", ".jpeg", ".tif", ".txt", "", ".webp"]),
+), max_size=12), st.sampled_from([None, "C", "a", "zz"]))
+def test_discover_only_raises_pairs_error(entries, expert):
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        for folder, stem, role, ext in entries:
+            p = root / f"{folder}{stem}{role}{ext}"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(b"")
+        try:
+            pairs, problems = discover_pairs(root, expert=expert)
+        except PairsError as e:
+            assert str(e) and "\n" not in str(e)
+            return
+        assert pairs == sorted(pairs, key=lambda p: p.name)
+        assert all(isinstance(s, str) and "\n" not in s for s in problems)
+        assert not any(is_fivek_test_id(p.name) for p in pairs)
+
+
+def test_load_pair_basic_rgba_and_max_side(tmp_path):
+    b = _img(tmp_path / "b.png", w=40, h=30, value=60, mode="RGBA")
+    a = _img(tmp_path / "a.png", w=40, h=30, value=200)
+    before, after, warnings = load_pair(Pair("p", b, a))
+    assert before.shape == after.shape == (30, 40, 3) and before.dtype == np.float32
+    assert warnings == [] and 0 <= before.min() and after.max() <= 1
+    assert np.array_equal(np.round(before * 255).astype(np.uint8), np.asarray(Image.open(b).convert("RGB")))
+    before, after, _ = load_pair(Pair("p", b, a), max_side=20)
+    assert before.shape == after.shape == (15, 20, 3)
+    assert abs(before.mean() - 60 / 255) < 0.02
+    before, _, _ = load_pair(Pair("p", b, a), max_side=100)
+    assert before.shape == (30, 40, 3)
+
+
+@pytest.mark.parametrize("after_size", [(200, 100), (196, 99), (204, 102)])
+def test_load_pair_resizes_close_sizes(tmp_path, after_size):
+    b = _img(tmp_path / "b.png", w=200, h=100)
+    a = _img(tmp_path / "a.png", w=after_size[0], h=after_size[1])
+    before, after, warnings = load_pair(Pair("pic", b, a))
+    assert after.shape == before.shape == (100, 200, 3) and after.dtype == np.float32
+    if after_size == (200, 100):
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and "pic" in warnings[0] and f"{after_size[0]}x{after_size[1]}" in warnings[0]
+
+
+def test_load_pair_16bit_precision(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    ramp = np.tile(np.arange(0, 65536, 256, dtype=np.uint16)[None, :, None] + 3, (4, 1, 3))
+    tifffile.imwrite(tmp_path / "b.tif", ramp)
+    tifffile.imwrite(tmp_path / "a.tif", ramp[:, :250])  # a 2% crop: resized on the float data
+    before, after, warnings = load_pair(Pair("deep", tmp_path / "b.tif", tmp_path / "a.tif"))
+    np.testing.assert_allclose(before, ramp / 65535.0, atol=1e-7)
+    assert after.shape == before.shape and len(warnings) == 1
+    assert np.unique(np.round(after * 65535)).size > 200  # not squeezed through 8 bit
+
+
+def test_load_pair_rejects_different_sizes(tmp_path):
+    b = _img(tmp_path / "b.png", w=200, h=100)
+    a = _img(tmp_path / "a.png", w=100, h=100)
+    with pytest.raises(PairsError, match="pic.*200x100.*100x100"):
+        load_pair(Pair("pic", b, a))
+
+
+def test_load_pair_unreadable(tmp_path):
+    b = _img(tmp_path / "b.png")
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(PairsError, match="broken.png"):
+        load_pair(Pair("p", b, bad))
+    with pytest.raises(PairsError, match="missing.png"):
+        load_pair(Pair("p", tmp_path / "missing.png", b))
+
+
+@pytest.fixture
+def fivek_dev(shared_dir):
+    d = Path(shared_dir) / "data" / "fivek-c-dev"
+    if not d.is_dir():
+        pytest.skip("shared FiveK dev pairs not available")
+    return d
+
+
+def test_shared_fivek_dev_pairs(fivek_dev):
+    pairs, problems = discover_pairs(fivek_dev)
+    assert len(pairs) == 13 and problems == []
+    pair = next(p for p in pairs if p.name == "a0212")
+    before, after, warnings = load_pair(pair)
+    assert warnings == []
+    assert psnr(before, after) == pytest.approx(22.53, abs=0.05)

@@ -1,0 +1,162 @@
+"""The style registry: names, provenance, sha256 checks, condition styles, mixing, import."""
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from csr_core.errors import StyleError
+from csr_core.inference import retouch_array
+from csr_core.model import CSRNet
+from csr_core.registry import Registry, parse_spec, validate_name
+
+
+def _perturbed(model: CSRNet, seed: int) -> CSRNet:
+    """A copy of ``model`` whose condition net + GFM differ (a fake fine-tune)."""
+    out = CSRNet()
+    out.load_state_dict(model.state_dict())
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in out.named_parameters():
+            if name.startswith("cond_"):
+                p.add_(0.2 * torch.randn(p.shape, generator=g))
+    return out
+
+
+@pytest.mark.parametrize("bad", ["", "../../x", "a/b", "a\\b", ".hidden", "CON", "nul", "lpt1", "x" * 65, "a b", "é"])
+def test_bad_names_refused(bad):
+    with pytest.raises(StyleError, match="invalid style name"):
+        validate_name(bad)
+
+
+def test_builtin_listed_and_loaded(toy_registry):
+    assert toy_registry.names() == ["auto"]
+    assert isinstance(toy_registry.model("auto"), CSRNet)
+
+
+def test_unknown_name_suggests(toy_registry):
+    with pytest.raises(StyleError, match=r"unknown style 'autp'; did you mean 'auto'"):
+        toy_registry.get("autp")
+
+
+def test_expert_names_explain_how_to_create(toy_registry):
+    with pytest.raises(StyleError, match=r"FiveK expert B.*csr finetune --pairs .* --expert B --name B"):
+        toy_registry.get("B")
+
+
+def test_tampered_weights_refused(toy_registry):
+    path = toy_registry.get("auto").path
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(StyleError, match="sha256"):
+        Registry(toy_registry.builtin_path, toy_registry.user_path).model("auto")
+
+
+def test_damaged_manifest_is_one_clear_error(toy_registry):
+    (toy_registry.builtin_path / "manifest.json").write_text('{"styles": {"auto": ')
+    with pytest.raises(StyleError, match="manifest is damaged"):
+        toy_registry.names()
+
+
+def test_user_style_cannot_shadow_builtin(toy_registry):
+    for name in ("auto", "AUTO"):
+        with pytest.raises(StyleError, match="built-in"):
+            toy_registry.save_style(name, CSRNet(), {})
+
+
+def test_condition_style_stores_only_condition_part_and_base_ref(toy_registry):
+    base = toy_registry.get("auto")
+    tuned = _perturbed(toy_registry.model("auto"), 1)
+    style = toy_registry.save_style("mine", tuned, {"description": "t"}, base=base)
+    from safetensors.torch import load_file
+
+    keys = load_file(str(style.path)).keys()
+    assert keys and all(k.startswith("cond_") for k in keys)
+    card = json.loads((toy_registry.user_path / "mine.json").read_text())
+    assert card["base"] == {"name": "auto", "sha256": base.sha256} and card["kind"] == "condition"
+    fresh = Registry(toy_registry.builtin_path, toy_registry.user_path)
+    loaded = fresh.model("mine")
+    for k, v in tuned.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v)
+    with pytest.raises(StyleError, match="already exists"):
+        fresh.save_style("mine", tuned, {}, base=base)
+
+
+def test_missing_base_is_reported(toy_registry, tmp_path):
+    toy_registry.save_style("mine", _perturbed(toy_registry.model("auto"), 1), {}, base=toy_registry.get("auto"))
+    other = tmp_path / "other"
+    from conftest import write_builtin
+
+    write_builtin(other, "auto", seed=5)
+    with pytest.raises(StyleError, match="fine-tuned from base 'auto'.*not installed"):
+        Registry(other, toy_registry.user_path).model("mine")
+
+
+def test_mix_weights_one_zero_equal_pure_style(toy_registry, rng):
+    toy_registry.save_style("mine", _perturbed(toy_registry.model("auto"), 2), {}, base=toy_registry.get("auto"))
+    img = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    pure = retouch_array(img, toy_registry.look("mine"))
+    assert np.array_equal(retouch_array(img, toy_registry.look("mine:1,auto:0")), pure)
+    half = retouch_array(img, toy_registry.look("mine:0.5,auto:0.5")).astype(int)
+    other = retouch_array(img, toy_registry.look("auto")).astype(int)
+    assert not np.array_equal(half, pure) and not np.array_equal(half, other)
+
+
+def test_mix_needs_shared_base(toy_registry):
+    toy_registry.save_style("full2", CSRNet(), {})
+    with pytest.raises(StyleError, match="do not share a base"):
+        toy_registry.look("auto:0.5,full2:0.5")
+
+
+@pytest.mark.parametrize("spec", ["auto:x", "auto:-1", "auto:0", "auto:inf"])
+def test_bad_mix_specs(spec):
+    with pytest.raises(StyleError, match="bad style mix"):
+        parse_spec(spec)
+
+
+def test_parse_spec_normalises():
+    assert parse_spec("C:3,auto:1") == [("C", 0.75), ("auto", 0.25)]
+
+
+def test_remove_user_style_only(toy_registry):
+    toy_registry.save_style("mine", CSRNet(), {})
+    toy_registry.remove("mine")
+    assert toy_registry.names() == ["auto"]
+    with pytest.raises(StyleError, match="built in"):
+        toy_registry.remove("auto")
+
+
+def test_half_written_user_files_are_ignored(toy_registry):
+    toy_registry.user_path.mkdir(parents=True)
+    (toy_registry.user_path / "broken.json").write_text('{"sha')
+    (toy_registry.user_path / ".x.safetensors.part").write_bytes(b"junk")
+    assert toy_registry.names() == ["auto"]
+
+
+def test_import_checkpoint_roundtrip(toy_registry, tmp_path):
+    model = CSRNet()
+    torch.save(model.state_dict(), tmp_path / "ok.pth")
+    style = toy_registry.import_checkpoint(tmp_path / "ok.pth", "imported")
+    assert style.card["source"]["file"] == "ok.pth"
+    assert torch.equal(toy_registry.model("imported").conv1.weight, model.conv1.weight)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_import_refuses_pickle_payload(toy_registry, tmp_path):
+    with open(tmp_path / "evil.pth", "wb") as fh:
+        pickle.dump({"x": _Evil()}, fh)
+    with pytest.raises(StyleError, match="not a plain PyTorch state_dict"):
+        toy_registry.import_checkpoint(tmp_path / "evil.pth", "evil")
+    assert "evil" not in toy_registry.names()
+
+
+def test_import_refuses_wrong_architecture(toy_registry, tmp_path):
+    torch.save({"w": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(StyleError, match="not a CSRNet"):
+        toy_registry.import_checkpoint(tmp_path / "other.pth", "other")

@@ -1,0 +1,1 @@
+"""Built-in style weights (safetensors) and their manifest, installed as ``csr_core.weights``."""
