@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import warnings
 
 import click
 
@@ -28,8 +30,25 @@ def handle_errors(fn):
             fail(str(exc))
         except KeyboardInterrupt:
             fail("interrupted", EXIT_INTERRUPTED)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # a bug, not a user error: still one line unless CSR_DEBUG=1
+            if os.environ.get("CSR_DEBUG") == "1":
+                raise
+            fail(f"unexpected error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                 "rerun with CSR_DEBUG=1 for details")
 
     return wrapper
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    click.echo(f"csr: warning: {message}", err=True)
+
+
+def quiet_warnings() -> None:
+    """Show Python warnings as one ``csr: warning:`` line each (no source paths)."""
+    if os.environ.get("CSR_DEBUG") != "1":
+        warnings.showwarning = _show_warning
 
 
 def registry():

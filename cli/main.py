@@ -7,8 +7,10 @@ import click
 
 from csr_core import __version__
 
+from .common import quiet_warnings
+
 #: One module per command in this package, each defining ``command`` (a click command or group).
-COMMANDS = ("retouch", "styles", "train", "app", "gimp", "finetune", "eval")
+COMMANDS = ("retouch", "styles", "train", "app", "gimp", "finetune", "eval", "export_lut")
 
 EPILOG = """\b
 Examples:
@@ -30,6 +32,7 @@ for _name in COMMANDS:
 
 
 def main() -> None:
+    quiet_warnings()
     cli(prog_name="csr")
 
 

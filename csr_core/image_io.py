@@ -53,6 +53,7 @@ Image.MAX_IMAGE_PIXELS = None  # replaced by our own max_pixels check, done befo
 # tifffile logs damaged-file details that would reach stderr through logging's last resort handler;
 # our ImageError already says it (configured logging still receives them)
 logging.getLogger("tifffile").addHandler(logging.NullHandler())
+logging.getLogger("imagecodecs").addHandler(logging.NullHandler())  # libpng's "PNG warning: ..." lines
 
 
 def _env_max_pixels(default: int = 200_000_000) -> int:
@@ -334,6 +335,12 @@ def _read_tiff(data: bytes, max_pixels: int) -> _Decoded:
             raise _Bad("TIFF file contains no image")
         page = tif.pages.first
         _check_size(page.imagewidth, page.imagelength, max_pixels)
+        # the decoder allocates whole tiles and every sample: a tiny image can declare huge ones
+        if page.is_tiled:
+            _check_size(page.tilewidth, page.tilelength * max(page.tiledepth, 1), max_pixels)
+        if page.imagewidth * page.imagelength * page.samplesperpixel > 4 * max_pixels:
+            raise _Bad(f"image too large: {page.imagewidth}x{page.imagelength} with {page.samplesperpixel} "
+                       "samples per pixel")
         pm = page.photometric
         if pm == ph.SEPARATED:
             raise _Bad(_CMYK)
@@ -732,4 +739,5 @@ _ENCODERS = {"JPEG": _encode_jpeg, "PNG": _encode_png, "TIFF": _encode_tiff, "WE
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
+    text = "".join(c if c.isprintable() else "?" for c in text)  # file bytes may hold terminal escapes
     return re.sub(r"<_?io\.\w+ object at 0x[0-9a-fA-F]+>", "data", text)[:300]

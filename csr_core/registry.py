@@ -59,6 +59,33 @@ def validate_name(name: str) -> str:
     return name
 
 
+def check_card(card: object, where: str) -> dict:
+    """A style card's required fields and types; StyleError naming ``where`` otherwise."""
+    def bad(why: str):
+        raise StyleError(f"{where}: invalid style card ({why})")
+
+    if not isinstance(card, dict):
+        bad("not a JSON object")
+    file = card.get("file")
+    if not isinstance(file, str) or Path(file).name != file or not file.endswith(".safetensors"):
+        bad("'file' must be a plain .safetensors file name")
+    if not isinstance(card.get("sha256"), str) or not re.fullmatch(r"[0-9a-f]{64}", card["sha256"]):
+        bad("'sha256' must be 64 hex digits")
+    if card.get("kind", "full") not in ("full", "condition"):
+        bad("'kind' must be 'full' or 'condition'")
+    size = card.get("cond_size")
+    if not isinstance(size, int) or isinstance(size, bool) or not 32 <= size <= 4096:
+        bad("'cond_size' must be an integer from 32 to 4096")
+    base = card.get("base")
+    if card.get("kind") == "condition" and not (
+            isinstance(base, dict) and isinstance(base.get("name"), str) and isinstance(base.get("sha256"), str)):
+        bad("a condition style needs 'base' with 'name' and 'sha256'")
+    for key in ("scores", "training"):
+        if key in card and not isinstance(card[key], dict):
+            bad(f"'{key}' must be an object")
+    return card
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -130,10 +157,15 @@ class Registry:
         if not manifest.exists():
             return {}
         try:
-            data = json.loads(manifest.read_text("utf-8"))
-            return {n: Style(n, c, self.builtin_path / c["file"], True) for n, c in data["styles"].items()}
+            styles = json.loads(manifest.read_text("utf-8"))["styles"]
+            items = list(styles.items())
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StyleError(f"{manifest}: built-in style manifest is damaged ({exc})") from None
+        out = {}
+        for name, card in items:
+            card = check_card(card, f"{manifest} style {name!r}")
+            out[validate_name(name)] = Style(name, card, self.builtin_path / card["file"], True)
+        return out
 
     def _user_styles(self) -> dict[str, Style]:
         out = {}
@@ -143,12 +175,10 @@ class Registry:
             name = card_path.stem
             try:
                 validate_name(name)
-                card = json.loads(card_path.read_text("utf-8"))
-                if not isinstance(card, dict) or not isinstance(card.get("sha256"), str):
-                    continue  # not a style card: ignore rather than break every listing
-                out[name] = Style(name, card, self.user_path / f"{name}.safetensors", False)
+                card = check_card(json.loads(card_path.read_text("utf-8")), str(card_path))
+                out[name] = Style(name, card, self.user_path / card["file"], False)
             except (StyleError, ValueError, OSError):
-                continue
+                continue  # a damaged or foreign card: skipped rather than breaking every listing
         return out
 
     def styles(self) -> list[Style]:
@@ -247,17 +277,25 @@ class Registry:
         if base is not None:
             state = condition_state(state)
         blob = save(state, metadata={"name": name, "architecture": ARCHITECTURE})
+        digest = hashlib.sha256(blob).hexdigest()
         card = dict(card, architecture=ARCHITECTURE, kind="condition" if base else "full",
-                    file=f"{name}.safetensors", sha256=hashlib.sha256(blob).hexdigest())
+                    file=f"{name}.{digest[:12]}.safetensors", sha256=digest)
         card.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
         card.setdefault("cond_size", 256)
         if base is not None:
             card["base"] = {"name": base.name, "sha256": base.base_sha256}
+        old = next((st for n, st in self._user_styles().items() if n.lower() == name.lower()), None)
         self.user_path.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(self.user_path / f"{name}.safetensors", blob)
-        with atomic_write(self.user_path / f"{name}.json", "w") as fh:
+        write_bytes_atomic(self.user_path / card["file"], blob)  # a new name: the old style stays intact
+        with atomic_write(self.user_path / f"{name}.json", "w") as fh:  # the commit point
             json.dump(card, fh, indent=2)
-        return Style(name, card, self.user_path / f"{name}.safetensors", False)
+        if old is not None:
+            if old.name != name:
+                (self.user_path / f"{old.name}.json").unlink(missing_ok=True)
+            if old.path.name != card["file"]:
+                old.path.unlink(missing_ok=True)
+            self._models.pop(old.sha256, None)
+        return Style(name, card, self.user_path / card["file"], False)
 
     def remove(self, name: str) -> None:
         """Delete a user style (built-ins cannot be removed)."""

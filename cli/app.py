@@ -1,0 +1,41 @@
+"""``csr app``: the web app (Gradio) on the shared style registry."""
+from __future__ import annotations
+
+import click
+
+from .common import fail, handle_errors
+
+EXAMPLES = """\b
+Examples:
+  csr app                                  # http://127.0.0.1:7860, this machine only
+  csr app --port 8080 --max-mb 50
+  csr app --host 0.0.0.0                   # reachable from your network (no login: trusted networks only)
+"""
+
+
+@click.command("app", epilog=EXAMPLES)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True, help="0 = any free port.")
+@click.option("--share", is_flag=True, help="Also publish a temporary public gradio.live link (off by default).")
+@click.option("--max-mb", type=click.FloatRange(min=0.01), help="Largest upload in MB [env CSR_APP_MAX_MB; 100].")
+@click.option("--max-pixels", type=click.IntRange(min=1), help="Largest photo in pixels [env CSR_APP_MAX_PIXELS; 50e6].")
+@click.option("--concurrency", type=click.IntRange(min=1), help="Retouch requests at once [env CSR_APP_CONCURRENCY; 2].")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "mps", "auto"]), default="cpu", show_default=True)
+@handle_errors
+def command(host, port, share, max_mb, max_pixels, concurrency, device):
+    """Start the web app: retouch photos, teach a style from your pairs, manage styles."""
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        fail("the web app needs Gradio; install the extra: pip install 'csr[app]'")
+    from csr_core.inference import resolve_device
+    from plugins.gradio_app.app import build_app, launch
+    from plugins.gradio_app.service import Limits
+
+    resolve_device(device)
+    limits = Limits.from_env(max_mb=max_mb, max_pixels=max_pixels, concurrency=concurrency)
+    demo = build_app(limits=limits, device=device)
+    try:
+        launch(demo, host=host, port=port or None, share=share)
+    except OSError as exc:  # port taken, address not ours, ...
+        fail(f"cannot serve on {host}:{port}: {str(exc).split('. ')[0]}")

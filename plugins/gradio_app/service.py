@@ -1,0 +1,232 @@
+"""What the web app does, without any Gradio: limits, previews, full-size renders, the style table.
+
+Everything here raises ``CsrError`` subclasses with one line; ``app.py`` turns them into ``gr.Error``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from csr_core.errors import CsrError, ImageError, StyleError
+from csr_core.image_io import SUPPORTED_EXTENSIONS, from_float, load_photo, to_float
+from csr_core.inference import MAX_STRENGTH
+from csr_core.pipeline import retouch, retouch_file
+from csr_core.registry import Registry
+
+NO_MIX = "(none)"
+_OUT_EXT = {".jpg": ".jpg", ".jpeg": ".jpeg", ".jpe": ".jpg", ".png": ".png", ".tif": ".tif",
+            ".tiff": ".tiff", ".webp": ".webp"}  # .bmp / .gif come back as PNG
+
+
+def _env_number(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name, "") or default)
+    except ValueError:
+        raise CsrError(f"environment variable {name}={os.environ[name]!r} is not a number") from None
+    if not value > 0:
+        raise CsrError(f"environment variable {name} must be > 0")
+    return value
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on what one request may ask for (CLI flags, else CSR_APP_* environment variables)."""
+
+    max_mb: float = 100.0             # per uploaded file (Gradio's max_file_size, re-checked here)
+    max_pixels: int = 50_000_000      # per photo, checked from the header before decoding
+    preview_side: int = 1024          # long side of the interactive preview
+    max_files: int = 400              # files in one teaching upload (zip members included)
+    max_unzipped_mb: float = 2048.0   # total extracted from teaching zips
+    concurrency: int = 2              # retouch requests running at once
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Limits":
+        env = dict(max_mb=_env_number("CSR_APP_MAX_MB", cls.max_mb),
+                   max_pixels=int(_env_number("CSR_APP_MAX_PIXELS", cls.max_pixels)),
+                   preview_side=int(_env_number("CSR_APP_PREVIEW_SIDE", cls.preview_side)),
+                   concurrency=int(_env_number("CSR_APP_CONCURRENCY", cls.concurrency)))
+        return cls(**{**env, **{k: v for k, v in overrides.items() if v is not None}})
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_mb * 1024 * 1024)
+
+
+def check_upload(path: str | os.PathLike, limits: Limits) -> Path:
+    """An uploaded file that exists, has a supported extension and fits the size cap."""
+    path = Path(path)
+    if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+        raise ImageError(f"{path.name}: unsupported file type; upload {', '.join(SUPPORTED_EXTENSIONS)}")
+    try:
+        size = path.stat().st_size
+    except OSError:
+        raise ImageError(f"{path.name}: upload is missing; upload it again") from None
+    if size > limits.max_bytes:
+        raise ImageError(f"{path.name}: file is {size / 2**20:.1f} MB; the limit is {limits.max_mb:g} MB")
+    return path
+
+
+def check_pixels(path: Path, limits: Limits) -> tuple[int, int]:
+    """(width, height) from the file header; ImageError if over the pixel cap (nothing is decoded)."""
+    from PIL import Image
+
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages.first
+                w, h = page.imagewidth, page.imagelength
+        else:
+            with Image.open(path) as im:
+                w, h = im.size
+    except Exception:
+        raise ImageError(f"{path.name}: not a supported image (unrecognised format or corrupt data)") from None
+    if w * h > limits.max_pixels:
+        raise ImageError(f"{path.name}: {w}x{h} is {w * h / 1e6:.3g} MP; the limit is {limits.max_pixels / 1e6:.3g} MP")
+    return w, h
+
+
+def style_spec(style: str | None, mix: str | None = None, weight: float = 0.0) -> str:
+    """The registry spec for a style optionally mixed with a second one ('C:0.7,auto:0.3')."""
+    if not style:
+        raise StyleError("choose a style")
+    if not mix or mix == NO_MIX or weight <= 0:
+        return style
+    if weight >= 1:
+        return mix
+    return f"{style}:{1 - weight:.4f},{mix}:{weight:.4f}"
+
+
+def check_strength(strength: float) -> float:
+    strength = float(strength)
+    if not 0 <= strength <= MAX_STRENGTH:
+        raise CsrError(f"strength must be between 0 and {MAX_STRENGTH:g}, got {strength:g}")
+    return strength
+
+
+@dataclass
+class Loaded:
+    """One session's photo: the downscaled float copy the previews are computed on."""
+
+    key: tuple
+    name: str
+    size: tuple[int, int]         # full (width, height)
+    preview: np.ndarray           # float32 HxWx3, long side <= preview_side
+    before: np.ndarray            # uint8 copy of ``preview`` for display
+
+
+def downscale(rgb: np.ndarray, side: int) -> np.ndarray:
+    """float32 copy with long side <= ``side`` (area averaging)."""
+    import cv2
+
+    x = to_float(rgb)
+    h, w = x.shape[:2]
+    s = side / max(h, w)
+    if s >= 1:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return np.clip(cv2.resize(x, size, interpolation=cv2.INTER_AREA), 0, 1)
+
+
+class Service:
+    """The app's operations on one registry, within ``limits``."""
+
+    def __init__(self, registry: Registry, limits: Limits, device: str = "cpu"):
+        self.registry, self.limits, self.device = registry, limits, device
+        self._tmp = tempfile.TemporaryDirectory(prefix="csr-app-")  # removed at exit at the latest
+        self.out_dir = Path(self._tmp.name)
+
+    # -- retouching --------------------------------------------------------------------------
+    def load(self, path: str, cached: Loaded | None = None) -> Loaded:
+        """The photo's preview copy, reusing ``cached`` when it is the same upload."""
+        p = check_upload(path, self.limits)
+        st = p.stat()
+        key = (str(p), st.st_size, st.st_mtime_ns, self.limits.preview_side)
+        if cached is not None and cached.key == key:
+            return cached
+        check_pixels(p, self.limits)
+        photo = load_photo(p, max_pixels=self.limits.max_pixels, name=p.name)
+        small = downscale(photo.rgb, self.limits.preview_side)
+        h, w = photo.rgb.shape[:2]
+        return Loaded(key, p.name, (w, h), small, from_float(small, np.uint8))
+
+    def preview(self, loaded: Loaded, spec: str, strength: float) -> np.ndarray:
+        """The retouched preview (uint8) of a loaded photo."""
+        look = self.registry.look(spec)
+        out = retouch(loaded.preview, look, check_strength(strength), self.device)
+        return from_float(out, np.uint8)
+
+    def render(self, path: str, spec: str, strength: float, quality: int = 95) -> Path:
+        """The full-resolution result, written by ``retouch_file`` exactly as the CLI would."""
+        src = check_upload(path, self.limits)
+        check_pixels(src, self.limits)
+        look = self.registry.look(spec)
+        self._prune()
+        dest_dir = Path(tempfile.mkdtemp(dir=self.out_dir))
+        dest = dest_dir / f"{src.stem}_retouched{_OUT_EXT.get(src.suffix.lower(), '.png')}"
+        retouch_file(src, dest, style=look, strength=check_strength(strength), quality=quality,
+                     device=self.device, registry=self.registry)
+        return dest
+
+    def _prune(self, max_age_s: float = 3600) -> None:
+        """Forget renders older than an hour (Gradio keeps its own copy to serve)."""
+        now = time.time()
+        for d in self.out_dir.iterdir():
+            try:
+                if now - d.stat().st_mtime > max_age_s:
+                    shutil.rmtree(d, ignore_errors=True)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+    # -- styles ------------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        return self.registry.names()
+
+    def table(self) -> list[list]:
+        """One row per style: name, origin, kind, base, description, validation score."""
+        rows = []
+        for s in self.registry.styles():
+            base = s.card.get("base", {}).get("name", "") if s.kind == "condition" else ""
+            rows.append([s.name, "built-in" if s.builtin else "user", s.kind, base, s.description,
+                         score_text(s.card)])
+        return rows
+
+    def card(self, name: str) -> dict:
+        s = self.registry.get(name)
+        return dict(name=s.name, origin="built-in" if s.builtin else "user", **s.card)
+
+    def delete(self, name: str) -> str:
+        if not name:
+            raise StyleError("choose a style to delete")
+        self.registry.remove(name)  # refuses built-ins with a StyleError
+        return f"Deleted user style '{name}'."
+
+
+def score_text(card: dict) -> str:
+    """'24.10 dB (do-nothing 20.31)' from a card's scores, or ''."""
+    scores = card.get("scores") or {}
+    s = scores.get("validation") or scores.get("fivek_c_dev") or next(iter(scores.values()), {})
+    if isinstance(s, dict) and "psnr" in s:
+        base = f" (do-nothing {s['baseline_psnr']:.2f})" if "baseline_psnr" in s else ""
+        return f"{s['psnr']:.2f} dB{base}"
+    return ""
+
+
+def sample_photos() -> list[Path]:
+    """The bundled sample photos (package ``csr_core.samples``)."""
+    try:
+        folder = resources.files("csr_core.samples")
+    except ModuleNotFoundError:
+        return []
+    return sorted(Path(str(p)) for p in folder.iterdir() if Path(str(p)).suffix.lower() in (".jpg", ".png"))

@@ -1,0 +1,188 @@
+"""Teaching a style from uploaded before/after pairs: safe staging, one fine-tuning job at a time."""
+from __future__ import annotations
+
+import shutil
+import stat
+import tempfile
+import threading
+import zipfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+from csr_core.errors import CsrError, PairsError, StyleError
+from csr_core.image_io import SUPPORTED_EXTENSIONS
+from csr_core.registry import Registry, validate_name
+
+from .service import Limits, check_pixels, score_text
+
+PAIRS_HINT = "X_input + X_target (or X_before + X_after) images, or a .zip of them (before/ + after/ folders work too)"
+
+
+def check_new_name(registry: Registry, name: str) -> str:
+    """A valid name that no style uses yet (any case)."""
+    name = validate_name((name or "").strip())
+    taken = {n.lower(): n for n in registry.names()}
+    if name.lower() in taken:
+        raise StyleError(f"style '{taken[name.lower()]}' already exists; choose another name "
+                         "(user styles can be deleted in the Styles tab)")
+    return name
+
+
+def _safe_parts(member: str) -> list[str] | None:
+    """The path parts of a zip member, None for entries to skip; PairsError for unsafe paths."""
+    name = member.replace("\\", "/")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if name.startswith("/") or ".." in parts or (parts and ":" in parts[0]):
+        raise PairsError(f"zip entry {member!r}: unsafe path (absolute or with '..'); refusing the archive")
+    if not parts or parts[0] == "__MACOSX" or any(p.startswith(".") for p in parts):
+        return None
+    if Path(parts[-1]).suffix.lower() not in SUPPORTED_EXTENSIONS:
+        return None  # READMEs, sidecars, ...: not needed for training
+    return parts
+
+
+class Stager:
+    """Copies uploads into one folder, extracting zips safely under size and count caps."""
+
+    def __init__(self, root: Path, limits: Limits):
+        self.root, self.limits = root, limits
+        self.files = 0
+        self.unzipped = 0
+
+    def _count(self, what: str) -> None:
+        self.files += 1
+        if self.files > self.limits.max_files:
+            raise PairsError(f"{what}: more than {self.limits.max_files} files in one upload")
+
+    def add(self, path: Path) -> None:
+        size = path.stat().st_size
+        if size > self.limits.max_bytes:
+            raise PairsError(f"{path.name}: file is {size / 2**20:.1f} MB; the limit is {self.limits.max_mb:g} MB")
+        if path.suffix.lower() == ".zip":
+            return self._unzip(path)
+        if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+            raise PairsError(f"{path.name}: not an image or a .zip; expected {PAIRS_HINT}")
+        self._count(path.name)
+        dest = self.root / path.name
+        if dest.exists():
+            raise PairsError(f"{path.name}: uploaded twice")
+        shutil.copyfile(path, dest)
+
+    def _unzip(self, path: Path) -> None:
+        cap = int(self.limits.max_unzipped_mb * 2**20)
+        try:
+            with zipfile.ZipFile(path) as zf:
+                for info in zf.infolist():
+                    parts = _safe_parts(info.filename)
+                    if info.is_dir() or parts is None:
+                        continue
+                    if stat.S_ISLNK(info.external_attr >> 16):
+                        raise PairsError(f"{path.name}: entry {info.filename!r} is a symbolic link; "
+                                         "refusing the archive")
+                    self._count(path.name)
+                    if info.file_size > self.limits.max_bytes:
+                        raise PairsError(f"{path.name}: {info.filename} unpacks to {info.file_size / 2**20:.0f} MB; "
+                                         f"the limit is {self.limits.max_mb:g} MB per file")
+                    dest = self.root.joinpath(*parts)
+                    if dest.exists():
+                        raise PairsError(f"{path.name}: {info.filename} is there twice")
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    self._copy_member(zf, info, dest, cap, path.name)
+        except zipfile.BadZipFile:
+            raise PairsError(f"{path.name}: not a valid zip archive") from None
+
+    def _copy_member(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, cap: int, zname: str) -> None:
+        written = 0
+        with zf.open(info) as src, open(dest, "wb") as out:
+            while chunk := src.read(1 << 20):  # count real bytes: headers can lie
+                written += len(chunk)
+                self.unzipped += len(chunk)
+                if written > self.limits.max_bytes or self.unzipped > cap:
+                    raise PairsError(f"{zname}: archive unpacks to more than the allowed size "
+                                     f"({self.limits.max_mb:g} MB per file, {self.limits.max_unzipped_mb:g} MB in all)")
+                out.write(chunk)
+
+    def folder(self) -> Path:
+        """The staged folder, unwrapping a lone top-level folder (a zipped 'pairs/' directory)."""
+        root = self.root
+        while True:
+            entries = [p for p in root.iterdir() if not p.name.startswith(".")]
+            if len(entries) == 1 and entries[0].is_dir() and entries[0].name.lower() not in ("before", "after"):
+                root = entries[0]
+            else:
+                return root
+
+    def check_pixels(self) -> None:
+        for p in self.root.rglob("*"):
+            if p.is_file():
+                check_pixels(p, self.limits)
+
+
+class Teacher:
+    """Runs condition-only fine-tuning jobs one at a time (the rest wait on a lock)."""
+
+    def __init__(self, registry: Registry, limits: Limits, finetune: Callable | None = None,
+                 **finetune_kwargs):
+        self.registry, self.limits = registry, limits
+        self._finetune, self.finetune_kwargs = finetune, finetune_kwargs
+        self._lock, self._guard = threading.Lock(), threading.Lock()
+        self._jobs = 0  # running + waiting
+
+    @property
+    def jobs(self) -> int:
+        return self._jobs
+
+    def finetune(self) -> Callable:
+        if self._finetune is None:
+            try:
+                from csr_core.finetune import finetune_style
+            except ImportError:
+                raise CsrError("fine-tuning is not available in this installation "
+                               "(csr_core.finetune is missing)") from None
+            self._finetune = finetune_style
+        return self._finetune
+
+    def run(self, files: Sequence[str] | None, name: str, base: str = "auto",
+            on_progress: Callable[[float, str], None] | None = None) -> str:
+        """Stage ``files``, fine-tune a new style ``name`` on them; returns a one-paragraph summary."""
+        name = check_new_name(self.registry, name)
+        if not files:
+            raise PairsError(f"upload before/after pairs: {PAIRS_HINT}")
+        report = on_progress or (lambda frac, text: None)
+        with self._guard:
+            ahead, self._jobs = self._jobs, self._jobs + 1
+        try:
+            if ahead:
+                report(0.0, f"queued: {ahead} teaching job(s) ahead")
+            with self._lock, tempfile.TemporaryDirectory(prefix="csr-teach-") as tmp:
+                stager = Stager(Path(tmp), self.limits)
+                for f in files:
+                    stager.add(Path(f))
+                stager.check_pixels()
+                name = check_new_name(self.registry, name)  # it may have been taken while we waited
+                report(0.0, "fine-tuning")
+                style = self._call(stager.folder(), name, base, report)
+        finally:
+            with self._guard:
+                self._jobs -= 1
+        score = score_text(style.card)
+        return f"Style **{style.name}** saved" + (f" — validation PSNR {score}." if score else ".")
+
+    def _call(self, folder: Path, name: str, base: str, report: Callable):
+        last: dict = {}
+
+        def on_progress(info: dict) -> None:
+            last.update({k: info[k] for k in ("val_psnr",) if info.get(k) is not None})
+            report(*progress_info({**last, **info}))
+
+        return self.finetune()(folder, name, base or "auto", registry=self.registry, on_progress=on_progress,
+                               **self.finetune_kwargs)
+
+
+def progress_info(info: dict) -> tuple[float, str]:
+    """(fraction done, text) from a fine-tuning progress dict (step, steps, phase, val_psnr)."""
+    step, steps = info.get("step", 0), info.get("steps", 0)
+    text = " · ".join(str(t) for t in (info.get("phase"), f"step {step}/{steps}" if steps else "") if t)
+    if info.get("val_psnr") is not None:
+        text += f" · validation PSNR {info['val_psnr']:.2f} dB"
+    return (min(max(step / steps, 0.0), 1.0) if steps else 0.0), text or "fine-tuning"

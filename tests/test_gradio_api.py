@@ -1,0 +1,220 @@
+"""The web app through its HTTP API (gradio_client) against a live server on 127.0.0.1."""
+from __future__ import annotations
+
+import io
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gradio", reason="the app extra (gradio) is not installed")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+from csr_core.finetune import FinetuneConfig  # noqa: E402
+from csr_core.image_io import load_photo  # noqa: E402
+from csr_core.pipeline import retouch, retouch_file  # noqa: E402
+from gradio_helpers import REPO, running_app, toy_registry  # noqa: E402
+from plugins.gradio_app.service import Limits  # noqa: E402
+from plugins.gradio_app.teach import Stager  # noqa: E402
+
+SAMPLES = REPO / "samples"
+pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword)")
+FAST_FINETUNE = FinetuneConfig(steps=12, eval_every=6, patience=1, views=2, max_side=64, pixels=256,
+                               val_pixels=512, folds=2)
+
+
+def rgb(path) -> np.ndarray:
+    return load_photo(path).rgb
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app on a toy registry; yields (client, registry)."""
+    reg = toy_registry(tmp_path_factory.mktemp("reg"))
+    with running_app(reg, finetune_kwargs=dict(config=FAST_FINETUNE)) as (_, url):
+        yield Client(url, verbose=False, download_files=str(tmp_path_factory.mktemp("dl"))), reg
+
+
+def test_preview_and_download_match_the_core(server, tmp_path):
+    client, reg = server
+    src = SAMPLES / "coffee_dark.jpg"
+    (before, after), note = client.predict(handle_file(src), "warm", 0.8, "(none)", 0.5, api_name="/preview")
+    assert "600×400" in note
+    out = client.predict(handle_file(src), "warm", 0.8, "(none)", 0.5, api_name="/render")
+    assert Path(out).name == "coffee_dark_retouched.jpg"
+    retouch_file(src, tmp_path / "core.jpg", style="warm", strength=0.8, registry=reg)
+    assert Path(out).read_bytes() == (tmp_path / "core.jpg").read_bytes()  # the very file the CLI writes
+    full, shown = rgb(tmp_path / "core.jpg").astype(int), rgb(after).astype(int)
+    assert np.abs(shown - rgb(src).astype(int)).mean() > 5          # the style does something
+    assert np.abs(shown - full).mean() < 2                          # ... and the preview shows it
+    assert np.array_equal(rgb(before), rgb(src))
+
+
+def test_large_photo_previews_downscaled_download_full(server, tmp_path):
+    client, reg = server
+    y, x = np.mgrid[0:1000, 0:1500]
+    img = np.stack([x / 1500, y / 1000, 0.5 + 0.3 * np.sin(x / 50)], -1)
+    src = tmp_path / "big.tif"
+    import tifffile
+
+    tifffile.imwrite(src, (img * 65535).astype(np.uint16), photometric="rgb")  # 16-bit TIFF
+    (_, after), note = client.predict(handle_file(src), "auto", 1.0, "warm", 0.3, api_name="/preview")
+    assert rgb(after).shape == (683, 1024, 3) and "1500×1000" in note
+    out = client.predict(handle_file(src), "auto", 1.0, "warm", 0.3, api_name="/render")
+    got = rgb(out)
+    assert got.dtype == np.uint16 and got.shape == (1000, 1500, 3)
+    expected = retouch(rgb(src), "auto:0.7,warm:0.3", 1.0, registry=reg)
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_errors_are_one_line_messages(server, tmp_path):
+    client, _ = server
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    with pytest.raises(AppError, match="bad.png: "):
+        client.predict(handle_file(bad), "auto", 1.0, "(none)", 0.5, api_name="/preview")
+    with pytest.raises(AppError, match="unknown style 'nope'"):
+        client.predict(handle_file(SAMPLES / "coffee_dark.jpg"), "nope", 1.0, "(none)", 0.5, api_name="/render")
+
+
+def test_styles_table_and_delete(server):
+    client, reg = server
+    assert [r[:2] for r in client.predict(api_name="/styles")] == [["auto", "built-in"], ["warm", "built-in"]]
+    with pytest.raises(AppError, match="built in and cannot be removed"):
+        client.predict("auto", "auto", "(none)", "auto", api_name="/delete_style")
+    reg.save_style("mine", reg.model("warm"), {"description": "copy", "cond_size": 64})
+    assert "mine" in [r[0] for r in client.predict(api_name="/styles")]  # no restart needed
+    msg, *_ = client.predict("mine", "auto", "(none)", "auto", api_name="/delete_style")
+    assert "mine" in msg and "mine" not in reg.names()
+
+
+def _pairs_zip(path: Path, n: int = 5) -> Path:
+    """n before/after pairs (after = a warm tint of before) in a zip with a top-level folder."""
+    rng = np.random.default_rng(0)
+    from PIL import Image
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(n):
+            before = (rng.random((1, 1, 3)) * 0.5 + np.linspace(0.1, 0.5, 48)[:, None, None]) * np.ones((48, 64, 3))
+            after = np.clip(before * [1.15, 1.0, 0.85] + 0.03, 0, 1)
+            for role, img in (("input", before), ("target", after)):
+                buf = io.BytesIO()
+                Image.fromarray((img * 255).astype(np.uint8)).save(buf, "PNG")
+                zf.writestr(f"pairs/p{i}_{role}.png", buf.getvalue())
+        zf.writestr("pairs/README.txt", "ignored")
+    return path
+
+
+def test_teach_validates_then_creates_a_style(server, tmp_path):
+    client, reg = server
+    pairs = _pairs_zip(tmp_path / "pairs.zip")
+    for name, why in (("../evil", "invalid style name"), ("Warm", "already exists")):
+        with pytest.raises(AppError, match=why):
+            client.predict([handle_file(pairs)], name, "auto", "auto", "(none)", None, api_name="/teach")
+    t = time.monotonic()
+    summary, style_dd, *_ = client.predict([handle_file(pairs)], "my_look", "auto", "auto", "(none)", None,
+                                           api_name="/teach")
+    print(f"teach took {time.monotonic() - t:.1f} s")
+    assert "my_look" in summary and "PSNR" in summary
+    assert "my_look" in reg.names() and reg.get("my_look").kind == "condition"
+    assert "my_look" in [r[0] for r in client.predict(api_name="/styles")]
+    client.predict(handle_file(SAMPLES / "astronaut.jpg"), "my_look", 1.0, "(none)", 0.5, api_name="/preview")
+
+
+def test_limits_refuse_oversize_and_too_many_pixels(tmp_path):
+    reg = toy_registry(tmp_path / "reg")
+    limits = Limits(max_mb=0.02, max_pixels=100 * 100)
+    from PIL import Image
+
+    small_file_big_image = tmp_path / "flat.png"
+    Image.new("RGB", (200, 200), (90, 120, 150)).save(small_file_big_image)
+    big_file = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 90, 3), dtype=np.uint8)).save(big_file)
+    assert big_file.stat().st_size > 0.02 * 2**20
+    with running_app(reg, limits=limits) as (_, url):
+        client = Client(url, verbose=False, download_files=str(tmp_path / "dl"))
+        for api in ("/preview", "/render"):
+            with pytest.raises(AppError, match=r"200x200 is 0.04 MP; the limit is 0.01 MP"):
+                client.predict(handle_file(small_file_big_image), "auto", 1.0, "(none)", 0.5, api_name=api)
+        with pytest.raises(ValueError, match="exceeds the maximum file size"):  # the client reads the cap
+            client.predict(handle_file(big_file), "auto", 1.0, "(none)", 0.5, api_name="/preview")
+        import httpx
+
+        files = {"files": ("noise.png", big_file.read_bytes(), "image/png")}
+        reply = httpx.post(f"{url}/gradio_api/upload", files=files)  # and the server enforces it
+        assert reply.status_code == 413 and "maximum allowed size" in reply.text
+
+
+def test_teaching_runs_one_at_a_time_and_never_blocks_retouching(tmp_path):
+    reg = toy_registry(tmp_path / "reg")
+    started, release = threading.Event(), threading.Event()
+
+    def slow_finetune(folder, name, base, registry, on_progress, **_):
+        started.set()
+        on_progress({"step": 1, "steps": 2, "phase": "fold 1/2"})
+        assert release.wait(30)
+        return registry.save_style(name, registry.model(base), {"cond_size": 64}, base=registry.get(base))
+
+    pairs = _pairs_zip(tmp_path / "pairs.zip")
+    with running_app(reg, finetune_kwargs=dict(finetune=slow_finetune)) as (_, url):
+        client = Client(url, verbose=False, download_files=str(tmp_path / "dl"))
+        first = client.submit([handle_file(pairs)], "one", "auto", "auto", "(none)", None, api_name="/teach")
+        assert started.wait(30)
+        second = client.submit([handle_file(pairs)], "two", "auto", "auto", "(none)", None, api_name="/teach")
+        t = time.monotonic()
+        client.predict(handle_file(SAMPLES / "coffee_dark.jpg"), "auto", 1.0, "(none)", 0.5, api_name="/render")
+        assert time.monotonic() - t < 20  # retouching went past the running job
+        deadline = time.monotonic() + 10
+        while second.status().code.name != "IN_QUEUE" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert second.status().code.name == "IN_QUEUE" and second.status().rank == 0  # waits its turn
+        release.set()
+        assert "one" in first.result(timeout=30)[0] and "two" in second.result(timeout=30)[0]
+
+
+def test_zip_extraction_is_safe(tmp_path):
+    limits = Limits(max_mb=1)
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("../../escape_input.png", b"x")
+    with pytest.raises(Exception, match="unsafe path"):
+        Stager(tmp_path / "a", limits).add(evil)
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("x_input.png", b"\0" * (3 * 2**20))  # 3 MB of zeros: a few KB zipped
+    (tmp_path / "b").mkdir()
+    with pytest.raises(Exception, match="the limit is 1 MB"):
+        Stager(tmp_path / "b", limits).add(bomb)
+    assert not (tmp_path / "escape_input.png").exists()
+
+
+def test_loose_files_are_staged_by_name(tmp_path):
+    from csr_core.pairs import discover_pairs
+
+    for name in ("a_before.jpg", "a_after.jpg"):
+        (tmp_path / name).write_bytes((SAMPLES / "coffee_dark.jpg").read_bytes())
+    stager = Stager(tmp_path / "staged", Limits())
+    (tmp_path / "staged").mkdir()
+    for name in ("a_before.jpg", "a_after.jpg"):
+        stager.add(tmp_path / name)
+    stager.check_pixels()
+    assert [p.name for p in discover_pairs(stager.folder())[0]] == ["a"]
+    with pytest.raises(Exception, match="uploaded twice"):
+        stager.add(tmp_path / "a_before.jpg")
+
+
+def test_cli_without_gradio_prints_a_hint(monkeypatch):
+    import sys
+
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio -> ImportError
+    result = CliRunner().invoke(cli, ["app"])
+    assert result.exit_code == 1
+    assert "pip install 'csr[app]'" in result.output and "Traceback" not in result.output
