@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from csr_core.registry import score_summary
+
 from .common import handle_errors, registry
 
 
@@ -13,20 +15,6 @@ from .common import handle_errors, registry
 def command() -> None:
     """Manage the style registry (built-in and your own styles)."""
 
-
-def _score_line(card: dict) -> str:
-    """'21.59 dB on FiveK-C dev (do-nothing 20.27)' from a card's scores, when it has such numbers."""
-    for key, label in (("validation", "validation"), ("fivek_c_dev", "FiveK-C dev")):
-        s = card.get("scores", {}).get(key)
-        if not isinstance(s, dict):
-            continue
-        mine = next((v for k, v in s.items() if isinstance(v, dict) and k not in ("do-nothing", "autocontrast")), None)
-        base = s.get("do-nothing")
-        try:
-            return f"{float(mine['psnr']):.2f} dB on {label} (do-nothing {float(base['psnr']):.2f})"
-        except (TypeError, KeyError, ValueError):
-            continue
-    return ""
 
 
 @command.command("list")
@@ -42,7 +30,7 @@ def list_styles(as_json):
     for s in styles:
         origin = "built-in" if s.builtin else "user"
         base = f" (on {s.card['base']['name']})" if s.kind == "condition" else ""
-        score = _score_line(s.card)
+        score = score_summary(s.card)
         click.echo(f"{s.name:<{width}}  {origin:<8}  {s.description}{base}" + (f"  [{score}]" if score else ""))
     if not styles:
         click.echo("no styles installed")

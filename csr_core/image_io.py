@@ -212,7 +212,7 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
     if width <= 0 or height <= 0:
         raise _Bad(f"zero-size image ({width}x{height})")
     if width * height > max_pixels:
-        raise _Bad(f"image too large: {width}x{height} ({width * height / 1e6:.1f} MP) exceeds the "
+        raise _Bad(f"image too large: {width}x{height} ({width * height / 1e6:.3g} MP) exceeds the "
                    f"limit of {max_pixels / 1e6:g} MP (set CSR_MAX_PIXELS to raise it)")
 
 

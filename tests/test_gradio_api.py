@@ -138,7 +138,7 @@ def test_limits_refuse_oversize_and_too_many_pixels(tmp_path):
     with running_app(reg, limits=limits) as (_, url):
         client = Client(url, verbose=False, download_files=str(tmp_path / "dl"))
         for api in ("/preview", "/render"):
-            with pytest.raises(AppError, match=r"200x200 is 0.04 MP; the limit is 0.01 MP"):
+            with pytest.raises(AppError, match=r"200x200 \(0.04 MP\) exceeds the limit of 0.01 MP"):
                 client.predict(handle_file(small_file_big_image), "auto", 1.0, "(none)", 0.5, api_name=api)
         with pytest.raises(ValueError, match="exceeds the maximum file size"):  # the client reads the cap
             client.predict(handle_file(big_file), "auto", 1.0, "(none)", 0.5, api_name="/preview")

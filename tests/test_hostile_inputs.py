@@ -31,9 +31,6 @@ from csr_core.pipeline import retouch_file
 from hostile import KNOWN_RETOUCH_BUGS, Findings, corpus, leftovers, out_name, snapshot, write_corpus
 
 REPO = Path(__file__).resolve().parents[1]
-KNOWN_APP_BUGS = {"icc-zip-bomb.png": "the web app's Pillow header pre-check (service.check_pixels) refuses a PNG "
-                                      "whose iCCP chunk inflates past Pillow's MAX_TEXT_CHUNK, which load_photo "
-                                      "reads fine (fix proposed in the issue-7 report)"}
 SLOW_S = 10.0  # per case and entry point: generous for a loaded 2-core machine; a bomb would take minutes
 
 
@@ -351,7 +348,7 @@ def test_web_app_service(unchanged, toy_registry):
         assert leftovers(svc.out_dir) == []
     finally:
         svc.close()
-    f.check({**KNOWN_RETOUCH_BUGS, **KNOWN_APP_BUGS})
+    f.check(KNOWN_RETOUCH_BUGS)
 
 
 def _zip(path: Path, entries) -> Path:
@@ -386,9 +383,6 @@ def test_web_app_teaching_zip_uploads(kind, tmp_path):
     teach = pytest.importorskip("plugins.gradio_app.teach")
     from plugins.gradio_app.service import Limits
 
-    if kind == "file-then-folder":
-        pytest.xfail("teach.Stager: a member 'a.png/b.png' after a file 'a.png' raises FileExistsError "
-                     "(shown as 'unexpected error'); fix proposed in the issue-7 report")
     upload = _zip(tmp_path / "pairs upload.zip", ZIPS[kind])
     root = tmp_path / "stage"
     root.mkdir()

@@ -18,7 +18,7 @@ from csr_core.errors import CsrError, ImageError, StyleError
 from csr_core.image_io import SUPPORTED_EXTENSIONS, from_float, load_photo, to_float
 from csr_core.inference import MAX_STRENGTH
 from csr_core.pipeline import retouch, retouch_file
-from csr_core.registry import Registry
+from csr_core.registry import Registry, score_summary
 
 NO_MIX = "(none)"
 _OUT_EXT = {".jpg": ".jpg", ".jpeg": ".jpeg", ".jpe": ".jpg", ".png": ".png", ".tif": ".tif",
@@ -74,23 +74,8 @@ def check_upload(path: str | os.PathLike, limits: Limits) -> Path:
 
 
 def check_pixels(path: Path, limits: Limits) -> tuple[int, int]:
-    """(width, height) from the file header; ImageError if over the pixel cap (nothing is decoded)."""
-    from PIL import Image
-
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            with tifffile.TiffFile(path) as tif:
-                page = tif.pages.first
-                w, h = page.imagewidth, page.imagelength
-        else:
-            with Image.open(path) as im:
-                w, h = im.size
-    except Exception:
-        raise ImageError(f"{path.name}: not a supported image (unrecognised format or corrupt data)") from None
-    if w * h > limits.max_pixels:
-        raise ImageError(f"{path.name}: {w}x{h} is {w * h / 1e6:.3g} MP; the limit is {limits.max_pixels / 1e6:.3g} MP")
+    """(width, height) of a readable photo within the pixel cap (the core's header check, then a decode)."""
+    h, w = load_photo(path, max_pixels=limits.max_pixels, name=path.name).rgb.shape[:2]
     return w, h
 
 
@@ -152,7 +137,6 @@ class Service:
         key = (str(p), st.st_size, st.st_mtime_ns, self.limits.preview_side)
         if cached is not None and cached.key == key:
             return cached
-        check_pixels(p, self.limits)
         photo = load_photo(p, max_pixels=self.limits.max_pixels, name=p.name)
         small = downscale(photo.rgb, self.limits.preview_side)
         h, w = photo.rgb.shape[:2]
@@ -167,13 +151,12 @@ class Service:
     def render(self, path: str, spec: str, strength: float, quality: int = 95) -> Path:
         """The full-resolution result, written by ``retouch_file`` exactly as the CLI would."""
         src = check_upload(path, self.limits)
-        check_pixels(src, self.limits)
         look = self.registry.look(spec)
         self._prune()
         dest_dir = Path(tempfile.mkdtemp(dir=self.out_dir))
         dest = dest_dir / f"{src.stem}_retouched{_OUT_EXT.get(src.suffix.lower(), '.png')}"
         retouch_file(src, dest, style=look, strength=check_strength(strength), quality=quality,
-                     device=self.device, registry=self.registry)
+                     device=self.device, registry=self.registry, max_pixels=self.limits.max_pixels)
         return dest
 
     def _prune(self, max_age_s: float = 3600) -> None:
@@ -199,12 +182,12 @@ class Service:
         for s in self.registry.styles():
             base = s.card.get("base", {}).get("name", "") if s.kind == "condition" else ""
             rows.append([s.name, "built-in" if s.builtin else "user", s.kind, base, s.description,
-                         score_text(s.card)])
+                         score_summary(s.card)])
         return rows
 
     def card(self, name: str) -> dict:
         s = self.registry.get(name)
-        return dict(name=s.name, origin="built-in" if s.builtin else "user", **s.card)
+        return {**s.card, "name": s.name, "origin": "built-in" if s.builtin else "user"}
 
     def delete(self, name: str) -> str:
         if not name:
@@ -212,15 +195,6 @@ class Service:
         self.registry.remove(name)  # refuses built-ins with a StyleError
         return f"Deleted user style '{name}'."
 
-
-def score_text(card: dict) -> str:
-    """'24.10 dB (do-nothing 20.31)' from a card's scores, or ''."""
-    scores = card.get("scores") or {}
-    s = scores.get("validation") or scores.get("fivek_c_dev") or next(iter(scores.values()), {})
-    if isinstance(s, dict) and "psnr" in s:
-        base = f" (do-nothing {s['baseline_psnr']:.2f})" if "baseline_psnr" in s else ""
-        return f"{s['psnr']:.2f} dB{base}"
-    return ""
 
 
 def sample_photos() -> list[Path]:

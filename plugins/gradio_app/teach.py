@@ -13,7 +13,9 @@ from csr_core.errors import CsrError, PairsError, StyleError
 from csr_core.image_io import SUPPORTED_EXTENSIONS
 from csr_core.registry import Registry, validate_name
 
-from .service import Limits, check_pixels, score_text
+from csr_core.registry import score_summary
+
+from .service import Limits, check_pixels
 
 PAIRS_HINT = "X_input + X_target (or X_before + X_after) images, or a .zip of them (before/ + after/ folders work too)"
 
@@ -86,7 +88,10 @@ class Stager:
                     dest = self.root.joinpath(*parts)
                     if dest.exists():
                         raise PairsError(f"{path.name}: {info.filename} is there twice")
-                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    try:
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                    except (FileExistsError, NotADirectoryError):
+                        raise PairsError(f"{path.name}: {info.filename} lies under a file of the same name") from None
                     self._copy_member(zf, info, dest, cap, path.name)
         except zipfile.BadZipFile:
             raise PairsError(f"{path.name}: not a valid zip archive") from None
@@ -165,7 +170,7 @@ class Teacher:
         finally:
             with self._guard:
                 self._jobs -= 1
-        score = score_text(style.card)
+        score = score_summary(style.card)
         return f"Style **{style.name}** saved" + (f" — validation PSNR {score}." if score else ".")
 
     def _call(self, folder: Path, name: str, base: str, report: Callable):

@@ -1,0 +1,192 @@
+"""``csr gimp``: install, remove and diagnose the GIMP 3 plug-in (Filters > Enhance > CSRNet Retouch)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from csr_core.errors import CsrError
+from csr_core.fsutil import atomic_write, write_bytes_atomic
+from plugins.gimp import bridge
+
+from .common import handle_errors
+
+PLUGIN_SRC = Path(bridge.__file__).resolve().parent  # plugins/gimp, in a checkout or site-packages
+PROJECT_ROOT = PLUGIN_SRC.parents[1]
+NAME = "csr_retouch"
+FILES = {f"{NAME}/{NAME}.py": 0o755, "bridge.py": 0o644}  # source (under plugins/gimp) -> mode
+GIMP_BINARIES = ("gimp-3.0", "gimp", "gimp-console-3.0", "gimp-console")
+
+
+def default_profile() -> Path:
+    """$GIMP3_DIRECTORY, else GIMP 3's per-user folder for this platform."""
+    if os.environ.get("GIMP3_DIRECTORY"):
+        return Path(os.environ["GIMP3_DIRECTORY"]).expanduser()
+    home = Path.home()
+    if sys.platform == "win32":
+        return Path(os.environ.get("APPDATA", home / "AppData" / "Roaming")) / "GIMP" / "3.0"
+    if sys.platform == "darwin":
+        return home / "Library" / "Application Support" / "GIMP" / "3.0"
+    return Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config") / "GIMP" / "3.0"
+
+
+def plugin_dir(profile: Path) -> Path:
+    return profile / "plug-ins" / NAME
+
+
+def install(profile: Path, device: str = "auto") -> Path:
+    """Copy the plug-in into ``profile``'s plug-ins folder and record this Python; returns the folder."""
+    dest = plugin_dir(profile)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        for rel, mode in FILES.items():
+            target = dest / Path(rel).name
+            write_bytes_atomic(target, (PLUGIN_SRC / rel).read_bytes())
+            os.chmod(target, mode)
+        config = {"python": sys.executable, "device": device, "protocol": bridge.PROTOCOL}
+        if "site-packages" not in PROJECT_ROOT.parts:  # a checkout: make sure the worker imports it
+            config["pythonpath"] = str(PROJECT_ROOT)
+        with atomic_write(dest / f"{NAME}.json", "w") as fh:
+            json.dump(config, fh, indent=2)
+    except OSError as exc:
+        raise CsrError(f"{dest}: cannot install the GIMP plug-in ({exc.strerror or exc})") from None
+    return dest
+
+
+def check_worker(dest: Path) -> list[str]:
+    """Start the worker the way GIMP will and list the styles (BridgeError -> CsrError)."""
+    try:
+        with bridge.Worker(str(dest)) as worker:
+            return list(worker.ask("styles")[0].get("styles", []))
+    except bridge.BridgeError as exc:
+        raise CsrError(f"the GIMP plug-in cannot reach csr: {exc}") from None
+
+
+@click.group("gimp")
+def command() -> None:
+    """Set up the GIMP 3 plug-in: Filters > Enhance > CSRNet Retouch."""
+
+
+_profile = click.option("--profile", type=click.Path(file_okay=False, path_type=Path),
+                        help="GIMP 3 profile folder (default: $GIMP3_DIRECTORY or ~/.config/GIMP/3.0).")
+
+
+@command.command("install")
+@_profile
+@click.option("--device", type=click.Choice(["cpu", "cuda", "mps", "auto"]), default="auto", show_default=True,
+              help="Where the plug-in runs the network.")
+@handle_errors
+def install_cmd(profile, device):
+    """Copy the plug-in into GIMP's plug-ins folder; it will call this Python environment."""
+    dest = install(profile or default_profile(), device)
+    names = check_worker(dest)
+    try:
+        bridge.record_styles(str(dest), names)
+    except OSError as exc:
+        raise CsrError(f"{dest}: cannot write the plug-in config ({exc.strerror or exc})") from None
+    click.echo(f"installed {dest / (NAME + '.py')}\nworker: {sys.executable} ({len(names)} styles: "
+               f"{', '.join(names) or 'none yet'})\nrestart GIMP, then use Filters > Enhance > CSRNet Retouch")
+
+
+@command.command("uninstall")
+@_profile
+@handle_errors
+def uninstall_cmd(profile):
+    """Remove the plug-in from GIMP's plug-ins folder."""
+    dest = plugin_dir(profile or default_profile())
+    if not dest.exists():
+        click.echo(f"not installed in {dest.parent}")
+        return
+    try:
+        shutil.rmtree(dest)
+    except OSError as exc:
+        raise CsrError(f"{dest}: cannot remove ({exc.strerror or exc})") from None
+    click.echo(f"removed {dest}")
+
+
+def gimp_version() -> tuple[str | None, str]:
+    """(first GIMP 3 binary found, its version line) or (None, why not)."""
+    found = []
+    for name in GIMP_BINARIES:
+        path = shutil.which(name)
+        if not path:
+            continue
+        try:
+            out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            out = f"does not answer --version ({exc})"
+        if " 3." in f" {out.split('version')[-1]}":
+            return path, out
+        found.append(f"{path}: {out or 'no version'}")
+    if shutil.which("flatpak"):
+        try:
+            if subprocess.run(["flatpak", "info", "org.gimp.GIMP"], capture_output=True, timeout=60).returncode == 0:
+                return "flatpak org.gimp.GIMP", ("installed as a Flatpak (profile "
+                                                 "~/.var/app/org.gimp.GIMP/config/GIMP/3.0)")
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return None, "; ".join(found) or "no gimp binary on PATH"
+
+
+def diagnose(profile: Path) -> list[tuple[str, str]]:
+    """(level, line) findings, level 'ok', 'warn' or 'FAIL'."""
+    out = []
+    dest = plugin_dir(profile)
+    script = dest / f"{NAME}.py"
+    out.append(("ok" if profile.is_dir() else "FAIL", f"profile folder {profile}"
+                + ("" if profile.is_dir() else " does not exist (start GIMP 3 once, or pass --profile)")))
+    flatpak = Path.home() / ".var/app/org.gimp.GIMP/config/GIMP/3.0"
+    if flatpak.is_dir() and flatpak != profile:
+        out.append(("warn", f"a Flatpak GIMP profile exists at {flatpak}: install there with --profile if "
+                            f"that is the GIMP you use"))
+    if not script.is_file():
+        out.append(("FAIL", f"plug-in {script} is missing: run 'csr gimp install'"))
+        return out + [_gimp_line()]
+    out.append(("ok", f"plug-in file {script}"))
+    if not os.access(script, os.X_OK):
+        out.append(("FAIL", f"{script.name} is not executable: run 'csr gimp install' again"))
+    first = script.read_bytes().split(b"\n", 1)[0]
+    if not (first.startswith(b"#!") and b"python3" in first):
+        out.append(("FAIL", f"{script.name} has no python3 shebang (first line {first[:60]!r})"))
+    for rel in FILES:
+        installed = dest / Path(rel).name
+        if not installed.is_file():
+            out.append(("FAIL", f"{installed} is missing: run 'csr gimp install' again"))
+        elif installed.read_bytes() != (PLUGIN_SRC / rel).read_bytes():
+            out.append(("warn", f"{installed.name} differs from this csr's copy: run 'csr gimp install' again"))
+    cfg = bridge.load_config(str(dest))
+    if not cfg.get("python"):
+        out.append(("FAIL", f"{dest / (NAME + '.json')} is missing or damaged: run 'csr gimp install' again"))
+    else:
+        try:
+            names = check_worker(dest)
+            out.append(("ok" if names else "warn", f"worker {cfg['python']} imports csr_core ({len(names)} styles: "
+                                                   f"{', '.join(names) or 'none: the menu offers only auto'})"))
+        except CsrError as exc:
+            out.append(("FAIL", str(exc)))
+    rc = profile / "pluginrc"
+    if rc.is_file() and b"python-fu-csr-retouch" not in rc.read_bytes():
+        out.append(("warn", "GIMP has not registered the plug-in yet: restart GIMP (check Error Console)"))
+    return out + [_gimp_line()]
+
+
+def _gimp_line() -> tuple[str, str]:
+    path, version = gimp_version()
+    return ("ok", f"{path}: {version}") if path else ("warn", f"no GIMP 3 found ({version})")
+
+
+@command.command("doctor")
+@_profile
+@handle_errors
+def doctor_cmd(profile):
+    """Say why GIMP does not list Filters > Enhance > CSRNet Retouch."""
+    findings = diagnose(profile or default_profile())
+    for level, line in findings:
+        click.echo(f"{level:<4}  {line}")
+    if any(level == "FAIL" for level, _ in findings):
+        sys.exit(1)

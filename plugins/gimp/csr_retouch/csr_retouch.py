@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""CSRNet Retouch for GIMP 3 (Filters > Enhance): a thin plug-in; the csr worker does the work.
+
+Runs under GIMP's own Python (gi + stdlib): it reads the active layer as sRGB "R'G'B'(A)" (u8 / u16 when
+stored so, else float: never squeezed through 8 bits), hands it to
+``python -m plugins.gimp.worker`` in the project's interpreter (see bridge.py) and writes the retouched
+selection bounds back through the shadow buffer, so the selection mask, alpha and one undo step are
+GIMP's own. The condition vector comes from the whole layer; only the selected region changes.
+"""
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]  # installed: bridge.py beside us; in the checkout: one up
+import bridge  # noqa: E402
+
+_T0 = time.time()
+_TIMING = bool(os.environ.get("CSR_GIMP_TIMING"))
+_worker = None  # one worker per plug-in run (torch is imported once), started as early as possible
+_worker_error = None
+_STYLES = (["auto"], "auto")  # (names, registry default) as listed when the procedure was created
+
+
+def mark(what):
+    """With CSR_GIMP_TIMING set, print seconds since the plug-in started (to GIMP's stderr)."""
+    if _TIMING:
+        print(f"csr_retouch: {time.time() - _T0:6.2f} s {what}", file=sys.stderr, flush=True)
+
+
+def get_worker():
+    """The running worker, started on first use; BridgeError when csr cannot be reached."""
+    global _worker, _worker_error
+    if _worker is None and _worker_error is None:
+        try:
+            _worker = bridge.Worker(HERE)
+        except bridge.BridgeError as exc:
+            _worker_error = str(exc)
+    if _worker is None:
+        raise bridge.BridgeError(_worker_error)
+    return _worker
+
+
+if "-run" in sys.argv:  # GIMP starts plug-ins with -query, -init or -run
+    try:
+        get_worker()  # the worker's imports now overlap ours and GIMP's handshake
+    except bridge.BridgeError:
+        pass  # reported by the procedure
+
+import gi  # noqa: E402
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
+
+RETOUCH = "python-fu-csr-retouch"
+TEACH = "python-fu-csr-teach-style"
+MENU = "<Image>/Filters/Enhance"
+RW = GObject.ParamFlags.READWRITE
+#: The style argument's default: GIMP drops a style name its cached list lacks (it only warns), so a PDB
+#: call with an unknown name arrives as this and fails loudly instead of silently using another style.
+UNSET = "(choose)"
+
+
+def fail(procedure, message):
+    return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(f"CSRNet: {message}"))
+
+
+def check_layer(image, drawables):
+    """The one RGB, non-group layer to work on, or an error message."""
+    if len(drawables) != 1:
+        return None, "select exactly one layer"
+    layer = drawables[0]
+    if image.get_base_type() != Gimp.ImageBaseType.RGB:
+        return None, "works on RGB images only; convert with Image > Mode > RGB first"
+    if not layer.is_layer():
+        return None, "works on layers, not on channels or layer masks"
+    if layer.is_group():
+        return None, "cannot retouch a layer group; select one of its layers"
+    return layer, None
+
+
+def wire_dtype(image):
+    """u8 / u16 when the layer already holds exactly that in sRGB (a plain copy), else float32."""
+    p = image.get_precision()
+    if image.get_color_profile() is not None:  # a non-built-in profile: convert in float, no rounding
+        return "f32"
+    if p in (Gimp.Precision.U8_NON_LINEAR, Gimp.Precision.U8_PERCEPTUAL):
+        return "u8"
+    if p in (Gimp.Precision.U16_NON_LINEAR, Gimp.Precision.U16_PERCEPTUAL):
+        return "u16"
+    return "f32"
+
+
+def read_layer(layer, dtype, channels=None):
+    """(bytes of the whole layer, width, height, channels, babl format) in the wire format."""
+    w, h = layer.get_width(), layer.get_height()
+    channels = channels or (4 if layer.has_alpha() else 3)
+    fmt = bridge.babl_format(channels, dtype)
+    data = layer.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, fmt, Gegl.AbyssPolicy.CLAMP)
+    return data, w, h, channels, fmt
+
+
+def show_dialog(procedure, config, title):
+    """Interactive runs: the procedure's own dialog; False when cancelled."""
+    gi.require_version("GimpUi", "3.0")
+    from gi.repository import GimpUi
+
+    GimpUi.init(procedure.get_name())
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, title)
+    dialog.fill(None)
+    ok = dialog.run()
+    dialog.destroy()
+    return ok
+
+
+def retouch_run(procedure, run_mode, image, drawables, config, data):
+    layer, problem = check_layer(image, drawables)
+    if problem:
+        return fail(procedure, problem)
+    try:
+        worker = get_worker()  # first: without csr, the style list is only a fallback
+    except bridge.BridgeError as exc:
+        return fail(procedure, str(exc))
+    if run_mode != Gimp.RunMode.NONINTERACTIVE and config.get_property("style") == UNSET:
+        config.set_property("style", _STYLES[1])
+    if run_mode == Gimp.RunMode.INTERACTIVE and not show_dialog(procedure, config, "CSRNet Retouch"):
+        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    style, strength, exact = (config.get_property(k) for k in ("style", "strength", "exact"))
+    if style == UNSET:
+        return fail(procedure, f"unknown or missing style: pass one of {', '.join(_STYLES[0])} (a style "
+                               f"added after GIMP started needs a GIMP restart)")
+    ok, x, y, w, h = layer.mask_intersect()
+    if not ok or w <= 0 or h <= 0:
+        return fail(procedure, "the selection does not overlap the active layer: nothing to retouch")
+    try:
+        Gimp.progress_init(f"CSRNet: retouching with '{style}'")
+        dtype = wire_dtype(image)
+        mark("dialog done")
+        pixels, lw, lh, channels, fmt = read_layer(layer, dtype)
+        mark(f"read {lw}x{lh}x{channels} {dtype}")
+        _, out = worker.ask("retouch", pixels, width=lw, height=lh, channels=channels, dtype=dtype, style=style,
+                            strength=strength, exact=exact, region=[x, y, w, h])
+    except bridge.BridgeError as exc:
+        return fail(procedure, str(exc))
+    mark("worker done")
+    shadow = layer.get_shadow_buffer()
+    shadow.set(Gegl.Rectangle.new(x, y, w, h), fmt, out)
+    shadow.flush()
+    image.undo_group_start()
+    layer.merge_shadow(True)  # blends through the selection mask, pushes the undo step
+    layer.update(x, y, w, h)
+    image.undo_group_end()
+    mark("written back")
+    Gimp.progress_end()
+    Gimp.displays_flush()
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+def teach_run(procedure, run_mode, image, drawables, config, data):
+    if run_mode == Gimp.RunMode.INTERACTIVE and not show_dialog(procedure, config, "Teach CSRNet Style"):
+        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    before, after, name = (config.get_property(k) for k in ("before", "after", "name"))
+    if image.get_base_type() != Gimp.ImageBaseType.RGB:
+        return fail(procedure, "works on RGB images only; convert with Image > Mode > RGB first")
+    if before is None or after is None or before.get_id() == after.get_id():
+        return fail(procedure, "choose two different layers: the photo before and after your edit")
+    if (before.get_width(), before.get_height()) != (after.get_width(), after.get_height()):
+        return fail(procedure, "the before and after layers must have the same size")
+    try:
+        worker = get_worker()
+        Gimp.progress_init(f"CSRNet: teaching style '{name}' (this takes a while)")
+        b, w, h, _, _ = read_layer(before, "f32", 3)
+        a, _, _, _, _ = read_layer(after, "f32", 3)
+        reply, _ = worker.ask("teach", b + a, width=w, height=h, channels=3, dtype="f32", name=name)
+    except bridge.BridgeError as exc:
+        return fail(procedure, str(exc))
+    Gimp.progress_end()
+    Gimp.message(f"CSRNet: style '{reply.get('style', name)}' saved (fine-tuned from '{reply.get('base')}'); "
+                 f"{reply.get('note', '')}. It is listed the next time you open CSRNet Retouch.")
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+class CsrRetouch(Gimp.PlugIn):
+    def do_set_i18n(self, name):
+        return False
+
+    def do_query_procedures(self):
+        return [RETOUCH, TEACH]
+
+    def do_create_procedure(self, name):
+        if name == RETOUCH:
+            proc = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, retouch_run, None)
+            proc.set_menu_label("CSRNet _Retouch...")
+            proc.set_documentation(
+                "Automatic global retouching (exposure, white balance, contrast, colour) with a CSRNet style",
+                "Retouches the selected part of the active layer with a csr style (built-in or your own). "
+                "The look is computed from the whole layer; alpha is kept; one undo step.", name)
+            proc.add_choice_argument("style", "_Style", "csr style name (see: csr styles list)",
+                                     *self._styles(), RW)
+            proc.add_double_argument("strength", "S_trength", "0 = unchanged, 1 = full style, 2 = exaggerated",
+                                     0.0, 2.0, 1.0, RW)
+            proc.add_boolean_argument("exact", "_Exact (slower)", "Run the network on every pixel instead of "
+                                      "through the per-layer 3-D LUT (differences are below 1/255)", False, RW)
+        elif name == TEACH:
+            proc = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, teach_run, None)
+            proc.set_menu_label("Teach CSRNet _Style from Layers...")
+            proc.set_documentation(
+                "Teach csr a new style from a before and an after layer (condition-only fine-tune)",
+                "Saves a user style that every csr front end can use.", name)
+            proc.add_layer_argument("before", "_Before", "The photo before your edit", False, RW)
+            proc.add_layer_argument("after", "_After", "The same photo after your edit", False, RW)
+            proc.add_string_argument("name", "Style _name", "Name of the new style", "my-style", RW)
+        else:
+            return None
+        proc.set_image_types("RGB*")
+        proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+        proc.set_attribution("csr contributors", "csr contributors", "2025")
+        proc.add_menu_path(MENU)
+        return proc
+
+    @staticmethod
+    def _styles():
+        """(Gimp.Choice, UNSET) with the styles the worker lists now (if it cannot: those recorded at install)."""
+        global _STYLES
+        running = "-run" in sys.argv
+        fallback = bridge.load_config(HERE).get("styles") or ["auto"]  # recorded by csr gimp install
+        try:
+            worker = get_worker() if running else bridge.Worker(HERE)
+            names, default, why = bridge.list_styles(worker, fallback)
+            if not running:
+                worker.close()
+        except bridge.BridgeError as exc:
+            names, default, why = list(fallback), fallback[0], str(exc)
+        try:
+            if why is None and bridge.record_styles(HERE, names) and running:
+                os.utime(__file__)  # the list changed: GIMP re-queries us (new PDB choices) at its next start
+        except OSError:
+            pass
+        _STYLES = (names, default)
+        mark(f"styles listed ({why or 'ok'})")
+        choice = Gimp.Choice.new()
+        for i, n in enumerate(names):
+            choice.add(n, i, n, "")
+        choice.add(UNSET, len(names), "(choose a style)", "")
+        return choice, UNSET
+
+
+Gimp.main(CsrRetouch.__gtype__, sys.argv)

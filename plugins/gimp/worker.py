@@ -1,0 +1,189 @@
+"""``python -m plugins.gimp.worker``: the project side of the GIMP plug-in (protocol: bridge.py).
+
+Region semantics: the condition vector comes from the WHOLE layer and the base net is applied to the
+requested region only, so the result in the region equals ``csr retouch`` of the whole layer cropped to
+that region (GIMP then blends it through the selection mask). Imports stay light (csr_core.registry +
+inference: torch, safetensors; no image codecs, no UI): start-up is torch's import, ~1-2 s.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import traceback
+
+from plugins.gimp import bridge
+from plugins.gimp.bridge import BridgeError
+
+NUMPY_DTYPES = {"u8": "uint8", "u16": "uint16", "f32": "float32"}
+
+
+def layer_array(req: dict, data, index: int = 0):
+    """The ``index``-th H x W x C layer in ``data`` (uint8 / uint16 / float32, as the request says)."""
+    import numpy as np
+
+    h, w, c = req["height"], req["width"], req["channels"]
+    n = bridge.nbytes(w, h, c, req["dtype"])
+    dtype = np.dtype(NUMPY_DTYPES[req["dtype"]])
+    return np.frombuffer(data, dtype, count=n // dtype.itemsize, offset=index * n).reshape(h, w, c)
+
+
+_REGISTRY = None
+
+
+def _registry():
+    """One registry per worker (it re-lists styles on each call; loaded models are cached by sha256)."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        from csr_core.registry import Registry
+
+        _REGISTRY = Registry()
+    return _REGISTRY
+
+
+def _device() -> str:
+    from csr_core.inference import resolve_device
+
+    return str(resolve_device(os.environ.get("CSR_GIMP_DEVICE", "cpu")))
+
+
+def styles(registry=None) -> dict:
+    from csr_core.registry import DEFAULT_STYLE
+
+    return {"styles": (registry or _registry()).names(), "default": DEFAULT_STYLE}
+
+
+def retouch(req: dict, layer, registry=None, device: str | None = None):
+    """The retouched region (h x w x C, the layer's dtype, alpha untouched), conditioned on the whole layer.
+
+    Mirrors ``inference.retouch_array`` step for step (so ``csr retouch`` of the whole layer, cropped,
+    agrees): the modulation of the whole layer, then the base net baked into a LUT unless the layer is
+    small or ``exact`` is asked for.
+    """
+    import numpy as np
+
+    from csr_core.inference import LUT_SIZE, MAX_STRENGTH, apply_base, look_modulation, resolve_device
+    from csr_core.lut import apply_lut, bake_lut
+
+    strength = req["strength"]
+    if not 0.0 <= strength <= MAX_STRENGTH:
+        raise BridgeError(f"strength must be between 0 and {MAX_STRENGTH:g}, got {strength:g}")
+    look = (registry or _registry()).look(req.get("style", "auto"))
+    x, y, w, h = req["region"]
+    out = np.array(layer[y:y + h, x:x + w], order="C")
+    if strength == 0:
+        return out
+    dev = resolve_device(device or _device())
+    rgb = np.ascontiguousarray(layer[..., :3])
+    if rgb.dtype == np.float32 and np.isnan(rgb).any():
+        rgb = np.nan_to_num(rgb, nan=0.0)
+    region = np.ascontiguousarray(rgb[y:y + h, x:x + w])
+    mod = look_modulation(look, rgb, dev)
+    if req.get("exact") or rgb.shape[0] * rgb.shape[1] <= LUT_SIZE ** 3:
+        out[..., :3] = apply_base(look.base, region, mod, strength, dev)
+    else:
+        out[..., :3] = apply_lut(region, bake_lut(look.base, mod, LUT_SIZE, strength, dev))
+    return out
+
+
+def teach(req: dict, before, after, registry=None) -> dict:
+    """Condition-only fine-tune of a new user style from one before/after layer pair.
+
+    csr finetune wants 5+ pairs, so the pair is written whole plus five 80% crops (corners, centre):
+    the fine-tune's validation is then optimistic, which the reply says.
+    """
+    import numpy as np
+    import tifffile
+
+    from csr_core.finetune import FinetuneConfig, finetune_style
+    from csr_core.inference import from_float, to_float
+    from csr_core.registry import DEFAULT_STYLE, validate_name
+
+    reg = registry or _registry()
+    name = validate_name(req.get("name", ""))
+    reg._check_new_name(name, bool(req.get("overwrite")))
+    base = req.get("base") or (DEFAULT_STYLE if DEFAULT_STYLE in reg.names() else
+                               next((s.name for s in reg.styles() if s.kind == "full"), DEFAULT_STYLE))
+    h, w = before.shape[:2]
+    ch, cw = max(1, h * 4 // 5), max(1, w * 4 // 5)
+    crops = [(0, 0, h, w)] + [(y, x, ch, cw) for y, x in
+                              ((0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), ((h - ch) // 2, (w - cw) // 2))]
+    tweaks = req.get("config") or json.loads(os.environ.get("CSR_GIMP_TEACH_CONFIG") or "{}")  # tests: tiny runs
+    known = FinetuneConfig.__dataclass_fields__
+    cfg = FinetuneConfig(**{k: type(getattr(FinetuneConfig, k))(v) for k, v in tweaks.items() if k in known})
+    with tempfile.TemporaryDirectory(prefix="csr-gimp-teach-") as tmp:
+        for role, arr in (("before", before), ("after", after)):
+            os.makedirs(os.path.join(tmp, role))
+            u16 = from_float(to_float(np.nan_to_num(arr[..., :3])), np.uint16)
+            for i, (y, x, hh, ww) in enumerate(crops):
+                tifffile.imwrite(os.path.join(tmp, role, f"layer_{i}.tif"), u16[y:y + hh, x:x + ww],
+                                 photometric="rgb")
+        style = finetune_style(tmp, name, base, registry=reg, config=cfg, overwrite=bool(req.get("overwrite")))
+    psnr = style.card.get("scores", {}).get("validation", {}).get("psnr")
+    return {"style": style.name, "base": base, "psnr": psnr,
+            "note": "taught from one photo (and crops of it): check it on other photos"}
+
+
+def serve(stdin, stdout) -> int:
+    """Answer requests until EOF; a request that fails gets ``ok: false`` and the next one is served."""
+    from csr_core.errors import CsrError
+
+    while True:
+        header = bridge.read_header(stdin)
+        if header is None:
+            return 0
+        req = bridge.check_request(header)  # a bad header ends the session: its payload size is unknown
+        data = bridge.read_exact(stdin, bridge.payload_size(req))
+        try:
+            reply, payload = handle(req, data)
+        except (CsrError, BridgeError) as exc:
+            reply, payload = {"ok": False, "error": str(exc)}, b""
+        except MemoryError:
+            reply, payload = {"ok": False, "error": "out of memory: try a smaller layer or selection"}, b""
+        except Exception as exc:  # noqa: BLE001 - anything else still comes back as one line
+            traceback.print_exc()
+            reply, payload = {"ok": False, "error": one_line(exc)}, b""
+        bridge.write_message(stdout, dict(reply, nbytes=len(payload)), payload)
+
+
+def handle(req: dict, data) -> tuple[dict, memoryview | bytes]:
+    """One checked request and its payload -> (reply header, reply bytes)."""
+    if req["op"] == "styles":
+        return dict(styles(), ok=True), b""
+    if req["op"] == "retouch":
+        out = retouch(req, layer_array(req, data))
+        return {"ok": True, "shape": list(out.shape)}, memoryview(out).cast("B")
+    return dict(teach(req, layer_array(req, data, 0), layer_array(req, data, 1)), ok=True), b""
+
+
+def one_line(exc: BaseException) -> str:
+    msg = (str(exc).strip().splitlines() or [""])[0]
+    if "out of memory" in msg.lower():
+        return "out of memory: try a smaller layer or selection, or the cpu device"
+    return f"{type(exc).__name__}: {msg}"[:500]
+
+
+def main() -> int:
+    try:
+        try:
+            import csr_core.errors  # noqa: F401
+        except ImportError as exc:
+            raise BridgeError(f"{sys.executable} cannot import csr_core ({exc}): run 'csr gimp install' "
+                              f"from the environment where csr is installed") from None
+        return serve(sys.stdin.buffer, sys.stdout.buffer)
+    except BridgeError as exc:
+        line = str(exc)
+    except Exception as exc:  # noqa: BLE001
+        traceback.print_exc()
+        line = one_line(exc)
+    print(bridge.ERROR_PREFIX + line, file=sys.stderr)
+    try:
+        bridge.write_message(sys.stdout.buffer, {"ok": False, "error": line})
+    except OSError:
+        pass
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

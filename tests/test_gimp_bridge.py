@@ -1,0 +1,326 @@
+"""The GIMP plug-in's hand-over (bridge + worker + `csr gimp`), without GIMP."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from plugins.gimp import bridge, worker
+from plugins.gimp.bridge import BridgeError
+
+
+def _req(op="retouch", **kw):
+    base = dict(width=8, height=6, channels=4, style="auto", strength=1.0, region=[1, 2, 3, 4])
+    return bridge.request(op, **dict(base, **kw)) if op != "styles" else bridge.request(op)
+
+
+def _session(*messages) -> io.BytesIO:
+    buf = io.BytesIO()
+    for header, payload in messages:
+        bridge.write_message(buf, header, payload)
+    buf.seek(0)
+    return buf
+
+
+def _replies(out: io.BytesIO) -> list[tuple[dict, bytes]]:
+    out.seek(0)
+    replies = []
+    while (h := bridge.read_header(out)) is not None:
+        replies.append((h, bytes(bridge.read_exact(out, h["nbytes"]))))
+    return replies
+
+
+# -- protocol -----------------------------------------------------------------------------------
+def test_request_round_trip_and_sizes():
+    buf = _session((_req(), b"x" * 10))
+    req = bridge.check_request(bridge.read_header(buf))
+    assert req["region"] == [1, 2, 3, 4] and req["strength"] == 1.0 and req["style"] == "auto"
+    assert bridge.read_exact(buf, 10) == b"x" * 10 and bridge.read_header(buf) is None
+    assert bridge.payload_size(req) == 8 * 6 * 4 * 4
+    assert bridge.payload_size(bridge.check_request(_req("teach", channels=3, name="x"))) == 2 * 8 * 6 * 3 * 4
+    assert bridge.payload_size(bridge.check_request(_req("styles"))) == 0
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(op="explode"), "unknown request"),
+    (dict(protocol=99), "csr gimp install"),
+    (dict(width=0), "width"),
+    (dict(height="6"), "height"),
+    (dict(channels=2), "channels"),
+    (dict(region=[6, 0, 3, 1]), "outside"),
+    (dict(region=[0, 0, 0, 1]), "outside"),
+    (dict(region="all"), "region"),
+    (dict(strength="lots"), "strength"),
+    (dict(style=3), "style"),
+    (dict(dtype="f64"), "dtype"),
+])
+def test_bad_requests_are_one_line_errors(change, message):
+    with pytest.raises(BridgeError, match=message) as err:
+        bridge.check_request(dict(_req(), **change))
+    assert "\n" not in str(err.value)
+
+
+def test_framing_errors():
+    with pytest.raises(BridgeError, match="ended after 3 of 5"):
+        bridge.read_exact(io.BytesIO(b"abc"), 5)
+    with pytest.raises(BridgeError, match="not JSON"):
+        bridge.read_header(io.BytesIO(b"hello\n"))
+    with pytest.raises(BridgeError, match="not an object"):
+        bridge.read_header(io.BytesIO(b"[1]\n"))
+
+
+def test_error_line_picks_the_workers_message():
+    err = b"Traceback...\nboom\ncsr: error: unknown style 'x'; available: auto\nwarning\n"
+    assert bridge.error_line(err, 1) == "unknown style 'x'; available: auto"
+    assert "signal 9" in bridge.error_line(b"", -9)
+    assert "exit 3" in bridge.error_line(b"ModuleNotFoundError: No module named 'plugins'\n", 3)
+
+
+# -- worker, in process --------------------------------------------------------------------------
+@pytest.fixture
+def toy_worker(toy_registry, monkeypatch):
+    monkeypatch.setattr(worker, "_REGISTRY", toy_registry)
+    monkeypatch.setenv("CSR_GIMP_DEVICE", "cpu")
+    return toy_registry
+
+
+def _layer(rng, h=24, w=32, c=4):
+    layer = rng.random((h, w, c), dtype=np.float32)
+    if c == 4:
+        layer[..., 3] = np.linspace(0.2, 1, w, dtype=np.float32)
+    return layer
+
+
+def test_worker_serves_a_session(toy_worker, rng):
+    from csr_core.pipeline import retouch
+
+    layer = _layer(rng)
+    req = _req(width=32, height=24, region=[5, 3, 20, 10], strength=0.7)
+    out = io.BytesIO()
+    assert worker.serve(_session((_req("styles"), b""), (req, layer.tobytes()),
+                                 (dict(req, style="nope"), layer.tobytes())), out) == 0
+    (styles, _), (ok, data), (bad, nothing) = _replies(out)
+    assert styles["ok"] and styles["styles"] == ["auto"] and styles["default"] == "auto"
+    assert ok["ok"] and ok["shape"] == [10, 20, 4] and ok["nbytes"] == len(data) == 10 * 20 * 4 * 4
+    region = np.frombuffer(data, np.float32).reshape(10, 20, 4)
+    whole = retouch(layer[..., :3].copy(), "auto", 0.7, registry=toy_worker)  # condition on the whole layer
+    np.testing.assert_allclose(region[..., :3], whole[3:13, 5:25], atol=1e-6)
+    np.testing.assert_array_equal(region[..., 3], layer[3:13, 5:25, 3])  # alpha passes through
+    assert not bad["ok"] and "unknown style 'nope'" in bad["error"] and nothing == b""
+
+
+def test_worker_region_differs_from_conditioning_on_the_crop(toy_worker, rng):
+    """Conditioning is on the whole layer, not the crop (documented semantics)."""
+    from csr_core.pipeline import retouch
+
+    layer = _layer(rng, c=3)
+    layer[:, :8] *= 0.2  # a dark strip outside the region changes the whole-layer condition
+    req = bridge.check_request(_req(width=32, height=24, channels=3, region=[10, 0, 22, 24], strength=0.5))
+    got = worker.retouch(req, layer)
+    crop_only = retouch(layer[:, 10:].copy(), "auto", 0.5, registry=toy_worker)
+    np.testing.assert_allclose(got, retouch(layer.copy(), "auto", 0.5, registry=toy_worker)[:, 10:], atol=1e-6)
+    assert np.abs(got - crop_only).max() > 1e-4
+
+
+def test_worker_large_layer_takes_the_lut_path_like_csr_retouch(toy_worker, rng):
+    from csr_core.inference import LUT_SIZE
+    from csr_core.pipeline import retouch
+
+    layer = _layer(rng, 500, 600, 3)
+    assert 500 * 600 > LUT_SIZE ** 3
+    req = bridge.check_request(_req(width=600, height=500, channels=3, region=[100, 50, 300, 200], strength=0.5))
+    got = worker.retouch(req, layer)
+    want = retouch(layer.copy(), "auto", 0.5, registry=toy_worker)[50:250, 100:400]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    exact = worker.retouch(dict(req, exact=True), layer)
+    want = retouch(layer.copy(), "auto", 0.5, registry=toy_worker, exact=True)[50:250, 100:400]
+    np.testing.assert_allclose(exact, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype, scale", [("u8", 255), ("u16", 65535)])
+def test_worker_integer_layers_match_csr_retouch_exactly(toy_worker, rng, dtype, scale):
+    """u8 / u16 layers (sRGB, stored so) travel as they are and take csr retouch's own code path."""
+    from csr_core.pipeline import retouch
+
+    for h, w in ((24, 32), (500, 600)):  # the exact path and the baked-LUT path
+        rgb = np.rint(_layer(rng, h, w, 3) * scale).astype(np.dtype(worker.NUMPY_DTYPES[dtype]))
+        layer = np.concatenate([rgb, rgb[..., :1]], axis=2)  # some alpha
+        req = bridge.check_request(_req(width=w, height=h, dtype=dtype, region=[3, 2, w // 2, h // 3], strength=0.5))
+        assert bridge.payload_size(req) == layer.nbytes
+        got = worker.retouch(req, worker.layer_array(req, layer.tobytes()))
+        want = retouch(rgb, "auto", 0.5, registry=toy_worker)[2:2 + h // 3, 3:3 + w // 2]
+        assert got.dtype == rgb.dtype
+        np.testing.assert_array_equal(got[..., :3], want)
+        np.testing.assert_array_equal(got[..., 3], layer[2:2 + h // 3, 3:3 + w // 2, 3])
+
+
+def test_babl_formats():
+    assert bridge.babl_format(4, "u8") == "R'G'B'A u8" and bridge.babl_format(3, "f32") == "R'G'B' float"
+
+
+def test_worker_strength_zero_and_range(toy_worker, rng):
+    layer = _layer(rng)
+    req = bridge.check_request(_req(width=32, height=24, region=[0, 0, 4, 4], strength=0.0))
+    np.testing.assert_array_equal(worker.retouch(req, layer), layer[:4, :4])
+    with pytest.raises(BridgeError, match="strength must be between 0 and 2"):
+        worker.retouch(dict(req, strength=2.5), layer)
+
+
+def test_worker_bad_header_ends_session():
+    with pytest.raises(BridgeError, match="unknown request"):
+        worker.serve(_session((bridge.request("explode"), b"")), io.BytesIO())
+
+
+# -- worker, as GIMP starts it -------------------------------------------------------------------
+@pytest.fixture
+def installed(tmp_path, csr_home):
+    """A profile with the plug-in installed for this interpreter and one random user style 'tstyle'."""
+    from cli.gimp import install
+    from csr_core.registry import Registry
+
+    Registry().save_style("tstyle", lively_model(), {"description": "random test style", "cond_size": 64})
+    return install(tmp_path / "profile", device="cpu")
+
+
+def lively_model(seed: int = 3):
+    """A random CSRNet whose output is mid-grey-ish rather than clipped to black."""
+    import torch
+
+    from csr_core.model import CSRNet
+
+    torch.manual_seed(seed)
+    model = CSRNet()
+    with torch.no_grad():
+        model.conv3.bias += 0.6
+    return model
+
+
+def test_worker_subprocess_matches_csr_retouch(installed, rng):
+    from csr_core.pipeline import retouch
+
+    u8 = (rng.random((30, 40, 3)) * 255).astype(np.uint8)
+    layer = np.concatenate([u8.astype(np.float32) / 255, np.ones((30, 40, 1), np.float32)], axis=2)
+    with bridge.Worker(str(installed)) as w:
+        names, default, why = bridge.list_styles(w)
+        assert why is None and "tstyle" in names
+        reply, data = w.ask("retouch", layer.tobytes(), width=40, height=30, channels=4, style="tstyle",
+                            strength=1.0, region=[4, 5, 20, 10])
+        with pytest.raises(BridgeError, match="unknown style 'nope'"):
+            w.ask("retouch", layer.tobytes(), width=40, height=30, channels=4, style="nope", strength=1.0)
+        _, again = w.ask("retouch", layer.tobytes(), width=40, height=30, channels=4, style="tstyle",
+                         strength=1.0, region=[4, 5, 20, 10])  # the session survives a failed request
+    got = np.rint(np.frombuffer(data, np.float32).reshape(10, 20, 4)[..., :3] * 255)
+    want = retouch(u8, "tstyle", 1.0)[5:15, 4:24]
+    assert np.abs(got - want).max() <= 1 and again == data
+
+
+def test_worker_setup_errors(installed, tmp_path):
+    empty = tmp_path / "nowhere"
+    empty.mkdir()
+    with pytest.raises(BridgeError, match="csr gimp install"):
+        bridge.Worker(str(empty))
+    with pytest.raises(BridgeError, match="is missing"):
+        bridge.Worker(str(installed), environ=dict(os.environ, **{bridge.ENV_PYTHON: str(tmp_path / "py")}))
+    assert bridge.list_styles(str(empty)) [0] == ["auto"]  # the dialog's fallback
+    fake = tmp_path / "fakepy"
+    fake.write_text("#!/bin/sh\necho 'csr: error: cannot import csr_core here' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    with bridge.Worker(str(installed), environ=dict(os.environ, **{bridge.ENV_PYTHON: str(fake)})) as w:
+        with pytest.raises(BridgeError, match="^cannot import csr_core here$"):
+            w.ask("styles")
+
+
+def test_worker_killed_is_reported(installed):
+    with bridge.Worker(str(installed)) as w:
+        w.proc.kill()
+        w.proc.wait()
+        with pytest.raises(BridgeError, match="signal 9"):
+            w.ask("styles")
+
+
+def test_worker_env_is_cleaned(installed):
+    cmd, env = bridge.worker_command(str(installed), dict(PYTHONHOME="/gimp", LD_LIBRARY_PATH="/x", KEEP="1"))
+    assert cmd == [sys.executable, "-m", "plugins.gimp.worker"]
+    assert "PYTHONHOME" not in env and "LD_LIBRARY_PATH" not in env and env["KEEP"] == "1"
+    assert env["CSR_GIMP_DEVICE"] == "cpu"
+
+
+# -- csr gimp ----------------------------------------------------------------------------------
+def test_cli_install_doctor_uninstall(tmp_path, monkeypatch):
+    from cli.main import cli
+
+    monkeypatch.setenv("GIMP3_DIRECTORY", str(tmp_path / "gimp3"))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no gimp binary: doctor only warns
+    runner = CliRunner()
+    res = runner.invoke(cli, ["gimp", "doctor"])
+    assert res.exit_code == 1 and "does not exist" in res.output and "csr gimp install" in res.output
+    res = runner.invoke(cli, ["gimp", "install", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    dest = tmp_path / "gimp3" / "plug-ins" / "csr_retouch"
+    script = dest / "csr_retouch.py"
+    assert os.access(script, os.X_OK) and script.read_text().startswith("#!/usr/bin/env python3")
+    cfg = json.loads((dest / "csr_retouch.json").read_text())
+    assert cfg["python"] == sys.executable and cfg["device"] == "cpu" and (dest / "bridge.py").is_file()
+    res = runner.invoke(cli, ["gimp", "doctor"])
+    assert res.exit_code == 0, res.output
+    assert "imports csr_core" in res.output and "no GIMP 3 found" in res.output
+    script.chmod(0o644)
+    res = runner.invoke(cli, ["gimp", "doctor"])
+    assert res.exit_code == 1 and "not executable" in res.output
+    assert runner.invoke(cli, ["gimp", "uninstall"]).exit_code == 0 and not dest.exists()
+    assert "not installed" in runner.invoke(cli, ["gimp", "uninstall"]).output
+
+
+def test_default_profile(monkeypatch, tmp_path):
+    from cli.gimp import default_profile
+
+    monkeypatch.delenv("GIMP3_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    if sys.platform.startswith("linux"):
+        assert default_profile() == tmp_path / "GIMP" / "3.0"
+    monkeypatch.setenv("GIMP3_DIRECTORY", "/x/y")
+    assert str(default_profile()) == "/x/y"
+
+
+def test_worker_teach_makes_a_user_style(toy_worker, rng):
+    """'Teach style from layers': one before/after layer pair -> a condition-only user style."""
+    before = _layer(rng, 40, 48, 3)
+    after = np.clip(before * 0.8 + 0.15, 0, 1).astype(np.float32)
+    req = bridge.check_request(bridge.request("teach", width=48, height=40, channels=3, name="warm",
+                                             config=dict(steps=2, pixels=256, views=1, folds=2, val_pixels=256)))
+    out = io.BytesIO()
+    worker.serve(_session((req, before.tobytes() + after.tobytes()),
+                          (dict(req, name="bad name"), before.tobytes() + after.tobytes())), out)
+    (ok, _), (bad, _) = _replies(out)
+    assert ok["ok"] and ok["style"] == "warm" and ok["base"] == "auto", ok
+    style = toy_worker.get("warm")
+    assert style.kind == "condition" and not style.builtin
+    assert not bad["ok"] and "invalid style name" in bad["error"]
+
+
+def test_install_records_styles_for_the_fallback(installed):
+    from cli.gimp import check_worker
+
+    names = check_worker(installed)
+    assert bridge.record_styles(str(installed), names) and not bridge.record_styles(str(installed), names)
+    assert bridge.load_config(str(installed))["styles"] == names and "tstyle" in names
+
+
+def test_plugin_side_needs_only_gimps_python():
+    """The plug-in and bridge run under GIMP's Python: stdlib + gi, nothing from the project."""
+    import ast
+    from pathlib import Path
+
+    here = Path(bridge.__file__).parent
+    allowed = {"os", "sys", "time", "json", "subprocess", "tempfile", "__future__", "gi", "gi.repository", "bridge"}
+    for path in (here / "csr_retouch" / "csr_retouch.py", here / "bridge.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert names <= allowed, (path.name, names - allowed)
+    assert (here / "csr_retouch" / "csr_retouch.py").read_text().startswith("#!/usr/bin/env python3\n")
