@@ -276,7 +276,8 @@ class Registry:
         return Look(self.model(base_style), used)
 
     # -- writing ------------------------------------------------------------------------------
-    def _check_new_name(self, name: str, overwrite: bool) -> None:
+    def check_new_name(self, name: str, overwrite: bool = False) -> None:
+        """Refuse an invalid name, a built-in's name, or (unless ``overwrite``) an existing user style."""
         validate_name(name)
         if name.lower() in {n.lower() for n in self._builtin_styles()}:
             raise StyleError(f"style name '{name}' is taken by a built-in style; choose another name")
@@ -290,7 +291,7 @@ class Registry:
 
         With ``base`` only the condition net + GFM are stored, with a reference to the base by sha256.
         """
-        self._check_new_name(name, overwrite)
+        self.check_new_name(name, overwrite)
         state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
         if base is not None:
             state = condition_state(state)
@@ -327,7 +328,7 @@ class Registry:
     def import_checkpoint(self, path: Path, name: str, cond_size: int = 256, description: str = "",
                           overwrite: bool = False) -> Style:
         """Import a CSRNet ``.pth`` state_dict (loaded with weights_only=True) as a full user style."""
-        self._check_new_name(name, overwrite)
+        self.check_new_name(name, overwrite)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:

@@ -209,22 +209,30 @@ class RealPairs:
     """
 
     def __init__(self, images: Sequence[tuple[np.ndarray, np.ndarray]], cond_size: int, pixels: int,
-                 views: int = 8, seed: int = 0):
+                 views: int = 8, seed: int = 0, encode: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        """``images``: (before, after) HxWx3 arrays, kept as 8 bit; ``encode`` maps each condition view
+        as it is made (e.g. to frozen condition-net features, so the images need not be kept)."""
+        from .metrics import to_uint8
         rng = np.random.default_rng([seed, 77])
         self.pixels = pixels
-        self.x = [torch.from_numpy(np.ascontiguousarray(b)).reshape(-1, 3) for b, _ in images]
-        self.y = [torch.from_numpy(np.ascontiguousarray(a)).reshape(-1, 3) for _, a in images]
-        self.views = [[condition_input(v, cond_size) for v in _views(b, views, rng)] for b, _ in images]
+        self.x = [torch.from_numpy(np.ascontiguousarray(to_uint8(b))).reshape(-1, 3) for b, _ in images]
+        self.y = [torch.from_numpy(np.ascontiguousarray(to_uint8(a))).reshape(-1, 3) for _, a in images]
+        encode = encode or (lambda v: v)
+        self.views = [[encode(condition_input(v, cond_size)) for v in _views(b, views, rng)] for b, _ in images]
 
     def __len__(self) -> int:
         return len(self.x)
+
+    def pixels_at(self, i: int, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixels ``idx`` of pair ``i`` as float32 (before, after) rows in [0, 1]."""
+        return self.x[i][idx].float() / 255, self.y[i][idx].float() / 255
 
     def draw(self, rng: np.random.Generator, n: int) -> list[Sample]:
         out = []
         for i in rng.integers(0, len(self.x), n):
             v = self.views[i][rng.integers(0, len(self.views[i]))]
             idx = torch.from_numpy(rng.integers(0, self.x[i].shape[0], self.pixels))
-            out.append((v, self.x[i][idx], self.y[i][idx]))
+            out.append((v, *self.pixels_at(i, idx)))
         return out
 
 
@@ -268,10 +276,11 @@ def train_pairs(pairs_dir: Path | str, cfg: TrainConfig, checkpoint: Path | None
     if len(pairs) < 2:
         from .errors import PairsError
         raise PairsError(f"{pairs_dir}: full training needs at least 2 pairs, found {len(pairs)}")
+    from .metrics import to_uint8
     loaded, warnings = [], []
     for p in pairs:
         b, a, w = load_pair(p, max_side=max_side)
-        loaded.append((b, a))
+        loaded.append((to_uint8(b), to_uint8(a)))
         warnings += w
     tr, va = holdout_split(len(pairs), seed=cfg.seed)
     train = RealPairs([loaded[i] for i in tr], cfg.cond_size, cfg.pixels, seed=cfg.seed)
@@ -287,9 +296,8 @@ def train_pairs(pairs_dir: Path | str, cfg: TrainConfig, checkpoint: Path | None
 
 
 def fixed_pixels(data: RealPairs, i: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed pixel subsample of pair ``i`` (all pixels when it has fewer than ``n``)."""
+    """A fixed pixel subsample of pair ``i`` (all pixels when it has fewer than ``n``), as float rows."""
     total = data.x[i].shape[0]
-    if total <= n:
-        return data.x[i], data.y[i]
-    idx = torch.from_numpy(np.random.default_rng([seed, i, 5]).choice(total, n, replace=False))
-    return data.x[i][idx], data.y[i][idx]
+    idx = torch.arange(total) if total <= n else \
+        torch.from_numpy(np.random.default_rng([seed, i, 5]).choice(total, n, replace=False))
+    return data.pixels_at(i, idx)

@@ -112,7 +112,7 @@ def _pairs_zip(path: Path, n: int = 5) -> Path:
 def test_teach_validates_then_creates_a_style(server, tmp_path):
     client, reg = server
     pairs = _pairs_zip(tmp_path / "pairs.zip")
-    for name, why in (("../evil", "invalid style name"), ("Warm", "already exists")):
+    for name, why in (("../evil", "invalid style name"), ("Warm", "taken by a built-in style")):
         with pytest.raises(AppError, match=why):
             client.predict([handle_file(pairs)], name, "auto", "auto", "(none)", None, api_name="/teach")
     t = time.monotonic()

@@ -102,7 +102,7 @@ def teach(req: dict, before, after, registry=None) -> dict:
 
     reg = registry or _registry()
     name = validate_name(req.get("name", ""))
-    reg._check_new_name(name, bool(req.get("overwrite")))
+    reg.check_new_name(name, bool(req.get("overwrite")))
     base = req.get("base") or (DEFAULT_STYLE if DEFAULT_STYLE in reg.names() else
                                next((s.name for s in reg.styles() if s.kind == "full"), DEFAULT_STYLE))
     h, w = before.shape[:2]

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 from csr_core.errors import CsrError, PairsError, StyleError
 from csr_core.image_io import SUPPORTED_EXTENSIONS
-from csr_core.registry import Registry, validate_name
+from csr_core.registry import Registry
 
 from csr_core.registry import score_summary
 
@@ -22,11 +22,8 @@ PAIRS_HINT = "X_input + X_target (or X_before + X_after) images, or a .zip of th
 
 def check_new_name(registry: Registry, name: str) -> str:
     """A valid name that no style uses yet (any case)."""
-    name = validate_name((name or "").strip())
-    taken = {n.lower(): n for n in registry.names()}
-    if name.lower() in taken:
-        raise StyleError(f"style '{taken[name.lower()]}' already exists; choose another name "
-                         "(user styles can be deleted in the Styles tab)")
+    name = (name or "").strip()
+    registry.check_new_name(name)
     return name
 
 

@@ -1,0 +1,298 @@
+"""Condition-only fine-tuning: a new style from a few before/after pairs on a frozen base network.
+
+Only the condition net + GFM learn (by default the condition convs stay frozen too, so their features
+are computed once per augmented view and a step costs little); an L2 pull toward the starting weights
+and early stopping keep a few pairs from being memorised. Validation is honest: k-fold (k = min(5, n))
+below ``kfold_below`` pairs, whose mean curve picks the step count of the final run on all pairs, or
+a ~20% held-out split above it. Nothing is written until the style is complete.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import PairsError
+from .evaluate import autocontrast, mean_scores, resolve_pairs
+from .inference import Look, retouch_array
+from .metrics import score, to_uint8
+from .model import CSRNet, condition_state
+from .pairs import Pair, load_pair
+from .registry import Style
+from .train import RealPairs, TrainConfig, fit, fixed_pixels, holdout_split, pixel_psnr, trainable_parameters
+
+MIN_PAIRS = 5
+TRAINED = {"bias": "GFM biases only", "gfm": "GFM layers (condition convs frozen)", "all": "condition convs + GFM"}
+
+
+@dataclass
+class FinetuneConfig:
+    steps: int = 600          # most steps of one run (early stopping usually ends it sooner)
+    batch: int = 8
+    lr: float = 1e-3          # constant: the k-fold step count then transfers to the final run
+    pixels: int = 4096        # sampled pixels per pair per step
+    eval_every: int = 20
+    patience: int = 5         # evaluations without improvement before a run stops
+    anchor: float = 0.0       # L2 pull toward the starting weights (per unit of squared distance)
+    train: str = "gfm"        # 'bias': GFM biases only (one global offset), 'gfm': GFM, 'all': + condition convs
+    views: int = 8            # augmented condition views per pair (flip + mild crops)
+    max_side: int = 512
+    val_pixels: int = 16384   # pixels per validation pair for the PSNR curve
+    kfold_below: int = 20     # k-fold under this many pairs, else a held-out split
+    folds: int = 5
+    holdout: float = 0.2
+    seed: int = 0
+    threads: int | None = 1   # torch CPU threads while tuning (process-wide); tiny tensors run fastest on 1
+
+
+class _Features(nn.Module):
+    """Stands in for a frozen condition net: its input is the precomputed feature map (N x C x 1 x 1)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+
+class _Tuner:
+    """Trains copies of a start model on subsets of the loaded pairs."""
+
+    def __init__(self, start: CSRNet, loaded: Sequence[tuple[np.ndarray, np.ndarray]], cond_size: int,
+                 cfg: FinetuneConfig, on_step: Callable[[dict], None]):
+        self.start, self.cfg, self.on_step = start, cfg, on_step
+        encode = None
+        if cfg.train != "all":  # frozen convs: condition features once per view
+            def encode(view: torch.Tensor) -> torch.Tensor:
+                with torch.no_grad():
+                    return start.cond_net(view)[:, :, None, None]
+        self.data = RealPairs(loaded, cond_size, cfg.pixels, views=cfg.views, seed=cfg.seed, encode=encode)
+        self.val = [(vs[0], *fixed_pixels(self.data, i, cfg.val_pixels, cfg.seed))
+                    for i, vs in enumerate(self.data.views)]
+
+    def model(self) -> CSRNet:
+        """A trainable copy of the start model (condition convs replaced by their features unless trained)."""
+        m = copy.deepcopy(self.start)
+        if self.cfg.train != "all":
+            m.cond_net = _Features()
+        return m
+
+    def restore(self, m: CSRNet) -> CSRNet:
+        """The full network (real condition convs back in place), eval mode, frozen."""
+        if self.cfg.train != "all":
+            m.cond_net = copy.deepcopy(self.start.cond_net)
+        for p in m.parameters():
+            p.requires_grad_(False)
+        return m.eval()
+
+    def run(self, train: Sequence[int], val: Sequence[int], steps: int, patience: int) -> tuple[CSRNet, dict]:
+        """Fit on ``train``; the history has per-eval ``curve`` [(step, [psnr per val pair])] and snapshots."""
+        cfg = self.cfg
+        tc = TrainConfig(steps=steps, batch=cfg.batch, lr=cfg.lr, lr_min=cfg.lr, pixels=cfg.pixels,
+                         seed=cfg.seed, eval_every=cfg.eval_every if val else steps,
+                         checkpoint_every=10 ** 9, patience=patience if val else 0, condition_only=True)
+        model = self.model()
+        sub = copy.copy(self.data)
+        sub.x, sub.y, sub.views = ([getattr(self.data, a)[i] for i in train] for a in ("x", "y", "views"))
+        curve, snaps = [], {}
+
+        def validate(m: CSRNet) -> float:
+            if not val:
+                return 0.0
+            step = min(curve[-1][0] + cfg.eval_every, steps) if curve else 0  # fit's evaluation rule
+            scores = [pixel_psnr(m, *self.val[i]) for i in val]
+            curve.append((step, scores))
+            snaps[step] = {k: v.clone() for k, v in condition_state(m.state_dict()).items()}
+            return float(np.mean(scores))
+
+        if val:
+            validate(model)  # step 0: the start weights
+        hooks = self._hooks(model)
+        try:
+            hist = fit(model, sub.draw, tc, validate, on_progress=self.on_step)
+        finally:
+            for h in hooks:
+                h.remove()
+        return model, dict(hist, curve=curve, snaps=snaps)
+
+    def _hooks(self, model: CSRNet) -> list:
+        """Gradient hooks: the L2 pull toward the start weights; zero gradients for frozen GFM weights."""
+        cfg, hooks = self.cfg, []
+        trainable_parameters(model, condition_only=True)
+        for name, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            if cfg.train == "bias" and not name.endswith(".bias"):
+                hooks.append(p.register_hook(torch.zeros_like))  # Adam never moves a zero-gradient weight
+            elif cfg.anchor:
+                p0 = p.detach().clone()
+                hooks.append(p.register_hook(lambda g, p=p, p0=p0: g + cfg.anchor * (p.detach() - p0)))
+        return hooks
+
+
+def _folds(n: int, k: int, seed: int) -> list[list[int]]:
+    order = np.random.default_rng([seed, n, k]).permutation(n)
+    return [sorted(order[f::k].tolist()) for f in range(k)]
+
+
+def _summary(per: dict[int, dict]) -> dict:
+    rows = list(per.values())
+    m = {k: mean_scores([r[k] for r in rows]) for k in ("style", "base", "do-nothing", "autocontrast")}
+    return dict(m["style"], baseline_psnr=m["do-nothing"]["psnr"], baseline_ssim=m["do-nothing"]["ssim"],
+                baseline_delta_e=m["do-nothing"]["delta_e"], base_style=m["base"], autocontrast=m["autocontrast"],
+                images=len(rows))
+
+
+def finetune_style(pairs: str | Path | list[Pair], name: str, base: str = "auto", *, expert=None, registry=None,
+                   on_progress: Callable[[dict], None] | None = None, config: FinetuneConfig | None = None,
+                   overwrite: bool = False) -> Style:
+    """Fine-tune the condition net + GFM of ``base`` on before/after pairs; save and return the new Style.
+
+    ``on_progress`` gets dicts with step/steps/loss/phase, plus val_psnr when an evaluation ran.
+    """
+    cfg = config or FinetuneConfig()
+    threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _finetune(pairs, name, base, expert, registry, on_progress, cfg, overwrite)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneConfig, overwrite: bool) -> Style:
+    from .pipeline import default_registry
+
+    if cfg.train not in TRAINED:
+        raise ValueError(f"FinetuneConfig.train must be one of {sorted(TRAINED)}, not {cfg.train!r}")
+    reg = registry or default_registry()
+    reg.check_new_name(name, overwrite)
+    start_style = reg.get(base)
+    base_style = start_style if start_style.kind == "full" else reg._base_style(start_style)
+
+    found, problems, source = resolve_pairs(pairs, expert)
+    if len(found) < MIN_PAIRS:
+        raise PairsError(f"{source}: fine-tuning needs at least {MIN_PAIRS} before/after pairs, found {len(found)}")
+    loaded, warnings = [], []
+    for p in found:
+        b, a, w = load_pair(p, max_side=cfg.max_side)
+        loaded.append((to_uint8(b), to_uint8(a)))  # 8 bit in memory, as the files were
+        warnings += w
+
+    progress = _Progress(on_progress)
+    tuner = _Tuner(reg.model(start_style), loaded, start_style.cond_size, cfg, progress)
+    scorer = _Scorer(loaded, start_style.cond_size, reg.model(base_style))
+    run = _kfold if len(found) < cfg.kfold_below else _holdout
+    model, per, validation = run(tuner, scorer, progress, len(found))
+    names = [p.name for p in found]
+    validation = {k: _named(v, names) if k in ("folds", "val_pairs") else v for k, v in validation.items()}
+    validation["per_pair"] = {names[i]: per[i] for i in sorted(per)}
+    if not validation["chosen_steps"]:
+        warnings.append(f"validation found no gain over '{base}' on these pairs: the new style equals it")
+
+    who = f"MIT-Adobe FiveK expert {expert}'s" if expert else "your"
+    card = dict(
+        description=f"{who} look, fine-tuned from '{base}' on {len(found)} pairs from {source}",
+        cond_size=start_style.cond_size,
+        training=dict(data=dict(pairs=len(found), source=source, expert=expert, names=names),
+                      initialised_from=start_style.name,
+                      recipe=dict(asdict(cfg), method=f"condition-only fine-tune: {TRAINED[cfg.train]} train, the "
+                                  "base net is frozen; L1 on sampled pixels, flip + mild-crop views, constant-lr Adam, "
+                                  "step count chosen by validation")),
+        validation=validation, scores=dict(validation=_summary(per)), warnings=warnings, problems=problems,
+        licence=("MIT-Adobe FiveK images are licensed for research use only; so is a style learned from them"
+                 if expert else "the licence of your training pairs applies to this style"),
+    )
+    return _save(reg, name, model, card, base_style, overwrite)
+
+
+class _Progress:
+    """Turns each run's fit() progress into one overall step count for ``on_progress``."""
+
+    def __init__(self, callback: Callable[[dict], None] | None):
+        self.callback, self.total, self.offset, self.phase = callback, 0, 0, ""
+
+    def __call__(self, info: dict) -> None:
+        if self.callback:
+            out = dict(info, step=self.offset + info["step"], steps=self.total, phase=self.phase)
+            if "val" in info:
+                out["val_psnr"] = info["val"]
+            self.callback(out)
+
+
+class _Scorer:
+    """Full-image scores per pair: the tuned model, the base style, do-nothing and autocontrast."""
+
+    def __init__(self, loaded, cond_size: int, base: CSRNet):
+        self.loaded, self.cond_size, self.base = loaded, cond_size, base
+
+    def __call__(self, model: CSRNet, idx: Sequence[int]) -> dict[int, dict]:
+        out = {}
+        for i in idx:
+            b8, a8 = self.loaded[i]
+            out[i] = {"style": score(self._retouch(model, b8), a8), "base": score(self._retouch(self.base, b8), a8),
+                      "do-nothing": score(b8, a8), "autocontrast": score(autocontrast(b8), a8)}
+        return out
+
+    def _retouch(self, model: CSRNet, rgb: np.ndarray) -> np.ndarray:
+        return retouch_array(rgb, Look(model, [(model, self.cond_size, 1.0)]))
+
+
+def _kfold(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int):
+    """k-fold: the pooled held-out curve picks the step count; the style is then trained on all pairs."""
+    cfg = tuner.cfg
+    k = min(cfg.folds, n)
+    folds = _folds(n, k, cfg.seed)
+    progress.total = (k + 1) * cfg.steps
+    runs, limit = [], cfg.steps
+    for f, val in enumerate(folds):
+        progress.phase, progress.offset = f"fold {f + 1}/{k}", f * cfg.steps
+        runs.append(tuner.run([i for i in range(n) if i not in val], val, limit, cfg.patience)[1])
+        limit = min(limit, runs[-1]["curve"][-1][0])  # only steps every fold reached are pooled
+    common = min(len(h["curve"]) for h in runs)
+    axis = [runs[0]["curve"][j][0] for j in range(common)]
+    pooled = [float(np.mean([s for h in runs for s in h["curve"][j][1]])) for j in range(common)]
+    chosen = axis[int(np.argmax(pooled))]
+    per = {}
+    for val, h in zip(folds, runs):
+        m = tuner.model()
+        m.load_state_dict(h["snaps"][chosen], strict=False)
+        per.update(scorer(tuner.restore(m), val))
+    progress.phase, progress.offset, progress.total = "final (all pairs)", k * cfg.steps, k * cfg.steps + chosen
+    model = tuner.restore(tuner.run(list(range(n)), [], chosen, 0)[0]) if chosen else copy.deepcopy(tuner.start)
+    return model, per, dict(method=f"{k}-fold", folds=folds, chosen_steps=chosen,
+                            curve=[[s, round(p, 3)] for s, p in zip(axis, pooled)],
+                            fold_stopped_at=[h["curve"][-1][0] for h in runs])
+
+
+def _holdout(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int):
+    """~20% held out: early stopping on it; the best weights are the style."""
+    cfg = tuner.cfg
+    train, val = holdout_split(n, cfg.holdout, cfg.seed)
+    progress.phase, progress.total = "train (held-out validation)", cfg.steps
+    model, h = tuner.run(train, val, cfg.steps, cfg.patience)
+    chosen = h["best_step"] if h["best"] > float(np.mean(h["curve"][0][1])) else 0
+    model = tuner.restore(model) if chosen else copy.deepcopy(tuner.start)
+    return model, scorer(model, val), dict(method="held-out", val_pairs=val, chosen_steps=chosen,
+                                           curve=[[s, round(float(np.mean(p)), 3)] for s, p in h["curve"]])
+
+
+def _named(v, names: list[str]):
+    return [_named(x, names) for x in v] if isinstance(v, list) else names[v]
+
+
+def _save(reg, name: str, model: CSRNet, card: dict, base_style, overwrite: bool):
+    """Save atomically; an interrupted save leaves no card and no orphan weights."""
+    before = set(reg.user_path.glob(f"{name}.*safetensors"))
+    try:
+        return reg.save_style(name, model, card, base=base_style, overwrite=overwrite)
+    except BaseException:
+        card_path = reg.user_path / f"{name}.json"
+        kept = json.loads(card_path.read_text("utf-8")).get("file") if card_path.exists() else None
+        for p in set(reg.user_path.glob(f"{name}.*safetensors")) - before:
+            if p.name != kept:
+                p.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,152 @@
+"""Condition-only fine-tuning: base frozen, honest validation, clean interrupts, experts, mixing."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from conftest import REPO, write_builtin
+from csr_core.errors import PairsError
+from csr_core.finetune import FinetuneConfig, finetune_style
+from csr_core.registry import Registry
+from pairs_util import write_pairs
+
+FAST = dict(steps=40, batch=4, pixels=512, eval_every=10, views=2, lr=3e-3, val_pixels=2048)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: one thread avoids oversubscription on shared CPUs."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """A toy base 'auto' and a style 'mine' fine-tuned from it on 6 pairs (with its progress log)."""
+    root = tmp_path_factory.mktemp("ft")
+    write_builtin(root / "builtin")
+    reg = Registry(root / "builtin", root / "user")
+    log = []
+    style = finetune_style(write_pairs(root / "pairs", 6), "mine", registry=reg, on_progress=log.append,
+                           config=FinetuneConfig(**FAST))
+    return reg, style, log
+
+
+def test_style_is_listed_and_only_condition_part_changed(tuned):
+    reg, style, _ = tuned
+    fresh = Registry(reg.builtin_path, reg.user_path)
+    assert fresh.names() == ["auto", "mine"]
+    base, mine = fresh.model("auto"), fresh.model("mine")
+    for name, p in base.named_parameters():
+        same = torch.equal(p, dict(mine.named_parameters())[name])
+        assert same == (not name.startswith(("cond_scale", "cond_shift"))), name  # only the GFM moved
+    assert all(k.startswith("cond_") for k in load_file(str(style.path)))  # the base is not stored
+    assert style.card["base"] == {"name": "auto", "sha256": fresh.get("auto").sha256}
+    assert style.card["cond_size"] == fresh.get("auto").cond_size
+
+
+def test_honest_kfold_validation_beats_base(tuned):
+    _, style, _ = tuned
+    v, s = style.card["validation"], style.card["scores"]["validation"]
+    assert v["method"] == "5-fold"
+    names = sorted(n for fold in v["folds"] for n in fold)
+    assert names == [f"p{i:02d}" for i in range(6)] == sorted(v["per_pair"])  # each pair validated once
+    assert 0 < v["chosen_steps"] <= FAST["steps"]
+    assert s["images"] == 6 and s["psnr"] > s["base_style"]["psnr"] + 3
+    assert {"baseline_psnr", "baseline_delta_e", "autocontrast", "ssim", "delta_e"} <= set(s)
+    assert style.card["training"]["data"]["pairs"] == 6
+
+
+def test_progress_reports_steps_loss_and_val(tuned):
+    _, style, log = tuned
+    assert all({"step", "steps", "loss", "phase"} <= set(i) for i in log)
+    assert any("val_psnr" in i for i in log)
+    assert log[-1]["step"] == log[-1]["steps"] == 5 * FAST["steps"] + style.card["validation"]["chosen_steps"]
+    assert log[-1]["phase"].startswith("final")
+
+
+def test_too_few_pairs_is_clear(toy_registry, tmp_path):
+    with pytest.raises(PairsError, match="at least 5 .* found 4"):
+        finetune_style(write_pairs(tmp_path / "p", 4), "x", registry=toy_registry)
+
+
+def test_interrupt_saves_nothing(toy_registry, tmp_path):
+    def stop(info):
+        if info["step"] >= 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune_style(write_pairs(tmp_path / "p", 5), "x", registry=toy_registry, on_progress=stop,
+                       config=FinetuneConfig(**FAST))
+    assert toy_registry.names() == ["auto"]
+    assert not toy_registry.user_path.exists() or not any(toy_registry.user_path.iterdir())
+
+
+def test_held_out_split_for_larger_sets_and_from_condition_style(tuned, tmp_path):
+    reg, _, _ = tuned
+    cfg = FinetuneConfig(**dict(FAST, kfold_below=5))
+    style = finetune_style(write_pairs(tmp_path / "p", 6, seed=1), "mine2", "mine", registry=reg, config=cfg)
+    assert style.card["validation"]["method"] == "held-out"
+    assert len(style.card["validation"]["val_pairs"]) == 1
+    assert style.card["base"]["sha256"] == reg.get("auto").sha256  # the full base, not 'mine'
+    assert style.card["training"]["initialised_from"] == "mine"
+    reg.look("mine2:0.5,mine:0.5")  # same base: they mix
+
+
+def test_cli_expert_flag_reads_that_expert(toy_registry, tmp_path, monkeypatch):
+    import cli.finetune
+    import csr_core.finetune
+
+    monkeypatch.setattr(cli.finetune, "registry", lambda: toy_registry)
+    monkeypatch.setattr(csr_core.finetune, "FinetuneConfig", lambda **kw: FinetuneConfig(**dict(FAST, **kw)))
+    root = write_pairs(tmp_path / "fivek", 5, layout="fivek")
+    out = CliRunner().invoke(cli.finetune.command, ["--pairs", str(root), "--name", "B"])
+    assert out.exit_code == 1 and "several FiveK expert folders" in out.output
+    out = CliRunner().invoke(cli.finetune.command,
+                             ["--pairs", str(root), "--expert", "b", "--name", "B", "--steps", "20"])
+    assert out.exit_code == 0, out.output
+    card = json.loads((toy_registry.user_path / "B.json").read_text())
+    assert card["training"]["data"]["expert"] == "B" and card["training"]["data"]["names"][0] == "a0001"
+    assert "saved style 'B'" in out.output and "5-fold validation on 5 pairs" in out.output
+    # the style learned expertB's look (expertC holds inverted images, far from anything learned)
+    assert card["scores"]["validation"]["psnr"] > card["scores"]["validation"]["base_style"]["psnr"]
+
+
+def test_missing_expert_message_gives_working_command(toy_registry):
+    from csr_core.errors import StyleError
+
+    with pytest.raises(StyleError) as err:
+        toy_registry.get("C")
+    assert "csr finetune --pairs /path/to/fivek --expert C --name C" in str(err.value)
+
+
+@pytest.mark.skipif(not (REPO / "weights" / "C.safetensors").exists(), reason="weights/C.safetensors not built")
+def test_real_c_mixing_endpoints_equal_pure_styles(rng):
+    from csr_core.inference import retouch_array
+
+    reg = Registry()
+    img = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    for pure, mix in (("C", "C:1,auto:0"), ("auto", "C:0,auto:1")):
+        assert np.array_equal(retouch_array(img, reg.look(mix)), retouch_array(img, reg.look(pure)))
+    half = retouch_array(img, reg.look("C:0.5,auto:0.5"))
+    assert not np.array_equal(half, retouch_array(img, reg.look("C")))
+    assert reg.get("C").card["base"]["sha256"] == reg.get("auto").sha256
+
+
+def test_interrupted_save_leaves_no_card_or_orphan(toy_registry, monkeypatch):
+    import csr_core.registry
+    from csr_core.finetune import _save
+    from csr_core.model import CSRNet
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(csr_core.registry, "atomic_write", interrupted)  # dies at the card, after the weights
+    with pytest.raises(KeyboardInterrupt):
+        _save(toy_registry, "x", CSRNet(), {}, toy_registry.get("auto"), False)
+    assert toy_registry.names() == ["auto"] and not list(toy_registry.user_path.glob("x*"))

@@ -1,0 +1,61 @@
+"""Full training on a user's pairs: held-out split, resumable checkpoints, the CLI's --pairs option."""
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from csr_core.train import TrainConfig, holdout_split, train_pairs
+from pairs_util import write_pairs
+
+CFG = dict(batch=4, pixels=512, eval_every=10, checkpoint_every=10, lr=3e-3, cond_size=64)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_holdout_split_is_deterministic_and_disjoint():
+    tr, va = holdout_split(10)
+    assert len(va) == 2 and sorted(tr + va) == list(range(10)) and holdout_split(10) == (tr, va)
+
+
+def test_learns_and_resumes_from_checkpoint(tmp_path):
+    pairs = write_pairs(tmp_path / "p", 6)
+    ckpt = tmp_path / "run.ckpt"
+    _, first = train_pairs(pairs, TrainConfig(steps=20, **CFG), ckpt)
+    assert ckpt.exists() and first["step"] == 20 and len(first["val_pairs"]) == 1
+    seen = []
+    model, hist = train_pairs(pairs, TrainConfig(steps=60, **CFG), ckpt, on_progress=lambda i: seen.append(i["step"]))
+    assert seen[0] == 21 and hist["step"] == 60  # resumed, not restarted
+    assert hist["best"] > hist["evals"][0][1] + 2  # it learns the look on the held-out pair
+    assert set(hist["train_pairs"]).isdisjoint(hist["val_pairs"])
+    assert any(p.requires_grad is False for p in model.parameters())
+
+
+def test_cli_train_pairs_saves_scored_style(tmp_path, toy_registry, monkeypatch):
+    import cli.train
+
+    monkeypatch.setattr(cli.train, "registry", lambda: toy_registry)
+    pairs = write_pairs(tmp_path / "p", 6, layout="files")
+    args = ["--pairs", str(pairs), "--name", "big", "--steps", "30", "--batch", "4", "--cond-size", "64",
+            "--checkpoint", str(tmp_path / "c.ckpt")]
+    out = CliRunner().invoke(cli.train.command, args)
+    assert out.exit_code == 0, out.output
+    assert "held-out PSNR" in out.output and not (tmp_path / "c.ckpt").exists()
+    card = json.loads((toy_registry.user_path / "big.json").read_text())
+    s = card["scores"]["validation"]
+    assert card["kind"] == "full" and s["images"] == 1 and {"baseline_psnr", "autocontrast", "delta_e"} <= set(s)
+    assert "big" in toy_registry.names()
+
+
+def test_cli_train_needs_exactly_one_source(tmp_path, toy_registry, monkeypatch):
+    import cli.train
+
+    monkeypatch.setattr(cli.train, "registry", lambda: toy_registry)
+    out = CliRunner().invoke(cli.train.command, ["--name", "x"])
+    assert out.exit_code == 2 and "exactly one of --photos" in out.output
