@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import os
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -99,28 +100,67 @@ class Outcome:
 
 
 def run(jobs: list[Job], process: Callable[[Job], None], overwrite: bool = False, skip_existing: bool = False,
-        on_outcome: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-    """Run ``process`` on every job; one failure never stops the batch."""
-    outcomes = []
-    for job in jobs:
-        if job.error:
-            outcome = Outcome(job, "failed", job.error)
-        elif job.dest.exists() and skip_existing:
-            outcome = Outcome(job, "skipped", f"{job.dest}: exists, skipped")
-        elif job.dest.exists() and not overwrite:
-            outcome = Outcome(job, "failed", f"{job.dest}: already exists (use --overwrite or --skip-existing)")
-        else:
-            try:
-                job.dest.parent.mkdir(parents=True, exist_ok=True)
-                process(job)
-                outcome = Outcome(job, "ok")
-            except CsrError as exc:
-                outcome = Outcome(job, "failed", str(exc))
-            except OSError as exc:
-                outcome = Outcome(job, "failed", f"{job.dest}: cannot write ({exc.strerror or exc})")
-            except MemoryError:
-                outcome = Outcome(job, "failed", f"{job.src}: out of memory")
-        outcomes.append(outcome)
+        on_outcome: Callable[[Outcome], None] | None = None, workers: int = 2) -> list[Outcome]:
+    """Run ``process`` on every job; one failure never stops the batch.
+
+    Up to ``workers`` jobs run at once in threads (decoding, inference and encoding release the GIL),
+    so one photo's decode or encode overlaps another's inference while at most ``workers`` photos are
+    in memory. ``on_outcome`` is called from this thread in completion order; the returned list
+    follows the order of ``jobs``.
+    """
+    outcomes: list[Outcome | None] = [None] * len(jobs)
+
+    def report(i: int, outcome: Outcome) -> None:
+        outcomes[i] = outcome
         if on_outcome:
             on_outcome(outcome)
-    return outcomes
+
+    def attempt(job: Job) -> Outcome:
+        try:
+            process(job)
+            return Outcome(job, "ok")
+        except CsrError as exc:
+            return Outcome(job, "failed", str(exc))
+        except OSError as exc:
+            return Outcome(job, "failed", f"{job.dest}: cannot write ({exc.strerror or exc})")
+        except MemoryError:
+            return Outcome(job, "failed", f"{job.src}: out of memory")
+        except Exception as exc:  # a bug hit by one photo must not abort the rest of the batch
+            detail = " ".join(str(exc).split())[:200]
+            return Outcome(job, "failed", f"{job.src}: unexpected error ({type(exc).__name__}: {detail})")
+
+    import torch
+
+    workers = max(1, min(workers, len(jobs)))
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="csr-batch") if workers > 1 else None
+    threads = torch.get_num_threads()
+    if pool:  # split the cores between the jobs in flight rather than oversubscribe them
+        torch.set_num_threads(max(1, threads // workers))
+    pending: dict = {}
+    try:
+        for i, job in enumerate(jobs):
+            if job.error:
+                report(i, Outcome(job, "failed", job.error))
+            elif job.dest.exists() and skip_existing:
+                report(i, Outcome(job, "skipped", f"{job.dest}: exists, skipped"))
+            elif job.dest.exists() and not overwrite:
+                message = f"{job.dest}: already exists (use --overwrite or --skip-existing)"
+                report(i, Outcome(job, "failed", message))
+            elif pool is None:
+                report(i, attempt(job))
+            else:
+                while len(pending) >= workers:  # at most ``workers`` photos in flight
+                    _drain(pending, report, FIRST_COMPLETED)
+                pending[pool.submit(attempt, job)] = i
+        _drain(pending, report, ALL_COMPLETED)
+    finally:
+        if pool:
+            pool.shutdown(wait=True, cancel_futures=True)
+            torch.set_num_threads(threads)
+    return outcomes  # type: ignore[return-value]
+
+
+def _drain(pending: dict, report: Callable[[int, Outcome], None], when: str) -> None:
+    done, _ = wait(list(pending), return_when=when)
+    for fut in [f for f in pending if f in done]:  # submission order within one wake-up
+        report(pending.pop(fut), fut.result())

@@ -68,7 +68,7 @@ def evaluate(pairs: str | Path | Sequence[Pair], style: str | Look | None = "aut
         if "autocontrast" in baselines:
             row["autocontrast"] = score(autocontrast(b8), a8)
         if look:
-            row[label] = score(retouch_array(b8, look, strength, device), a8)
+            row[label] = score(retouch_array(b8, look, strength, device, exact=True), a8)
         rows.append(row)
         if on_progress:
             on_progress(dict(done=i + 1, total=len(found), name=pair.name))

@@ -238,7 +238,7 @@ class _Scorer:
         return out
 
     def _retouch(self, model: CSRNet, rgb: np.ndarray) -> np.ndarray:
-        return retouch_array(rgb, Look(model, [(model, self.cond_size, 1.0)]))
+        return retouch_array(rgb, Look(model, [(model, self.cond_size, 1.0)]), exact=True)
 
 
 def _kfold(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int):

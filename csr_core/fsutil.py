@@ -10,11 +10,12 @@ from typing import IO, Iterator
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temp file beside ``path``; on success it replaces ``path`` in one rename.
+    """Open a temp file beside ``path`` (creating its folder); on success it replaces ``path`` in one rename.
 
     On any exception (or KeyboardInterrupt) the temp file is removed and ``path`` is untouched.
     """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # only now: a failed job leaves no empty folders
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, mode) as fh:

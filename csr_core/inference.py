@@ -3,12 +3,12 @@
 The condition vector is computed from a copy resized so its long side equals the style's recorded
 ``cond_size`` (the same rule at training time), so results do not drift with resolution. The base
 net is a per-pixel map, so running it strip by strip gives exactly the one-pass result in bounded memory;
-by default it is baked into a 3-D LUT for the image and interpolated (``csr_core.lut``) unless ``exact`` is asked for.
+by default it is baked into a 3-D LUT for the image and interpolated (``csr_core.lut``), unless ``exact``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -152,9 +152,10 @@ def look_modulation(look: Look, rgb: np.ndarray, device: torch.device | str = "c
     return mods[0] if len(mods) == 1 else Modulation.mix(mods, [w for _, _, w in look.parts])
 
 
-def retouch_array(rgb: np.ndarray, look: Look, strength: float = 1.0, device: str = "cpu",
-                  exact: bool = False) -> np.ndarray:
-    """Retouch HxWx3 sRGB pixels (uint8 / uint16 / float32) with a prepared look.
+def colour_map(look: Look, rgb: np.ndarray, strength: float = 1.0, device: str = "cpu",
+               exact: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """The colour map ``look`` gives the image ``rgb``: conditioned on all of ``rgb``, applicable to
+    any pixels (the image itself, or a crop of it as the GIMP plug-in does for a selection).
 
     By default the modulated base net is baked into a ``LUT_SIZE``^3 LUT and interpolated (see
     ``csr_core.lut``); ``exact`` runs the net on every pixel. Images with fewer pixels than the LUT
@@ -163,8 +164,15 @@ def retouch_array(rgb: np.ndarray, look: Look, strength: float = 1.0, device: st
     _check_strength(strength)
     dev = resolve_device(device)
     if strength == 0:
-        return rgb.copy()
+        return np.copy
     mod = look_modulation(look, rgb, dev)
     if exact or rgb.shape[0] * rgb.shape[1] <= LUT_SIZE ** 3:
-        return apply_base(look.base, rgb, mod, strength, dev)
-    return apply_lut(rgb, bake_lut(look.base, mod, LUT_SIZE, strength, dev))
+        return lambda px: apply_base(look.base, px, mod, strength, dev)
+    lut = bake_lut(look.base, mod, LUT_SIZE, strength, dev)
+    return lambda px: apply_lut(px, lut)
+
+
+def retouch_array(rgb: np.ndarray, look: Look, strength: float = 1.0, device: str = "cpu",
+                  exact: bool = False) -> np.ndarray:
+    """Retouch HxWx3 sRGB pixels (uint8 / uint16 / float32) with a prepared look (see ``colour_map``)."""
+    return colour_map(look, rgb, strength, device, exact)(rgb)

@@ -22,22 +22,30 @@ def default_registry() -> Registry:
 
 
 def retouch(rgb: np.ndarray, style: str | Look = DEFAULT_STYLE, strength: float = 1.0,
-            device: str = "cpu", registry: Registry | None = None) -> np.ndarray:
-    """Retouch HxWx3 sRGB pixels (uint8 / uint16 / float32) with a style name, a mix or a Look."""
+            device: str = "cpu", registry: Registry | None = None, exact: bool = False) -> np.ndarray:
+    """Retouch HxWx3 sRGB pixels (uint8 / uint16 / float32) with a style name, a mix or a Look.
+
+    ``exact`` runs the network on every pixel instead of through the baked LUT (see retouch_array).
+    """
     look = style if isinstance(style, Look) else (registry or default_registry()).look(style)
-    return retouch_array(rgb, look, strength, device)
+    return retouch_array(rgb, look, strength, device, exact=exact)
 
 
 def retouch_photo(photo: Photo, style: str | Look = DEFAULT_STYLE, strength: float = 1.0,
-                  device: str = "cpu", registry: Registry | None = None) -> np.ndarray:
+                  device: str = "cpu", registry: Registry | None = None, exact: bool = False) -> np.ndarray:
     """The retouched pixels of a loaded photo (alpha and metadata stay on the Photo)."""
-    return retouch(photo.rgb, style, strength, device, registry)
+    return retouch(photo.rgb, style, strength, device, registry, exact=exact)
 
 
 def retouch_file(src: str | os.PathLike | bytes | BinaryIO, dest: str | os.PathLike | BinaryIO, *,
                  style: str | Look = DEFAULT_STYLE, strength: float = 1.0, quality: int = 95,
-                 fmt: str | None = None, device: str = "cpu", registry: Registry | None = None) -> Photo:
-    """Load, retouch and save one photo (atomically, metadata and alpha kept); returns the source Photo."""
-    photo = load_photo(src)
-    save_photo(photo, retouch_photo(photo, style, strength, device, registry), dest, fmt=fmt, quality=quality)
+                 fmt: str | None = None, device: str = "cpu", registry: Registry | None = None,
+                 exact: bool = False, max_pixels: int | None = None) -> Photo:
+    """Load, retouch and save one photo (atomically, metadata and alpha kept); returns the source Photo.
+
+    ``max_pixels`` lowers the decompression-bomb limit (checked from the header, before decoding).
+    """
+    photo = load_photo(src) if max_pixels is None else load_photo(src, max_pixels=max_pixels)
+    rgb = retouch_photo(photo, style, strength, device, registry, exact=exact)
+    save_photo(photo, rgb, dest, fmt=fmt, quality=quality)
     return photo

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from csr_core.errors import CsrError
 from plugins.gimp import bridge, worker
 from plugins.gimp.bridge import BridgeError
 
@@ -167,7 +168,7 @@ def test_worker_strength_zero_and_range(toy_worker, rng):
     layer = _layer(rng)
     req = bridge.check_request(_req(width=32, height=24, region=[0, 0, 4, 4], strength=0.0))
     np.testing.assert_array_equal(worker.retouch(req, layer), layer[:4, :4])
-    with pytest.raises(BridgeError, match="strength must be between 0 and 2"):
+    with pytest.raises(CsrError, match="strength must be between 0 and 2"):
         worker.retouch(dict(req, strength=2.5), layer)
 
 

@@ -203,8 +203,6 @@ def test_cli_single_file(unchanged, run, tmp_path):
     f.check(KNOWN_RETOUCH_BUGS)
 
 
-@pytest.mark.xfail(reason="csr_core/batch.py creates the output's folders before decoding the input; "
-                          "fix proposed in the issue-7 report", strict=False)
 def test_failed_retouch_creates_no_folder(run, tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not a photo")

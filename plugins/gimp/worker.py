@@ -57,33 +57,21 @@ def styles(registry=None) -> dict:
 def retouch(req: dict, layer, registry=None, device: str | None = None):
     """The retouched region (h x w x C, the layer's dtype, alpha untouched), conditioned on the whole layer.
 
-    Mirrors ``inference.retouch_array`` step for step (so ``csr retouch`` of the whole layer, cropped,
-    agrees): the modulation of the whole layer, then the base net baked into a LUT unless the layer is
-    small or ``exact`` is asked for.
+    ``colour_map`` of the whole layer applied to the region: so ``csr retouch`` of the whole layer,
+    cropped, agrees (the same LUT-or-exact rule).
     """
     import numpy as np
 
-    from csr_core.inference import LUT_SIZE, MAX_STRENGTH, apply_base, look_modulation, resolve_device
-    from csr_core.lut import apply_lut, bake_lut
+    from csr_core.inference import colour_map
 
-    strength = req["strength"]
-    if not 0.0 <= strength <= MAX_STRENGTH:
-        raise BridgeError(f"strength must be between 0 and {MAX_STRENGTH:g}, got {strength:g}")
     look = (registry or _registry()).look(req.get("style", "auto"))
     x, y, w, h = req["region"]
     out = np.array(layer[y:y + h, x:x + w], order="C")
-    if strength == 0:
-        return out
-    dev = resolve_device(device or _device())
     rgb = np.ascontiguousarray(layer[..., :3])
     if rgb.dtype == np.float32 and np.isnan(rgb).any():
         rgb = np.nan_to_num(rgb, nan=0.0)
-    region = np.ascontiguousarray(rgb[y:y + h, x:x + w])
-    mod = look_modulation(look, rgb, dev)
-    if req.get("exact") or rgb.shape[0] * rgb.shape[1] <= LUT_SIZE ** 3:
-        out[..., :3] = apply_base(look.base, region, mod, strength, dev)
-    else:
-        out[..., :3] = apply_lut(region, bake_lut(look.base, mod, LUT_SIZE, strength, dev))
+    apply = colour_map(look, rgb, req["strength"], device or _device(), bool(req.get("exact")))
+    out[..., :3] = apply(np.ascontiguousarray(rgb[y:y + h, x:x + w]))
     return out
 
 
