@@ -100,12 +100,14 @@ class Look:
 
 
 def apply_base(base: CSRNet, rgb: np.ndarray, mod: Modulation, strength: float = 1.0,
-               device: torch.device | str = "cpu", strip_pixels: int = STRIP_PIXELS) -> np.ndarray:
-    """Run the modulated base net over every pixel, strip by strip; same dtype and shape out."""
+               device: torch.device | str = "cpu", strip_pixels: int = STRIP_PIXELS,
+               out: np.ndarray | None = None) -> np.ndarray:
+    """Run the modulated base net over every pixel, strip by strip; same dtype and shape out
+    (written into ``out`` if given, which may be ``rgb`` itself: each strip is read before it is written)."""
     _check_strength(strength)
     device = torch.device(device)
     h, w, _ = rgb.shape
-    out = np.empty_like(rgb)
+    out = np.empty_like(rgb) if out is None else out
     rows = max(1, strip_pixels // max(w, 1))
     base = base.to(device)
     with torch.inference_mode():
@@ -152,10 +154,18 @@ def look_modulation(look: Look, rgb: np.ndarray, device: torch.device | str = "c
     return mods[0] if len(mods) == 1 else Modulation.mix(mods, [w for _, _, w in look.parts])
 
 
+def _unchanged(px: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    if out is None:
+        return px.copy()
+    np.copyto(out, px)
+    return out
+
+
 def colour_map(look: Look, rgb: np.ndarray, strength: float = 1.0, device: str = "cpu",
-               exact: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+               exact: bool = False) -> Callable[..., np.ndarray]:
     """The colour map ``look`` gives the image ``rgb``: conditioned on all of ``rgb``, applicable to
-    any pixels (the image itself, or a crop of it as the GIMP plug-in does for a selection).
+    any pixels (the image itself, or a crop of it as the GIMP plug-in does for a selection), as
+    ``apply(pixels, out=None)``; ``out`` may be ``pixels`` itself (in place).
 
     By default the modulated base net is baked into a ``LUT_SIZE``^3 LUT and interpolated (see
     ``csr_core.lut``); ``exact`` runs the net on every pixel. Images with fewer pixels than the LUT
@@ -164,12 +174,12 @@ def colour_map(look: Look, rgb: np.ndarray, strength: float = 1.0, device: str =
     _check_strength(strength)
     dev = resolve_device(device)
     if strength == 0:
-        return np.copy
+        return _unchanged
     mod = look_modulation(look, rgb, dev)
     if exact or rgb.shape[0] * rgb.shape[1] <= LUT_SIZE ** 3:
-        return lambda px: apply_base(look.base, px, mod, strength, dev)
+        return lambda px, out=None: apply_base(look.base, px, mod, strength, dev, out=out)
     lut = bake_lut(look.base, mod, LUT_SIZE, strength, dev)
-    return lambda px: apply_lut(px, lut)
+    return lambda px, out=None: apply_lut(px, lut, out=out)
 
 
 def retouch_array(rgb: np.ndarray, look: Look, strength: float = 1.0, device: str = "cpu",

@@ -175,13 +175,15 @@ def trilinear(x: np.ndarray, lut: np.ndarray) -> np.ndarray:
     return y[0, :, 0, 0].T.numpy().reshape(x.shape)
 
 
-def apply_lut(rgb: np.ndarray, lut: np.ndarray, strip_pixels: int = STRIP_PIXELS) -> np.ndarray:
-    """Apply a LUT to HxWx3 pixels (uint8 / uint16 / float32) strip by strip; same dtype and shape out."""
+def apply_lut(rgb: np.ndarray, lut: np.ndarray, strip_pixels: int = STRIP_PIXELS,
+              out: np.ndarray | None = None) -> np.ndarray:
+    """Apply a LUT to HxWx3 pixels (uint8 / uint16 / float32) strip by strip; same dtype and shape out
+    (written into ``out`` if given, which may be ``rgb`` itself: each strip is read before it is written)."""
     from .inference import from_float, to_float
 
     lut = _check_lut(lut)
     h, w, _ = rgb.shape
-    out = np.empty_like(rgb)
+    out = np.empty_like(rgb) if out is None else out
     rows = max(1, strip_pixels // max(w, 1))
     if rgb.dtype == np.uint8 and lut.shape[0] <= _U8_MAX_SIZE and h * w:
         _apply_u8(rgb, lut, out, max(1, min(strip_pixels, U8_STRIP_PIXELS) // max(w, 1)))

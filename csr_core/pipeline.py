@@ -7,7 +7,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .image_io import Photo, load_photo, save_photo
-from .inference import Look, retouch_array
+from .inference import Look, colour_map, retouch_array
 from .registry import DEFAULT_STYLE, Registry
 
 _registry: Registry | None = None
@@ -40,12 +40,14 @@ def retouch_photo(photo: Photo, style: str | Look = DEFAULT_STYLE, strength: flo
 def retouch_file(src: str | os.PathLike | bytes | BinaryIO, dest: str | os.PathLike | BinaryIO, *,
                  style: str | Look = DEFAULT_STYLE, strength: float = 1.0, quality: int = 95,
                  fmt: str | None = None, device: str = "cpu", registry: Registry | None = None,
-                 exact: bool = False, max_pixels: int | None = None) -> Photo:
-    """Load, retouch and save one photo (atomically, metadata and alpha kept); returns the source Photo.
+                 exact: bool = False, max_pixels: int | None = None) -> None:
+    """Load, retouch and save one photo (atomically, metadata and alpha kept).
 
-    ``max_pixels`` lowers the decompression-bomb limit (checked from the header, before decoding).
+    The decoded pixels are retouched in place (they are not needed again), which saves a full-size
+    buffer. ``max_pixels`` lowers the decompression-bomb limit (checked from the header, before decoding).
     """
     photo = load_photo(src) if max_pixels is None else load_photo(src, max_pixels=max_pixels)
-    rgb = retouch_photo(photo, style, strength, device, registry, exact=exact)
+    look = style if isinstance(style, Look) else (registry or default_registry()).look(style)
+    pixels = photo.rgb
+    rgb = colour_map(look, pixels, strength, device, exact)(pixels, out=pixels if pixels.flags.writeable else None)
     save_photo(photo, rgb, dest, fmt=fmt, quality=quality)
-    return photo

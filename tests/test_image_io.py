@@ -374,5 +374,8 @@ def test_failed_save_leaves_nothing(tmp_path, monkeypatch):
         save_photo(Photo(rgb), rgb, dest)
     assert list(tmp_path.iterdir()) == [dest] and dest.read_bytes() == b"old"
     monkeypatch.undo()
+    save_photo(Photo(rgb), rgb, tmp_path / "missing" / "o.png")  # folders are made at write time
+    assert (tmp_path / "missing" / "o.png").is_file()
+    (tmp_path / "a_file").write_bytes(b"")
     with pytest.raises(ImageError, match="cannot write"):
-        save_photo(Photo(rgb), rgb, tmp_path / "missing" / "o.png")
+        save_photo(Photo(rgb), rgb, tmp_path / "a_file" / "o.png")
