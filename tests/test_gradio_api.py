@@ -218,3 +218,44 @@ def test_cli_without_gradio_prints_a_hint(monkeypatch):
     result = CliRunner().invoke(cli, ["app"])
     assert result.exit_code == 1
     assert "pip install 'csr[app]'" in result.output and "Traceback" not in result.output
+
+
+def test_bounded_load_of_concurrent_requests(server, tmp_path):
+    """A bounded load test on 127.0.0.1: N concurrent full-resolution renders from separate clients all
+    return the core's exact file, and the server's memory stays bounded (requests are queued with a
+    concurrency limit, not all decoded at once)."""
+    import resource
+
+    _, reg = server
+    url = server[0].src
+    y, x = np.mgrid[0:1200, 0:1800]
+    img = (np.stack([x / 1800, y / 1200, 0.5 + 0.3 * np.sin(x / 40)], -1) * 255).astype(np.uint8)
+    src = tmp_path / "load.png"
+    from PIL import Image
+
+    Image.fromarray(img).save(src)
+    retouch_file(src, tmp_path / "core.png", style="warm", strength=0.9, registry=reg)
+    expected = (tmp_path / "core.png").read_bytes()
+    n, results, errors = 8, [], []
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; the server runs in this process
+
+    def one(i: int) -> None:
+        try:
+            client = Client(url, verbose=False, download_files=str(tmp_path / f"dl{i}"))
+            results.append(Path(client.predict(handle_file(src), "warm", 0.9, "(none)", 0.5, api_name="/render")))
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=240)
+    assert not errors and len(results) == n, errors
+    assert all(p.read_bytes() == expected for p in results)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    # 8 renders of a 2.2 MP photo would need ~8x their working set at once; the queue keeps it to a few.
+    print(f"{n} concurrent renders: peak RSS +{grown_mb:.0f} MB, {time.monotonic() - t0:.1f} s")
+    assert grown_mb < 400, f"peak RSS grew by {grown_mb:.0f} MB under {n} concurrent requests"
+    assert time.monotonic() - t0 < 240
