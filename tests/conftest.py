@@ -64,3 +64,39 @@ def toy_registry(tmp_path):
 
     write_builtin(tmp_path / "builtin")
     return Registry(tmp_path / "builtin", tmp_path / "user")
+
+
+def lively_model(seed: int = 7):
+    """A random CSRNet made near-identity plus random ReLU bends (plain random init outputs ~black)."""
+    import torch
+
+    from csr_core.model import CSRNet
+
+    torch.manual_seed(seed)
+    m = CSRNet().eval()
+    eye = torch.eye(3)
+    with torch.no_grad():
+        m.conv1.weight[:3, :, 0, 0] = eye
+        m.conv1.bias[:3] = 0
+        m.conv1.weight[3:] *= 3
+        m.conv2.weight[:3] = 0
+        m.conv2.weight[:3, :3, 0, 0] = eye
+        m.conv2.bias[:3] = 0
+        m.conv3.weight[:, :3, 0, 0] = eye
+        m.conv3.weight[:, 3:] *= 0.5
+        m.conv3.bias[:] = 0
+        for lin in (m.cond_scale1, m.cond_scale2, m.cond_scale3, m.cond_shift1, m.cond_shift2, m.cond_shift3):
+            lin.weight.mul_(0.3)
+            lin.bias.mul_(0.3)
+    return m
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors on a shared, loaded machine: one torch thread avoids oversubscription (~15x faster)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

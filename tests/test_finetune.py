@@ -16,13 +16,7 @@ from pairs_util import write_pairs
 FAST = dict(steps=40, batch=4, pixels=512, eval_every=10, views=2, lr=3e-3, val_pixels=2048)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids oversubscription on shared CPUs."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -44,14 +44,7 @@ MAX_PIXELS = 1_000_000  # mutated headers may declare anything up to this: keep 
 FUZZ = settings(deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ----------------------------------------------------------------------------- image loader

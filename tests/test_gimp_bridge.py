@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from csr_core.errors import CsrError
 from plugins.gimp import bridge, worker
 from plugins.gimp.bridge import BridgeError
+from conftest import lively_model
 
 
 def _req(op="retouch", **kw):
@@ -186,19 +187,6 @@ def installed(tmp_path, csr_home):
 
     Registry().save_style("tstyle", lively_model(), {"description": "random test style", "cond_size": 64})
     return install(tmp_path / "profile", device="cpu")
-
-
-def lively_model(seed: int = 3):
-    """A random CSRNet whose output is mid-grey-ish rather than clipped to black."""
-    import torch
-
-    from csr_core.model import CSRNet
-
-    torch.manual_seed(seed)
-    model = CSRNet()
-    with torch.no_grad():
-        model.conv3.bias += 0.6
-    return model
 
 
 def test_worker_subprocess_matches_csr_retouch(installed, rng):

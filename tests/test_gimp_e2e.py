@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import lively_model
 
 REPO = Path(__file__).resolve().parents[1]
 ROOT = os.environ.get("CSR_GIMP_ROOT", "")
@@ -24,19 +25,6 @@ RECT16 = (30, 20, 50, 36)
 pytestmark = pytest.mark.skipif(
     not ROOT or not os.path.isfile(os.path.join(ROOT, "usr/bin/gimp-console-3.0")),
     reason="no GIMP 3 chroot: build it with .ci/gimp-chroot.sh and set CSR_GIMP_ROOT")
-
-
-def lively_model(seed: int = 3):
-    """A random CSRNet whose output is mid-grey-ish rather than clipped to black."""
-    import torch
-
-    from csr_core.model import CSRNet
-
-    torch.manual_seed(seed)
-    model = CSRNet()
-    with torch.no_grad():
-        model.conv3.bias += 0.6
-    return model
 
 
 def mounted() -> set[str]:

@@ -34,15 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 SLOW_S = 10.0  # per case and entry point: generous for a loaded 2-core machine; a bomb would take minutes
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny images on a shared, loaded machine: one thread is ~15x faster than contended OpenMP."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -14,29 +14,9 @@ from csr_core.batch import Job, run
 from csr_core.errors import CsrError
 from csr_core.inference import Look, apply_base, look_modulation, retouch_array
 from csr_core.model import CSRNet
+from conftest import lively_model
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def lively_model(seed: int = 7) -> CSRNet:
-    """A random CSRNet made near-identity plus random ReLU bends (plain random init outputs ~black)."""
-    torch.manual_seed(seed)
-    m = CSRNet().eval()
-    eye = torch.eye(3)
-    with torch.no_grad():
-        m.conv1.weight[:3, :, 0, 0] = eye
-        m.conv1.bias[:3] = 0
-        m.conv1.weight[3:] *= 3
-        m.conv2.weight[:3] = 0
-        m.conv2.weight[:3, :3, 0, 0] = eye
-        m.conv2.bias[:3] = 0
-        m.conv3.weight[:, :3, 0, 0] = eye
-        m.conv3.weight[:, 3:] *= 0.5
-        m.conv3.bias[:] = 0
-        for lin in (m.cond_scale1, m.cond_scale2, m.cond_scale3, m.cond_shift1, m.cond_shift2, m.cond_shift3):
-            lin.weight.mul_(0.3)
-            lin.bias.mul_(0.3)
-    return m
 
 
 @pytest.fixture

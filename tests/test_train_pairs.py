@@ -11,12 +11,7 @@ from pairs_util import write_pairs
 CFG = dict(batch=4, pixels=512, eval_every=10, checkpoint_every=10, lr=3e-3, cond_size=64)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_holdout_split_is_deterministic_and_disjoint():
