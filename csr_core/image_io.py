@@ -45,6 +45,7 @@ from PIL import Image, ImageCms, TiffImagePlugin, UnidentifiedImageError
 
 from .errors import ImageError
 from .fsutil import atomic_write
+from .pixels import from_float, to_float
 
 __all__ = ["Photo", "load_photo", "save_photo", "format_for_path", "to_float", "from_float",
            "SUPPORTED_EXTENSIONS", "DEFAULT_MAX_PIXELS"]
@@ -101,32 +102,6 @@ class Photo:
 
 
 # ----------------------------------------------------------------------------- sample conversions
-
-def to_float(rgb: np.ndarray) -> np.ndarray:
-    """uint8 / uint16 / float pixels -> float32 in [0, 1] (float32 input is returned as is)."""
-    a = np.asarray(rgb)
-    if a.dtype == np.uint8 or a.dtype == np.uint16:
-        return np.divide(a, np.float32(np.iinfo(a.dtype).max), dtype=np.float32)
-    if a.dtype.kind == "f":
-        return a.astype(np.float32, copy=False)
-    raise ValueError(f"unsupported pixel dtype {a.dtype}")
-
-
-def from_float(x: np.ndarray, dtype) -> np.ndarray:
-    """float pixels -> ``dtype`` (uint8, uint16 or float32): clip to [0, 1] (NaN -> 0), scale, round."""
-    dt = np.dtype(dtype)
-    x = np.asarray(x, dtype=np.float32)
-    if dt == np.float32:
-        y = np.fmax(x, 0.0)  # fmax/fmin turn NaN into the bound
-        return np.fmin(y, 1.0, out=y)
-    if dt != np.uint8 and dt != np.uint16:
-        raise ValueError(f"unsupported pixel dtype {dt}")
-    top = np.float32(np.iinfo(dt).max)
-    y = np.multiply(x, top, dtype=np.float32)
-    np.fmax(y, 0.0, out=y)
-    np.fmin(y, top, out=y)
-    return np.rint(y, out=y).astype(dt, order="C")
-
 
 def _as_dtype(a: np.ndarray, dt) -> np.ndarray:
     dt = np.dtype(dt)

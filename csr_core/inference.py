@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import CsrError
+from .pixels import from_float, to_float
 from .lut import DEFAULT_SIZE as LUT_SIZE, apply_lut, bake_lut, single_threaded
 from .model import CSRNet, Modulation
 
@@ -40,25 +41,6 @@ def resolve_device(device: str = "cpu") -> torch.device:
     if device not in ("cpu", "cuda", "mps"):
         raise CsrError(f"unknown device {device!r}: choose cpu, cuda, mps or auto")
     return torch.device(device)
-
-
-def to_float(rgb: np.ndarray) -> np.ndarray:
-    """uint8 / uint16 / float pixels -> float32 in [0, 1]."""
-    if rgb.dtype == np.uint8:
-        return rgb.astype(np.float32) * np.float32(1 / 255)
-    if rgb.dtype == np.uint16:
-        return rgb.astype(np.float32) * np.float32(1 / 65535)
-    return np.clip(rgb, 0, 1, dtype=np.float32) if rgb.dtype != np.float32 else np.clip(rgb, 0, 1)
-
-
-def from_float(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """float [0, 1] -> ``dtype`` (rounded for integer types)."""
-    dtype = np.dtype(dtype)
-    if dtype == np.uint8:
-        return np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8)
-    if dtype == np.uint16:
-        return np.rint(np.clip(x, 0, 1) * 65535).astype(np.uint16)
-    return np.clip(x, 0, 1).astype(dtype)
 
 
 #: The condition net's 7x7 stride-2 first conv (padding 1) needs at least 5 pixels on each side.

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import CsrError
+from .pixels import from_float, to_float
 from .fsutil import atomic_write, write_bytes_atomic
 from .model import CSRNet, Modulation
 
@@ -179,7 +180,6 @@ def apply_lut(rgb: np.ndarray, lut: np.ndarray, strip_pixels: int = STRIP_PIXELS
               out: np.ndarray | None = None) -> np.ndarray:
     """Apply a LUT to HxWx3 pixels (uint8 / uint16 / float32) strip by strip; same dtype and shape out
     (written into ``out`` if given, which may be ``rgb`` itself: each strip is read before it is written)."""
-    from .inference import from_float, to_float
 
     lut = _check_lut(lut)
     h, w, _ = rgb.shape

@@ -30,7 +30,7 @@ from .model import ARCHITECTURE, PARAMETER_COUNT, CSRNet, condition_state
 
 DEFAULT_STYLE = "auto"
 MANIFEST = "manifest.json"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 #: The MIT-Adobe FiveK experts: style names A-E are reserved for their looks.
 EXPERTS = {e: f"MIT-Adobe FiveK expert {e}'s retouching" for e in "ABCDE"}
@@ -52,7 +52,7 @@ def builtin_dir() -> Path:
 
 def validate_name(name: str) -> str:
     """A style name is 1-64 letters, digits, '-' or '_' (no path tricks, no reserved device names)."""
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise StyleError(f"invalid style name {name!r}: use 1-64 letters, digits, '-' or '_', starting with a letter or digit")
     if name.lower() in _RESERVED:
         raise StyleError(f"invalid style name {name!r}: it is a reserved device name on Windows")
@@ -181,8 +181,13 @@ class Registry:
             raise StyleError(f"{manifest}: built-in style manifest is damaged ({exc})") from None
         out = {}
         for name, card in items:
-            card = check_card(card, f"{manifest} style {name!r}")
-            out[validate_name(name)] = Style(name, card, self.builtin_path / card["file"], True)
+            where = f"{manifest} style {name!r}"
+            card = check_card(card, where)
+            try:
+                validate_name(name)
+            except StyleError as exc:
+                raise StyleError(f"{where}: {exc}") from None
+            out[name] = Style(name, card, self.builtin_path / card["file"], True)
         return out
 
     def _user_styles(self) -> dict[str, Style]:

@@ -1,11 +1,18 @@
 """Shared fixtures: the ../shared data folder (skipped when absent), RNG, an isolated registry."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# CI is reproducible (a fixed example sequence); a developer's runs keep exploring new inputs.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

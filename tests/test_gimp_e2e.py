@@ -183,7 +183,7 @@ def _csr(*args: str) -> None:
 @pytest.mark.skipif(os.geteuid() != 0, reason="bind mounts into the GIMP chroot need root")
 def test_gimp_filter_matches_csr_retouch(tmp_path, tmp_path_factory, csr_home):
     from csr_core.image_io import load_photo
-    from csr_core.inference import to_float
+    from csr_core.pixels import to_float
     from csr_core.pipeline import retouch
     from csr_core.registry import Registry
 

@@ -24,7 +24,7 @@ def _perturbed(model: CSRNet, seed: int) -> CSRNet:
     return out
 
 
-@pytest.mark.parametrize("bad", ["", "../../x", "a/b", "a\\b", ".hidden", "CON", "nul", "lpt1", "x" * 65, "a b", "é"])
+@pytest.mark.parametrize("bad", ["", "ok\n", "../../x", "a/b", "a\\b", ".hidden", "CON", "nul", "lpt1", "x" * 65, "a b", "é"])
 def test_bad_names_refused(bad):
     with pytest.raises(StyleError, match="invalid style name"):
         validate_name(bad)

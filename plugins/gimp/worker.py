@@ -85,7 +85,7 @@ def teach(req: dict, before, after, registry=None) -> dict:
     import tifffile
 
     from csr_core.finetune import FinetuneConfig, finetune_style
-    from csr_core.inference import from_float, to_float
+    from csr_core.pixels import from_float, to_float
     from csr_core.registry import DEFAULT_STYLE, validate_name
 
     reg = registry or _registry()
