@@ -14,7 +14,13 @@ MIRROR=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sourc
   grep -v '^\s*#' | grep -oE 'https?://[^ ]+/debian/?( |$)' | head -n1 | tr -d ' ' || true)
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 
-command -v debootstrap >/dev/null || { apt-get -o DPkg::Lock::Timeout=600 update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq debootstrap >/dev/null; }
+if ! command -v debootstrap >/dev/null; then  # apt's list lock does not wait: retry while another apt runs
+  for try in 1 2 3 4 5 6; do
+    apt-get -o DPkg::Lock::Timeout=600 update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq debootstrap >/dev/null && break
+    sleep 20
+  done
+  command -v debootstrap >/dev/null || { echo "gimp-chroot: could not install debootstrap" >&2; exit 1; }
+fi
 TMP="$ROOT.partial"
 if grep -qsE " ($ROOT|$TMP)[/ ]" /proc/mounts; then  # never rm -rf through a bind mount of the repo
   echo "gimp-chroot: something is still mounted under $ROOT; unmount it first" >&2; exit 1

@@ -56,3 +56,29 @@ def test_auto_beats_do_nothing_on_fivek_dev_pairs(shared_dir):
 
     res = evaluate(shared_dir / "data" / "fivek-c-dev", "auto")
     assert res["mean"]["auto"]["psnr"] > res["mean"]["do-nothing"]["psnr"] + 0.5
+
+
+def test_recorded_dev_scores_are_what_the_shipped_weights_measure(shared_dir):
+    """The cards' FiveK dev numbers are re-measured here: a re-trained weights file must update its card."""
+    from csr_core.evaluate import evaluate
+
+    styles = json.loads((WEIGHTS / "manifest.json").read_text())["styles"]
+    res = evaluate(shared_dir / "data" / "fivek-c-dev", "auto", baselines=("autocontrast",))
+    recorded = styles["auto"]["scores"]["fivek_c_dev"]
+    for method in ("auto", "do-nothing", "autocontrast"):
+        for metric in ("psnr", "ssim", "delta_e"):
+            assert res["mean"][method][metric] == pytest.approx(recorded[method][metric], abs=2e-3), (method, metric)
+    per_pair = styles["C"]["validation"]["per_pair"]  # C's k-fold rows carry its base's (auto's) own scores
+    for row in res["pairs"]:
+        name = row["name"].split("_")[0]
+        assert row["auto"]["psnr"] == pytest.approx(per_pair[name]["base"]["psnr"], abs=2e-3), name
+        assert row["autocontrast"]["psnr"] == pytest.approx(per_pair[name]["autocontrast"]["psnr"], abs=2e-3), name
+
+
+def test_c_clears_the_autocontrast_bar_on_the_pairs_it_learned_from(shared_dir):
+    """A regression guard, not validation (C saw these pairs; its honest k-fold score is on its card)."""
+    from csr_core.evaluate import evaluate
+
+    res = evaluate(shared_dir / "data" / "fivek-c-dev", "C", baselines=("autocontrast",))
+    assert res["mean"]["C"]["psnr"] > res["mean"]["autocontrast"]["psnr"] + 1.0
+    assert res["mean"]["C"]["psnr"] > res["mean"]["do-nothing"]["psnr"] + 2.0
