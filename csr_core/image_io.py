@@ -43,6 +43,7 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageCms, TiffImagePlugin, UnidentifiedImageError
 
+from . import png_guard
 from .errors import ImageError
 from .fsutil import atomic_write
 from .pixels import from_float, to_float
@@ -192,15 +193,25 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
 
 
 def _read_png(data: bytes, max_pixels: int) -> _Decoded:
-    icc = exif = xmp = None
-    seen_header = False
+    """Walk the chunks (size limit, metadata, critical-chunk CRCs, whole chunks), vet the image
+    data (``png_guard``: libpng must never fail on it), then decode with libpng."""
+    icc = exif = xmp = ihdr = None
+    idat: list[memoryview] = []
+    view = memoryview(data)
     pos = 8
-    while pos + 12 <= len(data):  # walk the chunks; decoding errors are left to libpng
+    while pos + 12 <= len(data):
         length, ctype = struct.unpack_from(">I4s", data, pos)
-        body = data[pos + 8:pos + 8 + length] if ctype != b"IDAT" else b""
-        pos += 12 + length
-        if ctype == b"IHDR" and len(body) == 13:
-            seen_header = True
+        end = pos + 12 + length
+        if end > len(data):
+            raise _Bad(f"truncated PNG file ({ctype.decode('latin-1')!r} chunk cut off)")
+        if ctype[:1].isupper() and zlib.crc32(view[pos + 4:end - 4]) != struct.unpack_from(">I", data, end - 4)[0]:
+            raise _Bad(f"damaged PNG file (CRC error in its {ctype.decode('latin-1')!r} chunk)")
+        body = view[pos + 8:end - 4] if ctype == b"IDAT" else data[pos + 8:end - 4]
+        pos = end
+        if ctype == b"IDAT":
+            idat.append(body)
+        elif ctype == b"IHDR" and len(body) == 13:
+            ihdr = body
             width, height = struct.unpack_from(">II", body)
             _check_size(width, height, max_pixels)
         elif ctype == b"acTL" and len(body) == 8 and struct.unpack(">I", body[:4])[0] > 1:
@@ -213,8 +224,15 @@ def _read_png(data: bytes, max_pixels: int) -> _Decoded:
             xmp = _itxt_text(body)
         elif ctype == b"IEND":
             break
-    if not seen_header:
+    else:
+        if pos != len(data):
+            raise _Bad("truncated PNG file (a chunk is cut off)")
+    if ihdr is None:
         raise _Bad("not a valid PNG file (no image header)")
+    try:
+        png_guard.check_image_data(ihdr, idat)
+    except png_guard.PngDataError as exc:
+        raise _Bad(str(exc)) from None
     return _Decoded(imagecodecs.png_decode(data), "PNG", icc, exif, xmp)
 
 

@@ -379,3 +379,66 @@ def test_failed_save_leaves_nothing(tmp_path, monkeypatch):
     (tmp_path / "a_file").write_bytes(b"")
     with pytest.raises(ImageError, match="cannot write"):
         save_photo(Photo(rgb), rgb, tmp_path / "a_file" / "o.png")
+
+
+def _png_from(ihdr: bytes, stream: bytes) -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", stream) + chunk(b"IEND", b"")
+
+
+def _damaged_pngs() -> dict[str, bytes]:
+    """Each fails inside libpng's image-data reading, the path where imagecodecs leaks a None ref."""
+    w, h = 16, 8
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)  # 16-bit RGB: the case only libpng decodes
+    raw = b"".join(b"\x01" + bytes(range(w * 6)) for _ in range(h))
+    good = _png_from(ihdr, zlib.compress(raw))
+    idat_crc = bytearray(good)
+    idat_crc[good.index(b"IDAT") + 6] ^= 0x40
+    return {"short data": _png_from(ihdr, zlib.compress(raw[:-20])),
+            "bad checksum": _png_from(ihdr, zlib.compress(raw)[:-4] + bytes(4)),
+            "bad row filter": _png_from(ihdr, zlib.compress(raw[:w * 6 + 1] + b"\x09" + raw[w * 6 + 2:])),
+            "broken deflate": _png_from(ihdr, b"\x78\x9c\xff\xff\xff" + zlib.compress(raw)[5:]),
+            "unfinished deflate": _png_from(ihdr, zlib.compress(raw)[:-12]),
+            "IDAT CRC": bytes(idat_crc), "cut in IDAT": good[:good.index(b"IDAT") + 30],
+            "interlaced, short": _png_from(ihdr[:12] + b"\x01", zlib.compress(raw))}
+
+
+@pytest.mark.parametrize("name", list(_damaged_pngs()))
+def test_damaged_png_data_is_refused_before_libpng(name):
+    """One clear error, and None's refcount intact: unvetted, ~8000 such files abort Python."""
+    import gc
+    import sys
+
+    blob = _damaged_pngs()[name]
+    with pytest.raises(ImageError, match="PNG"):
+        load_photo(blob)
+    gc.collect()
+    before = sys.getrefcount(None)
+    for _ in range(300):
+        with pytest.raises(ImageError):
+            load_photo(blob)
+    gc.collect()
+    assert before - sys.getrefcount(None) < 100
+
+
+def test_png_guard_accepts_what_encoders_write(rng):
+    """Valid PNGs of every layout pass the vetting and decode exactly (Adam7-interlaced included)."""
+    as_rgb = lambda a: np.repeat(a[..., None], 3, -1) if a.ndim == 2 else a[..., :3]  # noqa: E731
+    for arr in (rng.integers(0, 65536, (7, 13, 3), dtype=np.uint16), rng.integers(0, 256, (9, 5, 4), dtype=np.uint8),
+                rng.integers(0, 65536, (3, 17), dtype=np.uint16), rng.integers(0, 256, (1, 1, 3), dtype=np.uint8)):
+        assert np.array_equal(load_photo(imagecodecs.png_encode(arr)).rgb, as_rgb(arr)), arr.shape
+    for mode in ("1", "L", "P", "RGB"):
+        im = Image.fromarray(rng.integers(0, 256, (11, 19, 3), dtype=np.uint8)).convert(mode)
+        assert np.array_equal(load_photo(encode(im, "PNG")).rgb, np.asarray(im.convert("RGB"))), mode
+    for h, w in ((11, 19), (1, 1), (2, 9), (9, 2)):
+        rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        assert np.array_equal(load_photo(_adam7(rgb)).rgb, rgb), (h, w)
+
+
+def _adam7(rgb: np.ndarray) -> bytes:
+    """An interlaced 8-bit RGB PNG (Pillow and imagecodecs write none): the seven Adam7 passes, unfiltered."""
+    h, w = rgb.shape[:2]
+    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+    raw = b"".join(b"\x00" + row.tobytes() for x0, y0, dx, dy in passes for row in rgb[y0::dy, x0::dx] if row.size)
+    return _png_from(struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 1), zlib.compress(raw))

@@ -50,3 +50,15 @@ def test_condition_input_long_side(shape):
     t = condition_input(np.zeros((*shape, 3), np.uint8), 256)
     assert t.shape[:2] == (1, 3) and max(t.shape[2:]) == 256
     assert abs(t.shape[2] / t.shape[3] - shape[0] / shape[1]) < 0.02 * max(1, shape[0] / shape[1]) or min(t.shape[2:]) == 5
+
+
+def test_core_imports_no_front_end():
+    """Every csr_core module imports without click, gradio or GIMP (a fresh interpreter tells)."""
+    import subprocess
+    import sys
+
+    code = ("import importlib, pkgutil, sys, csr_core\n"
+            "for m in pkgutil.iter_modules(csr_core.__path__): importlib.import_module('csr_core.' + m.name)\n"
+            "print(sorted({k.split('.')[0] for k in sys.modules} & {'click', 'gradio', 'gi', 'gimpfu'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
