@@ -1,2 +1,18 @@
 """csr core: CSRNet photo retouching without any UI dependencies."""
+from __future__ import annotations
+
+from pathlib import Path
+
 __version__ = "0.1.0"
+
+
+def data_dir(name: str) -> Path:
+    """The folder of the bundled ``weights`` or ``samples``: installed as ``csr_core.<name>``, or the
+    checkout's top-level folder when ``csr_core`` is imported from a source tree (``python -m`` run in
+    the repository after a non-editable install)."""
+    from importlib import resources
+
+    try:
+        return Path(str(resources.files(f"csr_core.{name}")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / name

@@ -16,13 +16,13 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import resources
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from . import data_dir
 from .errors import StyleError
 from .fsutil import atomic_write, write_bytes_atomic
 from .inference import Look
@@ -47,7 +47,7 @@ def user_dir() -> Path:
 
 
 def builtin_dir() -> Path:
-    return Path(str(resources.files("csr_core.weights")))
+    return data_dir("weights")
 
 
 def validate_name(name: str) -> str:

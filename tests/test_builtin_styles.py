@@ -1,18 +1,18 @@
 """The shipped styles: manifest cards are complete and honest, weights verify, and `auto` works."""
 import json
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from csr_core import data_dir
 from csr_core.image_io import load_photo
 from csr_core.metrics import delta_e2000, psnr
 from csr_core.pipeline import retouch
 from csr_core.registry import Registry, sha256_file
 
-WEIGHTS = Path(str(resources.files("csr_core.weights")))
-SAMPLES = Path(str(resources.files("csr_core.samples")))
+WEIGHTS = data_dir("weights")
+SAMPLES = data_dir("samples")
 REQUIRED = ("file", "sha256", "architecture", "kind", "cond_size", "description", "training", "scores", "licence")
 
 

@@ -9,11 +9,11 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from csr_core import data_dir
 from csr_core.errors import CsrError, ImageError, StyleError
 from csr_core.image_io import SUPPORTED_EXTENSIONS, from_float, load_photo, to_float
 from csr_core.inference import MAX_STRENGTH
@@ -198,9 +198,6 @@ class Service:
 
 
 def sample_photos() -> list[Path]:
-    """The bundled sample photos (package ``csr_core.samples``)."""
-    try:
-        folder = resources.files("csr_core.samples")
-    except ModuleNotFoundError:
-        return []
-    return sorted(Path(str(p)) for p in folder.iterdir() if Path(str(p)).suffix.lower() in (".jpg", ".png"))
+    """The bundled sample photos (``csr_core.samples``)."""
+    folder = data_dir("samples")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".png")) if folder.is_dir() else []
