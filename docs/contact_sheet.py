@@ -30,8 +30,8 @@ CELL, LABEL = 240, 18
 def _cell(rgb: np.ndarray, text: str) -> Image.Image:
     im = Image.fromarray(to_uint8(rgb))
     im.thumbnail((CELL, CELL), Image.Resampling.LANCZOS)
-    out = Image.new("RGB", (CELL, CELL + LABEL), "white")
-    out.paste(im, ((CELL - im.width) // 2, LABEL + (CELL - im.height) // 2))
+    out = Image.new("RGB", (CELL, im.height + LABEL), "white")  # the label right above the picture
+    out.paste(im, ((CELL - im.width) // 2, LABEL))
     ImageDraw.Draw(out).text((4, 3), text, fill="black")
     return out
 
@@ -75,10 +75,11 @@ def rows_from_pairs(folder: Path, styles: list[str], expert: str | None, limit: 
 
 def sheet(rows: list[list[Image.Image]]) -> Image.Image:
     cols = max(len(r) for r in rows)
-    out = Image.new("RGB", (cols * CELL, len(rows) * (CELL + LABEL)), "white")
-    for y, row in enumerate(rows):
+    heights = [max(cell.height for cell in row) for row in rows]  # landscape rows are shorter
+    out = Image.new("RGB", (cols * CELL, sum(heights)), "white")
+    for y, row in zip(np.cumsum([0] + heights[:-1]).tolist(), rows):
         for x, cell in enumerate(row):
-            out.paste(cell, (x * CELL, y * (CELL + LABEL)))
+            out.paste(cell, (x * CELL, y))
     return out
 
 
