@@ -158,7 +158,7 @@ def _apply_u8(rgb: np.ndarray, lut: np.ndarray, out: np.ndarray, rows: int) -> N
         r, g, b = cv2.split(np.ascontiguousarray(rgb[y0:y0 + rows]))
         y = cv2.add(cv2.LUT(g, pos), cv2.LUT(r, row0))
         mapped = cv2.remap(planes, cv2.LUT(b, pos), y, cv2.INTER_LINEAR)
-        cv2.convertScaleAbs(mapped, dst=out[y0:y0 + rows], alpha=255)  # rows of a C-contiguous image: a view
+        out[y0:y0 + rows] = cv2.convertScaleAbs(mapped, alpha=255)
 
     starts = range(0, rgb.shape[0], rows)
     with _cv2_serial(), ThreadPoolExecutor(max(1, min(len(starts), _cores(), 8))) as pool:

@@ -258,3 +258,17 @@ def test_batch_runs_two_at_a_time_and_keeps_semantics(tmp_path):
     assert outcomes[5].message == "5.jpg: boom" and "already exists" in outcomes[4].message
     assert torch.get_num_threads() >= 1
     assert [o.status for o in run(jobs[:2], process, skip_existing=True)] == ["skipped", "skipped"]
+
+
+def test_apply_in_place_on_views(rng):
+    """``out`` may be any view: a selection's crop (the GIMP worker retouches one in place) or a mirrored
+    image (whose layout OpenCV cannot write into)."""
+    from csr_core.lut import apply_lut, lattice
+
+    lut = lattice(65) ** 0.5
+    for dtype in (np.uint8, np.uint16):
+        img = rng.integers(0, np.iinfo(dtype).max + 1, (300, 400, 3), dtype=dtype)
+        for view in (img[50:250, 60:350], img[:, ::-1]):
+            expected = apply_lut(view.copy(), lut)
+            apply_lut(view, lut, out=view)
+            assert np.array_equal(view, expected), (dtype, view.strides)
