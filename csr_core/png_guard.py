@@ -18,7 +18,7 @@ import numpy as np
 _CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 _DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 #: Adam7 passes: (x0, y0, dx, dy).
-_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 _PIECE = 1 << 20  # inflate output per step: bounded memory whatever the image size
 _MAX_FILTER = 4
 
@@ -33,7 +33,7 @@ def row_starts(ihdr: bytes) -> tuple[np.ndarray, int]:
     if ctype not in _CHANNELS or depth not in _DEPTHS[ctype] or interlace not in (0, 1):
         raise PngDataError(f"invalid PNG header (colour type {ctype}, bit depth {depth}, interlace {interlace})")
     bits = _CHANNELS[ctype] * depth
-    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    passes = ADAM7 if interlace else ((0, 0, 1, 1),)
     starts, total = [], 0
     for x0, y0, dx, dy in passes:
         w, h = -(-(width - x0) // dx), -(-(height - y0) // dy)

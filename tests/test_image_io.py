@@ -438,7 +438,8 @@ def test_png_guard_accepts_what_encoders_write(rng):
 
 def _adam7(rgb: np.ndarray) -> bytes:
     """An interlaced 8-bit RGB PNG (Pillow and imagecodecs write none): the seven Adam7 passes, unfiltered."""
-    h, w = rgb.shape[:2]
-    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
-    raw = b"".join(b"\x00" + row.tobytes() for x0, y0, dx, dy in passes for row in rgb[y0::dy, x0::dx] if row.size)
+    from csr_core.png_guard import ADAM7
+
+    h, w = rgb.shape[:2]  # libpng, not the guard, then decodes it: a wrong pass table would not agree
+    raw = b"".join(b"\x00" + row.tobytes() for x0, y0, dx, dy in ADAM7 for row in rgb[y0::dy, x0::dx] if row.size)
     return _png_from(struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 1), zlib.compress(raw))
