@@ -8,14 +8,20 @@ import warnings
 
 import click
 
-from csr_core.errors import CsrError
+from csr_core.errors import CsrError, printable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
+def say(kind: str, message: str, newline_first: bool = False) -> None:
+    """Print ``csr: KIND: message`` on stderr, control characters escaped (a file name holding a
+    newline or a terminal escape can neither forge a line nor drive the terminal)."""
+    click.echo(f"{chr(10) if newline_first else ''}csr: {kind}: {printable(message)}", err=True)
+
+
 def fail(message: str, code: int = EXIT_FAILED) -> None:
     """Print ``csr: error: message`` on stderr and exit with ``code``."""
-    click.echo(f"csr: error: {message}", err=True)
+    say("error", message)
     sys.exit(code)
 
 
@@ -42,7 +48,7 @@ def handle_errors(fn):
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    click.echo(f"csr: warning: {message}", err=True)
+    say("warning", str(message))
 
 
 def quiet_warnings() -> None:

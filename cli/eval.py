@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import handle_errors, registry
+from .common import handle_errors, registry, say
 
 
 def table(result: dict) -> str:
@@ -48,7 +48,7 @@ def command(pairs_dir, style, strength, baselines, expert, max_side, device, as_
     result = evaluate(pairs_dir, style, strength=strength, registry=registry(), baselines=baselines,
                       expert=expert.upper() if expert else None, max_side=max_side, device=device)
     for line in result["problems"]:
-        click.echo(f"csr: skipped: {line}", err=True)
+        say("skipped", line)
     for line in result["warnings"]:
-        click.echo(f"csr: warning: {line}", err=True)
+        say("warning", line)
     click.echo(json.dumps(result, indent=2) if as_json else table(result))

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from csr_core.errors import CsrError
+from csr_core.errors import CsrError, printable
 from csr_core.inference import MAX_STRENGTH
 
 from .common import EXIT_USAGE, fail, handle_errors, registry
@@ -69,4 +69,4 @@ def command(photo, output, style, strength, size, level, device, overwrite):
     except OSError as exc:
         raise CsrError(f"{output}: cannot write ({exc.strerror or exc})") from None
     what = f"{n}^3 .cube" if kind == "cube" else f"Hald CLUT level {level} ({n}^3)"
-    click.echo(f"wrote {output}: {what}, style {style!r} at strength {strength:g} for {photo}")
+    click.echo(printable(f"wrote {output}: {what}, style {style!r} at strength {strength:g} for {photo}"))

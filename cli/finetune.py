@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import handle_errors, registry
+from .common import handle_errors, registry, say
 
 
 def progress_printer(bar):
@@ -64,7 +64,7 @@ def command(pairs_dir, name, base, expert, steps, overwrite, threads):
     reg.check_new_name(name, overwrite)
     found, problems, _ = resolve_pairs(pairs_dir, expert)
     for line in problems:
-        click.echo(f"csr: skipped: {line}", err=True)
+        say("skipped", line)
     click.echo(f"{len(found)} pairs in {pairs_dir}", err=True)
     cfg = FinetuneConfig(threads=threads, **({"steps": steps} if steps else {}))
     with click.progressbar(length=cfg.steps, label="fine-tuning", file=sys.stderr,
@@ -72,7 +72,7 @@ def command(pairs_dir, name, base, expert, steps, overwrite, threads):
         style = finetune_style(pairs_dir, name, base, expert=expert, registry=reg,
                                on_progress=progress_printer(bar), config=cfg, overwrite=overwrite)
     for line in style.card.get("warnings", []):
-        click.echo(f"csr: warning: {line}", err=True)
+        say("warning", line)
     click.echo(f"saved style '{style.name}' (on base '{style.card['base']['name']}')")
     for line in summary_lines(style.card):
         click.echo(line)

@@ -1,15 +1,20 @@
 """``csr retouch``: files, folders, globs or stdin in; retouched photos out."""
 from __future__ import annotations
 
+import io
+import os
+import stat
 import sys
+from pathlib import Path
 
 import click
 
 from csr_core import batch
 from csr_core.errors import CsrError
+from csr_core.fsutil import StreamWriter
 from csr_core.inference import MAX_STRENGTH
 
-from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, handle_errors, registry
+from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, handle_errors, registry, say
 
 EXAMPLES = """\b
 Examples:
@@ -65,27 +70,57 @@ def command(inputs, output, style, strength, quality, fmt, overwrite, skip_exist
                      exact=exact)
 
     if "-" in inputs or output == "-":
-        return _stream(inputs, output, fmt, run_one)
+        return _stream(inputs, output, fmt, run_one, overwrite, skip_existing)
     jobs, problems = batch.plan(inputs, output, fmt)
     for line in problems:
-        click.echo(f"csr: error: {line}", err=True)
+        say("error", line)
     if not jobs:
         fail("nothing to do", EXIT_USAGE if not problems else EXIT_FAILED)
     failed = _run_batch(jobs, run_one, overwrite, skip_existing)
     sys.exit(EXIT_FAILED if failed or problems else EXIT_OK)
 
 
-def _stream(inputs, output, fmt, run_one):
+def _file_identity(stream):
+    """(st_dev, st_ino) of a standard stream redirected from/to a regular file, else None."""
+    try:
+        st = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
+def _stream(inputs, output, fmt, run_one, overwrite, skip_existing):
+    """stdin and/or stdout: the same existing-output rules as files; stdout is written in full or exit 1."""
     if len(inputs) != 1:
         fail("'-' (stdin/stdout) works with exactly one input", EXIT_USAGE)
-    src = sys.stdin.buffer.read() if inputs[0] == "-" else inputs[0]
+    if inputs[0] == "-":
+        if sys.stdin is None:
+            fail("stdin is closed; nothing to read", EXIT_USAGE)
+        label, src_id = "<stdin>", _file_identity(sys.stdin)
+        src = None  # read once the output is known to be writable
+    else:
+        label, src = inputs[0], inputs[0]
+        try:
+            src_id = batch.identity(src)
+        except OSError:
+            src_id = None
     if output in (None, "-"):
         if inputs[0] == "-" and not fmt:
             fail("writing to stdout needs --format (jpg, png, tif or webp)", EXIT_USAGE)
-        run_one(src, sys.stdout.buffer)
-        sys.stdout.buffer.flush()
+        if sys.stdout is None:
+            fail("stdout is closed; nowhere to write (use -o FILE)", EXIT_USAGE)
+        if src_id is not None and _file_identity(sys.stdout) == src_id:
+            fail(f"{label}: refusing to write the output over the input (stdout is the input file)")
+        dest = StreamWriter(sys.stdout, "<stdout>")
     else:
-        run_one(src, output)
+        job = batch.Job(label, Path(output), src_id=src_id)
+        decided = batch.check_destination(job, overwrite, skip_existing, {src_id} if src_id else set())
+        if decided is not None and decided.status == "skipped":
+            return
+        if decided is not None:
+            fail(decided.message)
+        dest = output
+    run_one(sys.stdin.buffer.read() if src is None else src, dest)
 
 
 def _run_batch(jobs, run_one, overwrite, skip_existing) -> int:
@@ -95,7 +130,7 @@ def _run_batch(jobs, run_one, overwrite, skip_existing) -> int:
     def report(outcome):
         counts[outcome.status] += 1
         if outcome.status == "failed":
-            click.echo(f"\ncsr: error: {outcome.message}" if show_bar else f"csr: error: {outcome.message}", err=True)
+            say("error", outcome.message, newline_first=show_bar)
 
     process = lambda job: run_one(job.src, job.dest)  # noqa: E731
     if show_bar:

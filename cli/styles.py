@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from csr_core.errors import printable
 from csr_core.registry import score_summary
 
 from .common import handle_errors, registry
@@ -31,7 +32,8 @@ def list_styles(as_json):
         origin = "built-in" if s.builtin else "user"
         base = f" (on {s.card['base']['name']})" if s.kind == "condition" else ""
         score = score_summary(s.card)
-        click.echo(f"{s.name:<{width}}  {origin:<8}  {s.description}{base}" + (f"  [{score}]" if score else ""))
+        line = f"{s.name:<{width}}  {origin:<8}  {s.description}{base}" + (f"  [{score}]" if score else "")
+        click.echo(printable(line))  # user cards are untrusted: no raw control characters
     if not styles:
         click.echo("no styles installed")
 

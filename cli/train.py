@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import handle_errors, registry
+from .common import handle_errors, registry, say
 
 
 @click.command("train")
@@ -90,7 +90,7 @@ def _train_pairs(reg, pairs_dir: Path, expert, name: str, cfg, ckpt: Path) -> No
 
     pairs, problems = discover_pairs(pairs_dir, expert=expert)
     for line in problems:
-        click.echo(f"csr: skipped: {line}", err=True)
+        say("skipped", line)
     if ckpt.exists():
         click.echo(f"resuming from {ckpt}", err=True)
     with click.progressbar(length=cfg.steps, label="training", file=sys.stderr,

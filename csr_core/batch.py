@@ -1,7 +1,11 @@
 """Batches: expand files, folders and globs into (source, destination) jobs, then run them.
 
-Rules: a folder is searched recursively and its sub-folder structure is kept under the output folder;
-an input is never overwritten; an existing output is an error unless ``overwrite`` or ``skip_existing``.
+Rules: a folder is searched recursively and its sub-folder structure is kept under the output folder
+(the output folder itself, when it lies inside an input folder, is not searched: a re-run never takes
+its own results as inputs). No output may be an input of the batch, compared by identity (device and
+inode: hard links, symbolic links and case-insensitive names included), whatever ``overwrite`` says;
+an input that is another job's output is skipped, not retouched again. An existing output is an error
+unless ``overwrite`` or ``skip_existing``. Every check runs per file: one bad name never stops the batch.
 """
 from __future__ import annotations
 
@@ -18,25 +22,62 @@ from .image_io import SUPPORTED_EXTENSIONS, format_for_path
 DEFAULT_SUFFIX = "_retouched"
 _EXT = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "WEBP": ".webp"}
 
+Identity = tuple[int, int]
+
 
 @dataclass
 class Job:
-    src: Path
+    src: Path | str
     dest: Path
     error: str | None = None   # a planning problem (reported, the rest of the batch still runs)
+    skip: str | None = None    # why this input is not retouched (it is another job's output)
+    src_id: Identity | None = None  # (st_dev, st_ino) of the input, when it is a file
+
+
+def identity(path: str | os.PathLike | int) -> Identity | None:
+    """(st_dev, st_ino) of an existing path (following links) or open descriptor; None if it does not
+    exist. Other errors (a name too long, no permission) raise OSError."""
+    try:
+        st = os.fstat(path) if isinstance(path, int) else os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _is_image(p: Path) -> bool:
-    return p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS and not p.name.startswith(".")
+    return p.suffix.lower() in SUPPORTED_EXTENSIONS and not p.name.startswith(".") and p.is_file()
 
 
-def expand_inputs(inputs: Iterable[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """(file, root) pairs for files, folders (recursive) and glob patterns, plus problem lines."""
+def _walk(folder: Path, prune: Identity | None) -> list[Path]:
+    """Image files under ``folder``, recursively, skipping the sub-folder ``prune`` (the output)."""
+    files = []
+    for top, dirs, names in os.walk(folder):
+        kept = []
+        for d in sorted(dirs):
+            try:
+                if prune is None or identity(os.path.join(top, d)) != prune:
+                    kept.append(d)
+            except OSError:
+                kept.append(d)
+        dirs[:] = kept
+        files += [Path(top, n) for n in names if _is_image(Path(top, n))]
+    return sorted(files)
+
+
+def expand_inputs(inputs: Iterable[str], output: str | None = None) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """(file, root) pairs for files, folders (recursive) and glob patterns, plus problem lines.
+
+    The folder ``output``, when it is a sub-folder of an input folder, is not searched.
+    """
     found, problems = [], []
+    try:
+        prune = identity(output) if output and os.path.isdir(output) else None
+    except OSError:
+        prune = None
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if _is_image(f))
+            files = _walk(p, prune)
             if not files:
                 problems.append(f"{item}: folder has no supported images ({', '.join(SUPPORTED_EXTENSIONS)})")
             found += [(f, p) for f in files]
@@ -52,9 +93,17 @@ def expand_inputs(inputs: Iterable[str]) -> tuple[list[tuple[Path, Path]], list[
     return found, problems
 
 
+def _destination(src: Path, root: Path, out: Path | None, to_file: bool, ext: str | None) -> Path:
+    if to_file:
+        return out
+    if out is None:
+        return src.with_name(f"{src.stem}{DEFAULT_SUFFIX}{ext or src.suffix}")
+    return out / src.relative_to(root).with_suffix(ext or src.suffix)
+
+
 def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> tuple[list[Job], list[str]]:
     """Jobs for the inputs. ``output``: a file (one input), a folder, or None (beside each input)."""
-    found, problems = expand_inputs(inputs)
+    found, problems = expand_inputs(inputs, output)
     ext = _EXT[format_for_path(Path(f"x.{fmt}"))] if fmt else None
     out = Path(output) if output else None
     to_file = out is not None and len(found) == 1 and not out.is_dir() and out.suffix != ""
@@ -62,34 +111,61 @@ def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> t
         raise CsrError(f"{output}: several inputs need an output folder, not a file name")
     jobs, seen = [], {}
     for src, root in found:
-        if to_file:
-            dest = out
-        elif out is None:
-            dest = src.with_name(f"{src.stem}{DEFAULT_SUFFIX}{ext or src.suffix}")
-        else:
-            rel = src.relative_to(root)
-            dest = out / rel.with_suffix(ext or src.suffix)
-        job = Job(src, dest)
-        key = os.path.normcase(os.path.abspath(dest))
-        if _same_file(src, dest):
-            job.error = f"{src}: refusing to overwrite the input (choose another output)"
-        elif key in seen:
-            job.error = f"{src}: output {dest} is also the output of {seen[key]}"
-        else:
-            seen[key] = src
-            try:
-                format_for_path(dest)
-            except CsrError as exc:
-                job.error = str(exc)
+        job = Job(src, _destination(src, root, out, to_file, ext))
         jobs.append(job)
+        try:
+            job.src_id = identity(src)
+            key = os.path.normcase(os.path.abspath(job.dest))
+            if key in seen:
+                job.error = f"{src}: output {job.dest} is also the output of {seen[key]}"
+                continue
+            seen[key] = src
+            format_for_path(job.dest)
+        except CsrError as exc:
+            job.error = str(exc)
+        except OSError as exc:
+            job.error = f"{src}: cannot read ({exc.strerror or exc})"
+    outputs = {}
+    for job in jobs:
+        try:
+            dest_id = identity(job.dest) if not job.error else None
+        except OSError:
+            continue  # reported per file when the job runs
+        if dest_id is not None:
+            outputs.setdefault(dest_id, job.src)
+    for job in jobs:
+        owner = outputs.get(job.src_id) if job.src_id else None
+        if owner is not None and owner != job.src and not job.error:
+            job.skip = f"{job.src}: skipped, it is the output of {owner} (not retouched again)"
     return jobs, problems
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def check_destination(job: Job, overwrite: bool, skip_existing: bool,
+                      protected: set[Identity]) -> "Outcome | None":
+    """The outcome decided before any work (planning error, skip, an existing output), or None to run.
+
+    An existing output that is one of the ``protected`` inputs (by identity) is never replaced.
+    """
+    if job.error:
+        return Outcome(job, "failed", job.error)
+    if job.skip:
+        return Outcome(job, "skipped", job.skip)
     try:
-        return b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
+        dest_id = identity(job.dest)
+    except OSError as exc:
+        return Outcome(job, "failed", f"{job.dest}: unusable output name ({exc.strerror or exc})")
+    if dest_id is None:
+        return None
+    if dest_id == job.src_id:
+        return Outcome(job, "failed", f"{job.src}: refusing to overwrite the input (choose another output)")
+    if skip_existing:
+        return Outcome(job, "skipped", f"{job.dest}: exists, skipped")
+    if dest_id in protected:
+        return Outcome(job, "failed", f"{job.src}: refusing to replace {job.dest}, an input of this batch "
+                                      "(choose another output)")
+    if not overwrite:
+        return Outcome(job, "failed", f"{job.dest}: already exists (use --overwrite or --skip-existing)")
+    return None
 
 
 @dataclass
@@ -137,15 +213,12 @@ def run(jobs: list[Job], process: Callable[[Job], None], overwrite: bool = False
     if pool:  # split the cores between the jobs in flight rather than oversubscribe them
         torch.set_num_threads(max(1, threads // workers))
     pending: dict = {}
+    protected = {job.src_id for job in jobs if job.src_id is not None}
     try:
         for i, job in enumerate(jobs):
-            if job.error:
-                report(i, Outcome(job, "failed", job.error))
-            elif job.dest.exists() and skip_existing:
-                report(i, Outcome(job, "skipped", f"{job.dest}: exists, skipped"))
-            elif job.dest.exists() and not overwrite:
-                message = f"{job.dest}: already exists (use --overwrite or --skip-existing)"
-                report(i, Outcome(job, "failed", message))
+            decided = check_destination(job, overwrite, skip_existing, protected)
+            if decided is not None:
+                report(i, decided)
             elif pool is None:
                 report(i, attempt(job))
             else:

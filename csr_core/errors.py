@@ -1,6 +1,13 @@
 """User-facing errors: each carries one clear line naming what went wrong."""
 
 
+def printable(text: str) -> str:
+    """``text`` with every non-printable character (newline, ESC, bidi controls, undecodable bytes of a
+    file name) written as its Python escape: safe to show on a terminal as one line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for c in str(text))
+
+
 class CsrError(Exception):
     """Base class for every error csr reports to a user (one line, no traceback)."""
 

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, BinaryIO, Iterator
 
 
 @contextlib.contextmanager
@@ -16,7 +18,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # only now: a failed job leaves no empty folders
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{_short(path.name)}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
@@ -30,7 +32,50 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         raise
 
 
+#: Bytes a temporary name adds to the target's name: "." + "." + 8 random characters + ".part".
+_TEMP_EXTRA = 15
+
+
+def _short(name: str, limit: int = 255) -> str:
+    """``name`` cut (at a character boundary) so that its temporary name fits ``limit`` bytes, the
+    usual file-name limit: a target name that fits must never fail for its temporary name's sake."""
+    raw = os.fsencode(name)
+    if len(raw) + _TEMP_EXTRA <= limit:
+        return name
+    return os.fsdecode(raw[:limit - _TEMP_EXTRA].decode("utf-8", "ignore").encode("utf-8"))
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_write(path, "wb") as fh:
         fh.write(data)
+
+
+class StreamWriter:
+    """A binary stream (stdout) that is written in full or raises OSError: short writes (a full disk,
+    a file-size limit) are retried until the OS says why it cannot take more."""
+
+    def __init__(self, stream: IO, name: str = "<stdout>"):
+        self.stream, self.name = stream, name
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data).cast("B")
+        try:
+            fd = self.stream.fileno()
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            fd = None
+        if fd is None:  # not backed by a file descriptor (a test runner's buffer)
+            out: BinaryIO = getattr(self.stream, "buffer", self.stream)
+            written = out.write(bytes(view))
+            out.flush()
+            if written is not None and written != len(view):
+                raise OSError(errno.EIO, f"short write ({written} of {len(view)} bytes)")
+            return len(view)
+        self.stream.flush()  # whatever Python buffered goes first
+        total = len(view)
+        while view:
+            n = os.write(fd, view)
+            if n <= 0:
+                raise OSError(errno.EIO, f"short write ({total - len(view)} of {total} bytes)")
+            view = view[n:]
+        return total

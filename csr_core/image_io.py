@@ -20,8 +20,13 @@ Output
     TIFF keeps uint8/uint16/float32 (deflate + predictor). EXIF, XMP and ICC go to every format.
 Safety
     Declared dimensions are checked against ``max_pixels`` before anything is decoded, by every
-    decoder; Pillow's own bomb limit is switched off (``Image.MAX_IMAGE_PIXELS = None``) since this
-    check replaces it. Every failure is an ``ImageError`` with one line: "<name>: <reason>".
+    decoder, and so are the bytes the decoder will allocate (``BYTES_PER_PIXEL`` per allowed pixel:
+    samples x sample size, plus a progressive JPEG's coefficient buffers); Pillow's own bomb limit is
+    switched off (``Image.MAX_IMAGE_PIXELS = None``) since these checks replace it. Work that the file
+    could repeat without paying for it is capped from its structure: JPEG scans (``MAX_JPEG_SCANS``),
+    PNG chunks (``MAX_PNG_CHUNKS``) and image data beyond what the header needs, TIFF strips or tiles
+    that overlap. libjpeg's warnings (missing or corrupt data) are errors. Every failure is an
+    ``ImageError`` with one line: "<name>: <reason>".
 """
 from __future__ import annotations
 
@@ -40,10 +45,11 @@ from typing import BinaryIO, Callable
 
 import imagecodecs
 import numpy as np
+import simplejpeg
 import tifffile
 from PIL import Image, ImageCms, TiffImagePlugin, UnidentifiedImageError
 
-from . import png_guard
+from . import jpeg_guard, png_guard
 from .errors import ImageError
 from .fsutil import atomic_write
 from .pixels import from_float, to_float
@@ -67,6 +73,14 @@ def _env_max_pixels(default: int = 200_000_000) -> int:
 
 
 DEFAULT_MAX_PIXELS = _env_max_pixels()
+#: Decoded-bytes budget per allowed pixel: 200 MP -> 2.4 GB (float32 RGB fits; float64 RGBA does not).
+BYTES_PER_PIXEL = 12
+#: Most scans a JPEG may have (libjpeg's default progressive script has 10) ...
+MAX_JPEG_SCANS = 100
+#: ... and at most this many full-image scan passes per allowed pixel (a 200 MP JPEG: 32 scans).
+SCAN_PASSES_PER_PIXEL = 32
+#: Most chunks of a PNG other than IDAT; IDAT chunks: at most one per KiB of the file, plus this many.
+MAX_PNG_CHUNKS = 1000
 SUPPORTED_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif")
 _OUTPUT_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG",
                    ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
@@ -192,15 +206,27 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
                    f"limit of {max_pixels / 1e6:g} MP (set CSR_MAX_PIXELS to raise it)")
 
 
+def _check_bytes(nbytes: int, max_pixels: int, what: str) -> None:
+    """The decoder's allocation (``nbytes``) against the budget of BYTES_PER_PIXEL per allowed pixel."""
+    budget = max_pixels * BYTES_PER_PIXEL
+    if nbytes > budget:
+        raise _Bad(f"image too large: decoding {what} needs {nbytes / 1e6:,.0f} MB, more than the limit of "
+                   f"{budget / 1e6:,.0f} MB ({BYTES_PER_PIXEL} bytes per allowed pixel; set CSR_MAX_PIXELS to raise it)")
+
+
 def _read_png(data: bytes, max_pixels: int) -> _Decoded:
     """Walk the chunks (size limit, metadata, critical-chunk CRCs, whole chunks), vet the image
     data (``png_guard``: libpng must never fail on it), then decode with libpng."""
     icc = exif = xmp = ihdr = None
     idat: list[memoryview] = []
     view = memoryview(data)
+    others = 0
     pos = 8
     while pos + 12 <= len(data):
         length, ctype = struct.unpack_from(">I4s", data, pos)
+        others += ctype != b"IDAT"
+        if others > MAX_PNG_CHUNKS or len(idat) > MAX_PNG_CHUNKS + len(data) // 1024:
+            raise _Bad(f"damaged PNG file (more chunks than the limit: {MAX_PNG_CHUNKS} besides image data)")
         end = pos + 12 + length
         if end > len(data):
             raise _Bad(f"truncated PNG file ({ctype.decode('latin-1')!r} chunk cut off)")
@@ -214,6 +240,10 @@ def _read_png(data: bytes, max_pixels: int) -> _Decoded:
             ihdr = body
             width, height = struct.unpack_from(">II", body)
             _check_size(width, height, max_pixels)
+            try:
+                _check_bytes(png_guard.decoded_bytes(body), max_pixels, "this PNG")
+            except png_guard.PngDataError as exc:
+                raise _Bad(str(exc)) from None
         elif ctype == b"acTL" and len(body) == 8 and struct.unpack(">I", body[:4])[0] > 1:
             raise _Bad("animated images are not supported")
         elif ctype == b"iCCP" and b"\0" in body:
@@ -258,23 +288,28 @@ def _itxt_text(body: bytes) -> bytes | None:
 
 
 def _read_jpeg(data: bytes, max_pixels: int) -> _Decoded:
+    """Budget the decode from the file's structure (jpeg_guard), then libjpeg-turbo (simplejpeg) in
+    strict mode: a warning about missing or corrupt data is an error, never a grey-padded picture."""
     im = _pil_open(data)
-    _check_size(*im.size, max_pixels)
+    width, height = im.size
+    _check_size(width, height, max_pixels)
     if im.mode == "CMYK":
         raise _Bad(_CMYK)
-    pixels = None
-    # libjpeg-turbo straight into numpy (no Pillow copy); it silently pads truncated scans, so
-    # only files that end with an EOI marker take this path, the rest Pillow's strict decoder.
-    if im.mode in ("RGB", "L") and data[-4096:].rstrip(b"\0").endswith(b"\xff\xd9"):
-        try:
-            pixels = imagecodecs.jpeg8_decode(data)
-        except Exception:
-            pixels = None
-        if pixels is not None and pixels.shape[:2] != (im.height, im.width):
-            pixels = None
-    if pixels is None:
-        pixels = _pil_pixels(im)
-    return _Decoded(pixels, "JPEG", *_pil_meta(im))
+    max_scans = min(MAX_JPEG_SCANS, SCAN_PASSES_PER_PIXEL * max_pixels // (width * height))
+    try:
+        info = jpeg_guard.inspect(data, max_scans)
+    except ValueError as exc:
+        raise _Bad(f"refusing a JPEG with too many scans ({exc}; the limit is {MAX_JPEG_SCANS}, fewer for large "
+                   "images)") from None
+    gray = im.mode == "L"
+    _check_bytes(width * height * (1 if gray else 3) + info.coefficient_bytes(), max_pixels, "this JPEG")
+    try:
+        pixels = simplejpeg.decode_jpeg(data, colorspace="GRAY" if gray else "RGB", strict=True)
+    except ValueError as exc:
+        raise _Bad(f"damaged or truncated JPEG ({_one_line(exc)})") from None
+    if pixels.shape[:2] != (height, width):
+        raise _Bad(f"damaged JPEG (decoded {pixels.shape[1]}x{pixels.shape[0]}, header says {width}x{height})")
+    return _Decoded(pixels[..., 0] if gray else pixels, "JPEG", *_pil_meta(im))
 
 
 def _read_pillow(data: bytes, max_pixels: int) -> _Decoded:
@@ -334,6 +369,13 @@ def _read_tiff(data: bytes, max_pixels: int) -> _Decoded:
         if page.imagewidth * page.imagelength * page.samplesperpixel > 4 * max_pixels:
             raise _Bad(f"image too large: {page.imagewidth}x{page.imagelength} with {page.samplesperpixel} "
                        "samples per pixel")
+        itemsize = page.dtype.itemsize if page.dtype is not None else max(1, page.bitspersample // 8)
+        _check_bytes(page.imagewidth * page.imagelength * page.samplesperpixel * itemsize, max_pixels,
+                     f"this {page.imagewidth}x{page.imagelength}x{page.samplesperpixel} {itemsize * 8}-bit TIFF")
+        referenced = sum(page.databytecounts)
+        if referenced > len(data):  # strips/tiles pointing at the same bytes: decoding them repeats work
+            raise _Bad(f"damaged TIFF file (its strips or tiles add up to {referenced:,} bytes in a file of "
+                       f"{len(data):,}: they overlap or lie past the end)")
         pm = page.photometric
         if pm == ph.SEPARATED:
             raise _Bad(_CMYK)

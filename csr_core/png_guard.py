@@ -45,16 +45,26 @@ def row_starts(ihdr: bytes) -> tuple[np.ndarray, int]:
     return (np.concatenate(starts) if starts else np.zeros(0, np.int64)), total
 
 
+def decoded_bytes(ihdr: bytes) -> int:
+    """Bytes of the decoded pixels (palette expanded to RGB(A), depths below 8 to one byte)."""
+    width, height, depth, ctype = struct.unpack_from(">IIBB", ihdr)
+    channels = 4 if ctype == 3 else _CHANNELS.get(ctype, 4)
+    return width * height * channels * (2 if depth == 16 else 1)
+
+
 def check_image_data(ihdr: bytes, idat: Sequence[memoryview | bytes]) -> None:
-    """Raise PngDataError unless the IDAT stream inflates completely, to at least the size the
-    header implies, with a valid filter type (0-4) at the start of every scanline."""
+    """Raise PngDataError unless the IDAT stream inflates completely, to exactly the size the
+    header implies, with a valid filter type (0-4) at the start of every scanline. Inflating stops
+    one byte past that size: image data that inflates to more is refused at the cost of the image."""
     starts, expected = row_starts(ihdr)
     inflater, done = zlib.decompressobj(), 0
     try:
         for chunk in idat:
             data = chunk
             while not inflater.eof:
-                out = inflater.decompress(data, _PIECE)
+                out = inflater.decompress(data, min(_PIECE, expected - done + 1))
+                if done + len(out) > expected:
+                    raise PngDataError(f"damaged PNG image data (more than the {expected} bytes its header needs)")
                 data = inflater.unconsumed_tail
                 if out:
                     lo, hi = np.searchsorted(starts, (done, done + len(out)))

@@ -11,16 +11,19 @@ from __future__ import annotations
 import copy
 import difflib
 import hashlib
+import io
 import json
 import os
 import re
+import stat
+import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 
 from . import data_dir
 from .errors import StyleError
@@ -32,6 +35,13 @@ DEFAULT_STYLE = "auto"
 MANIFEST = "manifest.json"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+#: Size caps for files read from a style folder (a CSRNet is ~150 kB; a card a few kB).
+MAX_CARD_BYTES = 1 << 20
+MAX_WEIGHTS_BYTES = 64 << 20
+#: Largest magnitude a weight may have: trained CSRNets stay below ~10; 1e30 or NaN means damage.
+MAX_WEIGHT = 1e3
+#: Most parts of a style mix ('C:0.7,auto:0.3' has 2) and the longest mix spec.
+MAX_MIX_PARTS, MAX_SPEC_CHARS = 8, 1000
 #: The MIT-Adobe FiveK experts: style names A-E are reserved for their looks.
 EXPERTS = {e: f"MIT-Adobe FiveK expert {e}'s retouching" for e in "ABCDE"}
 
@@ -86,12 +96,30 @@ def check_card(card: object, where: str) -> dict:
     return card
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def read_regular(path: str | os.PathLike, limit: int, what: str = "file") -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes (links are followed).
+
+    A FIFO, device (a link to /dev/zero), folder or oversized file raises StyleError at once: the open
+    never blocks and the read never runs past ``limit``. A missing file raises FileNotFoundError.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise StyleError(f"{path}: {what} is not a regular file")
+        if st.st_size > limit:
+            raise StyleError(f"{path}: {what} is {st.st_size:,} bytes; at most {limit:,} are accepted")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            data = fh.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise StyleError(f"{path}: {what} grew past {limit:,} bytes while being read")
+    return data
+
+
+def sha256_file(path: Path, limit: int = MAX_WEIGHTS_BYTES) -> str:
+    return hashlib.sha256(read_regular(path, limit)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -144,8 +172,13 @@ def score_summary(card: dict) -> str:
 
 
 def parse_spec(spec: str) -> list[tuple[str, float]]:
-    """'C' -> [('C', 1.0)]; 'C:0.7,auto:0.3' -> weights normalised to sum 1."""
-    parts = []
+    """'C' -> [('C', 1.0)]; 'C:0.7,auto:0.3' -> weights normalised to sum 1; a style named twice is
+    merged into one part. At most MAX_MIX_PARTS parts and MAX_SPEC_CHARS characters."""
+    if not isinstance(spec, str) or len(spec) > MAX_SPEC_CHARS:
+        raise StyleError(f"bad style mix: at most {MAX_SPEC_CHARS} characters")
+    if spec.count(",") >= MAX_MIX_PARTS:
+        raise StyleError(f"bad style mix {spec[:60]!r}...: at most {MAX_MIX_PARTS} styles in one mix")
+    parts: list[tuple[str, float]] = []
     for item in spec.split(","):
         name, _, weight = item.strip().partition(":")
         try:
@@ -155,10 +188,13 @@ def parse_spec(spec: str) -> list[tuple[str, float]]:
         if not w >= 0 or w == float("inf"):
             raise StyleError(f"bad style mix {spec!r}: weights must be finite and >= 0")
         parts.append((name.strip(), w))
-    total = sum(w for _, w in parts)
-    if not parts or total <= 0:
+    merged: dict[str, float] = {}
+    for name, w in parts:
+        merged[name] = merged.get(name, 0.0) + w
+    total = sum(merged.values())
+    if not merged or total <= 0:
         raise StyleError(f"bad style mix {spec!r}: weights must add up to more than 0")
-    return [(n, w / total) for n, w in parts]
+    return [(n, w / total) for n, w in merged.items()]
 
 
 class Registry:
@@ -198,10 +234,11 @@ class Registry:
             name = card_path.stem
             try:
                 validate_name(name)
-                card = check_card(json.loads(card_path.read_text("utf-8")), str(card_path))
+                text = read_regular(card_path, MAX_CARD_BYTES, "style card").decode("utf-8")
+                card = check_card(json.loads(text), str(card_path))
                 out[name] = Style(name, card, self.user_path / card["file"], False)
             except (StyleError, ValueError, OSError):
-                continue  # a damaged or foreign card: skipped rather than breaking every listing
+                continue  # a damaged or foreign card (or a FIFO, a device): skipped, never blocking
         return out
 
     def styles(self) -> list[Style]:
@@ -232,16 +269,25 @@ class Registry:
 
     # -- loading ------------------------------------------------------------------------------
     def _verified_state(self, style: Style) -> dict[str, torch.Tensor]:
-        if not style.path.is_file():
-            raise StyleError(f"style '{style.name}': weights file {style.path} is missing")
-        digest = sha256_file(style.path)
+        """The weights, read once (a regular file within MAX_WEIGHTS_BYTES), sha256-checked, then parsed
+        from those very bytes and checked for sane values."""
+        try:
+            blob = read_regular(style.path, MAX_WEIGHTS_BYTES, "weights file")
+        except FileNotFoundError:
+            raise StyleError(f"style '{style.name}': weights file {style.path} is missing") from None
+        except StyleError as exc:
+            raise StyleError(f"style '{style.name}': {exc}") from None
+        except OSError as exc:
+            raise StyleError(f"style '{style.name}': cannot read {style.path.name} ({exc.strerror or exc})") from None
+        digest = hashlib.sha256(blob).hexdigest()
         if digest != style.sha256:
             raise StyleError(f"style '{style.name}': {style.path.name} fails its sha256 check "
                              f"(expected {style.sha256[:12]}..., got {digest[:12]}...); the file was modified or corrupted")
         try:
-            return load_file(str(style.path))
+            state = load(blob)
         except (SafetensorError, OSError, ValueError) as exc:
             raise StyleError(f"style '{style.name}': cannot read {style.path.name} ({exc})") from None
+        return checked_tensors(state, f"style '{style.name}'")
 
     def _base_style(self, style: Style) -> Style:
         for cand in self.styles():
@@ -259,8 +305,10 @@ class Registry:
         state = self._verified_state(style)
         if style.kind == "condition":
             model = copy.deepcopy(self.model(self._base_style(style)))
-            if set(state) != set(condition_state(model.state_dict())):
+            expected = condition_state(model.state_dict())
+            if set(state) != set(expected):
                 raise StyleError(f"style '{style.name}': weights do not match a CSRNet condition net + GFM")
+            _check_shapes(state, expected, f"style '{style.name}'")
             model.load_state_dict(state, strict=False)
         else:
             model = _model_from_state(state, f"style '{style.name}'")
@@ -317,7 +365,7 @@ class Registry:
             if old.name != name:
                 (self.user_path / f"{old.name}.json").unlink(missing_ok=True)
             if old.path.name != card["file"]:
-                old.path.unlink(missing_ok=True)
+                self._unlink_unused(old.path)
             self._models.pop(old.sha256, None)
         return Style(name, card, self.user_path / card["file"], False)
 
@@ -327,34 +375,94 @@ class Registry:
         if style.builtin:
             raise StyleError(f"style '{name}' is built in and cannot be removed")
         (self.user_path / f"{name}.json").unlink()  # the card first: the style is gone at once
-        style.path.unlink(missing_ok=True)
+        self._unlink_unused(style.path)
         self._models.pop(style.sha256, None)
+
+    def _unlink_unused(self, weights: Path) -> None:
+        """Delete a user weights file unless another card still names it (cards may share one)."""
+        if not any(s.path.name == weights.name for s in self._user_styles().values()):
+            weights.unlink(missing_ok=True)
+
+    def check_writable(self) -> None:
+        """StyleError now, not after minutes of training, if new styles cannot be saved."""
+        folder = self.user_path
+        while not folder.exists() and folder.parent != folder:
+            folder = folder.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise StyleError(f"{self.user_path}: cannot save styles there ({folder} is not a writable folder); "
+                             "set CSR_HOME to a writable folder")
 
     def import_checkpoint(self, path: Path, name: str, cond_size: int = 256, description: str = "",
                           overwrite: bool = False) -> Style:
         """Import a CSRNet ``.pth`` state_dict (loaded with weights_only=True) as a full user style."""
         self.check_new_name(name, overwrite)
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            blob = read_regular(path, MAX_WEIGHTS_BYTES, "checkpoint")
         except FileNotFoundError:
             raise StyleError(f"{path}: no such file") from None
+        except OSError as exc:
+            raise StyleError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        _check_unpacked_size(blob, path)
+        try:
+            state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
         except Exception as exc:  # pickle payloads and garbage both land here
             raise StyleError(f"{path}: not a plain PyTorch state_dict that loads safely ({type(exc).__name__})") from None
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
         if not isinstance(state, dict):
             raise StyleError(f"{path}: expected a state_dict of tensors, found {type(state).__name__}")
-        model = _model_from_state(state, str(path))
+        model = _model_from_state(checked_tensors(state, str(path)), str(path))
         card = dict(description=description or f"imported from {Path(path).name}", cond_size=cond_size,
                     training={"data": "unknown (imported checkpoint)", "recipe": "unknown (imported checkpoint)"},
-                    source={"file": Path(path).name, "sha256": sha256_file(Path(path))},
+                    source={"file": Path(path).name, "sha256": hashlib.sha256(blob).hexdigest()},
                     licence="as the imported checkpoint's (unknown)")
         return self.save_style(name, model, card, overwrite=overwrite)
+
+
+def _check_unpacked_size(blob: bytes, path) -> None:
+    """A zip-format .pth must not unpack (its members' declared sizes) past MAX_WEIGHTS_BYTES: a 1 MB
+    deflated archive can hold a 1 GiB tensor. Checked before torch reads it."""
+    if not zipfile.is_zipfile(io.BytesIO(blob)):
+        return  # legacy format: tensors are stored raw, so the file size bounds them
+    try:
+        with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+            total = sum(i.file_size for i in zf.infolist())
+    except (zipfile.BadZipFile, ValueError, OSError):
+        raise StyleError(f"{path}: not a plain PyTorch state_dict that loads safely (damaged archive)") from None
+    if total > MAX_WEIGHTS_BYTES:
+        raise StyleError(f"{path}: checkpoint unpacks to {total:,} bytes; at most {MAX_WEIGHTS_BYTES:,} are accepted")
+
+
+def checked_tensors(state: dict, what: str) -> dict[str, torch.Tensor]:
+    """``state`` with every value a finite floating-point tensor of magnitude <= MAX_WEIGHT, as float32;
+    StyleError naming the first damaged tensor otherwise (NaN, 1e30 and integer weights give black or
+    white pictures, never an error, if they reach the network)."""
+    out = {}
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise StyleError(f"{what}: {key!s:.80} is not a tensor ({type(value).__name__})")
+        if not value.dtype.is_floating_point:
+            raise StyleError(f"{what}: damaged weights ({key!s:.80} has integer type {value.dtype})")
+        value = value.float()
+        if value.numel() and not bool(torch.isfinite(value).all()):
+            raise StyleError(f"{what}: damaged weights ({key!s:.80} holds NaN or infinite values)")
+        if value.numel() and float(value.abs().max()) > MAX_WEIGHT:
+            raise StyleError(f"{what}: damaged weights ({key!s:.80} holds values beyond +-{MAX_WEIGHT:g})")
+        out[key] = value
+    return out
+
+
+def _check_shapes(state: dict, expected: dict, what: str) -> None:
+    for key, value in state.items():
+        if key in expected and tuple(value.shape) != tuple(expected[key].shape):
+            raise StyleError(f"{what}: not a CSRNet ({PARAMETER_COUNT:,} parameters): {key} has shape "
+                             f"{tuple(value.shape)}, expected {tuple(expected[key].shape)}")
 
 
 def _model_from_state(state: dict, what: str) -> CSRNet:
     state = {k.removeprefix("module."): v for k, v in state.items()}
     model = CSRNet()
+    _check_shapes(state, model.state_dict(), what)
     try:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError) as exc:
