@@ -10,6 +10,7 @@ Examples:
   csr app                                  # http://127.0.0.1:7860, this machine only
   csr app --port 8080 --max-mb 50
   csr app --host 0.0.0.0                   # reachable from your network (no login: trusted networks only)
+  csr app --allow-edits                    # also teach and delete styles from the page
 """
 
 
@@ -21,9 +22,11 @@ Examples:
 @click.option("--max-pixels", type=click.IntRange(min=1), help="Largest photo in pixels [env CSR_APP_MAX_PIXELS; 50e6].")
 @click.option("--concurrency", type=click.IntRange(min=1), help="Retouch requests at once [env CSR_APP_CONCURRENCY; 2].")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "mps", "auto"]), default="cpu", show_default=True)
+@click.option("--allow-edits", is_flag=True, help="Let the page teach new styles and delete user styles "
+              "(off by default: anyone who can reach the app could change your registry).")
 @handle_errors
-def command(host, port, share, max_mb, max_pixels, concurrency, device):
-    """Start the web app: retouch photos, teach a style from your pairs, manage styles."""
+def command(host, port, share, max_mb, max_pixels, concurrency, device, allow_edits):
+    """Start the web app: retouch photos (and, with --allow-edits, teach and delete styles)."""
     try:
         import gradio  # noqa: F401
     except ImportError:
@@ -34,7 +37,7 @@ def command(host, port, share, max_mb, max_pixels, concurrency, device):
 
     resolve_device(device)
     limits = Limits.from_env(max_mb=max_mb, max_pixels=max_pixels, concurrency=concurrency)
-    demo = build_app(limits=limits, device=device)
+    demo = build_app(limits=limits, device=device, allow_edits=allow_edits)
     try:
         launch(demo, host=host, port=port or None, share=share)
     except OSError as exc:  # port taken, address not ours, ...

@@ -109,34 +109,31 @@ def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> t
     to_file = out is not None and len(found) == 1 and not out.is_dir() and out.suffix != ""
     if out is not None and not to_file and out.suffix and not out.is_dir() and len(found) > 1:
         raise CsrError(f"{output}: several inputs need an output folder, not a file name")
-    jobs, seen = [], {}
-    for src, root in found:
-        job = Job(src, _destination(src, root, out, to_file, ext))
-        jobs.append(job)
-        try:
-            job.src_id = identity(src)
-            key = os.path.normcase(os.path.abspath(job.dest))
-            if key in seen:
-                job.error = f"{src}: output {job.dest} is also the output of {seen[key]}"
-                continue
-            seen[key] = src
-            format_for_path(job.dest)
-        except CsrError as exc:
-            job.error = str(exc)
-        except OSError as exc:
-            job.error = f"{src}: cannot read ({exc.strerror or exc})"
-    outputs = {}
+    jobs = [Job(src, _destination(src, root, out, to_file, ext)) for src, root in found]
+    outputs: dict[Identity, Path] = {}
     for job in jobs:
         try:
-            dest_id = identity(job.dest) if not job.error else None
+            job.src_id = identity(job.src)
+            dest_id = identity(job.dest)
         except OSError:
             continue  # reported per file when the job runs
         if dest_id is not None:
             outputs.setdefault(dest_id, job.src)
+    seen: dict[str, Path] = {}
     for job in jobs:
         owner = outputs.get(job.src_id) if job.src_id else None
-        if owner is not None and owner != job.src and not job.error:
+        if owner is not None and owner != job.src:  # an earlier run's result: never an input
             job.skip = f"{job.src}: skipped, it is the output of {owner} (not retouched again)"
+            continue
+        key = os.path.normcase(os.path.abspath(job.dest))
+        if key in seen:
+            job.error = f"{job.src}: output {job.dest} is also the output of {seen[key]}"
+            continue
+        seen[key] = job.src
+        try:
+            format_for_path(job.dest)
+        except CsrError as exc:
+            job.error = str(exc)
     return jobs, problems
 
 

@@ -301,6 +301,8 @@ def _read_jpeg(data: bytes, max_pixels: int) -> _Decoded:
     except ValueError as exc:
         raise _Bad(f"refusing a JPEG with too many scans ({exc}; the limit is {MAX_JPEG_SCANS}, fewer for large "
                    "images)") from None
+    if info.too_little_data():
+        raise _Bad(f"truncated JPEG ({info.scan_bytes:,} bytes of scan data cannot code {width}x{height} pixels)")
     gray = im.mode == "L"
     _check_bytes(width * height * (1 if gray else 3) + info.coefficient_bytes(), max_pixels, "this JPEG")
     try:

@@ -330,13 +330,15 @@ class Registry:
 
     # -- writing ------------------------------------------------------------------------------
     def check_new_name(self, name: str, overwrite: bool = False) -> None:
-        """Refuse an invalid name, a built-in's name, or (unless ``overwrite``) an existing user style."""
+        """Refuse an invalid name, a built-in's name, (unless ``overwrite``) an existing user style, or
+        an unwritable style folder: every command that creates a style calls this before its work."""
         validate_name(name)
         if name.lower() in {n.lower() for n in self._builtin_styles()}:
             raise StyleError(f"style name '{name}' is taken by a built-in style; choose another name")
         existing = {n.lower(): n for n in self._user_styles()}
         if name.lower() in existing and not overwrite:
             raise StyleError(f"user style '{existing[name.lower()]}' already exists (remove it first, or overwrite)")
+        self.check_writable()
 
     def save_style(self, name: str, model: CSRNet, card: dict, base: Style | None = None,
                    overwrite: bool = False) -> Style:

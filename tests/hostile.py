@@ -150,6 +150,57 @@ def _jpeg_app(data: bytes, marker: int, payload: bytes) -> bytes:
     return data[:2] + struct.pack(">BBH", 0xFF, marker, len(payload) + 2) + payload + data[2:]
 
 
+# ----------------------------------------------------------------------------- amplifiers (issue 10)
+# Small files whose decoding would cost far more than their size: each is a function so a test can
+# build a bigger one than the corpus carries.
+
+def jpeg_truncated_with_eoi(jpg: bytes) -> bytes:
+    """The first half of a JPEG's scan data, then an end-of-image marker (libjpeg pads the rest grey)."""
+    return jpg[: len(jpg) // 2] + b"\xff\xd9"
+
+
+def jpeg_repeated_scans(repeats: int, size: int = 64) -> bytes:
+    """A progressive JPEG whose last (refinement) scan is repeated ``repeats`` times."""
+    data = encode(Image.fromarray(pixels(size, size, seed=4)), "JPEG", quality=90, progressive=True)
+    last = data.rindex(b"\xff\xda")
+    return data[:last] + data[last:-2] * repeats + b"\xff\xd9"
+
+
+def tiff_shared_tiles(width: int, height: int, tile: int = 256) -> bytes:
+    """A deflated, tiled float64 RGBA TIFF whose tile offsets all point at one tiny tile."""
+    payload = zlib.compress(bytes(tile * tile * 4 * 8), 9)
+    n = -(-width // tile) * -(-height // tile)
+    tags = {256: width, 257: height, 258: [64] * 4, 259: 8, 262: 2, 277: 4, 284: 1, 322: tile, 323: tile,
+            324: [-1] * n, 325: [len(payload)] * n, 338: 2, 339: [3] * 4}
+    return tiff_bytes(tags, payload)
+
+
+def tiff_float64_rgba(width: int, height: int, tile: int = 256) -> bytes:
+    """An honest deflated float64 RGBA TIFF (every tile its own): large decoded, small on disk."""
+    return tiff(np.zeros((height, width, 4)), photometric="rgb", extrasamples=(2,), compression="zlib",
+                tile=(tile, tile))
+
+
+def png_overlong_idat(inflated: int) -> bytes:
+    """A 16x12 RGB PNG whose image data inflates to ``inflated`` bytes (the header needs 588)."""
+    ihdr = png_chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 12, 8, 2, 0, 0, 0))
+    idat = png_chunk(b"IDAT", zlib.compress(bytes(inflated), 9))
+    return b"\x89PNG\r\n\x1a\n" + ihdr + idat + png_chunk(b"IEND", b"")
+
+
+def png_many_chunks(count: int, ctype: bytes = b"teSt") -> bytes:
+    """A valid small PNG with ``count`` empty ancillary chunks before its image data."""
+    base = encode(Image.fromarray(pixels(12, 16)), "PNG")
+    return png_insert(base, png_chunk(ctype, b"") * count)
+
+
+def png_tiny_idats(count: int) -> bytes:
+    """A valid PNG whose image data is split into ``count`` IDAT chunks (most of them empty)."""
+    base = encode(Image.fromarray(pixels(12, 16)), "PNG")
+    at = base.index(b"IDAT") - 4
+    return base[:at] + png_chunk(b"IDAT", b"") * count + base[at:]
+
+
 # ----------------------------------------------------------------------------- the corpus
 
 @functools.cache
@@ -307,6 +358,17 @@ def corpus() -> tuple[Case, ...]:
     bmp = bytearray(encode(im, "BMP"))
     struct.pack_into("<ii", bmp, 18, 1_000_000, 1_000_000)
     add("bomb-header.bmp", bytes(bmp), "error", "")
+
+    # amplification (issue 10): cost out of proportion to the file, refused from its structure
+    add("truncated-with-eoi.jpg", jpeg_truncated_with_eoi(jpg), "error", "truncated|damaged")
+    add("truncated-progressive.jpg", jpeg_truncated_with_eoi(jpeg_repeated_scans(1, size=64)), "error",
+        "truncated|damaged")
+    add("bomb-grey-14000.jpg", jpeg_with_sof(14_000, 14_000), "error", "")
+    add("scans-x150.jpg", jpeg_repeated_scans(150, size=16), "error", "scans")
+    add("tiles-shared-f64.tif", tiff_shared_tiles(7000, 7000), "error", "")
+    add("idat-overlong.png", png_overlong_idat(50 << 20), "error", "more than the 588 bytes")
+    add("chunks-x20000.png", png_many_chunks(20_000), "error", "chunks")
+    add("idat-x20000.png", png_tiny_idats(20_000), "error", "chunks")
     vp8x = b"VP8X" + struct.pack("<I", 10) + b"\0\0\0\0" + (16383).to_bytes(3, "little") * 2
     add("bomb-canvas.webp", b"RIFF" + struct.pack("<I", 4 + len(vp8x)) + b"WEBP" + vp8x, "error", "")
     return tuple(_unique_stems(cases))

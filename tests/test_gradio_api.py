@@ -35,7 +35,7 @@ def rgb(path) -> np.ndarray:
 def server(tmp_path_factory):
     """The app on a toy registry; yields (client, registry)."""
     reg = toy_registry(tmp_path_factory.mktemp("reg"))
-    with running_app(reg, finetune_kwargs=dict(config=FAST_FINETUNE)) as (_, url):
+    with running_app(reg, finetune_kwargs=dict(config=FAST_FINETUNE), allow_edits=True) as (_, url):
         yield Client(url, verbose=False, download_files=str(tmp_path_factory.mktemp("dl"))), reg
 
 
@@ -160,7 +160,7 @@ def test_teaching_runs_one_at_a_time_and_never_blocks_retouching(tmp_path):
         return registry.save_style(name, registry.model(base), {"cond_size": 64}, base=registry.get(base))
 
     pairs = _pairs_zip(tmp_path / "pairs.zip")
-    with running_app(reg, finetune_kwargs=dict(finetune=slow_finetune)) as (_, url):
+    with running_app(reg, finetune_kwargs=dict(finetune=slow_finetune), allow_edits=True) as (_, url):
         client = Client(url, verbose=False, download_files=str(tmp_path / "dl"))
         first = client.submit([handle_file(pairs)], "one", "auto", "auto", "(none)", None, api_name="/teach")
         assert started.wait(30)
@@ -259,3 +259,28 @@ def test_bounded_load_of_concurrent_requests(server, tmp_path):
     print(f"{n} concurrent renders: peak RSS +{grown_mb:.0f} MB, {time.monotonic() - t0:.1f} s")
     assert grown_mb < 400, f"peak RSS grew by {grown_mb:.0f} MB under {n} concurrent requests"
     assert time.monotonic() - t0 < 240
+
+
+def test_registry_is_read_only_unless_allow_edits(tmp_path):
+    """Issue 10 item 14: by default nobody reaching the app can delete or add styles (no endpoint, and
+    the service refuses); ``allow_edits=True`` (``csr app --allow-edits``) turns both on."""
+    from csr_core.errors import StyleError
+    from plugins.gradio_app.teach import Teacher
+
+    reg = toy_registry(tmp_path / "reg")
+    reg.save_style("mine", reg.model("warm"), {"description": "copy", "cond_size": 64})
+    with running_app(reg) as (demo, url):
+        client = Client(url, verbose=False, download_files=str(tmp_path / "dl"))
+        endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+        assert "/styles" in endpoints and "/render" in endpoints
+        assert not endpoints & {"/delete_style", "/teach"}, endpoints
+        for api, args in (("/delete_style", ("mine", "auto", "(none)", "auto")),
+                          ("/teach", ([], "x", "auto", "auto", "(none)", None))):
+            with pytest.raises(Exception):
+                client.predict(*args, api_name=api)
+        with pytest.raises(StyleError, match="--allow-edits"):
+            demo.csr["service"].delete("mine")
+        with pytest.raises(StyleError, match="--allow-edits"):
+            demo.csr["teacher"].run(["x.zip"], "new")
+    assert "mine" in reg.names()
+    assert Teacher(reg, Limits(), allow_edits=True).allow_edits

@@ -11,7 +11,7 @@ from csr_core.image_io import SUPPORTED_EXTENSIONS
 from csr_core.inference import MAX_STRENGTH
 from csr_core.registry import DEFAULT_STYLE, Registry
 
-from .service import NO_MIX, Limits, Service, sample_photos, style_spec
+from .service import NO_MIX, READ_ONLY, Limits, Service, sample_photos, style_spec
 from .teach import PAIRS_HINT, Teacher
 
 log = logging.getLogger("csr.app")
@@ -38,15 +38,18 @@ def friendly(fn):
 
 
 def build_app(registry: Registry | None = None, *, limits: Limits | None = None, device: str = "cpu",
-              finetune_kwargs: dict | None = None) -> gr.Blocks:
-    """The app on ``registry`` (default: the shared one); queue limits set, ready for ``launch``."""
+              finetune_kwargs: dict | None = None, allow_edits: bool = False) -> gr.Blocks:
+    """The app on ``registry`` (default: the shared one); queue limits set, ready for ``launch``.
+
+    The registry is read-only unless ``allow_edits``: no teaching, no deleting (neither in the page
+    nor as API endpoints)."""
     if registry is None:
         from csr_core.pipeline import default_registry
 
         registry = default_registry()
     limits = limits or Limits.from_env()
-    svc = Service(registry, limits, device)
-    teacher = Teacher(registry, limits, **(finetune_kwargs or {}))
+    svc = Service(registry, limits, device, allow_edits=allow_edits)
+    teacher = Teacher(registry, limits, allow_edits=allow_edits, **(finetune_kwargs or {}))
 
     def initial(names):
         return DEFAULT_STYLE if DEFAULT_STYLE in names else (names or [None])[0]
@@ -122,23 +125,28 @@ def build_app(registry: Registry | None = None, *, limits: Limits | None = None,
                     gr.Examples([[str(p)] for p in samples], inputs=[photo], label="Sample photos",
                                 example_labels=[p.stem for p in samples])
             with gr.Tab("Teach a style", id="teach") as tab_teach:
-                gr.Markdown(f"Upload at least 5 before/after pairs: {PAIRS_HINT}. Only the condition network "
-                            "is fine-tuned (minutes on a CPU); one job runs at a time, others wait in the queue.")
-                pairs = gr.File(file_count="multiple", file_types=[*SUPPORTED_EXTENSIONS, ".zip"],
-                                label="Before/after pairs", elem_id="pairs")
-                with gr.Row():
+                if allow_edits:
+                    gr.Markdown(f"Upload at least 5 before/after pairs: {PAIRS_HINT}. Only the condition network "
+                                "is fine-tuned (minutes on a CPU); one job runs at a time, others wait in the queue.")
+                    pairs = gr.File(file_count="multiple", file_types=[*SUPPORTED_EXTENSIONS, ".zip"],
+                                    label="Before/after pairs", elem_id="pairs")
+                else:
+                    gr.Markdown(f"Teaching is off: {READ_ONLY.format(what='teach new styles')}.", elem_id="read_only")
+                with gr.Row(visible=allow_edits):
                     new_name = gr.Textbox(label="Name of the new style", placeholder="my_look", elem_id="new_name",
                                           info="1-64 letters, digits, '-' or '_'")
                     base = gr.Dropdown(names, value=initial(names), label="Start from", elem_id="base",
                                        allow_custom_value=True)
-                teach_btn = gr.Button("Teach", variant="primary", elem_id="teach_btn")
-                teach_out = gr.Markdown(elem_id="teach_out", min_height=90, padding=True)
+                if allow_edits:
+                    teach_btn = gr.Button("Teach", variant="primary", elem_id="teach_btn")
+                    teach_out = gr.Markdown(elem_id="teach_out", min_height=90, padding=True)
             with gr.Tab("Styles", id="styles") as tab_styles:
                 table = gr.Dataframe(svc.table(), headers=TABLE_HEADERS, interactive=False, wrap=True,
                                      elem_id="styles_table")
                 with gr.Row():
                     chosen = gr.Dropdown(names, value=None, label="Style", elem_id="chosen", allow_custom_value=True)
-                    delete_btn = gr.Button("Delete user style", variant="stop", elem_id="delete")
+                    if allow_edits:
+                        delete_btn = gr.Button("Delete user style", variant="stop", elem_id="delete")
                 styles_msg = gr.Markdown(elem_id="styles_msg")
                 card_view = gr.JSON(label="Style card")
 
@@ -159,10 +167,11 @@ def build_app(registry: Registry | None = None, *, limits: Limits | None = None,
             ctl.change(preview, [*inputs, state], [slider, note, state], trigger_mode="always_last",
                        show_progress="minimal", api_visibility="undocumented", **retouch)
         render_btn.click(render, inputs, result, api_name="render", **retouch)
-        teach_btn.click(teach, [pairs, new_name, base, style, mix, chosen], [teach_out, *refreshed],
-                        api_name="teach", concurrency_id="teach", concurrency_limit=1, show_progress_on=teach_out)
-        delete_btn.click(delete, [chosen, style, mix, base], [styles_msg, *refreshed], api_name="delete_style",
-                         show_progress_on=styles_msg)
+        if allow_edits:  # otherwise these endpoints do not exist at all
+            teach_btn.click(teach, [pairs, new_name, base, style, mix, chosen], [teach_out, *refreshed],
+                            api_name="teach", concurrency_id="teach", concurrency_limit=1, show_progress_on=teach_out)
+            delete_btn.click(delete, [chosen, style, mix, base], [styles_msg, *refreshed], api_name="delete_style",
+                             show_progress_on=styles_msg)
         chosen.change(card, chosen, card_view, api_name="style_card")
 
         def styles() -> list[list[str]]:
@@ -172,7 +181,7 @@ def build_app(registry: Registry | None = None, *, limits: Limits | None = None,
         gr.api(styles, api_name="styles")
 
     demo.queue(default_concurrency_limit=limits.concurrency, max_size=64)
-    demo.csr = dict(service=svc, teacher=teacher, limits=limits)
+    demo.csr = dict(service=svc, teacher=teacher, limits=limits, allow_edits=allow_edits)
     return demo
 
 

@@ -121,11 +121,22 @@ def downscale(rgb: np.ndarray, side: int) -> np.ndarray:
     return np.clip(cv2.resize(x, size, interpolation=cv2.INTER_AREA), 0, 1)
 
 
-class Service:
-    """The app's operations on one registry, within ``limits``."""
+READ_ONLY = ("this app serves the style registry read-only; restart it with 'csr app --allow-edits' "
+             "to {what}")
 
-    def __init__(self, registry: Registry, limits: Limits, device: str = "cpu"):
-        self.registry, self.limits, self.device = registry, limits, device
+
+def check_edits(allowed: bool, what: str) -> None:
+    """StyleError unless the app was started with ``--allow-edits``."""
+    if not allowed:
+        raise StyleError(READ_ONLY.format(what=what))
+
+
+class Service:
+    """The app's operations on one registry, within ``limits``; the registry is read-only unless
+    ``allow_edits`` (anyone who reaches the app could otherwise delete the user's styles)."""
+
+    def __init__(self, registry: Registry, limits: Limits, device: str = "cpu", allow_edits: bool = False):
+        self.registry, self.limits, self.device, self.allow_edits = registry, limits, device, allow_edits
         self._tmp = tempfile.TemporaryDirectory(prefix="csr-app-")  # removed at exit at the latest
         self.out_dir = Path(self._tmp.name)
 
@@ -190,6 +201,7 @@ class Service:
         return {**s.card, "name": s.name, "origin": "built-in" if s.builtin else "user"}
 
     def delete(self, name: str) -> str:
+        check_edits(self.allow_edits, "delete styles")
         if not name:
             raise StyleError("choose a style to delete")
         self.registry.remove(name)  # refuses built-ins with a StyleError

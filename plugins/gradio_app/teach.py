@@ -15,8 +15,11 @@ from csr_core.registry import Registry
 
 from csr_core.registry import score_summary
 
-from .service import Limits, check_pixels
+from .service import Limits, check_edits, check_pixels
 
+#: Entries of any kind (folders, sidecars, __MACOSX copies) a zip may list, per file of the limit.
+ZIP_ENTRIES_PER_FILE = 2
+_ZIP_ENTRY_BYTES = 1024  # central-directory bytes allowed per entry (46 + name + extra fields)
 PAIRS_HINT = "X_input + X_target (or X_before + X_after) images, or a .zip of them (before/ + after/ folders work too)"
 
 
@@ -67,8 +70,23 @@ class Stager:
             raise PairsError(f"{path.name}: uploaded twice")
         shutil.copyfile(path, dest)
 
+    def _check_directory(self, path: Path) -> None:
+        """Refuse an archive whose central directory holds more entries (of any kind) than
+        ``ZIP_ENTRIES_PER_FILE`` x the file limit, from its end record, before zipfile parses it:
+        a million empty entries would otherwise cost seconds and close to a gigabyte."""
+        most = ZIP_ENTRIES_PER_FILE * self.limits.max_files
+        with open(path, "rb") as fh:
+            end = zipfile._EndRecData(fh)  # the stdlib's own end-record reader (zip64 included)
+        if end is None:
+            raise PairsError(f"{path.name}: not a valid zip archive")
+        entries, size = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]
+        if entries > most or size > most * _ZIP_ENTRY_BYTES:
+            raise PairsError(f"{path.name}: the archive lists {entries:,} entries ({size:,} bytes of directory); "
+                             f"at most {most} entries are accepted")
+
     def _unzip(self, path: Path) -> None:
         cap = int(self.limits.max_unzipped_mb * 2**20)
+        self._check_directory(path)
         try:
             with zipfile.ZipFile(path) as zf:
                 for info in zf.infolist():
@@ -124,8 +142,8 @@ class Teacher:
     """Runs condition-only fine-tuning jobs one at a time (the rest wait on a lock)."""
 
     def __init__(self, registry: Registry, limits: Limits, finetune: Callable | None = None,
-                 **finetune_kwargs):
-        self.registry, self.limits = registry, limits
+                 allow_edits: bool = False, **finetune_kwargs):
+        self.registry, self.limits, self.allow_edits = registry, limits, allow_edits
         self._finetune, self.finetune_kwargs = finetune, finetune_kwargs
         self._lock, self._guard = threading.Lock(), threading.Lock()
         self._jobs = 0  # running + waiting
@@ -147,6 +165,7 @@ class Teacher:
     def run(self, files: Sequence[str] | None, name: str, base: str = "auto",
             on_progress: Callable[[float, str], None] | None = None) -> str:
         """Stage ``files``, fine-tune a new style ``name`` on them; returns a one-paragraph summary."""
+        check_edits(self.allow_edits, "teach new styles")
         name = check_new_name(self.registry, name)
         if not files:
             raise PairsError(f"upload before/after pairs: {PAIRS_HINT}")
