@@ -13,7 +13,13 @@ import dataclasses
 import functools
 import hashlib
 import io
+import os
+import resource
 import struct
+import subprocess
+import tempfile
+import threading
+import time
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -184,7 +190,9 @@ def tiff_float64_rgba(width: int, height: int, tile: int = 256) -> bytes:
 def png_overlong_idat(inflated: int) -> bytes:
     """A 16x12 RGB PNG whose image data inflates to ``inflated`` bytes (the header needs 588)."""
     ihdr = png_chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 12, 8, 2, 0, 0, 0))
-    idat = png_chunk(b"IDAT", zlib.compress(bytes(inflated), 9))
+    z, block = zlib.compressobj(9), bytes(1 << 20)
+    parts = [z.compress(block[:min(len(block), inflated - done)]) for done in range(0, inflated, len(block))]
+    idat = png_chunk(b"IDAT", b"".join(parts) + z.flush())
     return b"\x89PNG\r\n\x1a\n" + ihdr + idat + png_chunk(b"IEND", b"")
 
 
@@ -501,3 +509,45 @@ def out_name(case: Case, prefix: str = "out ") -> str:
     """An output file name for ``case``: unicode/space-bearing, with a writable extension."""
     p = Path(case.name)
     return f"{prefix}{p.stem}{p.suffix if p.suffix.lower() in WRITABLE else '.png'}"
+
+
+# ----------------------------------------------------------------------------- capped subprocesses
+
+@dataclass
+class Capped:
+    """How a capped child process ended: exit status, output, wall seconds, peak RSS in MB."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    peak_mb: float
+
+    @property
+    def hit_cap(self) -> bool:  # killed (SIGKILL/SIGXCPU), or out of memory inside Python
+        return self.returncode < 0 or "MemoryError" in self.stderr or "out of memory" in self.stderr
+
+
+def run_capped(args: list[str], *, mem_mb: int = 2048, cpu_s: int = 120, wall_s: int = 300,
+               cwd: Path | None = None, env: dict | None = None) -> Capped:
+    """Run ``args`` under RLIMIT_AS = ``mem_mb`` and RLIMIT_CPU = ``cpu_s`` (and a wall-clock kill)."""
+    def limits() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (mem_mb << 20, mem_mb << 20))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 5))
+
+    env = dict(os.environ if env is None else env, OMP_NUM_THREADS="1", PYTHONIOENCODING="utf-8")
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(args, stdout=out, stderr=err, stdin=subprocess.DEVNULL, preexec_fn=limits,
+                                cwd=cwd, env=env)
+        timer = threading.Timer(wall_s, proc.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.monotonic() - t0
+        out.seek(0), err.seek(0)
+        return Capped(proc.returncode, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"),
+                      seconds, usage.ru_maxrss / 1024)
