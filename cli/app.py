@@ -38,7 +38,17 @@ def command(host, port, share, max_mb, max_pixels, concurrency, device, allow_ed
     resolve_device(device)
     limits = Limits.from_env(max_mb=max_mb, max_pixels=max_pixels, concurrency=concurrency)
     demo = build_app(limits=limits, device=device, allow_edits=allow_edits)
-    try:
-        launch(demo, host=host, port=port or None, share=share)
+    try:  # quiet: Gradio's own banner speaks of launch(share=True), not of this command's options
+        _, url, share_url = launch(demo, host=host, port=port or None, share=share, block=False, quiet=True)
     except OSError as exc:  # port taken, address not ours, ...
         fail(f"cannot serve on {host}:{port}: {str(exc).split('. ')[0]}")
+    click.echo(f"csr app: serving on {url.rstrip('/')}  (Ctrl-C stops it)")
+    if share_url:
+        click.echo(f"csr app: public link {share_url} (temporary; anyone with the link can use the app)")
+    elif share:
+        click.echo("csr: warning: could not create the public --share link; serving locally only", err=True)
+    elif host in ("127.0.0.1", "localhost", "::1"):
+        click.echo("csr app: this machine only; --host 0.0.0.0 serves your network, --share adds a public link")
+    else:
+        click.echo(f"csr app: reachable from your network on {host} (no login); --share adds a public link")
+    demo.block_thread()

@@ -8,7 +8,7 @@ import warnings
 
 import click
 
-from csr_core.errors import CsrError, printable
+from csr_core.errors import CsrError, UnknownStyleError, printable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -26,12 +26,15 @@ def fail(message: str, code: int = EXIT_FAILED) -> None:
 
 
 def handle_errors(fn):
-    """Turn CsrError into one line + exit 1, Ctrl-C into exit 130; never a traceback for user errors."""
+    """Turn CsrError into one line + exit 1 (an unknown style name: exit 2, a usage error), Ctrl-C into
+    exit 130; never a traceback for user errors."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except UnknownStyleError as exc:
+            fail(str(exc), EXIT_USAGE)
         except CsrError as exc:
             fail(str(exc))
         except KeyboardInterrupt:
@@ -55,6 +58,18 @@ def quiet_warnings() -> None:
     """Show Python warnings as one ``csr: warning:`` line each (no source paths)."""
     if os.environ.get("CSR_DEBUG") != "1":
         warnings.showwarning = _show_warning
+
+
+def plural(n: int, word: str) -> str:
+    """'1 pair', '3 pairs'."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def warn_if_worse_than_nothing(psnr: float, nothing: float, where: str, hint: str) -> None:
+    """A loud warning, with the numbers, when a new style scores below leaving the photos alone."""
+    if psnr < nothing:
+        click.echo(f"csr: warning: the new style scores {psnr:.2f} dB on the {where} pairs, worse than doing "
+                   f"nothing ({nothing:.2f} dB); {hint}", err=True)
 
 
 def registry():

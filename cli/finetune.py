@@ -1,32 +1,19 @@
 """``csr finetune``: teach a new style from your own before/after pairs (condition-only fine-tune)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from .common import handle_errors, registry, say
-
-
-def progress_printer(bar):
-    """An on_progress callback that drives a click progress bar (its length may grow or shrink)."""
-    state = {"val": ""}
-
-    def update(info: dict) -> None:
-        if "val_psnr" in info:
-            state["val"] = f" val {info['val_psnr']:.2f} dB"
-        bar.length = info["steps"]
-        bar.update(max(0, info["step"] - bar.pos), f"{info.get('phase', '')} loss {info['loss']:.4f}{state['val']}")
-
-    return update
+from .common import handle_errors, plural, registry, say, warn_if_worse_than_nothing
+from .progress import StepProgress
 
 
 def summary_lines(card: dict) -> list[str]:
     """The validation scores of a fine-tuned style against its yardsticks, one line each."""
     s, v = card["scores"]["validation"], card["validation"]
     nothing = {k: s[f"baseline_{k}"] for k in ("psnr", "ssim", "delta_e")}
-    lines = [f"{v['method']} validation on {s['images']} pairs (steps chosen: {v['chosen_steps']}):"]
+    lines = [f"{v['method']} validation on {plural(s['images'], 'pair')} (steps chosen: {v['chosen_steps']}):"]
     for label, m in (("new style", s), ("do-nothing", nothing), ("base style", s["base_style"]),
                      ("autocontrast", s["autocontrast"])):
         lines.append(f"  {label:<13} PSNR {m['psnr']:5.2f} dB  SSIM {m['ssim']:.3f}  dE2000 {m['delta_e']:5.2f}")
@@ -65,14 +52,16 @@ def command(pairs_dir, name, base, expert, steps, overwrite, threads):
     found, problems, _ = resolve_pairs(pairs_dir, expert)
     for line in problems:
         say("skipped", line)
-    click.echo(f"{len(found)} pairs in {pairs_dir}", err=True)
+    click.echo(f"{plural(len(found), 'pair')} in {pairs_dir}", err=True)
     cfg = FinetuneConfig(threads=threads, **({"steps": steps} if steps else {}))
-    with click.progressbar(length=cfg.steps, label="fine-tuning", file=sys.stderr,
-                           item_show_func=lambda i: i) as bar:
+    with StepProgress("fine-tuning", bound=True) as progress:  # early stopping: the total is an upper bound
         style = finetune_style(pairs_dir, name, base, expert=expert, registry=reg,
-                               on_progress=progress_printer(bar), config=cfg, overwrite=overwrite)
+                               on_progress=progress, config=cfg, overwrite=overwrite)
     for line in style.card.get("warnings", []):
         say("warning", line)
-    click.echo(f"saved style '{style.name}' (on base '{style.card['base']['name']}')")
+    click.echo(f"saved style '{style.name}' (on base '{style.card['base']['name']}') -> {style.path}")
     for line in summary_lines(style.card):
         click.echo(line)
+    s = style.card["scores"]["validation"]
+    warn_if_worse_than_nothing(s["psnr"], s["baseline_psnr"], f"{style.card['validation']['method']} validation",
+                               "more or more consistent pairs, or --from another style, may help")

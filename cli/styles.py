@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import json
+import sys
+import textwrap
 from pathlib import Path
 
 import click
 
 from csr_core.errors import printable
-from csr_core.registry import score_summary
+from csr_core.registry import licence_label, score_summary
 
-from .common import handle_errors, registry
+from .common import EXIT_FAILED, EXIT_USAGE, fail, handle_errors, registry
 
 
 @click.group("styles")
@@ -22,30 +24,124 @@ def command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handle_errors
 def list_styles(as_json):
-    """List every style with its origin and description."""
+    """List every style: origin, licence, description and validation score."""
     styles = registry().styles()
     if as_json:
         click.echo(json.dumps([{**s.card, "name": s.name, "builtin": s.builtin} for s in styles], indent=2))
         return
-    width = max([len(s.name) for s in styles] + [4])
+    if not styles:
+        click.echo("no styles installed")
+        return
+    width = max([len(s.name) for s in styles] + [5])
+    labels = {s.name: licence_label(s.card) for s in styles}
+    lwidth = max(len(v) for v in labels.values())
+    click.echo(f"{'style':<{width}}  {'origin':<8}  {'licence':<{lwidth}}  description")
     for s in styles:
         origin = "built-in" if s.builtin else "user"
         base = f" (on {s.card['base']['name']})" if s.kind == "condition" else ""
         score = score_summary(s.card)
-        line = f"{s.name:<{width}}  {origin:<8}  {s.description}{base}" + (f"  [{score}]" if score else "")
+        line = (f"{s.name:<{width}}  {origin:<8}  {labels[s.name]:<{lwidth}}  {s.description}{base}"
+                + (f"  [{score}]" if score else ""))
         click.echo(printable(line))  # user cards are untrusted: no raw control characters
-    if not styles:
-        click.echo("no styles installed")
+    click.echo("Full terms, data and scores of a style: csr styles show NAME")
 
 
 @command.command("show")
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw card (JSON) instead of the summary.")
 @handle_errors
-def show(name):
-    """Show a style's card: provenance, training data and recipe, scores, licence."""
+def show(name, as_json):
+    """Show a style's card: licence, training data and recipe, validation scores, base."""
     style = registry().get(name)
     card = {**style.card, "name": style.name, "origin": "built-in" if style.builtin else "user", "path": str(style.path)}
-    click.echo(json.dumps(card, indent=2))
+    # user cards are untrusted: every summary line is shown without raw control characters
+    click.echo(json.dumps(card, indent=2) if as_json else "\n".join(printable(ln) for ln in describe(style)))
+
+
+def describe(style) -> list[str]:
+    """A readable summary of a style's card (the raw card: ``--json``)."""
+    card = style.card
+    out = [f"{style.name} ({'built-in' if style.builtin else 'user'} style, {style.kind})"]
+    if style.description:
+        out += _wrap("", style.description)
+    out += _wrap("licence: ", card.get("licence") or "unknown (the card states none)")
+    if style.kind == "condition":
+        base = card["base"]
+        out.append(f"base: '{base['name']}' (sha256 {base['sha256'][:12]}...), frozen; "
+                   "this style holds only what fine-tuning changed")
+    training = card.get("training", {})
+    if "data" in training:
+        out += _wrap("data: ", _data_text(training["data"]))
+    if "initialised_from" in training:
+        out.append(f"started from: '{training['initialised_from']}'")
+    if "recipe" in training:
+        out += _wrap("recipe: ", _recipe_text(training["recipe"], card.get("validation", {})))
+    scores = card.get("scores", {})
+    if scores:
+        out.append("scores (PSNR dB / SSIM / CIEDE2000; per-pair PSNR capped at 100 dB):")
+        for key, value in scores.items():
+            if isinstance(value, dict):
+                out += _score_lines(key, value, style.name)
+    for w in card.get("warnings", []) or []:
+        out += _wrap("warning: ", str(w))
+    out.append(f"file: {style.path} (sha256 {style.sha256[:12]}..., checked before loading)")
+    if card.get("created"):
+        out.append(f"created: {card['created']}")
+    out.append(f"the full card: csr styles show {style.name} --json")
+    return out
+
+
+def _wrap(label: str, text: str, width: int = 100) -> list[str]:
+    return textwrap.wrap(str(text), width, initial_indent=label, subsequent_indent="  ") or [label]
+
+
+def _data_text(data) -> str:
+    if not isinstance(data, dict):
+        return str(data)
+    parts = [f"{data['pairs']} before/after pairs" if "pairs" in data else ""]
+    if data.get("expert"):
+        parts.append(f"FiveK expert {data['expert']}")
+    if data.get("source"):
+        parts.append(f"from {data['source']}")
+    return ", ".join(p for p in parts if p) or json.dumps(data)
+
+
+def _recipe_text(recipe, validation: dict) -> str:
+    if not isinstance(recipe, dict):
+        return str(recipe)
+    text = recipe.get("method", "")
+    chosen = validation.get("chosen_steps", recipe.get("chosen_steps"))
+    if chosen is not None:
+        text += f"; {chosen} steps chosen by {validation.get('method', 'validation')} validation"
+    elif "steps" in recipe:
+        text += f"; {recipe['steps']} steps"
+    if recipe.get("command"):
+        text += f"; reproduce: {recipe['command']}"
+    return text.strip("; ") or json.dumps(recipe)
+
+
+def _score_lines(key: str, s: dict, name: str) -> list[str]:
+    """One header and one line per method of a card's score set (flat or per-method layouts)."""
+    methods = {k: v for k, v in s.items() if isinstance(v, dict) and "psnr" in v}
+    if "psnr" in s and name not in methods:
+        methods = {name: s, **methods}
+    if "baseline_psnr" in s and "do-nothing" not in methods:
+        methods["do-nothing"] = {m: s.get(f"baseline_{m}") for m in ("psnr", "ssim", "delta_e")}
+    count = next((f"{s[k]} {k}" for k in ("images", "pairs", "photos") if k in s), "")
+    count = count.replace("images", "pairs") if key == "validation" else count
+    how = ", ".join(str(x) for x in (count, s.get("method")) if x)
+    title = {"fivek_c_dev": "FiveK expert C dev pairs", "synthetic_holdout": "synthetic held-out"}.get(key, key)
+    lines = [f"  {title.replace('_', ' ')}" + (f" ({how})" if how else "") + ":"]
+    width = max(len(k) for k in methods) if methods else 0
+    for label, m in methods.items():
+        label = "base style" if label == "base_style" else label.replace("_", " ")
+        lines.append(f"    {label:<{max(width, 10)}}  " + "  ".join(
+            f"{unit} {m[k]:{fmt}}" for k, unit, fmt in (("psnr", "PSNR", "6.2f"), ("ssim", "SSIM", ".3f"),
+                                                        ("delta_e", "dE", "5.2f"))
+            if isinstance(m.get(k), (int, float))))
+    if s.get("note"):
+        lines += _wrap("    note: ", s["note"])
+    return lines
 
 
 @command.command("remove")
@@ -57,7 +153,10 @@ def remove(name, yes):
     reg = registry()
     style = reg.get(name)
     if not style.builtin and not yes:
-        click.confirm(f"Remove user style '{name}'?", abort=True)
+        if not sys.stdin.isatty():
+            fail(f"not removing '{name}' without confirmation: add -y (--yes) to confirm", EXIT_USAGE)
+        if not click.confirm(f"Remove user style '{name}'?"):
+            fail(f"kept style '{name}' (-y confirms without asking)", EXIT_FAILED)
     reg.remove(name)
     click.echo(f"removed style '{name}'")
 

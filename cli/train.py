@@ -1,13 +1,16 @@
 """``csr train``: train a whole network (the default style's recipe, or your own large paired set)."""
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import click
 
-from .common import handle_errors, registry, say
+from .common import handle_errors, plural, registry, say, warn_if_worse_than_nothing
+from .progress import StepProgress
+
+FEW_PAIRS_HINT = ("a whole network needs many pairs; with a few, 'csr finetune' (which keeps a trained "
+                  "base network and tunes only its modulation) learns far more from them")
 
 
 @click.command("train")
@@ -49,12 +52,12 @@ def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, 
     if (photos is None) == (pairs_dir is None):
         raise click.UsageError("give exactly one of --photos DIR (synthetic degradation) or --pairs DIR (your pairs)")
     cfg = TrainConfig(steps=steps, batch=batch, lr=lr, cond_size=cond_size, seed=seed)
-    ckpt = checkpoint or Path(f"{name}.ckpt")
+    ckpt = (checkpoint or Path(f"{name}.ckpt")).absolute()
+    _announce_checkpoint(ckpt, cfg)
     if pairs_dir is not None:
         return _train_pairs(reg, pairs_dir, expert.upper() if expert else None, name, cfg, ckpt)
-    with click.progressbar(length=steps, label="training", file=sys.stderr,
-                           item_show_func=lambda i: i) as bar:
-        model, hist = train_synthetic(photos, cfg, ckpt, _progress(bar))
+    with StepProgress("training") as progress:
+        model, hist = train_synthetic(photos, cfg, ckpt, progress)
     card = dict(
         description=f"trained by csr train on {photos.name}: undoes exposure, cast, contrast, saturation, tone",
         cond_size=cond_size,
@@ -62,23 +65,27 @@ def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, 
                       recipe=dict(asdict(cfg), method="synthetic degradation (csr_core.degrade), L1 on sampled pixels")),
         scores=dict(synthetic_holdout=dict(psnr=hist["best"], baseline_psnr=hist["val_identity_psnr"],
                                            images=hist["val_images"], best_step=hist["best_step"])),
-        licence="yours",
+        licence="the licence of your training photos applies to this style",
     )
     style = reg.save_style(name, model, card)
     ckpt.unlink(missing_ok=True)
-    click.echo(f"saved style '{style.name}': held-out PSNR {hist['best']:.2f} dB "
+    click.echo(f"saved style '{style.name}' -> {style.path}: held-out PSNR {hist['best']:.2f} dB "
                f"(do-nothing {hist['val_identity_psnr']:.2f} dB)")
+    warn_if_worse_than_nothing(hist["best"], hist["val_identity_psnr"], "held-out synthetic",
+                               "train longer (--steps) or on more photos")
 
 
-def _progress(bar):
-    state = {"best": ""}
+def _announce_checkpoint(ckpt: Path, cfg) -> None:
+    """Say where the checkpoint goes and, when one is there, that (and from where) training resumes."""
+    from csr_core.train import checkpoint_step
 
-    def progress(info):
-        if "best" in info:
-            state["best"] = f"val {info['val']:.2f} dB (best {info['best']:.2f})"
-        bar.update(max(0, info["step"] - bar.pos), f"loss {info['loss']:.4f} {state['best']}")
-
-    return progress
+    if ckpt.exists():
+        done = checkpoint_step(ckpt)
+        click.echo(f"resuming from {ckpt}: {done} of {cfg.steps} steps already done "
+                   f"(delete it to start over)", err=True)
+    else:
+        click.echo(f"checkpoint: {ckpt} (every {cfg.checkpoint_every} steps; if interrupted, run the same "
+                   "command again to resume; removed once the style is saved)", err=True)
 
 
 def _train_pairs(reg, pairs_dir: Path, expert, name: str, cfg, ckpt: Path) -> None:
@@ -91,11 +98,8 @@ def _train_pairs(reg, pairs_dir: Path, expert, name: str, cfg, ckpt: Path) -> No
     pairs, problems = discover_pairs(pairs_dir, expert=expert)
     for line in problems:
         say("skipped", line)
-    if ckpt.exists():
-        click.echo(f"resuming from {ckpt}", err=True)
-    with click.progressbar(length=cfg.steps, label="training", file=sys.stderr,
-                           item_show_func=lambda i: i) as bar:
-        model, hist = train_pairs(pairs_dir, cfg, ckpt, _progress(bar), expert=expert)
+    with StepProgress("training") as progress:
+        model, hist = train_pairs(pairs_dir, cfg, ckpt, progress, expert=expert)
     val = [p for p in pairs if p.name in set(hist["val_pairs"])]
     res = evaluate(val, Look(model, [(model, cfg.cond_size, 1.0)]), baselines=("autocontrast",), max_side=512)
     m = res["mean"]
@@ -114,6 +118,7 @@ def _train_pairs(reg, pairs_dir: Path, expert, name: str, cfg, ckpt: Path) -> No
     )
     style = reg.save_style(name, model, card)
     ckpt.unlink(missing_ok=True)
-    click.echo(f"saved style '{style.name}': held-out PSNR {m['style']['psnr']:.2f} dB, dE2000 "
+    click.echo(f"saved style '{style.name}' -> {style.path}: held-out PSNR {m['style']['psnr']:.2f} dB, dE2000 "
                f"{m['style']['delta_e']:.2f} (do-nothing {m['do-nothing']['psnr']:.2f} dB, "
-               f"autocontrast {m['autocontrast']['psnr']:.2f} dB; {len(val)} pairs)")
+               f"autocontrast {m['autocontrast']['psnr']:.2f} dB; {plural(len(val), 'pair')})")
+    warn_if_worse_than_nothing(m["style"]["psnr"], m["do-nothing"]["psnr"], "held-out", FEW_PAIRS_HINT)

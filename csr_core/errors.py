@@ -20,5 +20,13 @@ class StyleError(CsrError):
     """A style is unknown, invalid, tampered with or cannot be saved."""
 
 
+class UnknownStyleError(StyleError):
+    """No style has that name (a usage error: the CLI exits 2, as for a bad option)."""
+
+
+class StyleExistsError(StyleError):
+    """A new style's name is already taken by a user style."""
+
+
 class PairsError(CsrError):
     """Training pairs could not be discovered or read."""

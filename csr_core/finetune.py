@@ -151,7 +151,8 @@ def finetune_style(pairs: str | Path | list[Pair], name: str, base: str = "auto"
                    overwrite: bool = False) -> Style:
     """Fine-tune the condition net + GFM of ``base`` on before/after pairs; save and return the new Style.
 
-    ``on_progress`` gets dicts with step/steps/loss/phase, plus val_psnr when an evaluation ran.
+    ``on_progress`` gets dicts with step (done so far, all runs), steps (an upper bound of the total that
+    only shrinks), loss and phase, plus val_psnr when a validation ran; the last one has step == steps.
     """
     cfg = config or FinetuneConfig()
     threads = torch.get_num_threads()
@@ -187,6 +188,7 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
     scorer = _Scorer(loaded, start_style.cond_size, reg.model(base_style))
     run = _kfold if len(found) < cfg.kfold_below else _holdout
     model, per, validation = run(tuner, scorer, progress, len(found))
+    progress.complete()
     names = [p.name for p in found]
     validation = {k: _named(v, names) if k in ("folds", "val_pairs") else v for k, v in validation.items()}
     validation["per_pair"] = {names[i]: per[i] for i in sorted(per)}
@@ -210,15 +212,33 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
 
 
 class _Progress:
-    """Turns each run's fit() progress into one overall step count for ``on_progress``."""
+    """Turns each run's fit() progress into honest overall counts for ``on_progress``.
+
+    ``step`` is the steps really done across all runs; ``steps`` an upper bound of the total that only
+    shrinks (early stopping ends runs sooner, and later folds never run longer than an earlier one).
+    """
 
     def __init__(self, callback: Callable[[dict], None] | None):
-        self.callback, self.total, self.offset, self.phase = callback, 0, 0, ""
+        self.callback, self.done, self.limit, self.later, self.phase, self.validating = callback, 0, 0, 0, "", False
+
+    def start(self, phase: str, limit: int, later: int, validating: bool = True) -> None:
+        """A run of at most ``limit`` steps begins; the runs after it take at most ``later`` steps in all."""
+        self.phase, self.limit, self.later, self.validating = phase, limit, later, validating
+
+    def finish(self, steps: int) -> None:
+        self.done += steps
+
+    def complete(self) -> None:
+        """The last report: every step is done (``step == steps``)."""
+        if self.callback:
+            self.callback(dict(step=self.done, steps=self.done, phase=self.phase))
 
     def __call__(self, info: dict) -> None:
         if self.callback:
-            out = dict(info, step=self.offset + info["step"], steps=self.total, phase=self.phase)
-            if "val" in info:
+            out = dict(info, step=self.done + info["step"], steps=self.done + self.limit + self.later,
+                       phase=self.phase)
+            out.pop("val", None)
+            if self.validating and "val" in info:
                 out["val_psnr"] = info["val"]
             self.callback(out)
 
@@ -246,11 +266,11 @@ def _kfold(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int):
     cfg = tuner.cfg
     k = min(cfg.folds, n)
     folds = _folds(n, k, cfg.seed)
-    progress.total = (k + 1) * cfg.steps
     runs, limit = [], cfg.steps
     for f, val in enumerate(folds):
-        progress.phase, progress.offset = f"fold {f + 1}/{k}", f * cfg.steps
+        progress.start(f"fold {f + 1}/{k}", limit, later=(k - f) * limit)  # the other folds + the final run
         runs.append(tuner.run([i for i in range(n) if i not in val], val, limit, cfg.patience)[1])
+        progress.finish(runs[-1]["step"])
         limit = min(limit, runs[-1]["curve"][-1][0])  # only steps every fold reached are pooled
     common = min(len(h["curve"]) for h in runs)
     axis = [runs[0]["curve"][j][0] for j in range(common)]
@@ -261,8 +281,9 @@ def _kfold(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int):
         m = tuner.model()
         m.load_state_dict(h["snaps"][chosen], strict=False)
         per.update(scorer(tuner.restore(m), val))
-    progress.phase, progress.offset, progress.total = "final (all pairs)", k * cfg.steps, k * cfg.steps + chosen
+    progress.start("final (all pairs)", chosen, later=0, validating=False)
     model = tuner.restore(tuner.run(list(range(n)), [], chosen, 0)[0]) if chosen else copy.deepcopy(tuner.start)
+    progress.finish(chosen)
     return model, per, dict(method=f"{k}-fold", folds=folds, chosen_steps=chosen,
                             curve=[[s, round(p, 3)] for s, p in zip(axis, pooled)],
                             fold_stopped_at=[h["curve"][-1][0] for h in runs])
@@ -272,8 +293,9 @@ def _holdout(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int):
     """~20% held out: early stopping on it; the best weights are the style."""
     cfg = tuner.cfg
     train, val = holdout_split(n, cfg.holdout, cfg.seed)
-    progress.phase, progress.total = "train (held-out validation)", cfg.steps
+    progress.start("train (held-out validation)", cfg.steps, later=0)
     model, h = tuner.run(train, val, cfg.steps, cfg.patience)
+    progress.finish(h["step"])
     chosen = h["best_step"] if h["best"] > float(np.mean(h["curve"][0][1])) else 0
     model = tuner.restore(model) if chosen else copy.deepcopy(tuner.start)
     return model, scorer(model, val), dict(method="held-out", val_pairs=val, chosen_steps=chosen,

@@ -3,12 +3,19 @@
 Every function takes HxWx3 sRGB arrays and first quantises them to 8 bit, so scores agree across
 dtypes and with published 8-bit figures: uint8 is used as is, uint16 becomes round(x / 257), float
 becomes round(clip(x, 0, 1) * 255) (NaN counts as 0).
+
+PSNR is capped at ``PSNR_CAP`` = 100 dB: identical images (a photo its editor left alone) score 100 dB,
+not infinity, so one perfect pair cannot swamp a mean (8-bit images that differ at all score < 60 dB).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-__all__ = ["to_uint8", "psnr", "ssim", "srgb_to_lab", "ciede2000_lab", "delta_e2000_map",
+PSNR_CAP = 100.0
+
+__all__ = ["PSNR_CAP", "to_uint8", "psnr", "psnr_from_mse", "ssim", "srgb_to_lab", "ciede2000_lab", "delta_e2000_map",
            "delta_e2000", "score"]
 
 
@@ -33,11 +40,16 @@ def _pair(a, b) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+def psnr_from_mse(mse: float, peak: float = 255.0) -> float:
+    """PSNR in dB of a mean squared error on a ``peak`` range, capped at ``PSNR_CAP`` (mse 0 gives the cap)."""
+    mse = float(mse)
+    return PSNR_CAP if mse <= 0 else min(PSNR_CAP, 10.0 * math.log10(peak * peak / mse))
+
+
 def psnr(a, b) -> float:
-    """PSNR in dB with data range 255; identical images give inf."""
+    """PSNR in dB with data range 255; identical images give ``PSNR_CAP`` (100 dB), never inf."""
     a, b = _pair(a, b)
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10.0 * np.log10(255.0 ** 2 / mse))
+    return psnr_from_mse(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
 
 
 # SSIM as skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,

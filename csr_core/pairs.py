@@ -24,8 +24,12 @@ __all__ = ["Pair", "SUPPORTED_EXTS", "FIVEK_TEST_IDS", "is_fivek_test_id", "five
 
 SUPPORTED_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp")
 FIVEK_TEST_IDS = frozenset(f"a{n:04d}" for n in range(4501, 5001))
-LAYOUTS = ("before/ + after/ folders, X_input + X_target (or X_before + X_after) files, "
-           "or FiveK input/ + expertC/ folders")
+def layouts(expert: str | None = None) -> str:
+    """The accepted pair layouts, in words (naming the FiveK expert folder asked for, if any)."""
+    m = _EXPERT_RE.match(expert.strip()) if expert else None
+    folder = f"expert{m.group(1).upper()}/" if m else "expertA/ .. expertE/"
+    return ("before/ + after/ folders, X_input + X_target (or X_before + X_after) files, "
+            f"or FiveK input/ + {folder} folders")
 
 _FIVEK_RE = re.compile(r"^(a\d{4})(?:[-_ .].*)?$", re.IGNORECASE)
 _ROLE_RE = re.compile(r"^(.+)_(input|target|before|after)$", re.IGNORECASE)
@@ -126,7 +130,7 @@ def _pick_expert(root: Path, experts: dict[str, list[Path]], expert: str | None)
     found = ", ".join(d.name for ds in experts.values() for d in ds)
     if expert is None:
         if len(experts) > 1:
-            raise PairsError(f"{root}: several FiveK expert folders ({found}); choose one with the expert option")
+            raise PairsError(f"{root}: several FiveK expert folders ({found}); choose one with --expert")
         letter = next(iter(experts))
     else:
         m = _EXPERT_RE.match(expert.strip())
@@ -179,7 +183,7 @@ def discover_pairs(root, expert: str | None = None) -> tuple[list[Pair], list[st
 
     if not pairs:
         first = f"; first problem: {problems[0]}" if problems else ""
-        raise PairsError(f"{root}: no image pairs found (expected {LAYOUTS}){first}")
+        raise PairsError(f"{root}: no image pairs found (expected {layouts(expert)}){first}")
     pairs.sort(key=lambda p: p.name)
     return pairs, problems
 

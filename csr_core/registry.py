@@ -26,7 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 
 from . import data_dir
-from .errors import StyleError
+from .errors import StyleError, StyleExistsError, UnknownStyleError
 from .fsutil import atomic_write, write_bytes_atomic
 from .inference import Look
 from .model import ARCHITECTURE, PARAMETER_COUNT, CSRNet, condition_state
@@ -171,6 +171,33 @@ def score_summary(card: dict) -> str:
     return ""
 
 
+_RESEARCH_ONLY = re.compile(r"research[ -]use only|research use or non-commercial|non-commercial (?:research )?use only|"
+                            r"for research(?:/non-commercial)? (?:use|purposes) only|research only", re.IGNORECASE)
+_LICENCE_ID = re.compile(r"(MIT|CC0(?:-1\.0)?|CC-BY(?:-[A-Z]{2})*(?:-\d\.\d)?|Apache-2\.0|BSD-\d-Clause|public domain)\b",
+                         re.IGNORECASE)
+
+
+def licence_label(card: dict) -> str:
+    """A short label of a card's licence for listings: 'research use only', 'MIT', ..., or 'unknown'.
+
+    Research-only terms anywhere in the text win over a leading licence name (the code's licence may be
+    named first); the full text is in the card (``csr styles show NAME``).
+    """
+    text = card.get("licence")
+    if not isinstance(text, str) or not text.strip():
+        return "unknown"
+    if _RESEARCH_ONLY.search(text):
+        return "research use only"
+    m = _LICENCE_ID.match(text.strip())
+    if m:
+        return m.group(1)
+    if text.lower().startswith("unknown"):
+        return "unknown"
+    if "your training" in text.lower():
+        return "as your training data"
+    return "see card" if len(text) > 24 else text.strip()
+
+
 def parse_spec(spec: str) -> list[tuple[str, float]]:
     """'C' -> [('C', 1.0)]; 'C:0.7,auto:0.3' -> weights normalised to sum 1; a style named twice is
     merged into one part. At most MAX_MIX_PARTS parts and MAX_SPEC_CHARS characters."""
@@ -257,7 +284,7 @@ class Registry:
             if style.name == name:
                 return style
         if name in EXPERTS:
-            raise StyleError(
+            raise UnknownStyleError(
                 f"style '{name}' is {EXPERTS[name]}; it is not bundled because its training pairs are not "
                 f"distributed with csr. Create it from your own FiveK copy: "
                 f"csr finetune --pairs /path/to/fivek --expert {name} --name {name}")
@@ -265,7 +292,7 @@ class Registry:
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         close += [n for n in names if n.lower() == str(name).lower() and n not in close]
         hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
-        raise StyleError(f"unknown style {name!r}; {hint}available: {', '.join(names) or 'none'} (see: csr styles list)")
+        raise UnknownStyleError(f"unknown style {name!r}; {hint}available: {', '.join(names) or 'none'} (see: csr styles list)")
 
     # -- loading ------------------------------------------------------------------------------
     def _verified_state(self, style: Style) -> dict[str, torch.Tensor]:
@@ -303,10 +330,10 @@ class Registry:
         if style.sha256 in self._models:
             return self._models[style.sha256]
         state = self._verified_state(style)
-        if style.kind == "condition":
+        if style.kind == "condition":  # the tensors fine-tuning changed (older styles: all of them)
             model = copy.deepcopy(self.model(self._base_style(style)))
             expected = condition_state(model.state_dict())
-            if set(state) != set(expected):
+            if not set(state) <= set(expected):
                 raise StyleError(f"style '{style.name}': weights do not match a CSRNet condition net + GFM")
             _check_shapes(state, expected, f"style '{style.name}'")
             model.load_state_dict(state, strict=False)
@@ -337,19 +364,23 @@ class Registry:
             raise StyleError(f"style name '{name}' is taken by a built-in style; choose another name")
         existing = {n.lower(): n for n in self._user_styles()}
         if name.lower() in existing and not overwrite:
-            raise StyleError(f"user style '{existing[name.lower()]}' already exists (remove it first, or overwrite)")
+            old = existing[name.lower()]
+            raise StyleExistsError(f"user style '{old}' already exists; choose another name, replace it with "
+                                   f"--overwrite, or remove it: csr styles remove {old}")
         self.check_writable()
 
     def save_style(self, name: str, model: CSRNet, card: dict, base: Style | None = None,
                    overwrite: bool = False) -> Style:
         """Save a user style atomically: the weights, then the card (the commit point).
 
-        With ``base`` only the condition net + GFM are stored, with a reference to the base by sha256.
+        With ``base`` only the condition-net + GFM tensors that differ from the base network are stored
+        (what fine-tuning changed), with a reference to the base by sha256.
         """
         self.check_new_name(name, overwrite)
         state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
         if base is not None:
-            state = condition_state(state)
+            full = self.model(base if base.kind == "full" else self._base_style(base)).state_dict()
+            state = {k: v for k, v in condition_state(state).items() if not torch.equal(v, full[k])}
         blob = save(state, metadata={"name": name, "architecture": ARCHITECTURE})
         digest = hashlib.sha256(blob).hexdigest()
         card = dict(card, architecture=ARCHITECTURE, kind="condition" if base else "full",
@@ -417,7 +448,7 @@ class Registry:
         card = dict(description=description or f"imported from {Path(path).name}", cond_size=cond_size,
                     training={"data": "unknown (imported checkpoint)", "recipe": "unknown (imported checkpoint)"},
                     source={"file": Path(path).name, "sha256": hashlib.sha256(blob).hexdigest()},
-                    licence="as the imported checkpoint's (unknown)")
+                    licence="unknown (the imported checkpoint's own terms apply)")
         return self.save_style(name, model, card, overwrite=overwrite)
 
 

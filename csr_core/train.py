@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from . import degrade
 from .fsutil import atomic_write
 from .inference import condition_input
+from .metrics import psnr_from_mse
 from .model import CONDITION_PREFIXES, CSRNet, Modulation
 
 Sample = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (cond input 1x3xhxw, x pixels Px3, y pixels Px3)
@@ -126,6 +127,17 @@ def fit(model: CSRNet, draw: Callable[[np.random.Generator, int], list[Sample]],
     return hist
 
 
+def checkpoint_step(path: Path) -> int:
+    """The number of steps a resumable checkpoint holds (it is read with ``weights_only=True``)."""
+    from .errors import CsrError
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["hist"]["step"])
+    except Exception as exc:  # damaged, foreign or a pickle payload: never run, never a traceback
+        raise CsrError(f"{path}: cannot resume from this checkpoint ({type(exc).__name__}); "
+                       "delete it to start over") from None
+
+
 # -- synthetic data (the default style) ---------------------------------------------------------
 class SyntheticPairs:
     """Good photos kept in memory at condition size; each draw degrades one at random."""
@@ -164,7 +176,7 @@ def psnr_on(model: CSRNet, pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -
         out = model.base(x.reshape(1, -1, 3), model.modulation(cond)).reshape(x.shape)
         out = torch.round(out.clamp(0, 1) * 255)
         mse = float(((out - torch.round(y * 255)) ** 2).mean())
-        scores.append(10 * math.log10(255 ** 2 / max(mse, 1e-10)))
+        scores.append(psnr_from_mse(mse))
     return float(np.mean(scores))
 
 
@@ -196,7 +208,7 @@ def _identity_psnr(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> float:
     scores = []
     for x, y in pairs:
         mse = float(((torch.round(x * 255) - torch.round(y * 255)) ** 2).mean())
-        scores.append(10 * math.log10(255 ** 2 / max(mse, 1e-10)))
+        scores.append(psnr_from_mse(mse))
     return float(np.mean(scores))
 
 
@@ -253,7 +265,7 @@ def pixel_psnr(model: CSRNet, cond: torch.Tensor, x: torch.Tensor, y: torch.Tens
     with torch.no_grad():
         out = model.base(x[None], model.modulation(cond))[0]
     mse = float(((torch.round(out.clamp(0, 1) * 255) - torch.round(y * 255)) ** 2).mean())
-    return 10 * math.log10(255 ** 2 / max(mse, 1e-10))
+    return psnr_from_mse(mse)
 
 
 def holdout_split(n: int, fraction: float = 0.2, seed: int = 0) -> tuple[list[int], list[int]]:

@@ -93,6 +93,16 @@ def test_stdin_to_stdout(run, tmp_path):
     assert Image.open(io.BytesIO(res.stdout_bytes)).size == (8, 8)
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "TIFF", "WEBP"])
+def test_stdin_to_stdout_keeps_the_input_format_without_format_option(run, fmt):
+    """'--format' defaults to the input's, read from the bytes (stdin has no file name)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.full((8, 8, 3), 100, np.uint8)).save(buf, fmt)
+    res = CliRunner().invoke(cli, ["retouch", "-", "-o", "-"], input=buf.getvalue())
+    assert res.exit_code == 0, res.output
+    assert Image.open(io.BytesIO(res.stdout_bytes)).format == fmt
+
+
 def test_usage_errors_exit_2(run, tmp_path):
     src = _photo(tmp_path / "in.jpg")
     assert run("retouch", src, "--style", "nope").exit_code == 2
@@ -116,10 +126,82 @@ def test_styles_list_show_remove(run, toy_registry):
     toy_registry.save_style("mine", CSRNet(), {"description": "my look"})
     res = run("styles", "list")
     assert "auto" in res.output and "mine" in res.output and "my look" in res.output
-    assert '"sha256"' in run("styles", "show", "auto").output
+    assert '"sha256"' in run("styles", "show", "auto", "--json").output
     assert run("styles", "remove", "mine", "--yes").exit_code == 0
     assert "mine" not in run("styles", "list").output
     assert run("styles", "remove", "auto", "--yes").exit_code == 1
+
+
+def test_styles_list_and_show_give_the_licence(run, toy_registry):
+    """The licence is a column of the listing; 'show' is a readable summary, '--json' the raw card."""
+    import json
+
+    from csr_core.model import CSRNet
+
+    toy_registry.save_style("fivek", CSRNet(), {"description": "an expert's look",
+                            "licence": "MIT-Adobe FiveK images are licensed for research use only; so is this"})
+    toy_registry.save_style("mine", CSRNet(), {"description": "my look", "scores": {"validation": {
+        "psnr": 23.456, "ssim": 0.9, "delta_e": 7.0, "baseline_psnr": 20.0, "baseline_ssim": 0.8,
+        "baseline_delta_e": 9.5, "images": 6, "method": "5-fold"}},
+        "licence": "the licence of your training pairs applies to this style"})
+    lines = run("styles", "list").output.splitlines()
+    assert lines[0].split() == ["style", "origin", "licence", "description"]
+    row = {ln.split()[0]: ln for ln in lines[1:]}
+    assert "research use only" in row["fivek"] and "as your training data" in row["mine"]
+    assert "unknown" in row["auto"]  # the toy built-in card states no licence
+    shown = run("styles", "show", "mine").output
+    assert not shown.lstrip().startswith("{") and "licence: the licence of your training pairs" in shown
+    assert "validation (6 pairs, 5-fold):" in shown
+    assert any(ln.split()[:3] == ["mine", "PSNR", "23.46"] for ln in shown.splitlines())
+    assert any(ln.split()[:3] == ["do-nothing", "PSNR", "20.00"] for ln in shown.splitlines())
+    raw = json.loads(run("styles", "show", "mine", "--json").output)
+    assert raw["licence"].startswith("the licence of") and raw["name"] == "mine"
+
+
+def test_builtin_cards_state_their_terms_without_pointing_outside_the_package():
+    """C says research-only in the listing; no built-in licence points at files users do not have."""
+    from csr_core.registry import Registry, licence_label
+
+    styles = {s.name: s for s in Registry().styles()}
+    assert licence_label(styles["C"].card) == "research use only"
+    for s in styles.values():
+        assert "../" not in s.card.get("licence", ""), s.name
+        assert licence_label(s.card) != "unknown", s.name
+
+
+def test_unknown_style_is_a_usage_error_everywhere(run):
+    for args in (("styles", "show", "nope"), ("styles", "remove", "nope", "-y")):
+        res = run(*args)
+        assert res.exit_code == 2 and res.output.startswith("csr: error: unknown style 'nope'"), args
+
+
+def test_remove_without_a_terminal_says_that_yes_confirms(run, toy_registry):
+    from csr_core.model import CSRNet
+
+    toy_registry.save_style("mine", CSRNet(), {})
+    res = run("styles", "remove", "mine")  # stdin is not a terminal: no prompt, no "Aborted!"
+    assert res.exit_code == 2 and "Aborted" not in res.output and "-y (--yes)" in res.output
+    assert "mine" in toy_registry.names()
+
+
+def test_messages_name_options_as_typed(run, toy_registry, tmp_path):
+    from csr_core.errors import PairsError, StyleExistsError
+    from csr_core.model import CSRNet
+    from csr_core.pairs import discover_pairs
+
+    toy_registry.save_style("mine", CSRNet(), {})
+    with pytest.raises(StyleExistsError, match="--overwrite"):
+        toy_registry.check_new_name("mine")
+    (tmp_path / "fivek" / "input").mkdir(parents=True)
+    for e in "BC":
+        (tmp_path / "fivek" / f"expert{e}").mkdir()
+    with pytest.raises(PairsError, match="choose one with --expert"):
+        discover_pairs(tmp_path / "fivek")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PairsError, match=r"input/ \+ expertB/") as err:
+        discover_pairs(tmp_path / "empty", expert="B")
+    assert "expertC" not in str(err.value)
+    assert "2/255" in run("retouch", "--help").output
 
 
 def test_real_entry_point_version_and_clean_errors(tmp_path):

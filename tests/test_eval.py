@@ -61,7 +61,7 @@ def test_cli_unknown_style_is_one_line(pairs_dir, toy_registry, monkeypatch):
 
     monkeypatch.setattr(cli.eval, "registry", lambda: toy_registry)
     out = CliRunner().invoke(cli.eval.command, ["--pairs", str(pairs_dir), "--style", "nope"])
-    assert out.exit_code == 1 and out.output.startswith("csr: error: unknown style 'nope'")
+    assert out.exit_code == 2 and out.output.startswith("csr: error: unknown style 'nope'")  # a usage error
 
 
 def test_fivek_do_nothing_matches_manifest(shared_dir):
@@ -73,3 +73,23 @@ def test_fivek_do_nothing_matches_manifest(shared_dir):
     pairs = [p for p in discover_pairs(root)[0] if p.name == "a0212"]
     res = evaluate(pairs, None)
     assert res["pairs"][0]["do-nothing"]["psnr"] == pytest.approx(float(rows["a0212"][col]), abs=0.01)
+
+
+def test_identical_pair_is_capped_not_infinite(pairs_dir, toy_registry, monkeypatch):
+    """A photo its editor left alone (before == after) scores PSNR_CAP, so the means and the JSON stay finite."""
+    import shutil
+
+    import cli.eval
+    from csr_core.metrics import PSNR_CAP
+
+    shutil.copyfile(pairs_dir / "before/p01.png", pairs_dir / "after/p01.png")
+    res = evaluate(pairs_dir, "auto", registry=toy_registry, strength=0.0)
+    assert res["pairs"][1]["do-nothing"]["psnr"] == PSNR_CAP == 100.0
+    others = [r["do-nothing"]["psnr"] for r in res["pairs"] if r["name"] != "p01"]
+    assert res["mean"]["do-nothing"]["psnr"] == pytest.approx((100.0 + sum(others)) / 3)
+    monkeypatch.setattr(cli.eval, "registry", lambda: toy_registry)
+    out = CliRunner().invoke(cli.eval.command, ["--pairs", str(pairs_dir), "--json"])
+    assert out.exit_code == 0 and "Infinity" not in out.output and "inf" not in out.output.lower()
+    json.loads(out.output, parse_constant=lambda c: pytest.fail(f"non-finite {c} in the JSON"))
+    table = CliRunner().invoke(cli.eval.command, ["--pairs", str(pairs_dir)]).output
+    assert "100.00" in table and "inf" not in table

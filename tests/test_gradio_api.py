@@ -284,3 +284,62 @@ def test_registry_is_read_only_unless_allow_edits(tmp_path):
             demo.csr["teacher"].run(["x.zip"], "new")
     assert "mine" in reg.names()
     assert Teacher(reg, Limits(), allow_edits=True).allow_edits
+
+
+def test_csr_app_banner_names_its_own_options(tmp_path):
+    """The real 'csr app' prints its URL and '--share', never Gradio's 'set share=True in launch()'."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from gradio_helpers import free_port
+
+    port = free_port()
+    env = dict(os.environ, CSR_HOME=str(tmp_path), GRADIO_ANALYTICS_ENABLED="False")
+    proc = subprocess.Popen([sys.executable, "-c", "from cli.main import main; main()", "app", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+    lines = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any("--share" in ln for ln in lines):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            rest, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rest, _ = proc.communicate()
+    text = "".join(lines) + rest
+    assert f"csr app: serving on http://127.0.0.1:{port}" in text, text
+    assert "--share adds a public link" in text and "share=True" not in text and "launch()" not in text
+
+
+def test_sample_photos_are_thumbnails_that_fill_the_upload(tmp_path):
+    """The bundled samples are a gallery of pictures (not text buttons); clicking one loads it as the photo."""
+    import gradio as gr
+
+    from plugins.gradio_app.app import build_app
+    from plugins.gradio_app.service import sample_photos
+
+    samples = sample_photos()
+    assert len(samples) >= 3
+    demo = build_app(toy_registry(tmp_path / "reg"))
+    try:
+        comps = {c["props"].get("elem_id"): c for c in demo.config["components"] if c.get("props")}
+        gallery, photo = comps["samples"], comps["photo"]
+        assert gallery["type"] == "gallery" and gallery["props"]["visible"] is True
+        shown = gallery["props"]["value"]
+        assert [v["caption"] for v in shown] == [p.stem for p in samples]
+        assert all(v["image"]["mime_type"] == "image/jpeg" for v in shown)
+        assert not any(c["type"] == "dataset" for c in demo.config["components"])  # no text-button examples
+        (dep,) = [d for d in demo.config["dependencies"] if [gallery["id"], "select"] in map(list, d["targets"])]
+        assert dep["outputs"] == [photo["id"]]
+        fn = demo.fns[dep["id"]].fn
+        assert fn(gr.SelectData(None, {"index": 1, "value": None})) == str(samples[1])
+    finally:
+        demo.csr["service"].close()

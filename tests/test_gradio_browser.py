@@ -58,9 +58,13 @@ def test_retouch_in_chromium(tmp_path):
         try:
             drv.set_page_load_timeout(30)
             drv.get(url)
-            example = wait(lambda d: [b for b in d.find_elements(By.TAG_NAME, "button") if b.text == "cat_cast_flat"])
-            example[0].click()  # a bundled sample photo
-            wait(lambda d: len(slider_srcs(d)) == 2)
+            thumbs = wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#samples button.thumbnail-item img"))
+            assert [t.get_attribute("alt") for t in thumbs] == ["astronaut", "cat_cast_flat", "coffee_dark"]
+            wait(lambda d: all(d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", t)
+                               for t in thumbs))  # real pictures, loaded (not text buttons)
+            drv.save_screenshot(str(artifact("gradio_samples.png")))
+            thumbs[1].click()  # a bundled sample photo
+            wait(lambda d: len(slider_srcs(d)) == 2 and "cat_cast_flat" in d.find_element(By.ID, "note").text)
             choose_file(drv, src)  # an upload
             wait(lambda d: len(slider_srcs(d)) == 2 and "coffee_dark" in d.find_element(By.ID, "note").text)
             first = slider_srcs(drv)

@@ -76,7 +76,9 @@ def test_quantise_float_and_uint16():
 
 def test_psnr():
     a = np.zeros((4, 4, 3), np.uint8)
-    assert m.psnr(a, a) == math.inf
+    assert m.psnr(a, a) == m.PSNR_CAP == 100.0  # capped: one identical pair cannot make a mean infinite
+    assert m.psnr_from_mse(1e-30) == 100.0 and m.psnr_from_mse(0.0) == 100.0
+    assert m.psnr(a, a + 1) == pytest.approx(48.13, abs=0.01)  # any visible difference stays below the cap
     assert m.psnr(a, a + 10) == pytest.approx(10 * math.log10(255 ** 2 / 100))
     b = _rand((16, 16, 3))
     assert m.psnr(b, _noisy(b, 20)) == m.psnr(b / 255.0, _noisy(b, 20).astype(np.float32) / 255)

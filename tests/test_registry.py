@@ -1,4 +1,5 @@
 """The style registry: names, provenance, sha256 checks, condition styles, mixing, import."""
+import copy
 import json
 import pickle
 
@@ -82,6 +83,43 @@ def test_condition_style_stores_only_condition_part_and_base_ref(toy_registry):
         assert torch.equal(loaded.state_dict()[k], v)
     with pytest.raises(StyleError, match="already exists"):
         fresh.save_style("mine", tuned, {}, base=base)
+
+
+def test_condition_style_stores_only_what_changed_and_old_files_still_load(toy_registry):
+    """Only tensors that differ from the base are stored; a file holding every condition tensor (the
+    format before) still loads to the same network; a stranger's tensor or shape is refused."""
+    import hashlib
+
+    from safetensors.torch import load_file, save
+
+    from csr_core.model import condition_state
+
+    base = toy_registry.get("auto")
+    tuned = copy.deepcopy(toy_registry.model("auto"))
+    with torch.no_grad():
+        tuned.cond_shift3.bias += 0.05  # what a 'bias' fine-tune of one layer changes
+        tuned.cond_scale1.weight *= 1.1
+    style = toy_registry.save_style("mine", tuned, {}, base=base)
+    assert sorted(load_file(str(style.path))) == ["cond_scale1.weight", "cond_shift3.bias"]
+    assert style.path.stat().st_size < 32 * 64 * 4 + 1024
+    fresh = Registry(toy_registry.builtin_path, toy_registry.user_path)
+    assert all(torch.equal(fresh.model("mine").state_dict()[k], v) for k, v in tuned.state_dict().items())
+
+    def write_condition_file(name, state):
+        blob = save(state)
+        (toy_registry.user_path / f"{name}.x.safetensors").write_bytes(blob)
+        card = dict(file=f"{name}.x.safetensors", sha256=hashlib.sha256(blob).hexdigest(), kind="condition",
+                    cond_size=64, base={"name": "auto", "sha256": base.sha256})
+        (toy_registry.user_path / f"{name}.json").write_text(json.dumps(card))
+
+    write_condition_file("old", {k: v.contiguous() for k, v in condition_state(tuned.state_dict()).items()})
+    write_condition_file("alien", {"conv1.weight": tuned.conv1.weight.contiguous()})
+    write_condition_file("misshapen", {"cond_shift3.bias": torch.zeros(5)})
+    fresh = Registry(toy_registry.builtin_path, toy_registry.user_path)
+    assert all(torch.equal(fresh.model("old").state_dict()[k], v) for k, v in tuned.state_dict().items())
+    for name in ("alien", "misshapen"):
+        with pytest.raises(StyleError, match="do not match a CSRNet condition net|not a CSRNet"):
+            fresh.model(name)
 
 
 def test_missing_base_is_reported(toy_registry, tmp_path):

@@ -104,6 +104,11 @@ def build_app(registry: Registry | None = None, *, limits: Limits | None = None,
                     with gr.Column(scale=1, min_width=300):
                         photo = gr.File(label="Photo (JPEG, PNG, TIFF incl. 16-bit, WebP)", elem_id="photo",
                                         file_types=list(SUPPORTED_EXTENSIONS))
+                        samples = sample_photos()
+                        gallery = gr.Gallery([(str(p), p.stem) for p in samples], label="Or try a sample photo",
+                                             columns=max(1, len(samples)), rows=1, height=150, object_fit="cover",
+                                             allow_preview=False, interactive=False, buttons=[], elem_id="samples",
+                                             visible=bool(samples))
                         style = gr.Dropdown(names, value=initial(names), label="Style", elem_id="style",
                                             allow_custom_value=True)
                         strength = gr.Slider(0, MAX_STRENGTH, 1.0, step=0.05, label="Strength",
@@ -120,10 +125,6 @@ def build_app(registry: Registry | None = None, *, limits: Limits | None = None,
                         slider = gr.ImageSlider(label="Before / after (preview)", type="numpy", format="png",
                                                 interactive=False, elem_id="slider", max_height=640)
                         note = gr.Markdown(elem_id="note")
-                samples = sample_photos()
-                if samples:
-                    gr.Examples([[str(p)] for p in samples], inputs=[photo], label="Sample photos",
-                                example_labels=[p.stem for p in samples])
             with gr.Tab("Teach a style", id="teach") as tab_teach:
                 if allow_edits:
                     gr.Markdown(f"Upload at least 5 before/after pairs: {PAIRS_HINT}. Only the condition network "
@@ -163,6 +164,12 @@ def build_app(registry: Registry | None = None, *, limits: Limits | None = None,
         inputs = [photo, style, strength, mix, weight]
         photo.change(preview, [*inputs, state], [slider, note, state], api_name="preview", **retouch)
         photo.change(lambda: None, None, result, **quick)
+
+        def pick_sample(evt: gr.SelectData) -> str:
+            """The sample photo whose thumbnail was clicked goes into the upload (which previews it)."""
+            return str(samples[evt.index])
+
+        gallery.select(pick_sample, None, photo, **quick)
         for ctl in (style, strength, mix, weight):
             ctl.change(preview, [*inputs, state], [slider, note, state], trigger_mode="always_last",
                        show_progress="minimal", api_visibility="undocumented", **retouch)

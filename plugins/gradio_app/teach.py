@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 from typing import Callable, Sequence
 
-from csr_core.errors import CsrError, PairsError, StyleError
+from csr_core.errors import CsrError, PairsError, StyleError, StyleExistsError
 from csr_core.image_io import SUPPORTED_EXTENSIONS
 from csr_core.registry import Registry
 
@@ -26,7 +26,11 @@ PAIRS_HINT = "X_input + X_target (or X_before + X_after) images, or a .zip of th
 def check_new_name(registry: Registry, name: str) -> str:
     """A valid name that no style uses yet (any case)."""
     name = (name or "").strip()
-    registry.check_new_name(name)
+    try:
+        registry.check_new_name(name)
+    except StyleExistsError:
+        raise StyleExistsError(f"a style named '{name}' already exists; choose another name, "
+                               "or delete it in the Styles tab first") from None
     return name
 
 

@@ -1,0 +1,107 @@
+"""Honest progress for long jobs (``csr train``, ``csr finetune``): steps done / total, measured rate.
+
+On a terminal one status line is redrawn in place; otherwise (a log, a pipe, CI) a line is printed at
+every phase change and every ``interval`` seconds, so a long job never looks stuck. The rate is measured
+on this process's own steps (a resumed job does not count the steps it inherited); the time left is
+shown once the rate is known, as an upper bound ("at most") when the total is one (early stopping).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+import click
+
+
+def clock(seconds: float) -> str:
+    """0:42, 3:05, 1:02:03."""
+    s = int(round(seconds))
+    h, m = divmod(s, 3600)
+    m, s = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class StepProgress:
+    """Call with each progress dict: ``step`` (steps done), ``steps`` (total), optional ``phase``,
+    ``loss``, ``val_psnr`` / ``val``. ``bound``: the total is an upper bound (the job may stop early)."""
+
+    def __init__(self, label: str, *, bound: bool = False, stream: TextIO | None = None,
+                 interval: float = 15.0, tty: bool | None = None):
+        self.label, self.bound, self.interval = label, bound, interval
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.started = self.t0 = time.monotonic()
+        self.first_step: int | None = None
+        self.last_print, self.last_phase, self.val = 0.0, None, None
+        self.width = 0
+        self.info: dict = {}
+
+    def __call__(self, info: dict) -> None:
+        now = time.monotonic()
+        if self.first_step is None:
+            self.first_step, self.t0 = info["step"], now  # the rate counts the steps after the first report
+        phase = info.get("phase")
+        changed = phase != self.last_phase
+        self.last_phase = phase
+        if changed:
+            self.val = None  # a score belongs to its phase (the final run has none)
+        for key in ("val_psnr", "val"):
+            if info.get(key) is not None:
+                self.val = info[key]
+        self.info = info
+        if self.tty:
+            if now - self.last_print >= 0.1 or info["step"] >= info["steps"] or changed:
+                self._redraw(self.line(now))
+                self.last_print = now
+        elif changed or now - self.last_print >= self.interval:
+            click.echo(self.line(now), file=self.stream)
+            self.last_print = now
+
+    def rate(self, now: float) -> float | None:
+        done = self.info.get("step", 0) - (self.first_step or 0)
+        elapsed = now - self.t0
+        return done / elapsed if done >= 3 and elapsed >= 1.0 else None
+
+    def line(self, now: float | None = None) -> str:
+        now = time.monotonic() if now is None else now
+        info = self.info
+        upto = "at most " if self.bound else ""
+        parts = [f"{self.label}: " + (f"{info['phase']}, " if info.get("phase") else "")
+                 + f"step {info.get('step', 0)}/{upto}{info.get('steps', 0)}"]
+        rate = self.rate(now)
+        if rate:
+            left = max(0, info.get("steps", 0) - info.get("step", 0)) / rate
+            parts.append(f"{rate:.1f} steps/s, {clock(now - self.t0)} elapsed, {upto}{clock(left)} left")
+        if info.get("loss") is not None:
+            parts.append(f"loss {info['loss']:.4f}")
+        if self.val is not None:
+            parts.append(f"val {self.val:.2f} dB")
+        return " · ".join(parts)
+
+    def _redraw(self, text: str) -> None:
+        pad = " " * max(0, self.width - len(text))
+        self.width = len(text)
+        self.stream.write("\r" + text + pad)
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the status line (a final line off a terminal) with the elapsed time."""
+        if not self.info:
+            return
+        text = self.line() if not self.tty else None
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+        else:
+            click.echo(text, file=self.stream)
+        click.echo(f"{self.label}: done in {clock(time.monotonic() - self.started)}", file=self.stream)
+
+    def __enter__(self) -> "StepProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            self.close()
+        elif self.tty and self.info:
+            self.stream.write("\n")

@@ -1,0 +1,54 @@
+"""Progress of long jobs: steps done / total, a measured rate, lines off a terminal, one line on it."""
+import io
+
+from cli.progress import StepProgress, clock
+
+
+class _Clock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_off_a_terminal_prints_lines_with_measured_rate_and_time_left(monkeypatch):
+    import cli.progress
+
+    now = _Clock()
+    monkeypatch.setattr(cli.progress.time, "monotonic", now)
+    out = io.StringIO()
+    p = StepProgress("fine-tuning", bound=True, stream=out, interval=10, tty=False)
+    for step in range(1, 82):  # 8 steps per second, 600 at most
+        now.t = 100 + step / 8
+        p(dict(step=step, steps=600, loss=0.05, phase="fold 1/5", **({"val": 21.5} if step == 50 else {})))
+    p(dict(step=82, steps=300, loss=0.04, phase="fold 2/5"))  # a phase change prints at once
+    p.close()
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("fine-tuning: fold 1/5, step 1/at most 600")  # the first step: no rate yet
+    assert lines[1].startswith("fine-tuning: fold 1/5, step 81/at most 600 · 8.0 steps/s, 0:10 elapsed, "
+                               "at most 1:05 left")  # after `interval` seconds
+    assert "val 21.50 dB" in lines[1]
+    assert lines[2].startswith("fine-tuning: fold 2/5, step 82/at most 300") and "val" not in lines[2]
+    assert lines[-1] == "fine-tuning: done in 0:10" and len(lines) == 5  # the 3 above, the last state, done
+    assert "\r" not in out.getvalue()
+
+
+def test_on_a_terminal_one_line_is_redrawn_and_a_resume_does_not_inflate_the_rate(monkeypatch):
+    import cli.progress
+
+    now = _Clock()
+    monkeypatch.setattr(cli.progress.time, "monotonic", now)
+    out = io.StringIO()
+    with StepProgress("training", stream=out, tty=True) as p:
+        for step in range(4001, 4051):  # resumed at step 4000 of 5000: 5 steps per second here
+            now.t = 100 + step / 5
+            p(dict(step=step, steps=5000, loss=0.1))
+    text = out.getvalue()
+    assert text.count("\n") == 2 and text.count("\r") >= 2
+    last = text.split("\r")[-1].splitlines()[0]
+    assert last.startswith("training: step 4050/5000 · 5.0 steps/s") and "3:10 left" in last  # 950 steps at 5/s
+
+
+def test_clock():
+    assert [clock(s) for s in (0, 42, 185, 3723)] == ["0:00", "0:42", "3:05", "1:02:03"]
