@@ -41,30 +41,28 @@ def _current_rss_mb() -> float:
 
 
 def _look(style: str, weights: str | None):
-    import torch
-
+    from csr_core.engine import Net
     from csr_core.inference import Look
-    from csr_core.model import CSRNet
     from csr_core.registry import Registry
 
     if weights:
-        from safetensors.torch import load_file
+        from safetensors.numpy import load_file
 
-        m = CSRNet().eval()
-        m.load_state_dict(load_file(weights))
-        return Look(m, [(m, 256, 1.0)]), Path(weights).stem
+        return Look.of(Net(load_file(weights)), 256), Path(weights).stem
     reg = Registry()
     if style in reg.names():
         return reg.look(style), style
+    import torch
+
+    from csr_core.model import CSRNet, numpy_state
+
     torch.manual_seed(0)
-    m = CSRNet().eval()
-    return Look(m, [(m, 256, 1.0)]), "random-init (no style installed)"
+    return Look.of(Net(numpy_state(CSRNet())), 256), "random-init (no style installed)"
 
 
 def child(args) -> None:
     """One variant on one image; prints a JSON line."""
     import numpy as np
-    import torch
 
     from csr_core.image_io import load_photo, save_photo
     from csr_core.inference import retouch_array
@@ -93,8 +91,12 @@ def child(args) -> None:
             t = time.perf_counter()
             retouch_array(rgb, look, exact=args.child == "exact")
             res["infer"] = min(res.get("infer", 1e9), time.perf_counter() - t)
-    else:  # naive: the reference code's whole-image forward
-        model = look.base
+    else:  # naive: the reference code's whole-image forward (in torch)
+        import torch
+
+        from csr_core.model import from_state
+
+        model = from_state(look.base.state)
         t0 = time.perf_counter()
         photo = load_photo(src)
         res["rss_loaded"] = _current_rss_mb()
@@ -142,13 +144,13 @@ def sample_identity(look) -> str:
     import numpy as np
 
     from csr_core.image_io import load_photo
-    from csr_core.inference import apply_base, look_modulation, retouch_array
+    from csr_core.inference import apply_base, base_fn, look_modulation, retouch_array
     from csr_core.lut import DEFAULT_SIZE, apply_lut, bake_lut
 
     rgb = load_photo(REPO / "samples" / "coffee_dark.jpg").rgb
     mod = look_modulation(look, rgb)
     exact = apply_base(look.base, rgb, mod).astype(int)
-    lut = apply_lut(rgb, bake_lut(look.base, mod, DEFAULT_SIZE))
+    lut = apply_lut(rgb, bake_lut(base_fn(look.base, mod), DEFAULT_SIZE))
     return (f"sample coffee_dark.jpg: max |LUT - exact| = {np.abs(lut - exact).max()}/255, "
             f"default path vs exact = {np.abs(retouch_array(rgb, look) - exact).max()}/255")
 
@@ -165,10 +167,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         return child(args)
-    import torch
-
     look, label = _look(args.style, args.weights)
-    print(f"style: {label}; cpus: {os.cpu_count()}, torch threads: {torch.get_num_threads()}; "
+    print(f"style: {label}; cpus: {os.cpu_count()}; "
           f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(sample_identity(look))
     variants = args.variants.split(",")

@@ -17,15 +17,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from csr_core.image_io import load_photo  # noqa: E402
-from csr_core.inference import Look, apply_base, look_modulation  # noqa: E402
+from csr_core.engine import Net  # noqa: E402
+from csr_core.inference import Look, apply_base, base_fn, look_modulation  # noqa: E402
 from csr_core.lut import apply_lut, bake_lut  # noqa: E402
-from csr_core.model import CSRNet  # noqa: E402
 from csr_core.registry import Registry  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
@@ -43,20 +42,19 @@ def looks(weights: list[str], synthetic: bool) -> dict[str, Look]:
         if style.builtin:
             out[style.name] = reg.look(style.name)
     for path in weights:
-        from safetensors.torch import load_file
+        from safetensors.numpy import load_file
 
-        m = CSRNet().eval()
-        m.load_state_dict(load_file(path))
-        out[Path(path).stem] = Look(m, [(m, 256, 1.0)])
+        out[Path(path).stem] = Look.of(Net(load_file(path)), 256)
     if synthetic or not out:
         sys.path.insert(0, str(REPO / "tests"))
-        from test_lut import lively_model
+        import torch
+
+        from conftest import lively_net
+        from csr_core.model import CSRNet, numpy_state
 
         torch.manual_seed(0)
-        m = CSRNet().eval()
-        out["random-init"] = Look(m, [(m, 256, 1.0)])
-        m = lively_model()
-        out["random-residual"] = Look(m, [(m, 256, 1.0)])
+        out["random-init"] = Look.of(Net(numpy_state(CSRNet())), 256)
+        out["random-residual"] = Look.of(lively_net(), 256)
     return out
 
 
@@ -82,7 +80,7 @@ def main() -> None:
             mod = look_modulation(look, rgb)
             exact = apply_base(look.base, rgb, mod, args.strength)
             for s in sizes:
-                out = apply_lut(rgb, bake_lut(look.base, mod, s, args.strength))
+                out = apply_lut(rgb, bake_lut(base_fn(look.base, mod, args.strength), s))
                 d = np.abs(out.astype(np.int16) - exact)
                 res[s].append((psnr(out, exact), int(d.max()), float((d > 1).mean()), f.name))
         print(f"\nstyle {name} ({time.time() - t0:.0f} s)")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from csr_core.errors import require
+
 from .common import fail, handle_errors
 
 EXAMPLES = """\b
@@ -27,10 +29,7 @@ Examples:
 @handle_errors
 def command(host, port, share, max_mb, max_pixels, concurrency, device, allow_edits):
     """Start the web app: retouch photos (and, with --allow-edits, teach and delete styles)."""
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        fail("the web app needs Gradio; install the extra: pip install 'csr[app]'")
+    require("app", "the web app")
     from csr_core.inference import resolve_device
     from plugins.gradio_app.app import build_app, launch
     from plugins.gradio_app.service import Limits

@@ -40,7 +40,8 @@ def command(photo, output, style, strength, size, level, device, overwrite):
     """
     from csr_core.image_io import load_photo
     from csr_core.inference import resolve_device
-    from csr_core.lut import look_lut, write_cube, write_hald
+    from csr_core.inference import look_lut
+    from csr_core.lut import write_cube, write_hald
 
     kind = {".cube": "cube", ".png": "hald"}.get(Path(output).suffix.lower())
     if kind is None:

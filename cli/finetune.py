@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from csr_core.errors import require
+
 from .common import handle_errors, plural, registry, say, warn_if_worse_than_nothing
 from .progress import StepProgress
 
@@ -44,6 +46,8 @@ def command(pairs_dir, name, base, expert, steps, overwrite, threads):
       csr finetune --pairs /data/fivek --expert B --name B
     """
     from csr_core.evaluate import resolve_pairs
+
+    require("train", "csr finetune")
     from csr_core.finetune import FinetuneConfig, finetune_style
 
     expert = expert.upper() if expert else None

@@ -10,7 +10,7 @@ from csr_core import __version__
 from .common import quiet_warnings
 
 #: One module per command in this package, each defining ``command`` (a click command or group).
-COMMANDS = ("retouch", "styles", "train", "app", "gimp", "finetune", "eval", "export_lut")
+COMMANDS = ("retouch", "styles", "train", "app", "gimp", "finetune", "eval", "export_lut", "export_onnx")
 
 EPILOG = """\b
 Examples:

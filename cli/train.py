@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from csr_core.errors import require
+
 from .common import handle_errors, plural, registry, say, warn_if_worse_than_nothing
 from .progress import StepProgress
 
@@ -41,8 +43,7 @@ def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, 
       csr train --pairs my_edits/ --name mine
     Interrupted? Run the same command again: it resumes from the checkpoint.
     """
-    import torch
-
+    torch = require("train", "csr train")
     from csr_core.train import TrainConfig, train_synthetic
 
     if threads:
@@ -67,7 +68,7 @@ def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, 
                                            images=hist["val_images"], best_step=hist["best_step"])),
         licence="the licence of your training photos applies to this style",
     )
-    style = reg.save_style(name, model, card)
+    style = reg.save_style(name, model.state_dict(), card)
     ckpt.unlink(missing_ok=True)
     click.echo(f"saved style '{style.name}' -> {style.path}: held-out PSNR {hist['best']:.2f} dB "
                f"(do-nothing {hist['val_identity_psnr']:.2f} dB)")
@@ -91,7 +92,9 @@ def _announce_checkpoint(ckpt: Path, cfg) -> None:
 def _train_pairs(reg, pairs_dir: Path, expert, name: str, cfg, ckpt: Path) -> None:
     """Whole-network training on a user's pairs, then the csr eval yardstick on the held-out pairs."""
     from csr_core.evaluate import evaluate
+    from csr_core.engine import Net
     from csr_core.inference import Look
+    from csr_core.model import numpy_state
     from csr_core.pairs import discover_pairs
     from csr_core.train import train_pairs
 
@@ -101,7 +104,7 @@ def _train_pairs(reg, pairs_dir: Path, expert, name: str, cfg, ckpt: Path) -> No
     with StepProgress("training") as progress:
         model, hist = train_pairs(pairs_dir, cfg, ckpt, progress, expert=expert)
     val = [p for p in pairs if p.name in set(hist["val_pairs"])]
-    res = evaluate(val, Look(model, [(model, cfg.cond_size, 1.0)]), baselines=("autocontrast",), max_side=512)
+    res = evaluate(val, Look.of(Net(numpy_state(model)), cfg.cond_size), baselines=("autocontrast",), max_side=512)
     m = res["mean"]
     card = dict(
         description=f"trained by csr train on {len(pairs)} pairs from {pairs_dir.resolve().name}"
@@ -116,7 +119,7 @@ def _train_pairs(reg, pairs_dir: Path, expert, name: str, cfg, ckpt: Path) -> No
                                     method="held-out")),
         warnings=hist["warnings"], licence="the licence of your training pairs applies to this style",
     )
-    style = reg.save_style(name, model, card)
+    style = reg.save_style(name, model.state_dict(), card)
     ckpt.unlink(missing_ok=True)
     click.echo(f"saved style '{style.name}' -> {style.path}: held-out PSNR {m['style']['psnr']:.2f} dB, dE2000 "
                f"{m['style']['delta_e']:.2f} (do-nothing {m['do-nothing']['psnr']:.2f} dB, "

@@ -202,13 +202,8 @@ def run(jobs: list[Job], process: Callable[[Job], None], overwrite: bool = False
             detail = " ".join(str(exc).split())[:200]
             return Outcome(job, "failed", f"{job.src}: unexpected error ({type(exc).__name__}: {detail})")
 
-    import torch
-
     workers = max(1, min(workers, len(jobs)))
     pool = ThreadPoolExecutor(workers, thread_name_prefix="csr-batch") if workers > 1 else None
-    threads = torch.get_num_threads()
-    if pool:  # split the cores between the jobs in flight rather than oversubscribe them
-        torch.set_num_threads(max(1, threads // workers))
     pending: dict = {}
     protected = {job.src_id for job in jobs if job.src_id is not None}
     try:
@@ -226,7 +221,6 @@ def run(jobs: list[Job], process: Callable[[Job], None], overwrite: bool = False
     finally:
         if pool:
             pool.shutdown(wait=True, cancel_futures=True)
-            torch.set_num_threads(threads)
     return outcomes  # type: ignore[return-value]
 
 

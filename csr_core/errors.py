@@ -30,3 +30,30 @@ class StyleExistsError(StyleError):
 
 class PairsError(CsrError):
     """Training pairs could not be discovered or read."""
+
+
+class MissingExtra(CsrError):
+    """An optional dependency (PyTorch, ONNX, Gradio) is not installed; the message says how to get it."""
+
+
+#: The distribution name users install (the one place it is spelled, for install hints).
+DISTRIBUTION = "csr"
+#: What each optional feature needs: extra -> (module to import, what it brings).
+EXTRAS = {"train": ("torch", "PyTorch"), "onnx": ("onnx", "ONNX"), "app": ("gradio", "Gradio")}
+
+
+def install_command(extra: str) -> str:
+    """The exact command that installs an extra, e.g. ``pip install "csr[train]"``."""
+    return f'pip install "{DISTRIBUTION}[{extra}]"'
+
+
+def require(extra: str, what: str):
+    """Import and return the module behind ``extra``, or raise MissingExtra: '<what> needs PyTorch:
+    pip install "csr[train]"'."""
+    import importlib
+
+    module, name = EXTRAS[extra]
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtra(f"{what} needs {name}, which is not installed: {install_command(extra)}") from None

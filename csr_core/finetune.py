@@ -20,9 +20,10 @@ from torch import nn
 
 from .errors import PairsError
 from .evaluate import autocontrast, mean_scores, resolve_pairs
+from .engine import Net
 from .inference import Look, retouch_array
 from .metrics import score, to_uint8
-from .model import CSRNet, condition_state
+from .model import CSRNet, condition_state, from_state, numpy_state
 from .pairs import Pair, load_pair
 from .registry import Style
 from .train import RealPairs, TrainConfig, fit, fixed_pixels, holdout_split, pixel_psnr, trainable_parameters
@@ -184,8 +185,8 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
         warnings += w
 
     progress = _Progress(on_progress)
-    tuner = _Tuner(reg.model(start_style), loaded, start_style.cond_size, cfg, progress)
-    scorer = _Scorer(loaded, start_style.cond_size, reg.model(base_style))
+    tuner = _Tuner(from_state(reg.net(start_style).state), loaded, start_style.cond_size, cfg, progress)
+    scorer = _Scorer(loaded, start_style.cond_size, from_state(reg.net(base_style).state))
     run = _kfold if len(found) < cfg.kfold_below else _holdout
     model, per, validation = run(tuner, scorer, progress, len(found))
     progress.complete()
@@ -258,7 +259,7 @@ class _Scorer:
         return out
 
     def _retouch(self, model: CSRNet, rgb: np.ndarray) -> np.ndarray:
-        return retouch_array(rgb, Look(model, [(model, self.cond_size, 1.0)]), exact=True)
+        return retouch_array(rgb, Look.of(Net(numpy_state(model)), self.cond_size), exact=True)
 
 
 def _kfold(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int):
@@ -310,7 +311,7 @@ def _save(reg, name: str, model: CSRNet, card: dict, base_style, overwrite: bool
     """Save atomically; an interrupted save leaves no card and no orphan weights."""
     before = set(reg.user_path.glob(f"{name}.*safetensors"))
     try:
-        return reg.save_style(name, model, card, base=base_style, overwrite=overwrite)
+        return reg.save_style(name, model.state_dict(), card, base=base_style, overwrite=overwrite)
     except BaseException:
         card_path = reg.user_path / f"{name}.json"
         kept = json.loads(card_path.read_text("utf-8")).get("file") if card_path.exists() else None

@@ -4,6 +4,8 @@ The condition vector is computed from a copy resized so its long side equals the
 ``cond_size`` (the same rule at training time), so results do not drift with resolution. The base
 net is a per-pixel map, so running it strip by strip gives exactly the one-pass result in bounded memory;
 by default it is baked into a 3-D LUT for the image and interpolated (``csr_core.lut``), unless ``exact``.
+Everything runs in the numpy engine (``csr_core.engine``); ``device`` 'cuda', 'mps' or 'auto' runs the
+base net in torch instead (``csr_core.gpu``, the ``train`` extra).
 """
 from __future__ import annotations
 
@@ -11,40 +13,46 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from .errors import CsrError
+from .engine import Modulation, Net
+from .errors import CsrError, require
+from .lut import DEFAULT_SIZE as LUT_SIZE, apply_lut, bake_lut
 from .pixels import from_float, to_float
-from .lut import DEFAULT_SIZE as LUT_SIZE, apply_lut, bake_lut, single_threaded
-from .model import CSRNet, Modulation
+from .threads import for_each
 
-#: Pixels per strip of the full-resolution pass (bounds memory: ~64 floats of activations each).
-STRIP_PIXELS = 1 << 18
 MAX_STRENGTH = 2.0
-#: 8-bit images from this size on get their condition input by the uint8 resize (look_modulation).
-FAST_CONDITION_PIXELS = 1 << 20
-
-
-def resolve_device(device: str = "cpu") -> torch.device:
-    """'cpu', 'cuda', 'mps' or 'auto' (the best available) -> torch.device; clear error if unavailable."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise CsrError("device 'cuda' requested but no CUDA GPU is available (try --device auto)")
-    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise CsrError("device 'mps' requested but Apple MPS is not available (try --device auto)")
-    if device not in ("cpu", "cuda", "mps"):
-        raise CsrError(f"unknown device {device!r}: choose cpu, cuda, mps or auto")
-    return torch.device(device)
-
-
+#: Pixels per strip of the full-resolution pass (bounds memory: ~64 floats of activations each).
+STRIP_PIXELS = 1 << 16
+DEVICES = ("cpu", "cuda", "mps", "auto")
 #: The condition net's 7x7 stride-2 first conv (padding 1) needs at least 5 pixels on each side.
 MIN_CONDITION_SIDE = 5
+_RESIZE_ROWS = 64  # input rows per block of the condition resize (bounds its float copy)
+
+__all__ = ["Look", "MAX_STRENGTH", "Modulation", "apply_base", "base_fn", "colour_map", "condition_hw",
+           "condition_input", "look_lut", "look_modulation", "resolve_device", "retouch_array"]
+
+
+def resolve_device(device: str = "cpu") -> str:
+    """'cpu', 'cuda', 'mps' or 'auto' (the best available) -> the device name; a clear error if it is
+    unavailable. Only the GPU devices need PyTorch; 'auto' without it is 'cpu'."""
+    if device not in DEVICES:
+        raise CsrError(f"unknown device {device!r}: choose cpu, cuda, mps or auto")
+    if device == "cpu":
+        return device
+    try:
+        require("train", f"device {device!r}")
+    except CsrError:
+        if device == "auto":
+            return "cpu"
+        raise
+    from . import gpu  # the torch engine: only for GPU devices, by design
+
+    return gpu.resolve(device)
+
+
+def check_strength(strength: float) -> None:
+    if not 0.0 <= strength <= MAX_STRENGTH:
+        raise CsrError(f"strength must be between 0 and {MAX_STRENGTH:g}, got {strength:g}")
 
 
 def condition_hw(h: int, w: int, size: int) -> tuple[int, int]:
@@ -53,87 +61,88 @@ def condition_hw(h: int, w: int, size: int) -> tuple[int, int]:
     return max(MIN_CONDITION_SIDE, round(h * scale)), max(MIN_CONDITION_SIDE, round(w * scale))
 
 
-def condition_input(rgb: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
-    """The condition net's input: a (1, 3, h, w) copy whose long side is ``size`` (antialiased)."""
-    t = torch.from_numpy(to_float(np.asarray(rgb))) if isinstance(rgb, np.ndarray) else rgb
-    t = t.permute(2, 0, 1)[None].float()
-    h, w = t.shape[-2:]
-    scale = size / max(h, w)
-    out_hw = condition_hw(h, w, size)
-    if out_hw == (h, w):
-        return t.contiguous()
-    return F.interpolate(t, size=out_hw, mode="bilinear", antialias=scale < 1, align_corners=False)
+def _resize_weights(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) weights of antialiased bilinear resampling: a triangle filter widened by the
+    downscale factor, normalised per output (Pillow's BILINEAR and torch's ``antialias=True``;
+    for upscaling the plain half-pixel-centred bilinear)."""
+    scale = n_in / n_out
+    support, inv = max(scale, 1.0), 1.0 / max(scale, 1.0)
+    m = np.zeros((n_out, n_in), np.float64)
+    for i in range(n_out):
+        c = (i + 0.5) * scale
+        lo, hi = max(int(c - support + 0.5), 0), min(int(c + support + 0.5), n_in)
+        w = np.maximum(0.0, 1.0 - np.abs((np.arange(lo, hi) - c + 0.5) * inv))
+        m[i, lo:hi] = w / w.sum()
+    return m.astype(np.float32)
+
+
+def condition_input(rgb: np.ndarray, size: int) -> np.ndarray:
+    """The condition net's input: an h x w x 3 float32 copy in [0, 1] whose long side is ``size``
+    (antialiased bilinear). Separable: the rows pass is a banded matmul over blocks of input rows
+    (so no full-size float copy is made), the columns pass one small matmul."""
+    a = np.asarray(rgb)
+    h, w = a.shape[:2]
+    oh, ow = condition_hw(h, w, size)
+    if (oh, ow) == (h, w):
+        return to_float(a)
+    wv, wh = _resize_weights(h, oh), _resize_weights(w, ow)
+    rows = np.zeros((oh, w * 3), np.float32)
+    for y0 in range(0, h, _RESIZE_ROWS):
+        block = wv[:, y0:y0 + _RESIZE_ROWS]
+        hit = np.flatnonzero(block.any(axis=1))
+        if hit.size:
+            i0, i1 = hit[0], hit[-1] + 1
+            rows[i0:i1] += block[i0:i1] @ to_float(a[y0:y0 + _RESIZE_ROWS]).reshape(-1, w * 3)
+    out = rows.reshape(oh, w, 3).transpose(0, 2, 1) @ wh.T  # oh x 3 x ow
+    return np.ascontiguousarray(out.transpose(0, 2, 1))
 
 
 @dataclass
 class Look:
     """What retouches one image: a base net plus one or more weighted condition nets sharing it."""
 
-    base: CSRNet
-    parts: Sequence[tuple[CSRNet, int, float]]  # (model, cond_size, weight); weights sum to 1
+    base: Net
+    parts: Sequence[tuple[Net, int, float]]  # (net, cond_size, weight); weights sum to 1
 
-    def modulation(self, rgb: np.ndarray, device: torch.device) -> Modulation:
-        mods, weights = [], []
-        with torch.inference_mode():
-            for model, cond_size, weight in self.parts:
-                mods.append(model.to(device).modulation(condition_input(rgb, cond_size).to(device)))
-                weights.append(weight)
-        return mods[0] if len(mods) == 1 else Modulation.mix(mods, weights)
+    @staticmethod
+    def of(net: Net, cond_size: int) -> "Look":
+        """The look of one full network."""
+        return Look(net, [(net, cond_size, 1.0)])
 
 
-def apply_base(base: CSRNet, rgb: np.ndarray, mod: Modulation, strength: float = 1.0,
-               device: torch.device | str = "cpu", strip_pixels: int = STRIP_PIXELS,
-               out: np.ndarray | None = None) -> np.ndarray:
+def look_modulation(look: Look, rgb: np.ndarray) -> Modulation:
+    """The modulation ``look`` gives the image ``rgb``: each part's condition net on its condition copy."""
+    mods = [net.modulation(condition_input(rgb, size)) for net, size, _ in look.parts]
+    return Modulation.mix(mods, [w for _, _, w in look.parts])
+
+
+def base_fn(net: Net, mod: Modulation, strength: float = 1.0,
+            device: str = "cpu") -> Callable[[np.ndarray], np.ndarray]:
+    """The modulated base net as a function of P x 3 float32 pixel rows (on ``device``)."""
+    check_strength(strength)
+    if device == "cpu":
+        folded = net.fold(mod)
+        return lambda x: net.base(x, folded, strength)
+    from . import gpu  # the torch engine, by design only for GPU devices
+
+    return gpu.base_fn(net, mod, strength, resolve_device(device))
+
+
+def apply_base(base: Net, rgb: np.ndarray, mod: Modulation, strength: float = 1.0, device: str = "cpu",
+               strip_pixels: int = STRIP_PIXELS, out: np.ndarray | None = None) -> np.ndarray:
     """Run the modulated base net over every pixel, strip by strip; same dtype and shape out
     (written into ``out`` if given, which may be ``rgb`` itself: each strip is read before it is written)."""
-    _check_strength(strength)
-    device = torch.device(device)
+    fn = base_fn(base, mod, strength, device)
     h, w, _ = rgb.shape
     out = np.empty_like(rgb) if out is None else out
     rows = max(1, strip_pixels // max(w, 1))
-    base = base.to(device)
-    with torch.inference_mode():
-        for y0 in range(0, h, rows):
-            x = torch.from_numpy(to_float(rgb[y0:y0 + rows])).to(device)
-            pix = x.reshape(1, -1, 3)
-            y = base.base(pix, mod)
-            if strength != 1.0:
-                y = pix + strength * (y - pix)
-            out[y0:y0 + rows] = from_float(y.reshape(x.shape).cpu().numpy(), rgb.dtype)
+
+    def strip(y0: int) -> None:
+        x = to_float(rgb[y0:y0 + rows])
+        out[y0:y0 + rows] = from_float(fn(x.reshape(-1, 3)).reshape(x.shape), rgb.dtype)
+
+    for_each(strip, range(0, h, rows), workers=None if device == "cpu" else 1)
     return out
-
-
-def _check_strength(strength: float) -> None:
-    if not 0.0 <= strength <= MAX_STRENGTH:
-        raise CsrError(f"strength must be between 0 and {MAX_STRENGTH:g}, got {strength:g}")
-
-
-def look_modulation(look: Look, rgb: np.ndarray, device: torch.device | str = "cpu") -> Modulation:
-    """``look.modulation``, faster for large 8-bit images.
-
-    Those are shrunk to each condition size by torch's uint8 antialiased bilinear kernel (the same
-    filter as ``condition_input``, rounded to 8 bits: outputs agree to > 100 dB) instead of first
-    making a full-size float copy; the small condition nets then run on one intra-op thread.
-    """
-    device = torch.device(device)
-    if rgb.dtype != np.uint8 or rgb.shape[0] * rgb.shape[1] < FAST_CONDITION_PIXELS:
-        return look.modulation(rgb, device)
-    src = torch.from_numpy(rgb if rgb.flags.writeable else rgb.copy()).permute(2, 0, 1)[None]  # channels-last
-    h, w = rgb.shape[:2]
-    conds = []
-    for _, size, _ in look.parts:
-        scale = size / max(h, w)
-        hw = condition_hw(h, w, size)
-        small = F.interpolate(src, size=hw, mode="bilinear", antialias=scale < 1, align_corners=False)
-        conds.append(small.float().mul_(1 / 255).contiguous().to(device))
-    mods = []
-
-    def run() -> None:
-        with torch.inference_mode():
-            mods.extend(m.to(device).modulation(c) for (m, _, _), c in zip(look.parts, conds))
-
-    single_threaded(run) if device.type == "cpu" else run()
-    return mods[0] if len(mods) == 1 else Modulation.mix(mods, [w for _, _, w in look.parts])
 
 
 def _unchanged(px: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -153,15 +162,21 @@ def colour_map(look: Look, rgb: np.ndarray, strength: float = 1.0, device: str =
     ``csr_core.lut``); ``exact`` runs the net on every pixel. Images with fewer pixels than the LUT
     has points always take the exact path (it is then the cheaper one).
     """
-    _check_strength(strength)
+    check_strength(strength)
     dev = resolve_device(device)
     if strength == 0:
         return _unchanged
-    mod = look_modulation(look, rgb, dev)
+    mod = look_modulation(look, rgb)
     if exact or rgb.shape[0] * rgb.shape[1] <= LUT_SIZE ** 3:
         return lambda px, out=None: apply_base(look.base, px, mod, strength, dev, out=out)
-    lut = bake_lut(look.base, mod, LUT_SIZE, strength, dev)
+    lut = bake_lut(base_fn(look.base, mod, strength, dev), LUT_SIZE)
     return lambda px, out=None: apply_lut(px, lut, out=out)
+
+
+def look_lut(rgb: np.ndarray, look: Look, size: int = LUT_SIZE, strength: float = 1.0,
+             device: str = "cpu") -> np.ndarray:
+    """The size^3 LUT that retouching ``rgb`` with ``look`` applies to it (``csr export-lut``)."""
+    return bake_lut(base_fn(look.base, look_modulation(look, rgb), strength, resolve_device(device)), size)
 
 
 def retouch_array(rgb: np.ndarray, look: Look, strength: float = 1.0, device: str = "cpu",

@@ -1,37 +1,45 @@
-"""CSRNet (He et al., ECCV 2020): condition network, global feature modulation, base network.
+"""CSRNet (He et al., ECCV 2020) in torch, for training and GPUs: condition net, GFM, base network.
 
-Parameter names match the authors' checkpoint, so their ``state_dict`` loads as is.
-The base network is split from its modulation so that the condition vector can be
-computed once on a small copy and the base net run over full-resolution pixels.
+Built from the layer table in ``csr_core.architecture`` (parameter names are the authors' checkpoint
+keys, so their ``state_dict`` loads as is). Retouching on the CPU uses the numpy engine
+(``csr_core.engine``) instead; ``from_state`` / ``numpy_state`` move weights between the two.
+The base network is split from its modulation so that the condition vector can be computed once on a
+small copy and the base net run over full-resolution pixels.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-ARCHITECTURE = "csrnet"
-PARAMETER_COUNT = 36489
-#: Prefixes of the parameters a condition-only fine-tune trains (condition net + GFM).
-CONDITION_PREFIXES = ("cond_net.", "cond_scale", "cond_shift")
+from .architecture import (ARCHITECTURE, BASE, CONDITION, CONDITION_PREFIXES, PARAMETER_COUNT, SCALES, SHIFTS,
+                           Conv, check_state, condition_state)
+
+__all__ = ["ARCHITECTURE", "CONDITION_PREFIXES", "PARAMETER_COUNT", "CSRNet", "ConditionNet", "Modulation",
+           "condition_state", "count_parameters", "from_state", "numpy_state"]
+
+
+def _conv(c: Conv) -> nn.Conv2d:
+    return nn.Conv2d(c.cin, c.cout, c.kernel, stride=c.stride, padding=c.padding)
 
 
 class ConditionNet(nn.Module):
-    """Three stride-2 convs (7x7, 3x3, 3x3; padding 1) with ReLU, then a global mean."""
+    """Three stride-2 convs with ReLU (architecture.CONDITION), then a global mean."""
 
-    def __init__(self, channels: int = 32):
+    def __init__(self):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, channels, 7, stride=2, padding=1)
-        self.conv2 = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
-        self.conv3 = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+        for c in CONDITION:
+            self.add_module(c.name.split(".")[-1], _conv(c))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.conv1(x))
-        x = F.relu(self.conv2(x))
-        x = F.relu(self.conv3(x))
+        for c in CONDITION:
+            x = getattr(self, c.name.split(".")[-1])(x)
+            if c.relu:
+                x = F.relu(x)
         return x.mean(dim=(2, 3))
 
 
@@ -49,45 +57,41 @@ class Modulation:
         shifts = tuple(sum(w * m.shifts[i] for m, w in zip(mods, weights)) for i in range(3))
         return Modulation(scales, shifts)  # type: ignore[arg-type]
 
+    @staticmethod
+    def from_numpy(mod, device: torch.device | str = "cpu") -> "Modulation":
+        """An ``engine.Modulation`` (one image) as a batch of one on ``device``."""
+        to = lambda a: torch.from_numpy(np.asarray(a))[None].to(device)  # noqa: E731
+        return Modulation(tuple(map(to, mod.scales)), tuple(map(to, mod.shifts)))  # type: ignore[arg-type]
+
 
 class CSRNet(nn.Module):
     """Conditional Sequential Retouching Network: 36,489 parameters."""
 
-    def __init__(self, in_nc: int = 3, out_nc: int = 3, base_nf: int = 64, cond_nf: int = 32):
+    def __init__(self):
         super().__init__()
-        self.cond_net = ConditionNet(cond_nf)
-        self.cond_scale1 = nn.Linear(cond_nf, base_nf)
-        self.cond_scale2 = nn.Linear(cond_nf, base_nf)
-        self.cond_scale3 = nn.Linear(cond_nf, out_nc)
-        self.cond_shift1 = nn.Linear(cond_nf, base_nf)
-        self.cond_shift2 = nn.Linear(cond_nf, base_nf)
-        self.cond_shift3 = nn.Linear(cond_nf, out_nc)
-        self.conv1 = nn.Conv2d(in_nc, base_nf, 1)
-        self.conv2 = nn.Conv2d(base_nf, base_nf, 1)
-        self.conv3 = nn.Conv2d(base_nf, out_nc, 1)
+        self.cond_net = ConditionNet()
+        for lin in (*SCALES, *SHIFTS):
+            self.add_module(lin.name, nn.Linear(lin.cin, lin.cout))
+        for c in BASE:
+            self.add_module(c.name, _conv(c))
 
     # -- the two halves -------------------------------------------------------------------------
     def modulation(self, cond_input: torch.Tensor) -> Modulation:
         """Scales and shifts from an NCHW image (the condition input)."""
         c = self.cond_net(cond_input)
-        return Modulation(
-            (self.cond_scale1(c), self.cond_scale2(c), self.cond_scale3(c)),
-            (self.cond_shift1(c), self.cond_shift2(c), self.cond_shift3(c)),
-        )
+        return Modulation(tuple(getattr(self, s.name)(c) for s in SCALES),  # type: ignore[arg-type]
+                          tuple(getattr(self, s.name)(c) for s in SHIFTS))
 
     def base(self, x: torch.Tensor, mod: Modulation) -> torch.Tensor:
         """Run the modulated base net over an NCHW image (or N x P x 3 pixel rows)."""
-        convs = (self.conv1, self.conv2, self.conv3)
-        if x.dim() == 4:  # NCHW: 1x1 convs, modulation broadcast over H, W
-            for i, conv in enumerate(convs):
+        for i, c in enumerate(BASE):
+            conv = getattr(self, c.name)
+            if x.dim() == 4:  # NCHW: 1x1 convs, modulation broadcast over H, W
                 x = conv(x) * (1 + mod.scales[i][:, :, None, None]) + mod.shifts[i][:, :, None, None]
-                if i < 2:
-                    x = F.relu(x)
-            return x
-        for i, conv in enumerate(convs):  # N x P x C pixel rows: the same maps as linear layers
-            x = F.linear(x, conv.weight.flatten(1), conv.bias)
-            x = x * (1 + mod.scales[i][:, None, :]) + mod.shifts[i][:, None, :]
-            if i < 2:
+            else:  # N x P x C pixel rows: the same maps as linear layers
+                x = F.linear(x, conv.weight.flatten(1), conv.bias)
+                x = x * (1 + mod.scales[i][:, None, :]) + mod.shifts[i][:, None, :]
+            if c.relu:
                 x = F.relu(x)
         return x
 
@@ -96,9 +100,16 @@ class CSRNet(nn.Module):
         return self.base(x, self.modulation(x if cond_input is None else cond_input))
 
 
-def condition_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The condition-net + GFM part of a state dict (what a fine-tune changes)."""
-    return {k: v for k, v in state.items() if k.startswith(CONDITION_PREFIXES)}
+def from_state(state: Mapping[str, object]) -> CSRNet:
+    """A CSRNet (eval mode) holding ``state`` (numpy arrays or tensors, checked against the layer table)."""
+    model = CSRNet()
+    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in check_state(state).items()})
+    return model.eval()
+
+
+def numpy_state(model: nn.Module) -> dict[str, np.ndarray]:
+    """A model's weights as float32 numpy arrays (what the registry saves and the engine runs)."""
+    return {k: v.detach().cpu().float().numpy().copy() for k, v in model.state_dict().items()}
 
 
 def count_parameters(model: nn.Module) -> int:

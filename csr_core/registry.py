@@ -8,7 +8,6 @@ its base by sha256. Every weights file is checked against the sha256 in its card
 """
 from __future__ import annotations
 
-import copy
 import difflib
 import hashlib
 import io
@@ -20,16 +19,18 @@ import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Mapping
 
-import torch
+import numpy as np
 from safetensors import SafetensorError
-from safetensors.torch import load, save
+from safetensors.numpy import load, save
 
 from . import data_dir
-from .errors import StyleError, StyleExistsError, UnknownStyleError
+from .architecture import ARCHITECTURE, CONDITION_KEYS, PARAMETER_COUNT, condition_state
+from .engine import Net
+from .errors import StyleError, StyleExistsError, UnknownStyleError, require
 from .fsutil import atomic_write, write_bytes_atomic
 from .inference import Look
-from .model import ARCHITECTURE, PARAMETER_COUNT, CSRNet, condition_state
 
 DEFAULT_STYLE = "auto"
 MANIFEST = "manifest.json"
@@ -230,7 +231,7 @@ class Registry:
     def __init__(self, builtin: Path | None = None, user: Path | None = None):
         self.builtin_path = Path(builtin) if builtin else builtin_dir()
         self.user_path = Path(user) if user else user_dir()
-        self._models: dict[str, CSRNet] = {}
+        self._nets: dict[str, Net] = {}
 
     # -- listing ------------------------------------------------------------------------------
     def _builtin_styles(self) -> dict[str, Style]:
@@ -295,7 +296,7 @@ class Registry:
         raise UnknownStyleError(f"unknown style {name!r}; {hint}available: {', '.join(names) or 'none'} (see: csr styles list)")
 
     # -- loading ------------------------------------------------------------------------------
-    def _verified_state(self, style: Style) -> dict[str, torch.Tensor]:
+    def _verified_state(self, style: Style) -> dict[str, np.ndarray]:
         """The weights, read once (a regular file within MAX_WEIGHTS_BYTES), sha256-checked, then parsed
         from those very bytes and checked for sane values."""
         try:
@@ -314,7 +315,7 @@ class Registry:
             state = load(blob)
         except (SafetensorError, OSError, ValueError) as exc:
             raise StyleError(f"style '{style.name}': cannot read {style.path.name} ({exc})") from None
-        return checked_tensors(state, f"style '{style.name}'")
+        return checked_arrays(state, f"style '{style.name}'")
 
     def _base_style(self, style: Style) -> Style:
         for cand in self.styles():
@@ -324,26 +325,20 @@ class Registry:
         raise StyleError(f"style '{style.name}' was fine-tuned from base '{base}' "
                          f"(sha256 {style.base_sha256[:12]}...), which is not installed")
 
-    def model(self, name: str | Style) -> CSRNet:
-        """The full network of a style (a condition style is composed onto its base); cached, eval mode."""
+    def net(self, name: str | Style) -> Net:
+        """The full network of a style (a condition style is composed onto its base), cached.
+        (Training takes it to torch with ``csr_core.model.from_state(net.state)``.)"""
         style = name if isinstance(name, Style) else self.get(name)
-        if style.sha256 in self._models:
-            return self._models[style.sha256]
+        if style.sha256 in self._nets:
+            return self._nets[style.sha256]
         state = self._verified_state(style)
         if style.kind == "condition":  # the tensors fine-tuning changed (older styles: all of them)
-            model = copy.deepcopy(self.model(self._base_style(style)))
-            expected = condition_state(model.state_dict())
-            if not set(state) <= set(expected):
+            if not set(state) <= CONDITION_KEYS:
                 raise StyleError(f"style '{style.name}': weights do not match a CSRNet condition net + GFM")
-            _check_shapes(state, expected, f"style '{style.name}'")
-            model.load_state_dict(state, strict=False)
-        else:
-            model = _model_from_state(state, f"style '{style.name}'")
-        model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        self._models[style.sha256] = model
-        return model
+            state = {**self.net(self._base_style(style)).state, **state}
+        net = _net_from_state(state, f"style '{style.name}'")
+        self._nets[style.sha256] = net
+        return net
 
     def look(self, spec: str = DEFAULT_STYLE) -> Look:
         """A Look for a style name or a mix such as 'C:0.7,auto:0.3' (styles must share a base)."""
@@ -352,8 +347,8 @@ class Registry:
         if len(bases) > 1:
             raise StyleError(f"cannot mix {' and '.join(s.name for s, _ in parts)}: they do not share a base network")
         base_style = parts[0][0] if parts[0][0].kind == "full" else self._base_style(parts[0][0])
-        used = [(self.model(s), s.cond_size, w) for s, w in parts if w > 0]
-        return Look(self.model(base_style), used)
+        used = [(self.net(s), s.cond_size, w) for s, w in parts if w > 0]
+        return Look(self.net(base_style), used)
 
     # -- writing ------------------------------------------------------------------------------
     def check_new_name(self, name: str, overwrite: bool = False) -> None:
@@ -369,18 +364,19 @@ class Registry:
                                    f"--overwrite, or remove it: csr styles remove {old}")
         self.check_writable()
 
-    def save_style(self, name: str, model: CSRNet, card: dict, base: Style | None = None,
+    def save_style(self, name: str, weights: Mapping[str, object], card: dict, base: Style | None = None,
                    overwrite: bool = False) -> Style:
         """Save a user style atomically: the weights, then the card (the commit point).
 
+        ``weights``: a full CSRNet state dict (numpy arrays, or a torch model's ``state_dict()``).
         With ``base`` only the condition-net + GFM tensors that differ from the base network are stored
         (what fine-tuning changed), with a reference to the base by sha256.
         """
         self.check_new_name(name, overwrite)
-        state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+        state = _net_from_state(weights, f"style '{name}'").state
         if base is not None:
-            full = self.model(base if base.kind == "full" else self._base_style(base)).state_dict()
-            state = {k: v for k, v in condition_state(state).items() if not torch.equal(v, full[k])}
+            full = self.net(base if base.kind == "full" else self._base_style(base)).state
+            state = {k: v for k, v in condition_state(state).items() if not np.array_equal(v, full[k])}
         blob = save(state, metadata={"name": name, "architecture": ARCHITECTURE})
         digest = hashlib.sha256(blob).hexdigest()
         card = dict(card, architecture=ARCHITECTURE, kind="condition" if base else "full",
@@ -399,7 +395,7 @@ class Registry:
                 (self.user_path / f"{old.name}.json").unlink(missing_ok=True)
             if old.path.name != card["file"]:
                 self._unlink_unused(old.path)
-            self._models.pop(old.sha256, None)
+            self._nets.pop(old.sha256, None)
         return Style(name, card, self.user_path / card["file"], False)
 
     def remove(self, name: str) -> None:
@@ -409,7 +405,7 @@ class Registry:
             raise StyleError(f"style '{name}' is built in and cannot be removed")
         (self.user_path / f"{name}.json").unlink()  # the card first: the style is gone at once
         self._unlink_unused(style.path)
-        self._models.pop(style.sha256, None)
+        self._nets.pop(style.sha256, None)
 
     def _unlink_unused(self, weights: Path) -> None:
         """Delete a user weights file unless another card still names it (cards may share one)."""
@@ -429,6 +425,7 @@ class Registry:
                           overwrite: bool = False) -> Style:
         """Import a CSRNet ``.pth`` state_dict (loaded with weights_only=True) as a full user style."""
         self.check_new_name(name, overwrite)
+        torch = require("train", "importing a .pth checkpoint")
         try:
             blob = read_regular(path, MAX_WEIGHTS_BYTES, "checkpoint")
         except FileNotFoundError:
@@ -444,12 +441,14 @@ class Registry:
             state = state["state_dict"]
         if not isinstance(state, dict):
             raise StyleError(f"{path}: expected a state_dict of tensors, found {type(state).__name__}")
-        model = _model_from_state(checked_tensors(state, str(path)), str(path))
+        arrays = {k: (v.float() if v.is_floating_point() else v).numpy() if isinstance(v, torch.Tensor) else v
+                  for k, v in state.items()}
+        net = _net_from_state(checked_arrays(arrays, str(path)), str(path))
         card = dict(description=description or f"imported from {Path(path).name}", cond_size=cond_size,
                     training={"data": "unknown (imported checkpoint)", "recipe": "unknown (imported checkpoint)"},
                     source={"file": Path(path).name, "sha256": hashlib.sha256(blob).hexdigest()},
                     licence="unknown (the imported checkpoint's own terms apply)")
-        return self.save_style(name, model, card, overwrite=overwrite)
+        return self.save_style(name, net.state, card, overwrite=overwrite)
 
 
 def _check_unpacked_size(blob: bytes, path) -> None:
@@ -466,39 +465,28 @@ def _check_unpacked_size(blob: bytes, path) -> None:
         raise StyleError(f"{path}: checkpoint unpacks to {total:,} bytes; at most {MAX_WEIGHTS_BYTES:,} are accepted")
 
 
-def checked_tensors(state: dict, what: str) -> dict[str, torch.Tensor]:
-    """``state`` with every value a finite floating-point tensor of magnitude <= MAX_WEIGHT, as float32;
-    StyleError naming the first damaged tensor otherwise (NaN, 1e30 and integer weights give black or
+def checked_arrays(state: dict, what: str) -> dict[str, np.ndarray]:
+    """``state`` with every value a finite floating-point array of magnitude <= MAX_WEIGHT, as float32;
+    StyleError naming the first damaged array otherwise (NaN, 1e30 and integer weights give black or
     white pictures, never an error, if they reach the network)."""
     out = {}
     for key, value in state.items():
-        if not isinstance(value, torch.Tensor):
+        if not isinstance(value, np.ndarray):
             raise StyleError(f"{what}: {key!s:.80} is not a tensor ({type(value).__name__})")
-        if not value.dtype.is_floating_point:
+        if value.dtype.kind != "f":
             raise StyleError(f"{what}: damaged weights ({key!s:.80} has integer type {value.dtype})")
-        value = value.float()
-        if value.numel() and not bool(torch.isfinite(value).all()):
+        value = value.astype(np.float32)
+        if value.size and not bool(np.isfinite(value).all()):
             raise StyleError(f"{what}: damaged weights ({key!s:.80} holds NaN or infinite values)")
-        if value.numel() and float(value.abs().max()) > MAX_WEIGHT:
+        if value.size and float(np.abs(value).max()) > MAX_WEIGHT:
             raise StyleError(f"{what}: damaged weights ({key!s:.80} holds values beyond +-{MAX_WEIGHT:g})")
         out[key] = value
     return out
 
 
-def _check_shapes(state: dict, expected: dict, what: str) -> None:
-    for key, value in state.items():
-        if key in expected and tuple(value.shape) != tuple(expected[key].shape):
-            raise StyleError(f"{what}: not a CSRNet ({PARAMETER_COUNT:,} parameters): {key} has shape "
-                             f"{tuple(value.shape)}, expected {tuple(expected[key].shape)}")
-
-
-def _model_from_state(state: dict, what: str) -> CSRNet:
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    model = CSRNet()
-    _check_shapes(state, model.state_dict(), what)
+def _net_from_state(state: Mapping[str, object], what: str) -> Net:
     try:
-        model.load_state_dict(state, strict=True)
-    except (RuntimeError, TypeError) as exc:
+        return Net(state)
+    except (ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise StyleError(f"{what}: not a CSRNet ({PARAMETER_COUNT:,} parameters) state_dict: {first}") from None
-    return model

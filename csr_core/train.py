@@ -40,6 +40,11 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
 
+def cond_tensor(rgb: np.ndarray, size: int) -> torch.Tensor:
+    """``inference.condition_input`` as the 1 x 3 x h x w tensor the torch model takes."""
+    return torch.from_numpy(condition_input(rgb, size)).permute(2, 0, 1)[None].contiguous()
+
+
 def _modulation(model: CSRNet, conds: Sequence[torch.Tensor]) -> Modulation:
     mods = [model.modulation(c) for c in conds]
     cat = lambda parts: tuple(torch.cat([m[i] for m in parts]) for i in range(3))  # noqa: E731
@@ -143,7 +148,7 @@ class SyntheticPairs:
     """Good photos kept in memory at condition size; each draw degrades one at random."""
 
     def __init__(self, images: Iterable[np.ndarray], cond_size: int, pixels: int):
-        self.images = [condition_input(im, cond_size)[0].permute(1, 2, 0).contiguous() for im in images]
+        self.images = [torch.from_numpy(condition_input(im, cond_size)) for im in images]
         self.pixels = pixels
 
     def sample(self, y: torch.Tensor, params: dict, rng: np.random.Generator) -> Sample:
@@ -230,7 +235,7 @@ class RealPairs:
         self.x = [torch.from_numpy(np.ascontiguousarray(to_uint8(b))).reshape(-1, 3) for b, _ in images]
         self.y = [torch.from_numpy(np.ascontiguousarray(to_uint8(a))).reshape(-1, 3) for _, a in images]
         encode = encode or (lambda v: v)
-        self.views = [[encode(condition_input(v, cond_size)) for v in _views(b, views, rng)] for b, _ in images]
+        self.views = [[encode(cond_tensor(v, cond_size)) for v in _views(b, views, rng)] for b, _ in images]
 
     def __len__(self) -> int:
         return len(self.x)

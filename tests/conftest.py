@@ -47,12 +47,12 @@ def write_builtin(folder: Path, name: str = "auto", seed: int = 0, cond_size: in
     import json
 
     import torch
-    from safetensors.torch import save
+    from safetensors.numpy import save
 
-    from csr_core.model import CSRNet
+    from csr_core.model import CSRNet, numpy_state
 
     torch.manual_seed(seed)
-    blob = save({k: v.contiguous() for k, v in CSRNet().state_dict().items()})
+    blob = save(numpy_state(CSRNet()))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.safetensors").write_bytes(blob)
     card = dict(file=f"{name}.safetensors", sha256=hashlib.sha256(blob).hexdigest(), architecture="csrnet",
@@ -107,3 +107,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def lively_net(seed: int = 7):
+    """``lively_model`` as the numpy engine's Net (what the registry and retouching use)."""
+    from csr_core.engine import Net
+    from csr_core.model import numpy_state
+
+    return Net(numpy_state(lively_model(seed)))

@@ -26,9 +26,9 @@ def write_tint_style(folder: Path, name: str, gain: tuple, shift: tuple, seed: i
     import json
 
     import torch
-    from safetensors.torch import save
+    from safetensors.numpy import save
 
-    from csr_core.model import CSRNet, condition_state
+    from csr_core.model import CSRNet, condition_state, numpy_state
 
     torch.manual_seed(seed)
     net = CSRNet()
@@ -43,7 +43,7 @@ def write_tint_style(folder: Path, name: str, gain: tuple, shift: tuple, seed: i
         net.cond_shift3.weight.mul_(0.02)
         net.cond_scale3.bias.copy_(torch.tensor(gain))
         net.cond_shift3.bias.copy_(torch.tensor(shift))
-    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+    state = numpy_state(net)
     manifest = folder / "manifest.json"
     data = json.loads(manifest.read_text()) if manifest.exists() else {"format": 1, "styles": {}}
     card = dict(kind="full")

@@ -27,7 +27,7 @@ def test_manifest_cards_complete_and_weights_verify():
         assert (WEIGHTS / card["file"]).stat().st_size < 1_000_000  # small files
     reg = Registry(WEIGHTS, Path("/nonexistent-user-dir"))
     for name in manifest["styles"]:
-        reg.model(name)  # loads with its sha256 checked
+        reg.net(name)  # loads with its sha256 checked
 
 
 def test_no_fivek_test_split_in_training_records():

@@ -123,7 +123,7 @@ def test_unwritable_output_is_one_line(run, tmp_path):
 def test_styles_list_show_remove(run, toy_registry):
     from csr_core.model import CSRNet
 
-    toy_registry.save_style("mine", CSRNet(), {"description": "my look"})
+    toy_registry.save_style("mine", CSRNet().state_dict(), {"description": "my look"})
     res = run("styles", "list")
     assert "auto" in res.output and "mine" in res.output and "my look" in res.output
     assert '"sha256"' in run("styles", "show", "auto", "--json").output

@@ -9,9 +9,10 @@ from click.testing import CliRunner
 from cli.main import cli
 from csr_core import inference, lut as L
 from csr_core.image_io import load_photo
-from csr_core.inference import apply_base, look_modulation
+from csr_core.inference import apply_base, base_fn, look_modulation
 
-from test_lut import lively_model, numpy_trilinear, photo_like, read_cube
+from conftest import lively_model
+from test_lut import numpy_trilinear, photo_like, read_cube
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def reg(toy_registry, monkeypatch):
     """The toy registry plus a user style 'lively' (the toy 'auto' turns everything black)."""
     import csr_core.pipeline as pipeline
 
-    toy_registry.save_style("lively", lively_model(), {"description": "test", "cond_size": 64})
+    toy_registry.save_style("lively", lively_model().state_dict(), {"description": "test", "cond_size": 64})
     monkeypatch.setattr(pipeline, "_registry", toy_registry)
     return toy_registry
 
@@ -58,7 +59,7 @@ def test_export_hald(reg, photo, tmp_path):
     assert hald.shape == (64, 64, 3) and hald.dtype == np.uint16
     rgb = load_photo(photo).rgb
     look = reg.look("lively")
-    lut = L.bake_lut(look.base, look_modulation(look, rgb), 16)
+    lut = L.bake_lut(base_fn(look.base, look_modulation(look, rgb)), 16)
     assert np.abs(hald.reshape(16, 16, 16, 3).transpose(2, 1, 0, 3) / 65535 - lut).max() < 1e-4
 
 
@@ -92,7 +93,7 @@ def test_retouch_exact_flag(reg, photo, tmp_path, monkeypatch):
     fast = load_photo(tmp_path / "lut.png").rgb
     exact = load_photo(tmp_path / "exact.png").rgb
     assert np.array_equal(exact, apply_base(look.base, rgb, mod))
-    assert np.array_equal(fast, L.apply_lut(rgb, L.bake_lut(look.base, mod, 17)))
+    assert np.array_equal(fast, L.apply_lut(rgb, L.bake_lut(base_fn(look.base, mod), 17)))
     assert not np.array_equal(fast, exact) and np.abs(fast.astype(int) - exact).max() <= 4
 
 

@@ -185,7 +185,7 @@ def installed(tmp_path, csr_home):
     from cli.gimp import install
     from csr_core.registry import Registry
 
-    Registry().save_style("tstyle", lively_model(), {"description": "random test style", "cond_size": 64})
+    Registry().save_style("tstyle", lively_model().state_dict(), {"description": "random test style", "cond_size": 64})
     return install(tmp_path / "profile", device="cpu")
 
 

@@ -187,7 +187,7 @@ def test_gimp_filter_matches_csr_retouch(tmp_path, tmp_path_factory, csr_home):
     from csr_core.pipeline import retouch
     from csr_core.registry import Registry
 
-    Registry().save_style("tstyle", lively_model(), {"description": "random test style", "cond_size": 64})
+    Registry().save_style("tstyle", lively_model().state_dict(), {"description": "random test style", "cond_size": 64})
     work = tmp_path / "work"
     work.mkdir()
     rgba, u16 = _write_inputs(work)

@@ -86,7 +86,7 @@ def test_styles_table_and_delete(server):
     assert [r[:2] for r in client.predict(api_name="/styles")] == [["auto", "built-in"], ["warm", "built-in"]]
     with pytest.raises(AppError, match="built in and cannot be removed"):
         client.predict("auto", "auto", "(none)", "auto", api_name="/delete_style")
-    reg.save_style("mine", reg.model("warm"), {"description": "copy", "cond_size": 64})
+    reg.save_style("mine", reg.net("warm").state, {"description": "copy", "cond_size": 64})
     assert "mine" in [r[0] for r in client.predict(api_name="/styles")]  # no restart needed
     msg, *_ = client.predict("mine", "auto", "(none)", "auto", api_name="/delete_style")
     assert "mine" in msg and "mine" not in reg.names()
@@ -157,7 +157,7 @@ def test_teaching_runs_one_at_a_time_and_never_blocks_retouching(tmp_path):
         started.set()
         on_progress({"step": 1, "steps": 2, "phase": "fold 1/2"})
         assert release.wait(30)
-        return registry.save_style(name, registry.model(base), {"cond_size": 64}, base=registry.get(base))
+        return registry.save_style(name, registry.net(base).state, {"cond_size": 64}, base=registry.get(base))
 
     pairs = _pairs_zip(tmp_path / "pairs.zip")
     with running_app(reg, finetune_kwargs=dict(finetune=slow_finetune), allow_edits=True) as (_, url):
@@ -217,7 +217,9 @@ def test_cli_without_gradio_prints_a_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio -> ImportError
     result = CliRunner().invoke(cli, ["app"])
     assert result.exit_code == 1
-    assert "pip install 'csr[app]'" in result.output and "Traceback" not in result.output
+    from csr_core.errors import install_command
+
+    assert install_command("app") in result.output and "Traceback" not in result.output
 
 
 def test_bounded_load_of_concurrent_requests(server, tmp_path):

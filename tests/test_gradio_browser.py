@@ -69,7 +69,7 @@ def test_retouch_in_chromium(tmp_path):
             wait(lambda d: len(slider_srcs(d)) == 2 and "coffee_dark" in d.find_element(By.ID, "note").text)
             first = slider_srcs(drv)
 
-            reg.save_style("late", reg.model("warm"), {"cond_size": 64}, base=reg.get("auto"))  # after page load
+            reg.save_style("late", reg.net("warm").state, {"cond_size": 64}, base=reg.get("auto"))  # after page load
             drv.find_element(By.CSS_SELECTOR, "#style input").click()  # focusing refreshes the list
             wait(lambda d: d.find_elements(By.CSS_SELECTOR, "[role=option][aria-label=late]"))
             wait(lambda d: d.find_elements(By.CSS_SELECTOR, "[role=option][aria-label=warm]"))[0].click()

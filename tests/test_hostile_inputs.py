@@ -272,7 +272,7 @@ def _user_style(csr_home: Path, tmp_path: Path) -> str:
     from csr_core.registry import Registry
 
     torch.manual_seed(7)
-    Registry(tmp_path / "no-builtins", csr_home / "styles").save_style("hostile", CSRNet(), {"cond_size": 64})
+    Registry(tmp_path / "no-builtins", csr_home / "styles").save_style("hostile", CSRNet().state_dict(), {"cond_size": 64})
     return "hostile"
 
 
@@ -429,7 +429,7 @@ def _one_error(res, code: int, pattern: str) -> str:
 def test_cli_refuses_tampered_weights(run, toy_registry, tmp_path):
     from csr_core.model import CSRNet
 
-    toy_registry.save_style("mine", CSRNet(), {"cond_size": 64})
+    toy_registry.save_style("mine", CSRNet().state_dict(), {"cond_size": 64})
     for weights in (toy_registry.get("mine").path, toy_registry.builtin_path / "auto.safetensors"):
         data = bytearray(weights.read_bytes())
         data[-3] ^= 0x01  # one bit: still a valid safetensors file, but not the one the card vouches for

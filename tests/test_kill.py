@@ -203,7 +203,7 @@ def base_style(home, tmp_path_factory) -> str:
     from csr_core.model import CSRNet
 
     torch.manual_seed(3)
-    Registry(tmp_path_factory.mktemp("nob"), home / "styles").save_style("killbase", CSRNet(), {"cond_size": 64})
+    Registry(tmp_path_factory.mktemp("nob"), home / "styles").save_style("killbase", CSRNet().state_dict(), {"cond_size": 64})
     return "killbase"
 
 
@@ -296,7 +296,7 @@ def _registry_sound(styles: Path, tmp_path: Path, monkeypatch) -> list[str]:
     reg = Registry(tmp_path / "no-builtins", styles)
     names = reg.names()
     for name in names:
-        reg.model(name)  # sha256-checked load: raises StyleError if a listed style is damaged
+        reg.net(name)  # sha256-checked load: raises StyleError if a listed style is damaged
     from cli.main import cli
 
     monkeypatch.setattr(pipeline, "_registry", reg)
@@ -347,7 +347,7 @@ from pathlib import Path
 from csr_core.model import CSRNet
 from csr_core.registry import Registry
 torch.manual_seed({seed})
-Registry(Path({nob!r}), Path({styles!r})).save_style({name!r}, CSRNet(), {{"cond_size": 64}}, overwrite=True)
+Registry(Path({nob!r}), Path({styles!r})).save_style({name!r}, CSRNet().state_dict(), {{"cond_size": 64}}, overwrite=True)
 """
 
 

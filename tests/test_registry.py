@@ -9,14 +9,14 @@ import torch
 
 from csr_core.errors import StyleError
 from csr_core.inference import retouch_array
-from csr_core.model import CSRNet
+from csr_core.engine import Net
+from csr_core.model import CSRNet, from_state
 from csr_core.registry import Registry, parse_spec, validate_name
 
 
-def _perturbed(model: CSRNet, seed: int) -> CSRNet:
-    """A copy of ``model`` whose condition net + GFM differ (a fake fine-tune)."""
-    out = CSRNet()
-    out.load_state_dict(model.state_dict())
+def _perturbed(net: Net, seed: int) -> CSRNet:
+    """A torch copy of ``net`` whose condition net + GFM differ (a fake fine-tune)."""
+    out = from_state(net.state)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in out.named_parameters():
@@ -33,7 +33,7 @@ def test_bad_names_refused(bad):
 
 def test_builtin_listed_and_loaded(toy_registry):
     assert toy_registry.names() == ["auto"]
-    assert isinstance(toy_registry.model("auto"), CSRNet)
+    assert isinstance(toy_registry.net("auto"), Net)
 
 
 def test_unknown_name_suggests(toy_registry):
@@ -52,7 +52,7 @@ def test_tampered_weights_refused(toy_registry):
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(StyleError, match="sha256"):
-        Registry(toy_registry.builtin_path, toy_registry.user_path).model("auto")
+        Registry(toy_registry.builtin_path, toy_registry.user_path).net("auto")
 
 
 def test_damaged_manifest_is_one_clear_error(toy_registry):
@@ -64,25 +64,25 @@ def test_damaged_manifest_is_one_clear_error(toy_registry):
 def test_user_style_cannot_shadow_builtin(toy_registry):
     for name in ("auto", "AUTO"):
         with pytest.raises(StyleError, match="built-in"):
-            toy_registry.save_style(name, CSRNet(), {})
+            toy_registry.save_style(name, CSRNet().state_dict(), {})
 
 
 def test_condition_style_stores_only_condition_part_and_base_ref(toy_registry):
     base = toy_registry.get("auto")
-    tuned = _perturbed(toy_registry.model("auto"), 1)
-    style = toy_registry.save_style("mine", tuned, {"description": "t"}, base=base)
-    from safetensors.torch import load_file
+    tuned = _perturbed(toy_registry.net("auto"), 1)
+    style = toy_registry.save_style("mine", tuned.state_dict(), {"description": "t"}, base=base)
+    from safetensors.numpy import load_file
 
     keys = load_file(str(style.path)).keys()
     assert keys and all(k.startswith("cond_") for k in keys)
     card = json.loads((toy_registry.user_path / "mine.json").read_text())
     assert card["base"] == {"name": "auto", "sha256": base.sha256} and card["kind"] == "condition"
     fresh = Registry(toy_registry.builtin_path, toy_registry.user_path)
-    loaded = fresh.model("mine")
+    loaded = fresh.net("mine")
     for k, v in tuned.state_dict().items():
-        assert torch.equal(loaded.state_dict()[k], v)
+        assert np.array_equal(loaded.state[k], v.numpy())
     with pytest.raises(StyleError, match="already exists"):
-        fresh.save_style("mine", tuned, {}, base=base)
+        fresh.save_style("mine", tuned.state_dict(), {}, base=base)
 
 
 def test_condition_style_stores_only_what_changed_and_old_files_still_load(toy_registry):
@@ -123,17 +123,17 @@ def test_condition_style_stores_only_what_changed_and_old_files_still_load(toy_r
 
 
 def test_missing_base_is_reported(toy_registry, tmp_path):
-    toy_registry.save_style("mine", _perturbed(toy_registry.model("auto"), 1), {}, base=toy_registry.get("auto"))
+    toy_registry.save_style("mine", _perturbed(toy_registry.net("auto"), 1).state_dict(), {}, base=toy_registry.get("auto"))
     other = tmp_path / "other"
     from conftest import write_builtin
 
     write_builtin(other, "auto", seed=5)
     with pytest.raises(StyleError, match="fine-tuned from base 'auto'.*not installed"):
-        Registry(other, toy_registry.user_path).model("mine")
+        Registry(other, toy_registry.user_path).net("mine")
 
 
 def test_mix_weights_one_zero_equal_pure_style(toy_registry, rng):
-    toy_registry.save_style("mine", _perturbed(toy_registry.model("auto"), 2), {}, base=toy_registry.get("auto"))
+    toy_registry.save_style("mine", _perturbed(toy_registry.net("auto"), 2).state_dict(), {}, base=toy_registry.get("auto"))
     img = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
     pure = retouch_array(img, toy_registry.look("mine"))
     assert np.array_equal(retouch_array(img, toy_registry.look("mine:1,auto:0")), pure)
@@ -143,7 +143,7 @@ def test_mix_weights_one_zero_equal_pure_style(toy_registry, rng):
 
 
 def test_mix_needs_shared_base(toy_registry):
-    toy_registry.save_style("full2", CSRNet(), {})
+    toy_registry.save_style("full2", CSRNet().state_dict(), {})
     with pytest.raises(StyleError, match="do not share a base"):
         toy_registry.look("auto:0.5,full2:0.5")
 
@@ -159,7 +159,7 @@ def test_parse_spec_normalises():
 
 
 def test_remove_user_style_only(toy_registry):
-    toy_registry.save_style("mine", CSRNet(), {})
+    toy_registry.save_style("mine", CSRNet().state_dict(), {})
     toy_registry.remove("mine")
     assert toy_registry.names() == ["auto"]
     with pytest.raises(StyleError, match="built in"):
@@ -178,7 +178,7 @@ def test_import_checkpoint_roundtrip(toy_registry, tmp_path):
     torch.save(model.state_dict(), tmp_path / "ok.pth")
     style = toy_registry.import_checkpoint(tmp_path / "ok.pth", "imported")
     assert style.card["source"]["file"] == "ok.pth"
-    assert torch.equal(toy_registry.model("imported").conv1.weight, model.conv1.weight)
+    assert np.array_equal(toy_registry.net("imported").state["conv1.weight"], model.conv1.weight.detach().numpy())
 
 
 class _Evil:

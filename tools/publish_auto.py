@@ -20,9 +20,10 @@ from safetensors.torch import load_file, save
 from csr_core.evaluate import evaluate
 from csr_core.fsutil import atomic_write, write_bytes_atomic
 from csr_core.image_io import SUPPORTED_EXTENSIONS, load_photo, to_float
+from csr_core.engine import Net
 from csr_core.inference import Look, retouch_array
 from csr_core.metrics import score
-from csr_core.model import CSRNet
+from csr_core.model import CSRNet, numpy_state
 from csr_core.train import SyntheticPairs, split_holdout
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,7 +36,7 @@ def main(weights: Path, hist_path: Path) -> None:
     model = CSRNet()
     model.load_state_dict(load_file(str(weights)))
     model.eval()
-    look = Look(model, [(model, COND_SIZE, 1.0)])
+    look = Look.of(Net(numpy_state(model)), COND_SIZE)
     photos = SHARED / "data" / "photos"
     _, val_paths = split_holdout([p for p in photos.rglob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS])
     originals = [to_float(load_photo(p).rgb) for p in val_paths]

@@ -1,7 +1,7 @@
 """Hand-over protocol between the GIMP plug-in (GIMP's Python: stdlib + numpy) and the csr worker.
 
 The plug-in starts ``PYTHON -m plugins.gimp.worker`` with the project's own interpreter (recorded by
-``csr gimp install``) and keeps it for the whole plug-in run, so torch is imported once, while GIMP reads
+``csr gimp install``) and keeps it for the whole plug-in run, so the engine is imported once, while GIMP reads
 the pixels. Each request is one JSON line on the worker's stdin followed by ``nbytes`` raw bytes; each
 reply is one JSON line on its stdout (``{"ok": true, "nbytes": N, ...}`` then N bytes, or
 ``{"ok": false, "error": "<one line>"}``). Pixels are C-order H x W x C (C = 3 or 4), sRGB-encoded

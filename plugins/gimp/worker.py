@@ -3,7 +3,7 @@
 Region semantics: the condition vector comes from the WHOLE layer and the base net is applied to the
 requested region only, so the result in the region equals ``csr retouch`` of the whole layer cropped to
 that region (GIMP then blends it through the selection mask). Imports stay light (csr_core.registry +
-inference: torch, safetensors; no image codecs, no UI): start-up is torch's import, ~1-2 s.
+inference: numpy, safetensors; no torch, no image codecs, no UI), so it starts in a fraction of a second.
 """
 from __future__ import annotations
 
@@ -84,9 +84,12 @@ def teach(req: dict, before, after, registry=None) -> dict:
     import numpy as np
     import tifffile
 
-    from csr_core.finetune import FinetuneConfig, finetune_style
+    from csr_core.errors import require
     from csr_core.pixels import from_float, to_float
     from csr_core.registry import DEFAULT_STYLE, validate_name
+
+    require("train", "teaching a style")
+    from csr_core.finetune import FinetuneConfig, finetune_style
 
     reg = registry or _registry()
     name = validate_name(req.get("name", ""))

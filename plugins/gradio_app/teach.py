@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 from typing import Callable, Sequence
 
-from csr_core.errors import CsrError, PairsError, StyleError, StyleExistsError
+from csr_core.errors import CsrError, PairsError, StyleError, StyleExistsError, require
 from csr_core.image_io import SUPPORTED_EXTENSIONS
 from csr_core.registry import Registry
 
@@ -158,11 +158,9 @@ class Teacher:
 
     def finetune(self) -> Callable:
         if self._finetune is None:
-            try:
-                from csr_core.finetune import finetune_style
-            except ImportError:
-                raise CsrError("fine-tuning is not available in this installation "
-                               "(csr_core.finetune is missing)") from None
+            require("train", "teaching a style")
+            from csr_core.finetune import finetune_style
+
             self._finetune = finetune_style
         return self._finetune
 

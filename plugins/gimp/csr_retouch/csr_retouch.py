@@ -17,7 +17,7 @@ import bridge  # noqa: E402
 
 _T0 = time.time()
 _TIMING = bool(os.environ.get("CSR_GIMP_TIMING"))
-_worker = None  # one worker per plug-in run (torch is imported once), started as early as possible
+_worker = None  # one worker per plug-in run (imports once), started as early as possible
 _worker_error = None
 _STYLES = (["auto"], "auto")  # (names, registry default) as listed when the procedure was created
 
