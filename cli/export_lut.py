@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
+from csr_core import MAX_STRENGTH
 from csr_core.errors import CsrError, printable
-from csr_core.inference import MAX_STRENGTH
 
 from .common import EXIT_USAGE, fail, handle_errors, registry
 

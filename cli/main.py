@@ -12,6 +12,20 @@ from .common import quiet_warnings
 #: One module per command in this package, each defining ``command`` (a click command or group).
 COMMANDS = ("retouch", "styles", "train", "app", "gimp", "finetune", "eval", "export_lut", "export_onnx")
 
+
+class _Commands(click.Group):
+    """Each command's module is imported only when that command is used (or listed by ``csr --help``),
+    so ``csr --version`` and ``csr CMD --help`` start without the image and numeric libraries."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(m.replace("_", "-") for m in COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        module = name.replace("-", "_")
+        if module not in COMMANDS:
+            return None
+        return importlib.import_module(f".{module}", __package__).command
+
 EPILOG = """\b
 Examples:
   csr retouch photo.jpg -o photo_out.jpg             # default style 'auto'
@@ -21,14 +35,11 @@ Examples:
 """
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.version_option(__version__, "-V", "--version", prog_name="csr")
 def cli() -> None:
     """Automatic global photo retouching with CSRNet (exposure, white balance, contrast, colour)."""
 
-
-for _name in COMMANDS:
-    cli.add_command(importlib.import_module(f"cli.{_name}").command)
 
 
 def main() -> None:

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import click
 
-from csr_core import batch
 from csr_core.errors import CsrError
+from csr_core import MAX_STRENGTH
 from csr_core.fsutil import StreamWriter
-from csr_core.inference import MAX_STRENGTH
 
 from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, handle_errors, registry, say
 
@@ -51,6 +50,7 @@ def command(inputs, output, style, strength, quality, fmt, overwrite, skip_exist
     INPUTS are files, folders (searched recursively) or glob patterns; '-' reads stdin.
     Exit status: 0 all done, 1 some files failed (each is named), 2 usage error.
     """
+    from csr_core import batch
     from csr_core.image_io import format_for_path
     from csr_core.inference import resolve_device
     from csr_core.pipeline import retouch_file
@@ -90,6 +90,8 @@ def _file_identity(stream):
 
 
 def _stream(inputs, output, fmt, run_one, overwrite, skip_existing):
+    from csr_core import batch
+
     """stdin and/or stdout: the same existing-output rules as files; stdout is written in full or exit 1."""
     if len(inputs) != 1:
         fail("'-' (stdin/stdout) works with exactly one input", EXIT_USAGE)
@@ -123,6 +125,8 @@ def _stream(inputs, output, fmt, run_one, overwrite, skip_existing):
 
 
 def _run_batch(jobs, run_one, overwrite, skip_existing) -> int:
+    from csr_core import batch
+
     show_bar = len(jobs) > 1 and sys.stderr.isatty()
     counts = {"ok": 0, "skipped": 0, "failed": 0}
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 __version__ = "0.1.0"
+#: Retouching strength s blends ``out = in + s * (styled - in)``, 0 <= s <= MAX_STRENGTH.
+MAX_STRENGTH = 2.0
 
 
 def data_dir(name: str) -> Path:

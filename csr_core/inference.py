@@ -14,13 +14,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from . import MAX_STRENGTH
 from .engine import Modulation, Net
 from .errors import CsrError, require
 from .lut import DEFAULT_SIZE as LUT_SIZE, apply_lut, bake_lut
 from .pixels import from_float, to_float
 from .threads import for_each
 
-MAX_STRENGTH = 2.0
 #: Pixels per strip of the full-resolution pass (bounds memory: ~64 floats of activations each).
 STRIP_PIXELS = 1 << 16
 DEVICES = ("cpu", "cuda", "mps", "auto")
