@@ -90,9 +90,9 @@ def _file_identity(stream):
 
 
 def _stream(inputs, output, fmt, run_one, overwrite, skip_existing):
+    """stdin and/or stdout: the same existing-output rules as files; stdout is written in full or exit 1."""
     from csr_core import batch
 
-    """stdin and/or stdout: the same existing-output rules as files; stdout is written in full or exit 1."""
     if len(inputs) != 1:
         fail("'-' (stdin/stdout) works with exactly one input", EXIT_USAGE)
     if inputs[0] == "-":

@@ -291,12 +291,12 @@ def test_cards_sharing_one_weights_file(toy_registry):
 
     from csr_core.model import CSRNet
 
-    first = toy_registry.save_style("one", CSRNet(), {"cond_size": 64})
+    first = toy_registry.save_style("one", CSRNet().state_dict(), {"cond_size": 64})
     card = json.loads((toy_registry.user_path / "one.json").read_text())
     (toy_registry.user_path / "two.json").write_text(json.dumps(card))  # a copied card
     toy_registry.remove("one")
-    assert first.path.exists() and toy_registry.model("two") is not None
-    toy_registry.save_style("two", CSRNet(), {"cond_size": 64}, overwrite=True)  # its own file now
+    assert first.path.exists() and toy_registry.net("two") is not None
+    toy_registry.save_style("two", CSRNet().state_dict(), {"cond_size": 64}, overwrite=True)  # its own file now
     assert not first.path.exists()  # the last user is gone: the file goes too
 
 

@@ -270,7 +270,7 @@ def test_registry_is_read_only_unless_allow_edits(tmp_path):
     from plugins.gradio_app.teach import Teacher
 
     reg = toy_registry(tmp_path / "reg")
-    reg.save_style("mine", reg.model("warm"), {"description": "copy", "cond_size": 64})
+    reg.save_style("mine", reg.net("warm").state, {"description": "copy", "cond_size": 64})
     with running_app(reg) as (demo, url):
         client = Client(url, verbose=False, download_files=str(tmp_path / "dl"))
         endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
