@@ -24,13 +24,20 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import make_photo  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 CLI = "import sys; sys.argv[0] = 'csr'; from cli.main import main; sys.exit(main())"
 FLOOR = ("import sys; from PIL import Image\n"
          "for src, dst in zip(sys.argv[1::2], sys.argv[2::2]):\n"
          "    im = Image.open(src); im.load(); im.save(dst, quality=95)")
+
+
+def make_photo(path: Path, mp: float) -> None:
+    """bench.make_photo in a child: this process stays small, so a child's peak RSS (which on Linux
+    starts from the parent's size at fork) is its own."""
+    code = f"import sys; sys.path.insert(0, {str(HERE)!r}); from bench import make_photo; from pathlib import Path; " \
+           f"make_photo(Path({str(path)!r}), {mp!r})"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def timed(cmd: list[str], env: dict) -> tuple[float, float]:
