@@ -138,9 +138,9 @@ def test_styles_list_and_show_give_the_licence(run, toy_registry):
 
     from csr_core.model import CSRNet
 
-    toy_registry.save_style("fivek", CSRNet(), {"description": "an expert's look",
+    toy_registry.save_style("fivek", CSRNet().state_dict(), {"description": "an expert's look",
                             "licence": "MIT-Adobe FiveK images are licensed for research use only; so is this"})
-    toy_registry.save_style("mine", CSRNet(), {"description": "my look", "scores": {"validation": {
+    toy_registry.save_style("mine", CSRNet().state_dict(), {"description": "my look", "scores": {"validation": {
         "psnr": 23.456, "ssim": 0.9, "delta_e": 7.0, "baseline_psnr": 20.0, "baseline_ssim": 0.8,
         "baseline_delta_e": 9.5, "images": 6, "method": "5-fold"}},
         "licence": "the licence of your training pairs applies to this style"})
@@ -178,7 +178,7 @@ def test_unknown_style_is_a_usage_error_everywhere(run):
 def test_remove_without_a_terminal_says_that_yes_confirms(run, toy_registry):
     from csr_core.model import CSRNet
 
-    toy_registry.save_style("mine", CSRNet(), {})
+    toy_registry.save_style("mine", CSRNet().state_dict(), {})
     res = run("styles", "remove", "mine")  # stdin is not a terminal: no prompt, no "Aborted!"
     assert res.exit_code == 2 and "Aborted" not in res.output and "-y (--yes)" in res.output
     assert "mine" in toy_registry.names()
@@ -189,7 +189,7 @@ def test_messages_name_options_as_typed(run, toy_registry, tmp_path):
     from csr_core.model import CSRNet
     from csr_core.pairs import discover_pairs
 
-    toy_registry.save_style("mine", CSRNet(), {})
+    toy_registry.save_style("mine", CSRNet().state_dict(), {})
     with pytest.raises(StyleExistsError, match="--overwrite"):
         toy_registry.check_new_name("mine")
     (tmp_path / "fivek" / "input").mkdir(parents=True)
