@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .errors import CsrError
-from .image_io import SUPPORTED_EXTENSIONS, format_for_path
+from .image_io import SUPPORTED_EXTENSIONS, format_for_path, output_extension
 
 DEFAULT_SUFFIX = "_retouched"
 _EXT = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "WEBP": ".webp"}
@@ -97,8 +97,8 @@ def _destination(src: Path, root: Path, out: Path | None, to_file: bool, ext: st
     if to_file:
         return out
     if out is None:
-        return src.with_name(f"{src.stem}{DEFAULT_SUFFIX}{ext or src.suffix}")
-    return out / src.relative_to(root).with_suffix(ext or src.suffix)
+        return src.with_name(f"{src.stem}{DEFAULT_SUFFIX}{ext or output_extension(src)}")
+    return out / src.relative_to(root).with_suffix(ext or output_extension(src))
 
 
 def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> tuple[list[Job], list[str]]:

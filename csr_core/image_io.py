@@ -1,11 +1,13 @@
-"""Photo file I/O: decode JPEG, PNG, TIFF, WebP (BMP, GIF) to numpy and encode back with metadata.
+"""Photo file I/O: decode JPEG, PNG, TIFF, WebP, HEIF/AVIF, RAW (BMP, GIF) to numpy and encode back
+with metadata.
 
 Pixels
     ``Photo.rgb`` is HxWx3 sRGB, C-contiguous: uint8 (8-bit sources), uint16 (16-bit PNG/TIFF) or
     float32 in [0, 1] (float TIFF; NaN and values outside [0, 1] are clipped). Gray is replicated to
     RGB, palettes are expanded, alpha is split off untouched. The EXIF orientation (for TIFF the
     Orientation tag; without EXIF the XMP ``tiff:Orientation``) is applied to the pixels and reset to 1
-    in the carried EXIF and XMP.
+    on writing. RAW (extra ``raw``) and HEIF (extra ``heif``) are decoded by ``csr_core.camera``: a
+    RAW is developed neutrally to 16-bit sRGB and written as 16-bit TIFF unless told otherwise.
 Colour
     A source whose ICC profile is not sRGB (Adobe RGB, Display P3, ProPhoto, a gray gamma...) is
     converted to sRGB on load by LittleCMS (imagecodecs) at the source's own precision (8/16-bit or
@@ -17,7 +19,9 @@ Colour
     (unparseable, or not matching the pixels' colour model) is warned about, ignored and dropped.
 Output
     JPEG and WebP are 8-bit (16-bit/float data is rounded); PNG is 8- or 16-bit (float -> 16-bit);
-    TIFF keeps uint8/uint16/float32 (deflate + predictor). EXIF, XMP and ICC go to every format.
+    TIFF keeps uint8/uint16/float32 (deflate + predictor). Metadata (EXIF, IPTC, XMP, ICC, comments,
+    PNG text) is read and written by exiv2 (``csr_core.metadata``); the same input and options give
+    the same output bytes.
 Safety
     Declared dimensions are checked against ``max_pixels`` before anything is decoded, by every
     decoder, and so are the bytes the decoder will allocate (``BYTES_PER_PIXEL`` per allowed pixel:
@@ -31,6 +35,7 @@ Safety
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import logging
 import os
@@ -39,7 +44,7 @@ import struct
 import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -47,9 +52,9 @@ import imagecodecs
 import numpy as np
 import simplejpeg
 import tifffile
-from PIL import Image, ImageCms, TiffImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError
 
-from . import jpeg_guard, png_guard
+from . import camera, jpeg_guard, metadata, png_guard
 from .errors import ImageError
 from .fsutil import atomic_write
 from .pixels import from_float, to_float
@@ -81,32 +86,27 @@ MAX_JPEG_SCANS = 100
 SCAN_PASSES_PER_PIXEL = 32
 #: Most chunks of a PNG other than IDAT; IDAT chunks: at most one per KiB of the file, plus this many.
 MAX_PNG_CHUNKS = 1000
-SUPPORTED_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif")
+SUPPORTED_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif",
+                        *camera.HEIF_EXTENSIONS, *camera.RAW_EXTENSIONS)
 _OUTPUT_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG",
                    ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
-_PILLOW_FORMATS = ("JPEG", "PNG", "TIFF", "WEBP", "BMP", "GIF")
+_PILLOW_FORMATS = ("JPEG", "PNG", "TIFF", "WEBP", "BMP", "GIF", "AVIF")
 _CMYK = "CMYK images are not supported; convert to RGB first"
 _PNG_LEVEL = 3  # zlib level: ~3x faster than 6 for files ~6% larger
-_EXIF_HEAD = b"Exif\0\0"
-_XMP_JPEG_HEAD = b"http://ns.adobe.com/xap/1.0/\0"
-_EXIF_IFD, _GPS_IFD, _INTEROP_IFD = 0x8769, 0x8825, 0xA005
-# TIFF IFD0 tags worth carrying in EXIF (description, make, model, software, date, artist, copyright)
-_IFD0_KEEP = (270, 271, 272, 305, 306, 315, 33432)
 
 
 @dataclass
 class Photo:
     """A decoded photo: sRGB pixels plus what is needed to write it back faithfully.
 
-    ``icc_profile`` is the source's profile (None if absent or unusable); ``exif`` carries
-    orientation 1 (already applied). See the module docstring for the colour rules.
+    ``icc_profile`` is the source's profile (None if absent or unusable); ``meta`` is everything
+    else the file carries (``csr_core.metadata``). See the module docstring for the colour rules.
     """
 
     rgb: np.ndarray
     alpha: np.ndarray | None = None
     icc_profile: bytes | None = None
-    exif: bytes | None = None
-    xmp: bytes | None = None
+    meta: metadata.Metadata = field(default_factory=metadata.Metadata)
     format: str = "PNG"
     source_space: str = "sRGB"
     name: str = "<image>"
@@ -141,10 +141,7 @@ class _Bad(Exception):
 class _Decoded:
     pixels: np.ndarray  # HxW, HxWx2 (gray+alpha), HxWx3 or HxWx4
     format: str
-    icc: bytes | None = None
-    exif: bytes | None = None
-    xmp: bytes | None = None
-    orientation: int | None = None  # when not taken from EXIF (TIFF tag)
+    orientation: int | None = None  # when not taken from the metadata (TIFF tag; 1: decoder applied it)
 
 
 def load_photo(src: str | os.PathLike | bytes | BinaryIO, *, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -153,9 +150,10 @@ def load_photo(src: str | os.PathLike | bytes | BinaryIO, *, max_pixels: int = D
     data, name = _read_source(src, name)
     if not data:
         raise ImageError(f"{name}: empty file")
-    reader = _READERS.get(_sniff(data), _read_pillow)
+    reader = _READERS.get(_sniff(data, name), _read_pillow)
     try:
-        return _assemble(reader(data, max_pixels), name)
+        dec = reader(data, max_pixels)
+        return _assemble(dec, metadata.read(data, dec.format, name), name)
     except _Bad as exc:
         raise ImageError(f"{name}: {exc}") from None
     except MemoryError:
@@ -188,9 +186,12 @@ def _read_source(src, name: str | None) -> tuple[bytes, str]:
     return bytes(data), label
 
 
-def _sniff(data: bytes) -> str | None:
+def _sniff(data: bytes, name: str) -> str | None:
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         return "PNG"
+    camera_format = camera.sniff(data, name)
+    if camera_format:
+        return camera_format
     if data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
         return "TIFF"
     if data[:3] == b"\xff\xd8\xff":
@@ -217,7 +218,7 @@ def _check_bytes(nbytes: int, max_pixels: int, what: str) -> None:
 def _read_png(data: bytes, max_pixels: int) -> _Decoded:
     """Walk the chunks (size limit, metadata, critical-chunk CRCs, whole chunks), vet the image
     data (``png_guard``: libpng must never fail on it), then decode with libpng."""
-    icc = exif = xmp = ihdr = None
+    ihdr = None
     idat: list[memoryview] = []
     view = memoryview(data)
     others = 0
@@ -246,12 +247,6 @@ def _read_png(data: bytes, max_pixels: int) -> _Decoded:
                 raise _Bad(str(exc)) from None
         elif ctype == b"acTL" and len(body) == 8 and struct.unpack(">I", body[:4])[0] > 1:
             raise _Bad("animated images are not supported")
-        elif ctype == b"iCCP" and b"\0" in body:
-            icc = _unzip(body.split(b"\0", 1)[1][1:])
-        elif ctype == b"eXIf":
-            exif = _EXIF_HEAD + body
-        elif ctype == b"iTXt" and body.startswith(b"XML:com.adobe.xmp\0"):
-            xmp = _itxt_text(body)
         elif ctype == b"IEND":
             break
     else:
@@ -263,28 +258,7 @@ def _read_png(data: bytes, max_pixels: int) -> _Decoded:
         png_guard.check_image_data(ihdr, idat)
     except png_guard.PngDataError as exc:
         raise _Bad(str(exc)) from None
-    return _Decoded(imagecodecs.png_decode(data), "PNG", icc, exif, xmp)
-
-
-def _unzip(blob: bytes, limit: int = 1 << 24) -> bytes:
-    """Inflate a metadata blob, at most ``limit`` bytes; damaged or oversized data is returned raw
-    (an unusable profile is then reported by the colour code)."""
-    try:
-        z = zlib.decompressobj()
-        out = z.decompress(blob, limit)
-        return blob if z.unconsumed_tail else out
-    except zlib.error:
-        return blob
-
-
-def _itxt_text(body: bytes) -> bytes | None:
-    try:
-        _key, rest = body.split(b"\0", 1)
-        compressed, rest = rest[0], rest[2:]
-        _lang, _translated, text = rest.split(b"\0", 2)
-    except (ValueError, IndexError):  # damaged metadata is dropped, the image still loads
-        return None
-    return (_unzip(text) if compressed else text) or None
+    return _Decoded(imagecodecs.png_decode(data), "PNG")
 
 
 def _read_jpeg(data: bytes, max_pixels: int) -> _Decoded:
@@ -311,7 +285,7 @@ def _read_jpeg(data: bytes, max_pixels: int) -> _Decoded:
         raise _Bad(f"damaged or truncated JPEG ({_one_line(exc)})") from None
     if pixels.shape[:2] != (height, width):
         raise _Bad(f"damaged JPEG (decoded {pixels.shape[1]}x{pixels.shape[0]}, header says {width}x{height})")
-    return _Decoded(pixels[..., 0] if gray else pixels, "JPEG", *_pil_meta(im))
+    return _Decoded(pixels[..., 0] if gray else pixels, "JPEG")
 
 
 def _read_pillow(data: bytes, max_pixels: int) -> _Decoded:
@@ -323,7 +297,8 @@ def _read_pillow(data: bytes, max_pixels: int) -> _Decoded:
         raise _Bad(f"animated images are not supported ({frames} frames)")
     if im.mode == "CMYK":
         raise _Bad(_CMYK)
-    return _Decoded(_pil_pixels(im), fmt, *_pil_meta(im))
+    orientation = im.getexif().get(0x0112) if fmt == "AVIF" else None  # Pillow's, from irot/imir
+    return _Decoded(_pil_pixels(im), fmt, orientation)
 
 
 def _pil_open(data: bytes) -> Image.Image:
@@ -347,15 +322,19 @@ def _pil_pixels(im: Image.Image) -> np.ndarray:
     return arr
 
 
-def _pil_meta(im: Image.Image) -> tuple[bytes | None, bytes | None, bytes | None]:
-    info = im.info
-    exif = info.get("exif") or None
-    if exif and not exif.startswith(_EXIF_HEAD):
-        exif = _EXIF_HEAD + exif
-    xmp = info.get("xmp") or info.get("XML:com.adobe.xmp") or None
-    if isinstance(xmp, str):
-        xmp = xmp.encode("utf-8")
-    return info.get("icc_profile") or None, exif, xmp
+def _read_raw(data: bytes, max_pixels: int) -> _Decoded:
+    return _Decoded(_camera(camera.develop_raw, data, max_pixels), "RAW", 1)
+
+
+def _read_heif(data: bytes, max_pixels: int) -> _Decoded:
+    return _Decoded(_camera(camera.decode_heif, data, max_pixels), "HEIF", 1)
+
+
+def _camera(decode, data: bytes, max_pixels: int) -> np.ndarray:
+    try:
+        return decode(data, lambda w, h: _check_size(w, h, max_pixels))
+    except camera.MissingExtra as exc:
+        raise _Bad(str(exc)) from None
 
 
 def _read_tiff(data: bytes, max_pixels: int) -> _Decoded:
@@ -364,6 +343,8 @@ def _read_tiff(data: bytes, max_pixels: int) -> _Decoded:
         if not tif.pages:
             raise _Bad("TIFF file contains no image")
         page = tif.pages.first
+        if page.is_dng or page.photometric in (ph.CFA, ph.LINEAR_RAW):
+            return _read_raw(data, max_pixels)
         _check_size(page.imagewidth, page.imagelength, max_pixels)
         # the decoder allocates whole tiles and every sample: a tiny image can declare huge ones
         if page.is_tiled:
@@ -394,68 +375,30 @@ def _read_tiff(data: bytes, max_pixels: int) -> _Decoded:
         elif pm == ph.MINISWHITE and arr.dtype.kind in "ub":
             gray = arr[..., 0] if arr.ndim == 3 else arr
             np.invert(gray, out=gray)
-        tags = page.tags
-        icc, xmp = tags.valueof(34675), tags.valueof(700)
-        orientation = tags.valueof(274)
+        orientation = page.tags.valueof(274)
     if arr.dtype == np.uint32:
         arr = np.divide(arr, np.float32(4294967295.0), dtype=np.float32)
     elif arr.dtype.kind == "i":
         raise _Bad(f"signed integer samples ({arr.dtype}) are not supported")
-    xmp = xmp.encode("utf-8") if isinstance(xmp, str) else xmp
-    return _Decoded(arr, "TIFF", icc or None, _tiff_exif(data), xmp or None,
-                    None if orientation is None else int(orientation))
+    return _Decoded(arr, "TIFF", None if orientation is None else int(orientation))
 
 
-def _exif_parts(blob: bytes) -> tuple[dict, dict]:
-    """Descriptive IFD0 tags and the Exif/GPS sub-IFDs of an EXIF blob (or of a whole TIFF file)."""
-    ex = Image.Exif()
-    ex.load(blob)
-    ifd0 = {tag: ex[tag] for tag in _IFD0_KEEP if tag in ex}
-    subs = {}
-    for tag in (_EXIF_IFD, _GPS_IFD):
-        sub = dict(ex.get_ifd(tag))
-        if _INTEROP_IFD in sub:
-            interop = dict(ex.get_ifd(_INTEROP_IFD))
-            sub[_INTEROP_IFD] = interop
-            if not interop:
-                del sub[_INTEROP_IFD]
-        if sub:
-            subs[tag] = sub
-    return ifd0, subs
-
-
-def _tiff_exif(data: bytes) -> bytes | None:
-    """The EXIF carried by a TIFF (its descriptive tags and sub-IFDs) as a standalone blob."""
-    try:
-        ifd0, subs = _exif_parts(data)
-        if not ifd0 and not subs:
-            return None
-        out = Image.Exif()
-        out.update(ifd0)
-        out.update(subs)
-        return out.tobytes()
-    except Exception:
-        return None
-
-
-def _assemble(dec: _Decoded, name: str) -> Photo:
+def _assemble(dec: _Decoded, meta: metadata.Metadata, name: str) -> Photo:
     arr = _normalise_samples(dec.pixels)
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim != 3:
         raise _Bad(f"unsupported pixel layout {dec.pixels.shape}")
-    exif, exif_orientation = _reset_exif_orientation(dec.exif)
-    xmp, xmp_orientation = _reset_xmp_orientation(dec.xmp)
-    found = [o for o in (dec.orientation, exif_orientation, xmp_orientation) if o is not None]
-    arr = _orient(arr, found[0] if found else 1)
+    arr = _orient(arr, meta.orientation() if dec.orientation is None else dec.orientation)
     gray = arr.shape[2] < 3
     colour = arr[..., :1] if gray else arr[..., :3]
     alpha_index = 1 if gray else 3
     alpha = np.ascontiguousarray(arr[..., alpha_index]) if arr.shape[2] > alpha_index else None
-    colour, icc, space = _to_srgb(colour, gray, dec.icc, name)
+    colour, icc, space = _to_srgb(colour, gray, meta.icc, name)
     if colour.shape[2] == 1:
         colour = np.repeat(colour, 3, axis=2)
-    return Photo(np.ascontiguousarray(colour), alpha, icc, exif, xmp, dec.format, space, name)
+    meta.icc = None  # kept as Photo.icc_profile, where the colour rules decide it
+    return Photo(np.ascontiguousarray(colour), alpha, icc, meta, dec.format, space, name)
 
 
 def _normalise_samples(a: np.ndarray) -> np.ndarray:
@@ -470,43 +413,6 @@ def _normalise_samples(a: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- orientation
-
-def _reset_exif_orientation(exif: bytes | None) -> tuple[bytes | None, int | None]:
-    """Return (exif with IFD0 Orientation patched in place to 1, the original value or None)."""
-    if not exif:
-        return None, None
-    base = len(_EXIF_HEAD) if exif.startswith(_EXIF_HEAD) else 0
-    try:
-        order = {b"II": "<", b"MM": ">"}[exif[base:base + 2]]
-        ifd = base + struct.unpack_from(order + "I", exif, base + 4)[0]
-        for i in range(struct.unpack_from(order + "H", exif, ifd)[0]):
-            at = ifd + 2 + 12 * i
-            tag, typ, count = struct.unpack_from(order + "HHI", exif, at)
-            if tag == 0x0112:
-                if typ != 3 or count != 1:
-                    return exif, None
-                value = struct.unpack_from(order + "H", exif, at + 8)[0]
-                if value != 1:
-                    patched = bytearray(exif)
-                    struct.pack_into(order + "H", patched, at + 8, 1)
-                    exif = bytes(patched)
-                return exif, value
-    except (KeyError, struct.error):
-        pass
-    return exif, None
-
-
-_XMP_ORIENTATION = re.compile(rb"(tiff:Orientation\s*(?:=\s*[\"']|>)\s*)([0-9])")
-
-
-def _reset_xmp_orientation(xmp: bytes | None) -> tuple[bytes | None, int | None]:
-    if not xmp:
-        return None, None
-    match = _XMP_ORIENTATION.search(xmp)
-    if not match:
-        return xmp, None
-    return _XMP_ORIENTATION.sub(rb"\g<1>1", xmp), int(match.group(2))
-
 
 def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
     """Apply an EXIF orientation (2..8; anything else is ignored) to an HxWxC array."""
@@ -539,7 +445,15 @@ _FLAGS = imagecodecs.CMS.FLAGS.BLACKPOINTCOMPENSATION
 
 @functools.cache
 def _srgb_profile() -> bytes:
-    return imagecodecs.cms_profile("srgb")
+    """LittleCMS's sRGB profile with a fixed creation date (lcms stamps the current time), so that
+    the same input gives the same output bytes."""
+    icc = bytearray(imagecodecs.cms_profile("srgb"))
+    icc[24:36] = struct.pack(">6H", 2026, 1, 1, 0, 0, 0)
+    if any(icc[84:100]):  # a profile ID (MD5 with flags, intent and ID zeroed) must match
+        probe = bytearray(icc)
+        probe[44:48], probe[64:68], probe[84:100] = bytes(4), bytes(4), bytes(16)
+        icc[84:100] = hashlib.md5(probe).digest()
+    return bytes(icc)
 
 
 def _cms_to_srgb(pixels: np.ndarray, icc: bytes, gray: bool) -> np.ndarray:
@@ -613,12 +527,29 @@ def format_for_path(path) -> str:
                          "(use .jpg, .png, .tif or .webp)") from None
 
 
+def output_format(source_format: str) -> str:
+    """The output format for a source format csr cannot write: RAW -> 16-bit TIFF, HEIF/AVIF ->
+    JPEG, BMP/GIF -> PNG; writable formats map to themselves."""
+    return source_format if source_format in _ENCODERS else _DEFAULT_OUTPUT.get(source_format, "PNG")
+
+
+def output_extension(src) -> str:
+    """The extension of the default output for an input file name (its own, where csr writes it)."""
+    ext = os.path.splitext(os.fspath(src))[1].lower()
+    if ext in _OUTPUT_FORMATS:
+        return os.path.splitext(os.fspath(src))[1]
+    fmt = "RAW" if ext in camera.RAW_EXTENSIONS else "HEIF" if ext in camera.HEIF_EXTENSIONS else ext
+    return {"TIFF": ".tif", "JPEG": ".jpg", "PNG": ".png"}[output_format(fmt)]
+
+
 def save_photo(photo: Photo, rgb: np.ndarray, dest: str | os.PathLike | BinaryIO, *,
-               fmt: str | None = None, quality: int = 95) -> None:
+               fmt: str | None = None, quality: int = 95, made: dict[str, str] | None = None) -> None:
     """Encode ``rgb`` (HxWx3, Photo.rgb's dtypes) with ``photo``'s alpha and metadata to ``dest``.
 
-    The format comes from ``fmt``, else the path's extension, else (streams) ``photo.format``.
-    Paths are written atomically; nothing is created when encoding fails.
+    The format comes from ``fmt``, else the path's extension, else (streams) ``photo.format``'s
+    ``output_format``. ``made`` (``style``, ``strength``) is recorded in XMP with csr as
+    ``xmp:CreatorTool``. What the format cannot hold is named in one warning. Paths are written
+    atomically; nothing is created when encoding fails.
     """
     is_path = isinstance(dest, (str, os.PathLike))
     stream_name = getattr(dest, "name", None)
@@ -626,7 +557,7 @@ def save_photo(photo: Photo, rgb: np.ndarray, dest: str | os.PathLike | BinaryIO
     if fmt:
         fmt = {"JPG": "JPEG", "TIF": "TIFF"}.get(fmt.upper(), fmt.upper())
     else:
-        fmt = format_for_path(dest) if is_path else photo.format
+        fmt = format_for_path(dest) if is_path else output_format(photo.format)
     if fmt not in _ENCODERS:
         raise ImageError(f"{name}: cannot write {fmt} files (use JPEG, PNG, TIFF or WEBP)")
     rgb = np.asarray(rgb)
@@ -639,17 +570,20 @@ def save_photo(photo: Photo, rgb: np.ndarray, dest: str | os.PathLike | BinaryIO
         raise ValueError(f"rgb is {rgb.shape[:2]} but the photo's alpha is {alpha.shape}")
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be in 1..100, got {quality}")
-    if alpha is not None and fmt == "JPEG":
-        warnings.warn(f"{name}: JPEG has no transparency; alpha channel dropped", stacklevel=2)
     icc = photo.icc_profile if photo.source_space == "sRGB" else _srgb_profile()
     try:
-        data = _ENCODERS[fmt](rgb, alpha, icc, photo.exif, photo.xmp, quality)
+        data = _ENCODERS[fmt](rgb, alpha, quality)
+        data, lost = _with_metadata(data, fmt, photo, rgb, icc, made)
     except _Bad as exc:
         raise ImageError(f"{name}: {exc}") from None
     except MemoryError:
         raise ImageError(f"{name}: not enough memory to encode the image") from None
     except Exception as exc:
         raise ImageError(f"{name}: cannot encode {fmt} ({_one_line(exc)})") from exc
+    if alpha is not None and fmt == "JPEG":
+        lost.insert(0, "transparency (alpha channel dropped)")
+    if lost:
+        warnings.warn(f"{name}: {fmt} cannot hold {', '.join(lost)}; not written", stacklevel=2)
     try:
         if is_path:
             with atomic_write(dest) as fh:
@@ -658,6 +592,24 @@ def save_photo(photo: Photo, rgb: np.ndarray, dest: str | os.PathLike | BinaryIO
             dest.write(data)
     except OSError as exc:
         raise ImageError(f"{name}: cannot write ({exc.strerror or _one_line(exc)})") from exc
+
+
+def _with_metadata(data: bytes, fmt: str, photo: Photo, rgb: np.ndarray, icc: bytes | None,
+                   made: dict[str, str] | None) -> tuple[bytes, list[str]]:
+    if fmt == "TIFF" and data[2:4] == b"+\0":
+        return data, ["metadata (a BigTIFF: exiv2 cannot write it)"]
+    made = {"creator": f"csr {_version()}", **(made or {})}
+    return metadata.write(data, fmt, photo.meta, icc=icc, size=(rgb.shape[1], rgb.shape[0]),
+                          converted=photo.source_space != "sRGB", made=made, thumb=rgb)
+
+
+@functools.cache
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("csr")
+    except PackageNotFoundError:
+        return "dev"
 
 
 def _pixels_for(rgb: np.ndarray, alpha: np.ndarray | None, dtype) -> np.ndarray:
@@ -672,106 +624,39 @@ def _check_dims(rgb: np.ndarray, limit: int, fmt: str) -> None:
         raise _Bad(f"{fmt} images are limited to {limit} pixels per side")
 
 
-def _encode_jpeg(rgb, alpha, icc, exif, xmp, quality) -> bytes:
+def _encode_jpeg(rgb, alpha, quality) -> bytes:
     _check_dims(rgb, 65500, "JPEG")
     pixels = np.ascontiguousarray(_as_dtype(rgb, np.uint8))
-    data = imagecodecs.jpeg8_encode(pixels, level=quality, optimize=False,
+    return imagecodecs.jpeg8_encode(pixels, level=quality, optimize=False,
                                     subsampling="444" if quality >= 90 else "420")
-    segments = []
-    if exif:
-        segments += _jpeg_segment(0xE1, exif if exif.startswith(_EXIF_HEAD) else _EXIF_HEAD + exif, "EXIF")
-    if xmp:
-        segments += _jpeg_segment(0xE1, _XMP_JPEG_HEAD + xmp, "XMP")
-    if icc:
-        parts = [icc[i:i + 65519] for i in range(0, len(icc), 65519)]
-        for n, part in enumerate(parts if len(parts) < 256 else [], 1):
-            segments += _jpeg_segment(0xE2, b"ICC_PROFILE\0" + bytes((n, len(parts))) + part, "ICC")
-    # after SOI and the encoder's JFIF APP0, as Pillow and libjpeg do
-    at = 4 + struct.unpack_from(">H", data, 4)[0] if data[2:4] == b"\xff\xe0" else 2
-    return b"".join([data[:at], *segments, data[at:]])
 
 
-def _jpeg_segment(marker: int, payload: bytes, what: str) -> list[bytes]:
-    if len(payload) > 65533:
-        warnings.warn(f"{what} metadata too large for a JPEG segment; not written", stacklevel=4)
-        return []
-    return [struct.pack(">BBH", 0xFF, marker, len(payload) + 2), payload]
-
-
-def _encode_png(rgb, alpha, icc, exif, xmp, quality) -> bytes:
+def _encode_png(rgb, alpha, quality) -> bytes:
     depth = np.uint8 if rgb.dtype == np.uint8 else np.uint16
-    data = imagecodecs.png_encode(_pixels_for(rgb, alpha, depth), level=_PNG_LEVEL)
-    chunks = []
-    if icc:
-        chunks.append(_png_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc)))
-    if exif:
-        chunks.append(_png_chunk(b"eXIf", exif[len(_EXIF_HEAD):] if exif.startswith(_EXIF_HEAD) else exif))
-    if xmp:
-        chunks.append(_png_chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + xmp))
-    return b"".join([data[:33], *chunks, data[33:]])  # right after the 13-byte IHDR chunk
+    return imagecodecs.png_encode(_pixels_for(rgb, alpha, depth), level=_PNG_LEVEL)
 
 
-def _png_chunk(ctype: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", zlib.crc32(ctype + body))
-
-
-def _encode_webp(rgb, alpha, icc, exif, xmp, quality) -> bytes:
+def _encode_webp(rgb, alpha, quality) -> bytes:
     _check_dims(rgb, 16383, "WebP")
     out = io.BytesIO()
-    Image.fromarray(_pixels_for(rgb, alpha, np.uint8)).save(
-        out, "WEBP", quality=quality, method=4, icc_profile=icc or b"", exif=exif or b"", xmp=xmp or b"")
+    Image.fromarray(_pixels_for(rgb, alpha, np.uint8)).save(out, "WEBP", quality=quality, method=4)
     return out.getvalue()
 
 
-# placeholder tags (tifffile refuses to write the sub-IFD pointers), renamed once the IFDs exist
-_TIFF_PLACEHOLDERS = {_EXIF_IFD: _EXIF_IFD - 1, _GPS_IFD: _GPS_IFD - 1}
-
-
-def _encode_tiff(rgb, alpha, icc, exif, xmp, quality) -> bytes:
+def _encode_tiff(rgb, alpha, quality) -> bytes:
     if rgb.dtype == np.float32:
         rgb = from_float(rgb, np.float32)  # clip to [0, 1], NaN -> 0
     pixels = _pixels_for(rgb, alpha, rgb.dtype)
-    extratags = [(700, 1, len(xmp), xmp, True)] if xmp else []
-    subs = {}
-    if exif:
-        try:
-            ifd0, subs = _exif_parts(exif)
-        except Exception:
-            ifd0, subs = {}, {}
-        extratags += [(tag, "s", 0, value, True) for tag, value in ifd0.items()
-                      if isinstance(value, str) and value.isascii()]
-        extratags += [(_TIFF_PLACEHOLDERS[tag], 4, 1, 0, True) for tag in subs]
-    bigtiff = pixels.nbytes > 3 << 30
     out = io.BytesIO()
     tifffile.imwrite(out, pixels, photometric="rgb", planarconfig="contig", byteorder="<",
                      extrasamples=(2,) if alpha is not None else None, compression="zlib",
-                     predictor=True, iccprofile=icc or None, metadata=None, software=False,
-                     extratags=extratags, bigtiff=bigtiff)
-    data = bytearray(out.getbuffer())
-    if subs and not bigtiff:
-        _link_exif_ifds(data, subs)
-    return bytes(data)
+                     predictor=True, metadata=None, software=False, bigtiff=pixels.nbytes > 3 << 30)
+    return out.getvalue()
 
 
-def _link_exif_ifds(data: bytearray, subs: dict) -> None:
-    """Append the EXIF/GPS IFDs to a little-endian TIFF and point its placeholder tags at them."""
-    with tifffile.TiffFile(io.BytesIO(data)) as tif:
-        tags = tif.pages.first.tags
-        slots = {tag: (tags[_TIFF_PLACEHOLDERS[tag]].offset, tags[_TIFF_PLACEHOLDERS[tag]].valueoffset)
-                 for tag in subs}
-    for tag, (entry, value_at) in slots.items():
-        data += b"\0" * (len(data) % 2)
-        ifd = TiffImagePlugin.ImageFileDirectory_v2(b"II*\0\x08\0\0\0", group=tag)
-        for key, value in subs[tag].items():
-            ifd[key] = value
-        offset = len(data)
-        data += ifd.tobytes(offset)
-        struct.pack_into("<H", data, entry, tag)
-        struct.pack_into("<I", data, value_at, offset)
-
-
-_READERS = {"PNG": _read_png, "TIFF": _read_tiff, "JPEG": _read_jpeg}
+_READERS = {"PNG": _read_png, "TIFF": _read_tiff, "JPEG": _read_jpeg, "RAW": _read_raw, "HEIF": _read_heif}
 _ENCODERS = {"JPEG": _encode_jpeg, "PNG": _encode_png, "TIFF": _encode_tiff, "WEBP": _encode_webp}
+_DEFAULT_OUTPUT = {"RAW": "TIFF", "HEIF": "JPEG", "AVIF": "JPEG"}
 
 
 def _one_line(exc: BaseException) -> str:

@@ -41,7 +41,8 @@ def retouch_file(src: str | os.PathLike | bytes | BinaryIO, dest: str | os.PathL
                  style: str | Look = DEFAULT_STYLE, strength: float = 1.0, quality: int = 95,
                  fmt: str | None = None, device: str = "cpu", registry: Registry | None = None,
                  exact: bool = False, max_pixels: int | None = None) -> None:
-    """Load, retouch and save one photo (atomically, metadata and alpha kept).
+    """Load, retouch and save one photo (atomically, metadata and alpha kept; the style and strength
+    are recorded in the output's XMP).
 
     The decoded pixels are retouched in place (they are not needed again), which saves a full-size
     buffer. ``max_pixels`` lowers the decompression-bomb limit (checked from the header, before decoding).
@@ -50,4 +51,6 @@ def retouch_file(src: str | os.PathLike | bytes | BinaryIO, dest: str | os.PathL
     look = style if isinstance(style, Look) else (registry or default_registry()).look(style)
     pixels = photo.rgb
     rgb = colour_map(look, pixels, strength, device, exact)(pixels, out=pixels if pixels.flags.writeable else None)
-    save_photo(photo, rgb, dest, fmt=fmt, quality=quality)
+    made = {"style": style if isinstance(style, str) else getattr(look, "name", "custom"),
+            "strength": f"{strength:g}"}
+    save_photo(photo, rgb, dest, fmt=fmt, quality=quality, made=made)

@@ -15,14 +15,12 @@ import numpy as np
 
 from csr_core import data_dir
 from csr_core.errors import CsrError, ImageError, StyleError
-from csr_core.image_io import SUPPORTED_EXTENSIONS, from_float, load_photo, to_float
+from csr_core.image_io import SUPPORTED_EXTENSIONS, from_float, load_photo, output_extension, to_float
 from csr_core.inference import MAX_STRENGTH
 from csr_core.pipeline import retouch, retouch_file
 from csr_core.registry import Registry, score_summary
 
 NO_MIX = "(none)"
-_OUT_EXT = {".jpg": ".jpg", ".jpeg": ".jpeg", ".jpe": ".jpg", ".png": ".png", ".tif": ".tif",
-            ".tiff": ".tiff", ".webp": ".webp"}  # .bmp / .gif come back as PNG
 
 
 def _env_number(name: str, default: float) -> float:
@@ -162,11 +160,11 @@ class Service:
     def render(self, path: str, spec: str, strength: float, quality: int = 95) -> Path:
         """The full-resolution result, written by ``retouch_file`` exactly as the CLI would."""
         src = check_upload(path, self.limits)
-        look = self.registry.look(spec)
+        self.registry.look(spec)  # an unknown style fails before anything is written
         self._prune()
         dest_dir = Path(tempfile.mkdtemp(dir=self.out_dir))
-        dest = dest_dir / f"{src.stem}_retouched{_OUT_EXT.get(src.suffix.lower(), '.png')}"
-        retouch_file(src, dest, style=look, strength=check_strength(strength), quality=quality,
+        dest = dest_dir / f"{src.stem}_retouched{output_extension(src)}"
+        retouch_file(src, dest, style=spec, strength=check_strength(strength), quality=quality,
                      device=self.device, registry=self.registry, max_pixels=self.limits.max_pixels)
         return dest
 

@@ -1,0 +1,80 @@
+"""Camera files: RAW through LibRaw (rawpy, extra ``raw``), HEIF/HEIC through libheif (pillow-heif,
+extra ``heif``). AVIF is read by Pillow itself.
+
+A RAW is developed neutrally, close to how FiveK's inputs look, so the styles apply as trained:
+as-shot white balance, no auto-brightening, no creative curve, highlights clipped, LibRaw's AHD
+demosaic, sRGB primaries and the sRGB tone curve, 16-bit, turned upright by LibRaw. HEIF keeps its
+bit depth (10/12-bit as uint16) and is turned upright by libheif (irot/imir).
+"""
+from __future__ import annotations
+
+import io
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["RAW_EXTENSIONS", "HEIF_EXTENSIONS", "develop_raw", "decode_heif", "sniff"]
+
+RAW_EXTENSIONS = (".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf",
+                  ".rw2", ".rwl", ".pef", ".srw", ".3fr", ".erf", ".kdc", ".dcr", ".mrw", ".mos", ".iiq",
+                  ".x3f", ".raw")
+HEIF_EXTENSIONS = (".heic", ".heif", ".hif", ".avif")
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1")
+
+
+class MissingExtra(Exception):
+    """The decoder for this file type is an optional extra that is not installed."""
+
+
+def sniff(data: bytes, name: str) -> str | None:
+    """'RAW', 'HEIF' or 'AVIF' from the file's signature (and, for TIFF-based RAWs, its name)."""
+    if data[4:8] == b"ftyp":
+        size = int.from_bytes(data[:4], "big")
+        brands = [data[i:i + 4] for i in range(8, min(max(size, 16), 256), 4) if i != 12]
+        if b"crx " in brands:
+            return "RAW"  # Canon CR3
+        if b"avif" in brands or b"avis" in brands:
+            return "AVIF"
+        if any(b in brands for b in _HEIF_BRANDS):
+            return "HEIF"
+        return None
+    if (data[:15] == b"FUJIFILMCCD-RAW" or data[:4] in (b"IIRO", b"IIRS", b"MMOR", b"IIU\0")
+            or data[6:14] == b"HEAPCCDR" or data[:4] in (b"FOVb", b"\0MRM")):
+        return "RAW"
+    is_tiff = data[:4] in (b"II*\0", b"MM\0*")
+    if (is_tiff and data[8:10] == b"CR") or name.lower().endswith(RAW_EXTENSIONS):
+        return "RAW"
+    return None
+
+
+def develop_raw(data: bytes, check_size: Callable[[int, int], None]) -> np.ndarray:
+    """HxWx3 uint16 sRGB pixels of a RAW file (see the module docstring)."""
+    try:
+        import rawpy
+    except ImportError:
+        raise MissingExtra("RAW files need the 'raw' extra (pip install 'csr[raw]')") from None
+    raw = rawpy.RawPy()
+    try:
+        raw.open_buffer(io.BytesIO(data))
+    except rawpy.LibRawError as exc:
+        raise ValueError(f"not a RAW file LibRaw can read ({type(exc).__name__})") from None
+    with raw:
+        sizes = raw.sizes
+        check_size(sizes.width, sizes.height)
+        check_size(sizes.raw_width, sizes.raw_height)
+        raw.unpack()
+        return raw.postprocess(use_camera_wb=True, no_auto_bright=True, bright=1.0, output_bps=16,
+                               gamma=(2.4, 12.92), output_color=rawpy.ColorSpace.sRGB,
+                               highlight_mode=rawpy.HighlightMode.Clip, user_flip=None,
+                               demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD)
+
+
+def decode_heif(data: bytes, check_size: Callable[[int, int], None]) -> np.ndarray:
+    """HxWx3 (or x4 with alpha) pixels of a HEIF/HEIC file's primary image, uint8 or uint16."""
+    try:
+        import pillow_heif
+    except ImportError:
+        raise MissingExtra("HEIC/HEIF files need the 'heif' extra (pip install 'csr[heif]')") from None
+    heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
+    check_size(*heif.size)
+    return np.asarray(heif)
