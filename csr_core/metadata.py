@@ -163,10 +163,12 @@ def _declared_tiff_bytes(data: bytes, limit: int) -> int:
     """Value bytes declared by every TIFF structure in ``data`` (an EXIF blob in any container, a
     TIFF/RAW's IFDs, sub-IFDs, IFD-shaped maker notes). Stops counting past ``limit``."""
     total = 0
-    for n, match in enumerate(re.finditer(rb"II\*\0|MM\0\*", data)):
-        if n >= 64 or total > limit:
-            break
-        total += _ifd_bytes(data, match.start(), limit - total)
+    for magic in (b"II*\0", b"MM\0*"):  # bytes.find: ~100x faster than a regex over a whole RAW
+        at, n = data.find(magic), 0
+        while at >= 0 and n < 64 and total <= limit:
+            if at + 8 <= len(data):
+                total += _ifd_bytes(data, at, limit - total)
+            at, n = data.find(magic, at + 1), n + 1
     return total
 
 
