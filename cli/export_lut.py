@@ -12,11 +12,11 @@ from .common import EXIT_USAGE, fail, handle_errors, registry
 
 EXAMPLES = """\b
 Examples:
-  csr export-lut in.jpg -o look.cube                     # 33^3 .cube (Resolve, Photoshop, ffmpeg)
-  csr export-lut in.jpg --style C --strength 0.8 --size 65 -o look.cube
+  csr export-lut in.jpg -o look.cube                     # 65^3 .cube (Resolve, Photoshop, ffmpeg)
+  csr export-lut in.jpg --style C --strength 0.8 --size 33 -o look.cube
   csr export-lut in.jpg -o look.png                      # Hald CLUT level 8 (GIMP/G'MIC, darktable)
 """
-CUBE_SIZE, HALD_LEVEL = 33, 8
+CUBE_SIZE, HALD_LEVEL = 65, 8  # CUBE_SIZE: csr_core.lut.DEFAULT_SIZE, the lattice retouching uses
 
 
 @click.command("export-lut", epilog=EXAMPLES)
@@ -36,7 +36,8 @@ def command(photo, output, style, strength, size, level, device, overwrite):
     """Export the colour transform STYLE applies to PHOTO as a 3-D LUT.
 
     CSRNet adapts its look to each photo, so the LUT is exact for PHOTO and a consistent
-    starting point for similar shots (apply it in any LUT-capable editor).
+    starting point for similar shots (apply it in any LUT-capable editor). The LUT assumes
+    sRGB-encoded input and output; at the default size it reproduces `csr retouch`.
     """
     from csr_core.image_io import load_photo
     from csr_core.inference import resolve_device

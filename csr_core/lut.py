@@ -138,7 +138,7 @@ def write_cube(lut: np.ndarray, path: str | os.PathLike, title: str = "csr") -> 
     title = re.sub(r'["\r\n]', "'", title)[:200]
     rows = lut.transpose(2, 1, 0, 3)  # [b][g][r]
     with atomic_write(path, "w") as fh:
-        fh.write(f'TITLE "{title}"\n# written by csr (CSRNet photo retouching)\n'
+        fh.write(f'TITLE "{title}"\n# written by csr (CSRNet photo retouching)\n# sRGB-encoded input and output\n'
                  f"LUT_3D_SIZE {size}\nDOMAIN_MIN 0.0 0.0 0.0\nDOMAIN_MAX 1.0 1.0 1.0\n")
         for b in range(size):  # one blue slice at a time: bounded memory
             fh.write(("%.6f %.6f %.6f\n" * size * size) % tuple(rows[b].reshape(-1).tolist()))

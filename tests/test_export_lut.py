@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from cli import export_lut
 from cli.main import cli
 from csr_core import inference, lut as L
+from csr_core.lut import DEFAULT_SIZE
+from csr_core.pipeline import retouch
 from csr_core.image_io import load_photo
 from csr_core.inference import apply_base, base_fn, look_modulation
 
@@ -40,9 +43,13 @@ def test_export_cube_matches_retouch(reg, photo, tmp_path):
     out = tmp_path / "look.cube"
     r = invoke("export-lut", photo, "-o", out, "--strength", "0.8", "-s", "lively")
     assert r.exit_code == 0, r.output
-    assert "33^3" in r.output
+    assert f"{DEFAULT_SIZE}^3" in r.output and export_lut.CUBE_SIZE == DEFAULT_SIZE  # the size retouching uses
+    assert "# sRGB-encoded input and output\n" in out.read_text()
     lut = read_cube(out)
-    assert lut.shape == (33, 33, 33, 3)
+    assert lut.shape == (DEFAULT_SIZE,) * 3 + (3,)
+    retouched = retouch(load_photo(photo).rgb, reg.look("lively"), 0.8)  # what `csr retouch` writes
+    assert np.abs(np.rint(numpy_trilinear(load_photo(photo).rgb / 255.0, lut) * 255) - retouched).max() <= 1
+    assert "sRGB-encoded input and output" in " ".join(invoke("export-lut", "--help").output.split())
     rgb = load_photo(photo).rgb
     look = reg.look("lively")
     exact = apply_base(look.base, rgb, look_modulation(look, rgb), 0.8)
