@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from csr_core.errors import CsrError
+from csr_core.errors import ClusterError, CsrError, MissingExtra
 from csr_core import MAX_STRENGTH
 from csr_core.fsutil import StreamWriter
 
@@ -23,6 +23,8 @@ Examples:
   csr retouch 'raw/**/*.tif' -o edited/ --skip-existing
   csr retouch in.png --style "C:0.7,auto:0.3"    # writes in_retouched.png
   cat in.jpg | csr retouch - -o - --format jpg > out.jpg
+  csr retouch shoot/ -o edited/ --cluster tcp://scheduler:8786   # on a Dask cluster (csr[cluster])
+  csr retouch shoot/ -o edited/ --cluster 'local[4]'             # 4 worker processes here
 """
 
 
@@ -43,8 +45,11 @@ Examples:
 @click.option("--device", type=click.Choice(["cpu", "cuda", "mps", "auto"]), default="cpu", show_default=True)
 @click.option("--exact", is_flag=True, help="Run the network on every pixel instead of through the "
               "per-photo 3-D LUT (slower; the LUT is at most 2/255 off, ~63 dB on average).")
+@click.option("--cluster", metavar="ADDRESS", help="Run the batch on a Dask cluster: a scheduler address "
+              "(tcp://HOST:8786) or local[N] for N worker processes here. Paths must be the same on every "
+              "machine (a shared filesystem). Needs: pip install 'csr[cluster]'.")
 @handle_errors
-def command(inputs, output, style, strength, quality, fmt, overwrite, skip_existing, device, exact):
+def command(inputs, output, style, strength, quality, fmt, overwrite, skip_existing, device, exact, cluster):
     """Retouch photos with a CSRNet style.
 
     INPUTS are files, folders (searched recursively) or glob patterns; '-' reads stdin.
@@ -65,19 +70,38 @@ def command(inputs, output, style, strength, quality, fmt, overwrite, skip_exist
 
     fmt_name = format_for_path(f"x.{fmt}") if fmt else None
 
+    options = dict(strength=strength, quality=quality, fmt=fmt_name, device=device, exact=exact)
+
     def run_one(src, dest):
-        retouch_file(src, dest, style=look, strength=strength, quality=quality, fmt=fmt_name, device=device,
-                     exact=exact)
+        retouch_file(src, dest, style=look, **options)
 
     if "-" in inputs or output == "-":
+        if cluster:
+            fail("--cluster works with files, folders and patterns, not '-' (stdin/stdout)", EXIT_USAGE)
         return _stream(inputs, output, fmt, run_one, overwrite, skip_existing)
     jobs, problems = batch.plan(inputs, output, fmt)
     for line in problems:
         say("error", line)
     if not jobs:
         fail("nothing to do", EXIT_USAGE if not problems else EXIT_FAILED)
-    failed = _run_batch(jobs, run_one, overwrite, skip_existing)
+    if cluster:
+        failed = _on_cluster(cluster, jobs, look, options, overwrite, skip_existing)
+    else:
+        process = lambda job: run_one(job.src, job.dest)  # noqa: E731
+        failed = _run_batch(jobs, lambda report: batch.run(jobs, process, overwrite, skip_existing, report))
     sys.exit(EXIT_FAILED if failed or problems else EXIT_OK)
+
+
+def _on_cluster(address, jobs, look, options, overwrite, skip_existing) -> int:
+    from csr_core import cluster  # Dask is imported only on this path
+
+    try:
+        with cluster.connect(address, quiet=True) as client:
+            return _run_batch(jobs, lambda report: cluster.run(jobs, client, look, overwrite=overwrite,
+                                                               skip_existing=skip_existing, on_outcome=report,
+                                                               **options))
+    except (ClusterError, MissingExtra) as exc:  # nothing was retouched: the address, extra or workers are wrong
+        fail(str(exc), EXIT_USAGE)
 
 
 def _file_identity(stream):
@@ -124,9 +148,8 @@ def _stream(inputs, output, fmt, run_one, overwrite, skip_existing):
     run_one(sys.stdin.buffer.read() if src is None else src, dest)
 
 
-def _run_batch(jobs, run_one, overwrite, skip_existing) -> int:
-    from csr_core import batch
-
+def _run_batch(jobs, execute) -> int:
+    """Run ``execute(on_outcome)`` with a progress bar (on a terminal), error lines and one summary line."""
     show_bar = len(jobs) > 1 and sys.stderr.isatty()
     counts = {"ok": 0, "skipped": 0, "failed": 0}
 
@@ -135,12 +158,11 @@ def _run_batch(jobs, run_one, overwrite, skip_existing) -> int:
         if outcome.status == "failed":
             say("error", outcome.message, newline_first=show_bar)
 
-    process = lambda job: run_one(job.src, job.dest)  # noqa: E731
     if show_bar:
         with click.progressbar(length=len(jobs), label="retouching", file=sys.stderr) as bar:
-            batch.run(jobs, process, overwrite, skip_existing, lambda o: (report(o), bar.update(1)))
+            execute(lambda o: (report(o), bar.update(1)))
     else:
-        batch.run(jobs, process, overwrite, skip_existing, report)
+        execute(report)
     if len(jobs) > 1:
         click.echo(f"{counts['ok']} retouched, {counts['skipped']} skipped, {counts['failed']} failed", err=True)
     return counts["failed"]

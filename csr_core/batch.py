@@ -172,6 +172,22 @@ class Outcome:
     message: str = ""
 
 
+def attempt(job: Job, process: Callable[[Job], None]) -> Outcome:
+    """Run ``process`` on one job; any failure becomes a one-line 'failed' outcome naming the file."""
+    try:
+        process(job)
+        return Outcome(job, "ok")
+    except CsrError as exc:
+        return Outcome(job, "failed", str(exc))
+    except OSError as exc:
+        return Outcome(job, "failed", f"{job.dest}: cannot write ({exc.strerror or exc})")
+    except MemoryError:
+        return Outcome(job, "failed", f"{job.src}: out of memory")
+    except Exception as exc:  # a bug hit by one photo must not abort the rest of the batch
+        detail = " ".join(str(exc).split())[:200]
+        return Outcome(job, "failed", f"{job.src}: unexpected error ({type(exc).__name__}: {detail})")
+
+
 def run(jobs: list[Job], process: Callable[[Job], None], overwrite: bool = False, skip_existing: bool = False,
         on_outcome: Callable[[Outcome], None] | None = None, workers: int = 2) -> list[Outcome]:
     """Run ``process`` on every job; one failure never stops the batch.
@@ -188,20 +204,6 @@ def run(jobs: list[Job], process: Callable[[Job], None], overwrite: bool = False
         if on_outcome:
             on_outcome(outcome)
 
-    def attempt(job: Job) -> Outcome:
-        try:
-            process(job)
-            return Outcome(job, "ok")
-        except CsrError as exc:
-            return Outcome(job, "failed", str(exc))
-        except OSError as exc:
-            return Outcome(job, "failed", f"{job.dest}: cannot write ({exc.strerror or exc})")
-        except MemoryError:
-            return Outcome(job, "failed", f"{job.src}: out of memory")
-        except Exception as exc:  # a bug hit by one photo must not abort the rest of the batch
-            detail = " ".join(str(exc).split())[:200]
-            return Outcome(job, "failed", f"{job.src}: unexpected error ({type(exc).__name__}: {detail})")
-
     workers = max(1, min(workers, len(jobs)))
     pool = ThreadPoolExecutor(workers, thread_name_prefix="csr-batch") if workers > 1 else None
     pending: dict = {}
@@ -212,11 +214,11 @@ def run(jobs: list[Job], process: Callable[[Job], None], overwrite: bool = False
             if decided is not None:
                 report(i, decided)
             elif pool is None:
-                report(i, attempt(job))
+                report(i, attempt(job, process))
             else:
                 while len(pending) >= workers:  # at most ``workers`` photos in flight
                     _drain(pending, report, FIRST_COMPLETED)
-                pending[pool.submit(attempt, job)] = i
+                pending[pool.submit(attempt, job, process)] = i
         _drain(pending, report, ALL_COMPLETED)
     finally:
         if pool:

@@ -32,6 +32,10 @@ class PairsError(CsrError):
     """Training pairs could not be discovered or read."""
 
 
+class ClusterError(CsrError):
+    """A cluster cannot be reached or used (no workers, a version mismatch)."""
+
+
 class MissingExtra(CsrError):
     """An optional dependency (PyTorch, ONNX, Gradio) is not installed; the message says how to get it."""
 
@@ -39,7 +43,8 @@ class MissingExtra(CsrError):
 #: The distribution name users install (the one place it is spelled, for install hints).
 DISTRIBUTION = "csr"
 #: What each optional feature needs: extra -> (module to import, what it brings).
-EXTRAS = {"train": ("torch", "PyTorch"), "onnx": ("onnx", "ONNX"), "app": ("gradio", "Gradio")}
+EXTRAS = {"train": ("torch", "PyTorch"), "onnx": ("onnx", "ONNX"), "app": ("gradio", "Gradio"),
+          "cluster": ("distributed", "Dask distributed")}
 
 
 def install_command(extra: str) -> str:

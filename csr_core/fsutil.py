@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import io
 import os
 import tempfile
@@ -79,3 +80,12 @@ class StreamWriter:
                 raise OSError(errno.EIO, f"short write ({total - len(view)} of {total} bytes)")
             view = view[n:]
         return total
+
+
+def remove_partials(path: str | os.PathLike) -> None:
+    """Remove the temp files that writers of ``path`` killed mid-write left beside it (never ``path``)."""
+    path = Path(path)
+    pattern = f".{glob.escape(_short(path.name))}.{'?' * 8}.part"  # atomic_write's names: mkstemp's 8 letters
+    for tmp in path.parent.glob(pattern):
+        with contextlib.suppress(OSError):
+            tmp.unlink()

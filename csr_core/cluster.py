@@ -1,0 +1,206 @@
+"""Retouch batches on a Dask distributed cluster (the ``cluster`` extra: ``pip install 'csr[cluster]'``).
+
+The driver plans the batch exactly as the plain CLI does (:mod:`csr_core.batch`: output names, inputs never
+overwritten, existing outputs refused or skipped) and sends each remaining job to a worker as two file
+paths; the style's networks go to every worker once. A worker runs the core's :func:`retouch_file`, which
+writes atomically, and returns a one-line outcome, so a bad photo is reported and its worker carries on.
+When a worker dies, Dask's scheduler reruns its tasks elsewhere; a photo whose workers keep dying (it
+crashes a decoder or exhausts memory) fails after ``distributed.scheduler.allowed-failures`` deaths.
+
+Inputs and outputs must be on a filesystem that the driver and every worker see at the same paths.
+Dask is imported only inside these functions: importing this module costs nothing without the extra.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import time
+from typing import Callable, Iterable, Iterator
+
+from . import __version__, batch
+from .batch import Job, Outcome
+from .errors import ClusterError, CsrError
+from .fsutil import remove_partials
+
+LOCAL = re.compile(r"local\[([1-9][0-9]*)\]")
+#: Tasks in flight per worker thread: enough to hide the round trip, few enough that a catalogue of
+#: millions is never all on the scheduler at once.
+IN_FLIGHT_PER_THREAD = 2
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise ClusterError("--cluster needs the Dask extra: pip install 'csr[cluster]'") from None
+    return distributed
+
+
+@contextlib.contextmanager
+def connect(address: str, timeout: float = 30.0, quiet: bool = False) -> Iterator:
+    """A Dask ``Client`` for ``address``: a scheduler such as ``tcp://host:8786``, or ``local[N]`` for a
+    cluster of N single-threaded worker processes on this machine (closed on exit).
+
+    Waits up to ``timeout`` seconds for a worker and checks that the workers run this version of csr.
+    ``quiet`` hides Dask's log lines below errors (the CLI prints its own report).
+    """
+    local = LOCAL.fullmatch(address.strip())
+    if not local and address.strip().startswith("local"):
+        raise ClusterError(f"{address}: a local cluster is written local[N], N worker processes (N >= 1)")
+    distributed = _distributed()
+    if quiet:
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+    with contextlib.ExitStack() as stack:
+        try:
+            if local:
+                cluster = stack.enter_context(distributed.LocalCluster(
+                    n_workers=int(local.group(1)), threads_per_worker=1, processes=True, host="127.0.0.1",
+                    dashboard_address=None))
+                client = stack.enter_context(distributed.Client(cluster, timeout=timeout))
+            else:
+                client = stack.enter_context(distributed.Client(address, timeout=timeout))
+            client.wait_for_workers(1, timeout=timeout)
+        except Exception as exc:
+            raise ClusterError(f"cannot use the cluster at {address} ({_one_line(exc)}); give a Dask scheduler "
+                           "address such as tcp://HOST:8786, or local[N]") from None
+        _check_workers(client, address)
+        yield client
+
+
+def _check_workers(client, address: str) -> None:
+    try:
+        versions = client.run(_csr_version)
+    except Exception as exc:
+        raise ClusterError(f"the workers of {address} cannot run csr ({_one_line(exc)}); "
+                       f"install csr[cluster] {__version__} on every worker") from None
+    wrong = sorted({v for v in versions.values() if v != __version__})
+    if wrong:
+        raise ClusterError(f"the workers of {address} run csr {', '.join(wrong)}, this is csr {__version__}; "
+                       "install the same version everywhere (outputs must not depend on the machine)")
+
+
+def _csr_version() -> str:
+    return __version__
+
+
+def run(jobs: list[Job], client, look, *, overwrite: bool = False, skip_existing: bool = False,
+        on_outcome: Callable[[Outcome], None] | None = None, **options) -> list[Outcome]:
+    """Run planned jobs on the cluster behind ``client``, like :func:`csr_core.batch.run` runs them here.
+
+    ``look`` is the resolved style (sent to every worker once); ``options`` are :func:`retouch_file`'s
+    (strength, quality, fmt, device, exact). Existing outputs are settled here, before any task is sent.
+    ``on_outcome`` is called in completion order; the returned list follows the order of ``jobs``.
+    """
+    distributed = _distributed()
+    outcomes: list[Outcome | None] = [None] * len(jobs)
+
+    def report(i: int, outcome: Outcome) -> None:
+        outcomes[i] = outcome
+        if on_outcome:
+            on_outcome(outcome)
+
+    todo = ((i, job) for i, job in enumerate(jobs) if not _settled(i, job, overwrite, skip_existing, report))
+    first = next(todo, None)
+    if first is None:
+        return outcomes  # type: ignore[return-value]
+    shared_look = client.scatter(look, broadcast=True, hash=False)
+    index: dict = {}
+    running = distributed.as_completed()
+    window = _Window(client)
+
+    def submit(i: int, job: Job) -> None:
+        future = client.submit(_retouch_task, job, shared_look, options, pure=False)
+        index[future] = i
+        running.add(future)
+
+    def fill() -> None:
+        while len(index) < window.size() and (nxt := next(todo, None)) is not None:
+            submit(*nxt)
+
+    try:
+        submit(*first)
+        fill()
+        for future in running:
+            i = index.pop(future)
+            report(i, _outcome(future, jobs[i]))
+            future.release()
+            fill()
+    finally:
+        if index:  # interrupted: tasks not started yet are dropped (running ones still write atomically)
+            client.cancel(list(index))
+        for outcome in outcomes:  # temp files of tasks whose worker was killed mid-write
+            if outcome is not None and outcome.status != "skipped":
+                remove_partials(outcome.job.dest)
+    return outcomes  # type: ignore[return-value]
+
+
+def _settled(i: int, job: Job, overwrite: bool, skip_existing: bool, report) -> bool:
+    outcome = batch.precheck(job, overwrite, skip_existing)
+    if outcome is not None:
+        report(i, outcome)
+    return outcome is not None
+
+
+class _Window:
+    """How many tasks to keep in flight: re-read from the scheduler every few seconds (workers come and go)."""
+
+    def __init__(self, client, every: float = 5.0):
+        self._client, self._every, self._at, self._size = client, every, float("-inf"), 1
+
+    def size(self) -> int:
+        if time.monotonic() - self._at > self._every:
+            threads = sum(self._client.nthreads().values())
+            self._size, self._at = max(1, IN_FLIGHT_PER_THREAD * threads), time.monotonic()
+        return self._size
+
+
+def _retouch_task(job: Job, look, options: dict) -> tuple[str, str]:
+    """On a worker: retouch one photo from its path; a failure is a result, not an exception."""
+    from .pipeline import retouch_file
+
+    outcome = batch.attempt(job, lambda j: retouch_file(j.src, j.dest, style=look, **options))
+    return outcome.status, outcome.message
+
+
+def _outcome(future, job: Job) -> Outcome:
+    if future.status == "finished":
+        return Outcome(job, *future.result())
+    exc = future.exception()
+    if type(exc).__name__ == "KilledWorker":
+        return Outcome(job, "failed", f"{job.src}: its worker died each time it was tried "
+                                      "(the photo may crash the decoder or exhaust memory)")
+    return Outcome(job, "failed", f"{job.src}: cluster error ({_one_line(exc)})")
+
+
+def _one_line(exc: BaseException) -> str:
+    detail = " ".join(str(exc).split())[:200]
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def retouch_many(paths: Iterable[str | os.PathLike] | str | os.PathLike, out: str | os.PathLike | None, style="auto", client=None, *, fmt: str | None = None,
+                 overwrite: bool = False, skip_existing: bool = False,
+                 on_outcome: Callable[[Outcome], None] | None = None, registry=None, **options) -> list[Outcome]:
+    """Retouch files, folders or globs into ``out`` on a Dask cluster, with the CLI's naming and rules.
+
+    ``style`` is a style name, a mix ('C:0.7,auto:0.3') or a Look; ``client`` defaults to the current Dask
+    client (``distributed.get_client()``); ``fmt`` is an output format like the CLI's --format ('jpg',
+    'png', 'tif', 'webp'; default: the output name's, else the input's). ``options``: strength, quality,
+    device, exact. Inputs that match nothing raise CsrError before any work is sent; each photo's
+    result (ok, skipped, or failed with a one-line message) is in the returned list, in input order.
+    """
+    from .image_io import format_for_path
+    from .inference import Look
+    from .pipeline import default_registry
+
+    if overwrite and skip_existing:
+        raise CsrError("overwrite and skip_existing exclude each other")
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else paths
+    jobs, problems = batch.plan([os.fspath(p) for p in paths], None if out is None else os.fspath(out), fmt)
+    if problems:
+        raise CsrError("; ".join(problems))
+    look = style if isinstance(style, Look) else (registry or default_registry()).look(style)
+    client = client or _distributed().get_client()
+    return run(jobs, client, look, overwrite=overwrite, skip_existing=skip_existing, on_outcome=on_outcome,
+               fmt=format_for_path(f"x.{fmt}") if fmt else None, **options)
