@@ -13,6 +13,7 @@ Dask is imported only inside these functions: importing this module costs nothin
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import re
@@ -28,6 +29,9 @@ LOCAL = re.compile(r"local\[([1-9][0-9]*)\]")
 #: Tasks in flight per worker thread: enough to hide the round trip, few enough that a catalogue of
 #: millions is never all on the scheduler at once.
 IN_FLIGHT_PER_THREAD = 2
+#: Photos a task retouches at most: ~1 s a photo against a few ms of scheduler time a task (measured in
+#: benchmarks/cluster_bench.py) keeps one scheduler far from saturation at thousands of worker cores.
+MAX_PHOTOS_PER_TASK = 16
 
 
 def _distributed():
@@ -86,11 +90,15 @@ def _csr_version() -> str:
 
 
 def run(jobs: list[Job], client, look, *, overwrite: bool = False, skip_existing: bool = False,
-        on_outcome: Callable[[Outcome], None] | None = None, **options) -> list[Outcome]:
+        on_outcome: Callable[[Outcome], None] | None = None, photos_per_task: int | None = None,
+        **options) -> list[Outcome]:
     """Run planned jobs on the cluster behind ``client``, like :func:`csr_core.batch.run` runs them here.
 
     ``look`` is the resolved style (sent to every worker once); ``options`` are :func:`retouch_file`'s
     (strength, quality, fmt, device, exact). Existing outputs are settled here, before any task is sent.
+    A task retouches ``photos_per_task`` photos (default: 1 for small batches, up to
+    ``MAX_PHOTOS_PER_TASK`` for big ones, so the scheduler's cost per task stays small); a task whose
+    worker keeps dying is split into one task a photo, so only the photo that kills it fails.
     ``on_outcome`` is called in completion order; the returned list follows the order of ``jobs``.
     """
     distributed = _distributed()
@@ -101,30 +109,36 @@ def run(jobs: list[Job], client, look, *, overwrite: bool = False, skip_existing
         if on_outcome:
             on_outcome(outcome)
 
-    todo = ((i, job) for i, job in enumerate(jobs) if not _settled(i, job, overwrite, skip_existing, report))
-    first = next(todo, None)
-    if first is None:
+    todo = (i for i, job in enumerate(jobs) if not _settled(i, job, overwrite, skip_existing, report))
+    window = _Window(client)
+    per_task = photos_per_task or _photos_per_task(len(jobs), window.size())
+    group = list(itertools.islice(todo, per_task))
+    if not group:
         return outcomes  # type: ignore[return-value]
     shared_look = client.scatter(look, broadcast=True, hash=False)
-    index: dict = {}
+    index: dict = {}  # future -> the indices of its jobs
     running = distributed.as_completed()
-    window = _Window(client)
 
-    def submit(i: int, job: Job) -> None:
-        future = client.submit(_retouch_task, job, shared_look, options, pure=False)
-        index[future] = i
+    def submit(ids: list[int]) -> None:
+        future = client.submit(_retouch_task, [jobs[i] for i in ids], shared_look, options, pure=False)
+        index[future] = ids
         running.add(future)
 
     def fill() -> None:
-        while len(index) < window.size() and (nxt := next(todo, None)) is not None:
-            submit(*nxt)
+        while len(index) < window.size() and (ids := list(itertools.islice(todo, per_task))):
+            submit(ids)
 
     try:
-        submit(*first)
+        submit(group)
         fill()
         for future in running:
-            i = index.pop(future)
-            report(i, _outcome(future, jobs[i]))
+            ids = index.pop(future)
+            if len(ids) > 1 and _killed(future):
+                for i in ids:  # find the photo that kills its workers
+                    submit([i])
+            else:
+                for i, outcome in zip(ids, _outcomes(future, [jobs[i] for i in ids])):
+                    report(i, outcome)
             future.release()
             fill()
     finally:
@@ -134,6 +148,11 @@ def run(jobs: list[Job], client, look, *, overwrite: bool = False, skip_existing
             if outcome is not None and outcome.status != "skipped":
                 remove_partials(outcome.job.dest)
     return outcomes  # type: ignore[return-value]
+
+
+def _photos_per_task(n_jobs: int, in_flight: int) -> int:
+    """Enough tasks for every worker to get several (load balance, a fine progress bar), at most the cap."""
+    return max(1, min(MAX_PHOTOS_PER_TASK, n_jobs // (4 * in_flight)))
 
 
 def _settled(i: int, job: Job, overwrite: bool, skip_existing: bool, report) -> bool:
@@ -156,22 +175,28 @@ class _Window:
         return self._size
 
 
-def _retouch_task(job: Job, look, options: dict) -> tuple[str, str]:
-    """On a worker: retouch one photo from its path; a failure is a result, not an exception."""
+def _retouch_task(jobs: list[Job], look, options: dict) -> list[tuple[str, str]]:
+    """On a worker: retouch photos from their paths; a failure is a result, not an exception."""
     from .pipeline import retouch_file
 
-    outcome = batch.attempt(job, lambda j: retouch_file(j.src, j.dest, style=look, **options))
-    return outcome.status, outcome.message
+    def process(job: Job) -> None:
+        retouch_file(job.src, job.dest, style=look, **options)
+
+    return [(o.status, o.message) for o in (batch.attempt(job, process) for job in jobs)]
 
 
-def _outcome(future, job: Job) -> Outcome:
+def _killed(future) -> bool:
+    return future.status != "finished" and type(future.exception()).__name__ == "KilledWorker"
+
+
+def _outcomes(future, jobs: list[Job]) -> list[Outcome]:
     if future.status == "finished":
-        return Outcome(job, *future.result())
-    exc = future.exception()
-    if type(exc).__name__ == "KilledWorker":
-        return Outcome(job, "failed", f"{job.src}: its worker died each time it was tried "
-                                      "(the photo may crash the decoder or exhaust memory)")
-    return Outcome(job, "failed", f"{job.src}: cluster error ({_one_line(exc)})")
+        return [Outcome(job, *result) for job, result in zip(jobs, future.result())]
+    if _killed(future):
+        message = "its worker died each time it was tried (the photo may crash the decoder or exhaust memory)"
+    else:
+        message = f"cluster error ({_one_line(future.exception())})"
+    return [Outcome(job, "failed", f"{job.src}: {message}") for job in jobs]
 
 
 def _one_line(exc: BaseException) -> str:

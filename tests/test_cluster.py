@@ -132,7 +132,7 @@ def test_api_on_local_cluster_ships_the_look_and_keeps_the_rules(tmp_path, toy_r
     seen = []
     with cluster.connect("local[2]", quiet=True) as client:
         outcomes = cluster.retouch_many([tmp_path / "in"], tmp_path / "out", "auto", client, registry=toy_registry,
-                                        on_outcome=seen.append)
+                                        on_outcome=seen.append, photos_per_task=2)  # tasks of 2 photos
         assert [o.job.src.name for o in outcomes] == ["broken.jpg", "p1.png", "p2.jpg", "p0.jpg"]
         assert sorted(o.status for o in outcomes) == ["failed", "ok", "ok", "ok"] and len(seen) == 4
         bad = next(o for o in outcomes if o.status == "failed")
