@@ -159,8 +159,11 @@ def main() -> None:
         planned = plan_rate(tmp / "plan", 5000)
         print(f"plan: {planned:.0f} jobs/s on the driver (5000 files, local disk)")
     print("\nprojection (one worker process per core, each photo costing the CPU time it took here on one "
-          "core; the scheduler and the driver each capped by the CPU they spent per task here):")
-    scheduler_cap = 1 / sched_cpu
+          "core; the scheduler and the driver each capped by the CPU they spent per task here, a task "
+          f"holding {MAX_PHOTOS_PER_TASK} photos):")
+    from csr_core.cluster import MAX_PHOTOS_PER_TASK
+
+    scheduler_cap = MAX_PHOTOS_PER_TASK / sched_cpu  # big batches: tasks of MAX_PHOTOS_PER_TASK photos
     for machines in (10, 100):
         compute = machines * args.cores / cost_cpu
         rate = min(compute, scheduler_cap, planned)
