@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator
 
 from . import __version__, batch
 from .batch import Job, Outcome
-from .errors import ClusterError, CsrError
+from .errors import ClusterError, CsrError, require
 from .fsutil import remove_partials
 
 LOCAL = re.compile(r"local\[([1-9][0-9]*)\]")
@@ -35,11 +35,7 @@ MAX_PHOTOS_PER_TASK = 16
 
 
 def _distributed():
-    try:
-        import distributed
-    except ImportError:
-        raise ClusterError("--cluster needs the Dask extra: pip install 'csr[cluster]'") from None
-    return distributed
+    return require("cluster", "--cluster")
 
 
 @contextlib.contextmanager
@@ -109,7 +105,8 @@ def run(jobs: list[Job], client, look, *, overwrite: bool = False, skip_existing
         if on_outcome:
             on_outcome(outcome)
 
-    todo = (i for i, job in enumerate(jobs) if not _settled(i, job, overwrite, skip_existing, report))
+    protected = {job.src_id for job in jobs if job.src_id is not None}
+    todo = (i for i, job in enumerate(jobs) if not _settled(i, job, overwrite, skip_existing, protected, report))
     window = _Window(client)
     per_task = photos_per_task or _photos_per_task(len(jobs), window.size())
     group = list(itertools.islice(todo, per_task))
@@ -155,8 +152,8 @@ def _photos_per_task(n_jobs: int, in_flight: int) -> int:
     return max(1, min(MAX_PHOTOS_PER_TASK, n_jobs // (4 * in_flight)))
 
 
-def _settled(i: int, job: Job, overwrite: bool, skip_existing: bool, report) -> bool:
-    outcome = batch.precheck(job, overwrite, skip_existing)
+def _settled(i: int, job: Job, overwrite: bool, skip_existing: bool, protected: set, report) -> bool:
+    outcome = batch.check_destination(job, overwrite, skip_existing, protected)
     if outcome is not None:
         report(i, outcome)
     return outcome is not None
