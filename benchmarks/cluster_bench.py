@@ -120,6 +120,8 @@ def plan_rate(folder: Path, n: int) -> float:
 
 
 def main() -> None:
+    from csr_core.cluster import MAX_PHOTOS_PER_TASK
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--photos", type=int, default=12)
     ap.add_argument("--megapixels", type=float, default=4.0)
@@ -154,8 +156,6 @@ def main() -> None:
     print("\nprojection (one worker process per core, each photo costing the CPU time it took here on one "
           "core; the scheduler and the driver each capped by the CPU they spent per task here, a task "
           f"holding {MAX_PHOTOS_PER_TASK} photos):")
-    from csr_core.cluster import MAX_PHOTOS_PER_TASK
-
     scheduler_cap = MAX_PHOTOS_PER_TASK / sched_cpu  # big batches: tasks of MAX_PHOTOS_PER_TASK photos
     for machines in (10, 100):
         compute = machines * args.cores / cost_cpu
