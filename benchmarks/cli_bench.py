@@ -26,7 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 
-CLI = "import sys; sys.argv[0] = 'csr'; from cli.main import main; sys.exit(main())"
+# The checkout's own cli/ folder (installed as csr_cli): PYTHONPATH points at the checkout being timed.
+CLI = "import sys; sys.argv[0] = 'csr'; from csr_cli.main import main; sys.exit(main())"
 FLOOR = ("import sys; from PIL import Image\n"
          "for src, dst in zip(sys.argv[1::2], sys.argv[2::2]):\n"
          "    im = Image.open(src); im.load(); im.save(dst, quality=95)")

@@ -31,8 +31,8 @@ def command(host, port, share, max_mb, max_pixels, concurrency, device, allow_ed
     """Start the web app: retouch photos (and, with --allow-edits, teach and delete styles)."""
     require("app", "the web app")
     from csr_core.inference import resolve_device
-    from plugins.gradio_app.app import build_app, launch
-    from plugins.gradio_app.service import Limits
+    from csr_plugins.gradio_app.app import build_app, launch
+    from csr_plugins.gradio_app.service import Limits
 
     resolve_device(device)
     limits = Limits.from_env(max_mb=max_mb, max_pixels=max_pixels, concurrency=concurrency)

@@ -24,7 +24,7 @@ Examples:
 def command(style, output, overwrite):
     """Export STYLE as an ONNX graph (inputs: the condition copy and pixel rows; see the README).
 
-    Needs the onnx extra: pip install "csr[onnx]".
+    Needs the onnx extra: pip install "csr-retouch[onnx]".
     """
     from csr_core.onnx_export import export
 

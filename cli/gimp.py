@@ -12,7 +12,7 @@ import click
 
 from csr_core.errors import CsrError
 from csr_core.fsutil import atomic_write, write_bytes_atomic
-from plugins.gimp import bridge
+from csr_plugins.gimp import bridge
 
 from .common import handle_errors
 

@@ -40,21 +40,22 @@ class MissingExtra(CsrError):
     """An optional dependency (PyTorch, ONNX, Gradio) is not installed; the message says how to get it."""
 
 
-#: The distribution name users install (the one place it is spelled, for install hints).
-DISTRIBUTION = "csr"
+#: The distribution name users install (the one place it is spelled, for install hints): ``pip install csr``
+#: is an unrelated package; the command is ``csr``, the import packages csr_core, csr_cli, csr_plugins.
+DISTRIBUTION = "csr-retouch"
 #: What each optional feature needs: extra -> (module to import, what it brings).
 EXTRAS = {"train": ("torch", "PyTorch"), "onnx": ("onnx", "ONNX"), "app": ("gradio", "Gradio"),
           "cluster": ("distributed", "Dask distributed")}
 
 
 def install_command(extra: str) -> str:
-    """The exact command that installs an extra, e.g. ``pip install "csr[train]"``."""
+    """The exact command that installs an extra, e.g. ``pip install "csr-retouch[train]"``."""
     return f'pip install "{DISTRIBUTION}[{extra}]"'
 
 
 def require(extra: str, what: str):
     """Import and return the module behind ``extra``, or raise MissingExtra: '<what> needs PyTorch:
-    pip install "csr[train]"'."""
+    pip install "csr-retouch[train]"'."""
     import importlib
 
     module, name = EXTRAS[extra]

@@ -44,7 +44,7 @@ def _attempt(name: str, fn) -> None:
 def _cli(*args: str) -> str:
     from click.testing import CliRunner
 
-    from cli.main import cli
+    from csr_cli.main import cli
     from csr_core.errors import CsrError
 
     res = CliRunner().invoke(cli, list(args))
@@ -58,7 +58,7 @@ def _cli(*args: str) -> str:
 def photos(entry: str, folder: str, out: str) -> None:
     from csr_core.image_io import load_photo
     from csr_core.pipeline import default_registry
-    from plugins.gradio_app.service import Limits, Service
+    from csr_plugins.gradio_app.service import Limits, Service
 
     service = Service(default_registry(), Limits()) if entry == "web" else None
     for path in sorted(Path(folder).iterdir()):
@@ -73,7 +73,7 @@ def spec(parts: str) -> None:
     import numpy as np
 
     from csr_core.pipeline import default_registry
-    from plugins.gradio_app.service import Limits, Loaded, Service
+    from csr_plugins.gradio_app.service import Limits, Loaded, Service
 
     service = Service(default_registry(), Limits())
     small = np.full((8, 8, 3), 0.5, np.float32)
@@ -83,8 +83,8 @@ def spec(parts: str) -> None:
 
 
 def unzip(file: str) -> None:
-    from plugins.gradio_app.service import Limits
-    from plugins.gradio_app.teach import Stager
+    from csr_plugins.gradio_app.service import Limits
+    from csr_plugins.gradio_app.teach import Stager
 
     with tempfile.TemporaryDirectory() as tmp:
         _attempt(Path(file).name, lambda: Stager(Path(tmp), Limits()).add(Path(file)))

@@ -77,7 +77,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running_app(registry, **build_kwargs):
     """Yield (demo, url) of the app served on 127.0.0.1; always shut down."""
-    from plugins.gradio_app.app import build_app, launch
+    from csr_plugins.gradio_app.app import build_app, launch
 
     demo = build_app(registry, **build_kwargs)
     try:

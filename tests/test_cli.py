@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import csr_core.pipeline as pipeline
-from cli.main import cli
+from csr_cli.main import cli
 from csr_core.image_io import load_photo
 
 
@@ -205,7 +205,7 @@ def test_messages_name_options_as_typed(run, toy_registry, tmp_path):
 
 
 def test_real_entry_point_version_and_clean_errors(tmp_path):
-    exe = [sys.executable, "-m", "cli.main"]
+    exe = [sys.executable, "-m", "csr_cli.main"]
     out = subprocess.run([*exe, "--version"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "csr" in out.stdout
     bad = tmp_path / "x.jpg"

@@ -60,11 +60,11 @@ def _csr(*args, timeout=240, **kw) -> subprocess.CompletedProcess:
 
 PLAIN_THEN_NO_DASK = r'''
 import json, sys
-import cli.main
+import csr_cli.main
 
 def csr(*args):
     try:
-        cli.main.cli.main(args=list(args), prog_name="csr")
+        csr_cli.main.cli.main(args=list(args), prog_name="csr")
     except SystemExit as exc:
         return exc.code
 
@@ -89,7 +89,7 @@ def test_plain_cli_never_imports_dask_and_cluster_without_extra_is_one_line(tmp_
 def test_cluster_usage_errors_exit_2(tmp_path, toy_registry, monkeypatch):
     from click.testing import CliRunner
 
-    from cli.main import cli
+    from csr_cli.main import cli
 
     monkeypatch.setattr(pipeline, "_registry", toy_registry)
     src = _photos(tmp_path / "in", 1, bad=False)[0]

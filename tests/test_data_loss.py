@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import csr_core.pipeline as pipeline
-from cli.main import cli
+from csr_cli.main import cli
 from hostile import snapshot
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,7 +108,7 @@ def test_stdin_follows_the_existing_output_rules(run, tmp_path):
 
 def _csr(*args, **kw) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONIOENCODING="utf-8")
-    return subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "csr_cli.main", *map(str, args)], cwd=REPO, env=env,
                           capture_output=True, timeout=300, **kw)
 
 
@@ -121,7 +121,7 @@ def test_stdin_redirected_from_the_output_file_is_refused(tmp_path, csr_home):
     assert x.read_bytes() == before
     assert res.returncode == 1 and b"refusing to overwrite the input" in res.stderr, res.stderr
     with open(x, "ab") as stdout:  # and the input never receives the output through stdout
-        res = subprocess.run([sys.executable, "-m", "cli.main", "retouch", str(x), "-o", "-"], cwd=REPO,
+        res = subprocess.run([sys.executable, "-m", "csr_cli.main", "retouch", str(x), "-o", "-"], cwd=REPO,
                              stdout=stdout, stderr=subprocess.PIPE, timeout=300)
     assert x.read_bytes() == before and res.returncode == 1 and b"stdout is the input" in res.stderr
 
@@ -140,14 +140,14 @@ def test_short_writes_to_stdout_fail(tmp_path):
 
     out = tmp_path / "out.png"
     with open(out, "wb") as stdout:
-        res = subprocess.run([sys.executable, "-m", "cli.main", "retouch", str(src), "-o", "-", "--format", "png"],
+        res = subprocess.run([sys.executable, "-m", "csr_cli.main", "retouch", str(src), "-o", "-", "--format", "png"],
                              cwd=REPO, stdout=stdout, stderr=subprocess.PIPE, preexec_fn=limited, timeout=300)
     stderr = res.stderr.decode()
     assert res.returncode == 1, stderr
     assert len(_errors(stderr)) == 1 and "<stdout>: cannot write" in stderr and "Traceback" not in stderr
     if Path("/dev/full").exists():
         with open("/dev/full", "wb") as full:
-            res = subprocess.run([sys.executable, "-m", "cli.main", "retouch", str(src), "-o", "-"], cwd=REPO,
+            res = subprocess.run([sys.executable, "-m", "csr_cli.main", "retouch", str(src), "-o", "-"], cwd=REPO,
                                  stdout=full, stderr=subprocess.PIPE, timeout=300)
         assert res.returncode == 1 and b"No space left" in res.stderr, res.stderr
 
@@ -320,7 +320,7 @@ def test_control_characters_in_names_are_escaped(run, tmp_path):
 def test_closed_standard_streams(tmp_path):
     src = _photo(tmp_path / "in.png", 1)
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    exe = f"{shlex_quote(sys.executable)} -m cli.main retouch"
+    exe = f"{shlex_quote(sys.executable)} -m csr_cli.main retouch"
     for cmd, says in ((f"{exe} - -o {tmp_path}/o.png <&-", "stdin is closed"),
                       (f"{exe} {src} -o - >&-", "stdout is closed")):
         res = subprocess.run(["bash", "-c", cmd], cwd=REPO, env=env, capture_output=True, timeout=300)

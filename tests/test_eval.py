@@ -42,25 +42,25 @@ def test_autocontrast_stretches_each_channel():
 
 
 def test_cli_table_and_json(pairs_dir, toy_registry, monkeypatch):
-    import cli.eval
+    import csr_cli.eval
 
-    monkeypatch.setattr(cli.eval, "registry", lambda: toy_registry)
+    monkeypatch.setattr(csr_cli.eval, "registry", lambda: toy_registry)
     runner = CliRunner()
-    out = runner.invoke(cli.eval.command, ["--pairs", str(pairs_dir), "--baseline", "autocontrast"])
+    out = runner.invoke(csr_cli.eval.command, ["--pairs", str(pairs_dir), "--baseline", "autocontrast"])
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
     assert "do-nothing" in lines[0] and "autocontrast" in lines[0] and "auto" in lines[0]
     assert lines[-1].startswith("mean") and len(lines) == 3 + 3 + 2
-    out = runner.invoke(cli.eval.command, ["--pairs", str(pairs_dir), "--json", "--strength", "0.5"])
+    out = runner.invoke(csr_cli.eval.command, ["--pairs", str(pairs_dir), "--json", "--strength", "0.5"])
     data = json.loads(out.output)
     assert data["strength"] == 0.5 and len(data["pairs"]) == 3 and set(data["mean"]) == {"do-nothing", "auto"}
 
 
 def test_cli_unknown_style_is_one_line(pairs_dir, toy_registry, monkeypatch):
-    import cli.eval
+    import csr_cli.eval
 
-    monkeypatch.setattr(cli.eval, "registry", lambda: toy_registry)
-    out = CliRunner().invoke(cli.eval.command, ["--pairs", str(pairs_dir), "--style", "nope"])
+    monkeypatch.setattr(csr_cli.eval, "registry", lambda: toy_registry)
+    out = CliRunner().invoke(csr_cli.eval.command, ["--pairs", str(pairs_dir), "--style", "nope"])
     assert out.exit_code == 2 and out.output.startswith("csr: error: unknown style 'nope'")  # a usage error
 
 
@@ -79,7 +79,7 @@ def test_identical_pair_is_capped_not_infinite(pairs_dir, toy_registry, monkeypa
     """A photo its editor left alone (before == after) scores PSNR_CAP, so the means and the JSON stay finite."""
     import shutil
 
-    import cli.eval
+    import csr_cli.eval
     from csr_core.metrics import PSNR_CAP
 
     shutil.copyfile(pairs_dir / "before/p01.png", pairs_dir / "after/p01.png")
@@ -87,9 +87,9 @@ def test_identical_pair_is_capped_not_infinite(pairs_dir, toy_registry, monkeypa
     assert res["pairs"][1]["do-nothing"]["psnr"] == PSNR_CAP == 100.0
     others = [r["do-nothing"]["psnr"] for r in res["pairs"] if r["name"] != "p01"]
     assert res["mean"]["do-nothing"]["psnr"] == pytest.approx((100.0 + sum(others)) / 3)
-    monkeypatch.setattr(cli.eval, "registry", lambda: toy_registry)
-    out = CliRunner().invoke(cli.eval.command, ["--pairs", str(pairs_dir), "--json"])
+    monkeypatch.setattr(csr_cli.eval, "registry", lambda: toy_registry)
+    out = CliRunner().invoke(csr_cli.eval.command, ["--pairs", str(pairs_dir), "--json"])
     assert out.exit_code == 0 and "Infinity" not in out.output and "inf" not in out.output.lower()
     json.loads(out.output, parse_constant=lambda c: pytest.fail(f"non-finite {c} in the JSON"))
-    table = CliRunner().invoke(cli.eval.command, ["--pairs", str(pairs_dir)]).output
+    table = CliRunner().invoke(csr_cli.eval.command, ["--pairs", str(pairs_dir)]).output
     assert "100.00" in table and "inf" not in table

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import export_lut
-from cli.main import cli
+from csr_cli.main import cli
 from csr_core import inference, lut as L
 from csr_core.lut import DEFAULT_SIZE
 from csr_core.pipeline import retouch

@@ -103,15 +103,15 @@ def test_held_out_split_for_larger_sets_and_from_condition_style(tuned, tmp_path
 
 
 def test_cli_expert_flag_reads_that_expert(toy_registry, tmp_path, monkeypatch):
-    import cli.finetune
+    import csr_cli.finetune
     import csr_core.finetune
 
-    monkeypatch.setattr(cli.finetune, "registry", lambda: toy_registry)
+    monkeypatch.setattr(csr_cli.finetune, "registry", lambda: toy_registry)
     monkeypatch.setattr(csr_core.finetune, "FinetuneConfig", lambda **kw: FinetuneConfig(**dict(FAST, **kw)))
     root = write_pairs(tmp_path / "fivek", 5, layout="fivek")
-    out = CliRunner().invoke(cli.finetune.command, ["--pairs", str(root), "--name", "B"])
+    out = CliRunner().invoke(csr_cli.finetune.command, ["--pairs", str(root), "--name", "B"])
     assert out.exit_code == 1 and "several FiveK expert folders" in out.output
-    out = CliRunner().invoke(cli.finetune.command,
+    out = CliRunner().invoke(csr_cli.finetune.command,
                              ["--pairs", str(root), "--expert", "b", "--name", "B", "--steps", "20"])
     assert out.exit_code == 0, out.output
     card = json.loads((toy_registry.user_path / "B.json").read_text())

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import csr_core.pipeline as pipeline
-from cli.main import cli
+from csr_cli.main import cli
 from conftest import write_builtin
 from csr_core.errors import ImageError, PairsError, StyleError
 from csr_core.image_io import load_photo
@@ -221,7 +221,7 @@ def test_registry_listing_never_crashes(tree):
             for s in styles[:2]:
                 _cli_ok(["styles", "show", s.name])
             try:
-                from plugins.gradio_app.service import Limits, Service
+                from csr_plugins.gradio_app.service import Limits, Service
             except ImportError:
                 return
             svc = Service(reg, Limits())
@@ -258,7 +258,7 @@ def test_bad_user_cards_are_skipped_cleanly(bug, tmp_path, monkeypatch):
         pipeline.retouch(np.zeros((8, 8, 3), np.uint8), "mine", registry=reg)
     except StyleError:
         pass
-    from plugins.gradio_app.service import Limits, Service
+    from csr_plugins.gradio_app.service import Limits, Service
 
     svc = Service(reg, Limits())
     try:

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from csr_core.errors import CsrError
-from plugins.gimp import bridge, worker
-from plugins.gimp.bridge import BridgeError
+from csr_plugins.gimp import bridge, worker
+from csr_plugins.gimp.bridge import BridgeError
 from conftest import lively_model
 
 
@@ -182,7 +182,7 @@ def test_worker_bad_header_ends_session():
 @pytest.fixture
 def installed(tmp_path, csr_home):
     """A profile with the plug-in installed for this interpreter and one random user style 'tstyle'."""
-    from cli.gimp import install
+    from csr_cli.gimp import install
     from csr_core.registry import Registry
 
     Registry().save_style("tstyle", lively_model().state_dict(), {"description": "random test style", "cond_size": 64})
@@ -234,14 +234,14 @@ def test_worker_killed_is_reported(installed):
 
 def test_worker_env_is_cleaned(installed):
     cmd, env = bridge.worker_command(str(installed), dict(PYTHONHOME="/gimp", LD_LIBRARY_PATH="/x", KEEP="1"))
-    assert cmd == [sys.executable, "-m", "plugins.gimp.worker"]
+    assert cmd == [sys.executable, "-m", "csr_plugins.gimp.worker"]
     assert "PYTHONHOME" not in env and "LD_LIBRARY_PATH" not in env and env["KEEP"] == "1"
     assert env["CSR_GIMP_DEVICE"] == "cpu"
 
 
 # -- csr gimp ----------------------------------------------------------------------------------
 def test_cli_install_doctor_uninstall(tmp_path, monkeypatch):
-    from cli.main import cli
+    from csr_cli.main import cli
 
     monkeypatch.setenv("GIMP3_DIRECTORY", str(tmp_path / "gimp3"))
     monkeypatch.setenv("PATH", str(tmp_path))  # no gimp binary: doctor only warns
@@ -266,7 +266,7 @@ def test_cli_install_doctor_uninstall(tmp_path, monkeypatch):
 
 
 def test_default_profile(monkeypatch, tmp_path):
-    from cli.gimp import default_profile
+    from csr_cli.gimp import default_profile
 
     monkeypatch.delenv("GIMP3_DIRECTORY", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
@@ -293,7 +293,7 @@ def test_worker_teach_makes_a_user_style(toy_worker, rng):
 
 
 def test_install_records_styles_for_the_fallback(installed):
-    from cli.gimp import check_worker
+    from csr_cli.gimp import check_worker
 
     names = check_worker(installed)
     assert bridge.record_styles(str(installed), names) and not bridge.record_styles(str(installed), names)

@@ -177,7 +177,7 @@ def _write_inputs(work: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _csr(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "cli.main", *args], check=True, cwd=REPO, timeout=300)
+    subprocess.run([sys.executable, "-m", "csr_cli.main", *args], check=True, cwd=REPO, timeout=300)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="bind mounts into the GIMP chroot need root")

@@ -18,8 +18,8 @@ from csr_core.finetune import FinetuneConfig  # noqa: E402
 from csr_core.image_io import load_photo  # noqa: E402
 from csr_core.pipeline import retouch, retouch_file  # noqa: E402
 from gradio_helpers import REPO, running_app, toy_registry  # noqa: E402
-from plugins.gradio_app.service import Limits  # noqa: E402
-from plugins.gradio_app.teach import Stager  # noqa: E402
+from csr_plugins.gradio_app.service import Limits  # noqa: E402
+from csr_plugins.gradio_app.teach import Stager  # noqa: E402
 
 SAMPLES = REPO / "samples"
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword)")
@@ -212,7 +212,7 @@ def test_cli_without_gradio_prints_a_hint(monkeypatch):
 
     from click.testing import CliRunner
 
-    from cli.main import cli
+    from csr_cli.main import cli
 
     monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio -> ImportError
     result = CliRunner().invoke(cli, ["app"])
@@ -267,7 +267,7 @@ def test_registry_is_read_only_unless_allow_edits(tmp_path):
     """Issue 10 item 14: by default nobody reaching the app can delete or add styles (no endpoint, and
     the service refuses); ``allow_edits=True`` (``csr app --allow-edits``) turns both on."""
     from csr_core.errors import StyleError
-    from plugins.gradio_app.teach import Teacher
+    from csr_plugins.gradio_app.teach import Teacher
 
     reg = toy_registry(tmp_path / "reg")
     reg.save_style("mine", reg.net("warm").state, {"description": "copy", "cond_size": 64})
@@ -299,7 +299,7 @@ def test_csr_app_banner_names_its_own_options(tmp_path):
 
     port = free_port()
     env = dict(os.environ, CSR_HOME=str(tmp_path), GRADIO_ANALYTICS_ENABLED="False")
-    proc = subprocess.Popen([sys.executable, "-c", "from cli.main import main; main()", "app", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-c", "from csr_cli.main import main; main()", "app", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
     lines = []
     try:
@@ -325,8 +325,8 @@ def test_sample_photos_are_thumbnails_that_fill_the_upload(tmp_path):
     """The bundled samples are a gallery of pictures (not text buttons); clicking one loads it as the photo."""
     import gradio as gr
 
-    from plugins.gradio_app.app import build_app
-    from plugins.gradio_app.service import sample_photos
+    from csr_plugins.gradio_app.app import build_app
+    from csr_plugins.gradio_app.service import sample_photos
 
     samples = sample_photos()
     assert len(samples) >= 3

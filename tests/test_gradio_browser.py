@@ -20,7 +20,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from csr_core.image_io import load_photo  # noqa: E402
 from csr_core.pipeline import retouch_file  # noqa: E402
-from plugins.gradio_app.service import Limits  # noqa: E402
+from csr_plugins.gradio_app.service import Limits  # noqa: E402
 
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword)")

@@ -3,7 +3,7 @@
 The rule, checked for each: one clear error or a correct result; never a traceback, never a partial
 or leftover output file (no ``*.part``, no destination created on failure), never a changed input.
 Entry points: load_photo (path, bytes, stream), retouch_file, load_pair, ``csr retouch`` through
-click's CliRunner (single file, stdin/stdout, a whole folder) and through real ``python -m cli.main``
+click's CliRunner (single file, stdin/stdout, a whole folder) and through real ``python -m csr_cli.main``
 subprocesses, and the web app's Service.load / Service.render behind its ``friendly`` wrapper.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 import csr_core.pipeline as pipeline
-from cli.main import cli
+from csr_cli.main import cli
 from csr_core.errors import CsrError, ImageError, PairsError
 from csr_core.image_io import load_photo
 from csr_core.pairs import Pair, load_pair
@@ -281,15 +281,15 @@ def _env() -> dict:
 
 
 def test_real_processes(unchanged, csr_home, tmp_path):
-    """``python -m cli.main retouch`` over the whole corpus in one real process (one only: each pays
+    """``python -m csr_cli.main retouch`` over the whole corpus in one real process (one only: each pays
     torch's import, ~8 s on a loaded machine; single-file mode is covered through CliRunner above and
     by test_cli.py's real-entry-point test)."""
     style = _user_style(csr_home, tmp_path)
     out = tmp_path / "batch out"
-    res = subprocess.run([sys.executable, "-m", "cli.main", "retouch", str(unchanged), "-o", str(out), "--style",
+    res = subprocess.run([sys.executable, "-m", "csr_cli.main", "retouch", str(unchanged), "-o", str(out), "--style",
                           style, "--format", "tif"], cwd=REPO, env=_env(), capture_output=True, timeout=300)
     stderr = res.stderr.decode("utf-8", "replace")
-    f = Findings("python -m cli.main retouch")
+    f = Findings("python -m csr_cli.main retouch")
     if "Traceback" in stderr:
         f.add(corpus()[0], f"batch traceback: ...{stderr[-800:]}")
         f.check()
@@ -304,13 +304,13 @@ def test_web_app_service(unchanged, toy_registry):
     """The app's upload handlers (Service.load / Service.render): a result or a CsrError, which the
     UI's ``friendly`` wrapper shows as a one-line gr.Error. The wrapper itself is exercised too when
     gradio is already imported (importing it costs ~10 s on a loaded machine; test_gradio_api does)."""
-    service_mod = pytest.importorskip("plugins.gradio_app.service")
+    service_mod = pytest.importorskip("csr_plugins.gradio_app.service")
     svc = service_mod.Service(toy_registry, service_mod.Limits())
     load, render, own_error = svc.load, svc.render, CsrError
     if "gradio" in sys.modules:
         import gradio as gr
 
-        from plugins.gradio_app.app import friendly
+        from csr_plugins.gradio_app.app import friendly
 
         load, render, own_error = friendly(svc.load), friendly(svc.render), gr.Error
     f = Findings("web app Service.load / Service.render")
@@ -370,8 +370,8 @@ ZIPS = {
 @pytest.mark.parametrize("kind", sorted(ZIPS))
 def test_web_app_teaching_zip_uploads(kind, tmp_path):
     """Uploaded pair archives are staged inside the staging folder or refused with a PairsError."""
-    teach = pytest.importorskip("plugins.gradio_app.teach")
-    from plugins.gradio_app.service import Limits
+    teach = pytest.importorskip("csr_plugins.gradio_app.teach")
+    from csr_plugins.gradio_app.service import Limits
 
     upload = _zip(tmp_path / "pairs upload.zip", ZIPS[kind])
     root = tmp_path / "stage"

@@ -1,7 +1,7 @@
 """SIGKILL at any moment leaves outputs and the style registry valid.
 
 A "zygote" process imports the CLI once (torch takes ~8 s to import on a loaded machine) and forks one
-child per trial; each child runs a real ``csr`` command (``cli.main.cli``) and the test SIGKILLs it:
+child per trial; each child runs a real ``csr`` command (``csr_cli.main.cli``) and the test SIGKILLs it:
 - while it writes: an optional hook slows ``atomic_write``'s file writes (8 chunks with pauses; the
   hook lives in the child only, csr_core is not modified) and the test kills as soon as a temp file
   appears, so the kill lands mid-write every time, not by luck;
@@ -38,7 +38,7 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork and 
 
 ZYGOTE = r'''
 import json, os, sys, threading, time
-import cli.main
+import csr_cli.main
 import csr_core.fsutil as fsutil
 
 
@@ -91,7 +91,7 @@ def child(cmd):
     code = 0
     try:
         if "argv" in cmd:
-            cli.main.cli.main(args=cmd["argv"], prog_name="csr")
+            csr_cli.main.cli.main(args=cmd["argv"], prog_name="csr")
         else:
             exec(cmd["python"], {})
     except SystemExit as exc:
@@ -297,7 +297,7 @@ def _registry_sound(styles: Path, tmp_path: Path, monkeypatch) -> list[str]:
     names = reg.names()
     for name in names:
         reg.net(name)  # sha256-checked load: raises StyleError if a listed style is damaged
-    from cli.main import cli
+    from csr_cli.main import cli
 
     monkeypatch.setattr(pipeline, "_registry", reg)
     res = CliRunner().invoke(cli, ["styles", "list"])

@@ -338,7 +338,7 @@ def test_metadata_amplification_is_bounded(tmp_path, name):
 
 
 def test_web_app_renders_raw_as_tiff_with_how_it_was_made(dng, toy_registry):
-    service = pytest.importorskip("plugins.gradio_app.service")
+    service = pytest.importorskip("csr_plugins.gradio_app.service")
     path, _ = dng
     svc = service.Service(toy_registry, service.Limits())
     assert svc.load(str(path)).size == (96, 64)

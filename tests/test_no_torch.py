@@ -40,7 +40,7 @@ def test_blocker_works(no_torch_env, module):
 def test_retouch_path_modules_import_without_torch(no_torch_env):
     code = ("import sys, csr_core, csr_core.pipeline, csr_core.registry, csr_core.inference, csr_core.lut, "
             "csr_core.evaluate, csr_core.image_io, csr_core.batch, csr_core.engine, csr_core.architecture, "
-            "plugins.gimp.worker, cli.main\n"
+            "csr_plugins.gimp.worker, csr_cli.main\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx')))")
     p = subprocess.run([sys.executable, "-c", code], env=no_torch_env, capture_output=True, text=True, check=True)
     assert p.stdout.strip() == "[]"

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from cli.main import cli  # noqa: E402
+from csr_cli.main import cli  # noqa: E402
 from conftest import lively_model  # noqa: E402
 from csr_core import lut as L  # noqa: E402
 from csr_core.image_io import load_photo  # noqa: E402

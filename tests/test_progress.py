@@ -1,7 +1,7 @@
 """Progress of long jobs: steps done / total, a measured rate, lines off a terminal, one line on it."""
 import io
 
-from cli.progress import StepProgress, clock
+from csr_cli.progress import StepProgress, clock
 
 
 class _Clock:
@@ -13,10 +13,10 @@ class _Clock:
 
 
 def test_off_a_terminal_prints_lines_with_measured_rate_and_time_left(monkeypatch):
-    import cli.progress
+    import csr_cli.progress
 
     now = _Clock()
-    monkeypatch.setattr(cli.progress.time, "monotonic", now)
+    monkeypatch.setattr(csr_cli.progress.time, "monotonic", now)
     out = io.StringIO()
     p = StepProgress("fine-tuning", bound=True, stream=out, interval=10, tty=False)
     for step in range(1, 82):  # 8 steps per second, 600 at most
@@ -35,10 +35,10 @@ def test_off_a_terminal_prints_lines_with_measured_rate_and_time_left(monkeypatc
 
 
 def test_on_a_terminal_one_line_is_redrawn_and_a_resume_does_not_inflate_the_rate(monkeypatch):
-    import cli.progress
+    import csr_cli.progress
 
     now = _Clock()
-    monkeypatch.setattr(cli.progress.time, "monotonic", now)
+    monkeypatch.setattr(csr_cli.progress.time, "monotonic", now)
     out = io.StringIO()
     with StepProgress("training", stream=out, tty=True) as p:
         for step in range(4001, 4051):  # resumed at step 4000 of 5000: 5 steps per second here

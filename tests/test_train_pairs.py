@@ -33,13 +33,13 @@ def test_learns_and_resumes_from_checkpoint(tmp_path):
 
 
 def test_cli_train_pairs_saves_scored_style(tmp_path, toy_registry, monkeypatch):
-    import cli.train
+    import csr_cli.train
 
-    monkeypatch.setattr(cli.train, "registry", lambda: toy_registry)
+    monkeypatch.setattr(csr_cli.train, "registry", lambda: toy_registry)
     pairs = write_pairs(tmp_path / "p", 6, layout="files")
     args = ["--pairs", str(pairs), "--name", "big", "--steps", "30", "--batch", "4", "--cond-size", "64",
             "--checkpoint", str(tmp_path / "c.ckpt")]
-    out = CliRunner().invoke(cli.train.command, args)
+    out = CliRunner().invoke(csr_cli.train.command, args)
     assert out.exit_code == 0, out.output
     assert "held-out PSNR" in out.output and not (tmp_path / "c.ckpt").exists()
     card = json.loads((toy_registry.user_path / "big.json").read_text())
@@ -49,14 +49,14 @@ def test_cli_train_pairs_saves_scored_style(tmp_path, toy_registry, monkeypatch)
 
 
 def test_cli_train_says_where_checkpoints_go_resumes_aloud_and_warns(tmp_path, toy_registry, monkeypatch):
-    import cli.train
+    import csr_cli.train
 
-    monkeypatch.setattr(cli.train, "registry", lambda: toy_registry)
+    monkeypatch.setattr(csr_cli.train, "registry", lambda: toy_registry)
     pairs = write_pairs(tmp_path / "p", 6, layout="files")
     ckpt = tmp_path / "c.ckpt"
     args = ["--pairs", str(pairs), "--name", "big", "--batch", "4", "--cond-size", "64", "--checkpoint", str(ckpt)]
     train_pairs(pairs, TrainConfig(steps=2, **dict(CFG, checkpoint_every=1)), ckpt)  # an interrupted run
-    out = CliRunner().invoke(cli.train.command, [*args, "--steps", "3"])
+    out = CliRunner().invoke(csr_cli.train.command, [*args, "--steps", "3"])
     assert out.exit_code == 0, out.output
     assert f"resuming from {ckpt}: 2 of 3 steps already done" in out.output
     assert "step 3/3" in out.output  # progress lines off a terminal
@@ -66,13 +66,13 @@ def test_cli_train_says_where_checkpoints_go_resumes_aloud_and_warns(tmp_path, t
     assert s["psnr"] < s["baseline_psnr"]
     assert (f"scores {s['psnr']:.2f} dB on the held-out pairs, worse than doing nothing "
             f"({s['baseline_psnr']:.2f} dB)") in out.output and "csr finetune" in out.output
-    out = CliRunner().invoke(cli.train.command, [*args[:3], "big2", *args[4:], "--steps", "1"])
+    out = CliRunner().invoke(csr_cli.train.command, [*args[:3], "big2", *args[4:], "--steps", "1"])
     assert f"checkpoint: {ckpt} (every 250 steps" in out.output
 
 
 def test_cli_train_needs_exactly_one_source(tmp_path, toy_registry, monkeypatch):
-    import cli.train
+    import csr_cli.train
 
-    monkeypatch.setattr(cli.train, "registry", lambda: toy_registry)
-    out = CliRunner().invoke(cli.train.command, ["--name", "x"])
+    monkeypatch.setattr(csr_cli.train, "registry", lambda: toy_registry)
+    out = CliRunner().invoke(csr_cli.train.command, ["--name", "x"])
     assert out.exit_code == 2 and "exactly one of --photos" in out.output

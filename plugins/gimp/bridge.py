@@ -1,6 +1,6 @@
 """Hand-over protocol between the GIMP plug-in (GIMP's Python: stdlib + numpy) and the csr worker.
 
-The plug-in starts ``PYTHON -m plugins.gimp.worker`` with the project's own interpreter (recorded by
+The plug-in starts ``PYTHON -m csr_plugins.gimp.worker`` with the project's own interpreter (recorded by
 ``csr gimp install``) and keeps it for the whole plug-in run, so the engine is imported once, while GIMP reads
 the pixels. Each request is one JSON line on the worker's stdin followed by ``nbytes`` raw bytes; each
 reply is one JSON line on its stdout (``{"ok": true, "nbytes": N, ...}`` then N bytes, or
@@ -184,7 +184,7 @@ def worker_command(plugin_dir: str, environ=None) -> tuple[list[str], dict]:
     env["PYTHONNOUSERSITE"] = "1"
     if cfg.get("device"):
         env.setdefault("CSR_GIMP_DEVICE", cfg["device"])
-    return [python, "-m", "plugins.gimp.worker"], env
+    return [python, "-m", "csr_plugins.gimp.worker"], env
 
 
 def error_line(stderr: bytes, returncode: int | None) -> str:

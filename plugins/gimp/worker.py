@@ -1,4 +1,4 @@
-"""``python -m plugins.gimp.worker``: the project side of the GIMP plug-in (protocol: bridge.py).
+"""``python -m csr_plugins.gimp.worker``: the project side of the GIMP plug-in (protocol: bridge.py).
 
 Region semantics: the condition vector comes from the WHOLE layer and the base net is applied to the
 requested region only, so the result in the region equals ``csr retouch`` of the whole layer cropped to
@@ -13,8 +13,8 @@ import sys
 import tempfile
 import traceback
 
-from plugins.gimp import bridge
-from plugins.gimp.bridge import BridgeError
+from . import bridge
+from .bridge import BridgeError
 
 NUMPY_DTYPES = {"u8": "uint8", "u16": "uint16", "f32": "float32"}
 

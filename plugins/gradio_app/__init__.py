@@ -1,6 +1,6 @@
 """The csr web app (Gradio): retouch, teach a style, manage styles; all work is done by ``csr_core``.
 
-Start it with ``csr app`` or ``python -m plugins.gradio_app`` (needs the ``app`` extra: pip install 'csr[app]').
+Start it with ``csr app`` or ``python -m csr_plugins.gradio_app`` (needs the ``app`` extra: pip install 'csr-retouch[app]').
 """
 import os
 

@@ -1,4 +1,4 @@
-"""``python -m plugins.gradio_app``: same as ``csr app``."""
-from cli.app import command
+"""``python -m csr_plugins.gradio_app``: same as ``csr app``."""
+from csr_cli.app import command
 
-command(prog_name="python -m plugins.gradio_app")
+command(prog_name="python -m csr_plugins.gradio_app")

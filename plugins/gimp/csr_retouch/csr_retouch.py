@@ -3,7 +3,7 @@
 
 Runs under GIMP's own Python (gi + stdlib): it reads the active layer as sRGB "R'G'B'(A)" (u8 / u16 when
 stored so, else float: never squeezed through 8 bits), hands it to
-``python -m plugins.gimp.worker`` in the project's interpreter (see bridge.py) and writes the retouched
+``python -m csr_plugins.gimp.worker`` in the project's interpreter (see bridge.py) and writes the retouched
 selection bounds back through the shadow buffer, so the selection mask, alpha and one undo step are
 GIMP's own. The condition vector comes from the whole layer; only the selected region changes.
 """
