@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 
-# The checkout's own cli/ folder (installed as csr_cli): PYTHONPATH points at the checkout being timed.
+# csr_cli (cli/) resolves through the installed (editable) copy: --repo DIR needs DIR's own environment.
 CLI = "import sys; sys.argv[0] = 'csr'; from csr_cli.main import main; sys.exit(main())"
 FLOOR = ("import sys; from PIL import Image\n"
          "for src, dst in zip(sys.argv[1::2], sys.argv[2::2]):\n"

@@ -82,7 +82,10 @@ def test_plain_cli_never_imports_dask_and_cluster_without_extra_is_one_line(tmp_
                          capture_output=True, text=True, timeout=240, cwd=REPO)
     report = json.loads(res.stdout.strip().splitlines()[-1])
     assert report == {"plain": 0, "leaked": [], "no_extra": 2}, res.stderr
-    assert 'csr: error: --cluster needs Dask distributed, which is not installed: pip install "csr[cluster]"' in res.stderr
+    from csr_core.errors import install_command
+
+    assert ("csr: error: --cluster needs Dask distributed, which is not installed: "
+            f"{install_command('cluster')}") in res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "b.jpg").exists()
 
 
