@@ -31,8 +31,9 @@ def table(result: dict) -> str:
               help="Folder of pairs: before/ + after/, X_input + X_target files, or FiveK input/ + expertX/.")
 @click.option("--style", default="auto", show_default=True, help="Style name or mix, e.g. 'C:0.7,auto:0.3'.")
 @click.option("--strength", type=click.FloatRange(0, 2), default=1.0, show_default=True)
-@click.option("--baseline", "baselines", type=click.Choice(["autocontrast"]), multiple=True,
-              help="Extra baseline column (Pillow autocontrast, cutoff 0.5%).")
+@click.option("--baseline", "baselines", type=click.Choice(["autocontrast", "autocontrast-tone"])  # = csr_core.evaluate.BASELINES, multiple=True,
+              help="Extra baseline column: Pillow autocontrast (cutoff 0.5%) per channel, or "
+                   "'autocontrast-tone' (preserve_tone=True). Repeatable.")
 @click.option("--expert", type=click.Choice(list("ABCDE"), case_sensitive=False), help="FiveK expert folder to score against.")
 @click.option("--max-side", type=click.IntRange(16), help="Shrink pairs so the long side is at most this.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, mps or auto.")
@@ -41,7 +42,8 @@ def table(result: dict) -> str:
 def command(pairs_dir, style, strength, baselines, expert, max_side, device, as_json):
     """Score a style on before/after pairs: PSNR, SSIM and CIE dE2000 per pair and the mean.
 
-    The do-nothing baseline (before vs after) is always shown.
+    The do-nothing baseline (before vs after) is always shown. FiveK test-split pairs (a4501-a5000) are
+    scored (only training refuses them); a warning names pairs the style's card lists as training data.
     """
     from csr_core.evaluate import evaluate
 

@@ -12,24 +12,53 @@ from PIL import Image, ImageOps
 
 from .inference import Look, retouch_array
 from .metrics import score, to_uint8
-from .pairs import Pair, discover_pairs, load_pair
+from .pairs import Pair, discover_pairs, fivek_id, load_pair
 
-BASELINES = ("autocontrast",)
+BASELINES = ("autocontrast", "autocontrast-tone")
 IDENTITY = "do-nothing"
 METRICS = ("psnr", "ssim", "delta_e")
 
 
-def autocontrast(rgb: np.ndarray) -> np.ndarray:
-    """Pillow's per-channel autocontrast with 0.5% clipped at each end (the classic one-click fix)."""
-    return np.asarray(ImageOps.autocontrast(Image.fromarray(to_uint8(rgb)), cutoff=0.5))
+def autocontrast(rgb: np.ndarray, preserve_tone: bool = False) -> np.ndarray:
+    """Pillow's autocontrast with 0.5% clipped at each end (the classic one-click fix): per channel, or
+    with ``preserve_tone`` one stretch of the luminance for all channels (no colour shift)."""
+    return np.asarray(ImageOps.autocontrast(Image.fromarray(to_uint8(rgb)), cutoff=0.5, preserve_tone=preserve_tone))
 
 
-def resolve_pairs(pairs: str | Path | Sequence[Pair], expert: str | None = None) -> tuple[list[Pair], list[str], str]:
+BASELINE_FNS = {"autocontrast": autocontrast, "autocontrast-tone": lambda rgb: autocontrast(rgb, True)}
+
+
+def resolve_pairs(pairs: str | Path | Sequence[Pair], expert: str | None = None,
+                  include_test: bool = False) -> tuple[list[Pair], list[str], str]:
     """(pairs, problems, source name) from a folder or an explicit list of pairs."""
     if isinstance(pairs, (str, Path)):
-        found, problems = discover_pairs(pairs, expert=expert)
+        found, problems = discover_pairs(pairs, expert=expert, include_test=include_test)
         return found, problems, Path(pairs).resolve().name
     return list(pairs), [], "pairs"
+
+
+def training_ids(card: dict) -> set[str]:
+    """The pair/photo ids a style's card lists as its training data (FiveK ids or stems)."""
+    data = card.get("training", {}).get("data", {})
+    if not isinstance(data, dict):
+        return set()
+    ids = [*data.get("ids", []), *data.get("target_ids", [])]
+    return {str(i).casefold() for i in ids}
+
+
+def trained_on_warning(pairs: Sequence[Pair], registry, spec: str) -> str | None:
+    """A warning naming the scored pairs that the style (or a part of a mix) was trained on, or None."""
+    from .registry import parse_spec
+    seen = []
+    for name, _ in parse_spec(spec):
+        ids = training_ids(registry.get(name).card)
+        hit = [p.name for p in pairs if p.name.casefold() in ids or (fivek_id(p.name) or "") in ids]
+        if hit:
+            shown = ", ".join(hit[:5]) + (f" and {len(hit) - 5} more" if len(hit) > 5 else "")
+            seen.append(f"{len(hit)} of {len(pairs)} pairs ({shown}) are in style {name}'s training data")
+    if not seen:
+        return None
+    return "; ".join(seen) + ": those scores are not validation (the card's validation scores are)"
 
 
 def mean_scores(rows: Sequence[dict]) -> dict:
@@ -50,23 +79,27 @@ def evaluate(pairs: str | Path | Sequence[Pair], style: str | Look | None = "aut
     unknown = set(baselines) - set(BASELINES)
     if unknown:
         raise ValueError(f"unknown baseline(s) {sorted(unknown)}; choose from {BASELINES}")
-    found, problems, _ = resolve_pairs(pairs, expert)
-    look, label = None, None
+    found, problems, _ = resolve_pairs(pairs, expert, include_test=True)
+    look, label, warnings = None, None, []
     if style is not None:
         if isinstance(style, Look):
             look, label = style, "style"
         else:
             from .pipeline import default_registry
-            look, label = (registry or default_registry()).look(style), str(style)
+            registry = registry or default_registry()
+            look, label = registry.look(style), str(style)
+            leak = trained_on_warning(found, registry, label)
+            if leak:
+                warnings.append(leak)
     methods = [IDENTITY, *baselines] + ([label] if look else [])
-    rows, warnings = [], []
+    rows = []
     for i, pair in enumerate(found):
         before, after, warn = load_pair(pair, max_side=max_side)
         warnings += warn
         b8, a8 = to_uint8(before), to_uint8(after)
         row = {"name": pair.name, "size": [b8.shape[1], b8.shape[0]], IDENTITY: score(b8, a8)}
-        if "autocontrast" in baselines:
-            row["autocontrast"] = score(autocontrast(b8), a8)
+        for b in baselines:
+            row[b] = score(BASELINE_FNS[b](b8), a8)
         if look:
             row[label] = score(retouch_array(b8, look, strength, device, exact=True), a8)
         rows.append(row)

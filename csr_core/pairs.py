@@ -5,7 +5,8 @@ Accepted layouts (first that applies wins):
   (b) one folder of ``X_input.*`` + ``X_target.*`` (or ``X_before.*`` + ``X_after.*``);
   (c) MIT-Adobe FiveK: ``input/`` (or ``original/``) + ``expertA``..``expertE`` / ``expert_c`` / ``C``.
 Stems that start with a FiveK id (``a0001``, ``a0001-IMG_1234``) are matched on that id, and FiveK's
-test split (a4501-a5000) is always left out.
+test split (a4501-a5000) is left out for training; evaluation may include it (``include_test``) so that
+published numbers can be reproduced.
 """
 from __future__ import annotations
 
@@ -91,13 +92,14 @@ def _rel(p: Path, root: Path) -> str:
 
 
 def _match(before: dict[str, list[Path]], after: dict[str, list[Path]], root: Path,
-           problems: list[str], labels: tuple[str, str], base=lambda p: p.stem) -> list[Pair]:
+           problems: list[str], labels: tuple[str, str], base=lambda p: p.stem,
+           include_test: bool = False) -> list[Pair]:
     """Pair files by key; ``labels`` describe each side, ``base(path)`` the stem a pair is named after."""
     pairs = []
     for key in sorted(set(before) | set(after)):
         b, a = before.get(key, []), after.get(key, [])
         files = ", ".join(_rel(p, root) for p in b + a)
-        if fivek_id(key) in FIVEK_TEST_IDS:
+        if fivek_id(key) in FIVEK_TEST_IDS and not include_test:
             problems.append(f"{files}: FiveK test split (a4501-a5000); excluded, never used for training")
         elif len(b) > 1 or len(a) > 1:
             problems.append(f"{files}: several files for '{key}' on one side; keep only one")
@@ -142,10 +144,11 @@ def _pick_expert(root: Path, experts: dict[str, list[Path]], expert: str | None)
     return experts[letter][0]
 
 
-def discover_pairs(root, expert: str | None = None) -> tuple[list[Pair], list[str]]:
+def discover_pairs(root, expert: str | None = None, include_test: bool = False) -> tuple[list[Pair], list[str]]:
     """Find pairs under ``root``: (pairs sorted by name, problem lines each naming a file).
 
     ``expert`` ('A'..'E', 'expertC', ...) picks the FiveK expert folder; needed when there are several.
+    FiveK test-split pairs are left out (with a problem line) unless ``include_test`` (evaluation only).
     Raises PairsError if ``root`` is not a folder or no pair is found.
     """
     root = Path(root)
@@ -168,7 +171,8 @@ def discover_pairs(root, expert: str | None = None) -> tuple[list[Pair], list[st
 
     if before is not None:
         pairs = _match(_group(_images(before, root, problems)), _group(_images(after, root, problems)),
-                       root, problems, (f"file in {before.name}/", f"file in {after.name}/"))
+                       root, problems, (f"file in {before.name}/", f"file in {after.name}/"),
+                       include_test=include_test)
     else:
         sides: tuple[dict, dict] = ({}, {})
         for p in _images(root, root, problems):
@@ -179,7 +183,7 @@ def discover_pairs(root, expert: str | None = None) -> tuple[list[Pair], list[st
             side = sides[m.group(2).lower() in ("target", "after")]
             side.setdefault(_key(m.group(1)), []).append(p)
         pairs = _match(*sides, root, problems, ("X_input/X_before file", "X_target/X_after file"),
-                       base=lambda p: _ROLE_RE.match(p.stem).group(1))
+                       base=lambda p: _ROLE_RE.match(p.stem).group(1), include_test=include_test)
 
     if not pairs:
         first = f"; first problem: {problems[0]}" if problems else ""

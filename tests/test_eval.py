@@ -93,3 +93,53 @@ def test_identical_pair_is_capped_not_infinite(pairs_dir, toy_registry, monkeypa
     json.loads(out.output, parse_constant=lambda c: pytest.fail(f"non-finite {c} in the JSON"))
     table = CliRunner().invoke(csr_cli.eval.command, ["--pairs", str(pairs_dir)]).output
     assert "100.00" in table and "inf" not in table
+
+
+def _fivek_pairs(root, ids):
+    """FiveK-named X_input/X_target pairs (a tiny synthetic look) for the given ids."""
+    write_pairs(root, len(ids), layout="files")
+    for i, fid in enumerate(ids):
+        for role in ("input", "target"):
+            (root / f"p{i:02d}_{role}.png").rename(root / f"{fid}_{role}.png")
+    return root
+
+
+def test_eval_scores_the_fivek_test_split_that_training_refuses(tmp_path, toy_registry):
+    from csr_core.pairs import discover_pairs
+    root = _fivek_pairs(tmp_path / "pairs", ["a0001", "a4600"])
+    assert [p.name for p in discover_pairs(root)[0]] == ["a0001"]  # training never sees a4600
+    res = evaluate(root, "auto", registry=toy_registry)
+    assert [r["name"] for r in res["pairs"]] == ["a0001", "a4600"]
+
+
+def test_eval_warns_when_pairs_are_in_the_styles_training_data(tmp_path, toy_registry):
+    import json as _json
+    root = _fivek_pairs(tmp_path / "pairs", ["a0001", "a0002", "a0003"])
+    assert not evaluate(root, "auto", registry=toy_registry)["warnings"]
+    manifest = toy_registry.builtin_path / "manifest.json"
+    data = _json.loads(manifest.read_text())
+    data["styles"]["auto"]["training"] = {"data": {"ids": ["a0002"], "target_ids": ["a0003"]}, "recipe": "toy"}
+    manifest.write_text(_json.dumps(data))
+    from csr_core.registry import Registry
+    res = evaluate(root, "auto", registry=Registry(toy_registry.builtin_path, toy_registry.user_path))
+    assert len(res["warnings"]) == 1
+    assert "2 of 3 pairs (a0002, a0003) are in style auto's training data" in res["warnings"][0]
+    assert "not validation" in res["warnings"][0]
+
+
+def test_autocontrast_tone_baseline_keeps_colour_balance(tmp_path, toy_registry):
+    root = write_pairs(tmp_path / "pairs", 2)
+    res = evaluate(root, None, baselines=("autocontrast", "autocontrast-tone"))
+    assert res["methods"] == ["do-nothing", "autocontrast", "autocontrast-tone"]
+    b = np.asarray(Image.open(root / "before/p00.png"))
+    a = np.asarray(Image.open(root / "after/p00.png"))
+    tone = np.asarray(ImageOps.autocontrast(Image.fromarray(b), cutoff=0.5, preserve_tone=True))
+    assert res["pairs"][0]["autocontrast-tone"] == score(tone, a)
+    assert res["pairs"][0]["autocontrast-tone"] != res["pairs"][0]["autocontrast"]
+
+
+def test_cli_offers_every_core_baseline():
+    import cli.eval
+    from csr_core.evaluate import BASELINES
+    opt = next(o for o in cli.eval.command.params if o.name == "baselines")
+    assert tuple(opt.type.choices) == BASELINES

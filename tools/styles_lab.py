@@ -1,0 +1,503 @@
+"""Recipes of the built-in styles (issue 14): real FiveK expert-C pairs, their fitted global colour maps,
+pseudo-pairs made from expert-C finished photos, and the scores of every method on the real pairs.
+
+Run from the repository root: ``python tools/styles_lab.py baselines`` etc. Needs ../shared.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared" / "data"
+
+from csr_core.metrics import psnr  # noqa: E402
+
+
+def _rgb(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def real_pairs() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The 14 real expert-C pairs: (id, input uint8, target uint8)."""
+    out = []
+    for d in ("fivek-c-dev", "fivek-c-extra"):
+        for p in sorted((SHARED / d).glob("*_input.png")):
+            fid = p.name.split("_")[0]
+            out.append((fid, _rgb(p), _rgb(p.with_name(f"{fid}_target.png"))))
+    return out
+
+
+def expert_targets() -> list[tuple[str, np.ndarray]]:
+    return [(p.name.split("_")[0], _rgb(p)) for p in sorted((SHARED / "fivek-c-targets").glob("*_target.png"))]
+
+
+def autocontrast_pt(x: np.ndarray) -> np.ndarray:
+    return np.asarray(ImageOps.autocontrast(Image.fromarray(x), cutoff=0.5, preserve_tone=True))
+
+
+def autocontrast(x: np.ndarray) -> np.ndarray:
+    return np.asarray(ImageOps.autocontrast(Image.fromarray(x), cutoff=0.5))
+
+
+# -- global colour maps: a cubic polynomial in R, G, B ------------------------------------------
+def poly(x: np.ndarray) -> np.ndarray:
+    """13 terms: 1, r, g, b, r2, g2, b2, rg, rb, gb, r3, g3, b3 (x: N x 3 floats in [0, 1])."""
+    r, g, b = x[:, 0], x[:, 1], x[:, 2]
+    return np.stack([np.ones_like(r), r, g, b, r * r, g * g, b * b, r * g, r * b, g * b, r ** 3, g ** 3, b ** 3], 1)
+
+
+def fit_map(src: np.ndarray, dst: np.ndarray, n: int = 60000, seed: int = 0) -> np.ndarray:
+    """Least-squares 13x3 coefficients mapping src colours to dst colours (uint8 HxWx3 each)."""
+    s = src.reshape(-1, 3).astype(np.float64) / 255
+    d = dst.reshape(-1, 3).astype(np.float64) / 255
+    idx = np.random.default_rng(seed).choice(len(s), min(n, len(s)), replace=False)
+    A = poly(s[idx])
+    coef, *_ = np.linalg.lstsq(A.T @ A + 1e-6 * np.eye(A.shape[1]), A.T @ d[idx], rcond=None)
+    return coef
+
+
+def apply_map(coef: np.ndarray, img: np.ndarray) -> np.ndarray:
+    """Apply a fitted map to a uint8 image -> float32 HxWx3 in [0, 1]."""
+    x = img.reshape(-1, 3).astype(np.float64) / 255
+    return np.clip(poly(x) @ coef, 0, 1).reshape(img.shape).astype(np.float32)
+
+
+def q8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
+
+
+def pseudo_input(target: np.ndarray, family: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """A FiveK-like input rendering for an expert-C target: a random blend of two inverse maps of
+    the family, a random exposure factor and a mild white-balance jitter, quantised to 8 bits."""
+    a, b = rng.choice(len(family), 2, replace=len(family) < 2)
+    w = rng.uniform(0, 1)
+    x = w * apply_map(family[a], target) + (1 - w) * apply_map(family[b], target)
+    gain = rng.uniform(0.85, 1.15) * np.exp(rng.normal(0, 0.03, 3))
+    return q8(x * gain)
+
+
+def score_fn(fn, pairs) -> list[float]:
+    return [psnr(fn(x), y) for _, x, y in pairs]
+
+
+def style_fn(spec: str, strength: float = 1.0):
+    from csr_core.inference import retouch_array
+    from csr_core.pipeline import default_registry
+    look = default_registry().look(spec)
+    return lambda x: retouch_array(x, look, strength, "cpu", exact=True)
+
+
+def cmd_baselines() -> None:
+    pairs = real_pairs()
+    rows = {"do-nothing": score_fn(lambda x: x, pairs), "autocontrast": score_fn(autocontrast, pairs),
+            "autocontrast_pt": score_fn(autocontrast_pt, pairs)}
+    for s in sys.argv[2:] or ["auto", "C"]:
+        rows[s] = score_fn(style_fn(s), pairs)
+    ids = [p[0] for p in pairs]
+    print("id      " + " ".join(f"{k[:14]:>14}" for k in rows))
+    for i, fid in enumerate(ids):
+        print(f"{fid}   " + " ".join(f"{v[i]:14.2f}" for v in rows.values()))
+    print("mean    " + " ".join(f"{np.mean(v):14.2f}" for v in rows.values()))
+    # how global are the real pairs' maps, and how well does the inverse reproduce the input?
+    for fid, x, y in pairs:
+        fwd, inv = fit_map(x, y), fit_map(y, x)
+        print(fid, f"fwd {psnr(q8(apply_map(fwd, x)), y):.2f}  inv {psnr(q8(apply_map(inv, y)), x):.2f}")
+
+
+
+
+# -- auto: camera-like and generic degradations of natural photos and expert-C finished photos -------
+RUNS = ROOT / "runs"
+
+
+def _auto_data():
+    """(train, val) float images: the 737 natural photos and the 221 expert-C finished photos
+    (no inputs: no FiveK pair is used), every 25th natural / every 10th expert photo held out."""
+    from csr_core.image_io import SUPPORTED_EXTENSIONS, load_photo, to_float
+    from csr_core.train import split_holdout
+    photos = [p for p in (SHARED / "photos").rglob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS]
+    ptr, pva = split_holdout(photos)
+    experts = sorted((SHARED / "fivek-c-targets").glob("*_target.png"))
+    etr, eva = split_holdout(experts, every=10)
+    load = lambda p: to_float(load_photo(p).rgb)  # noqa: E731
+    return [load(p) for p in ptr + etr], [load(p) for p in pva + eva], (len(ptr), len(etr), len(pva), len(eva))
+
+
+def camera_params(rng: np.random.Generator) -> dict[str, float]:
+    """A camera-like rendering of a finished photo: a neutral RAW development with as-shot white balance,
+    no brightening and a flat tone curve: mostly under-exposed, lifted blacks, low in contrast and
+    saturation, sometimes with compressed highlights (the look of MIT-Adobe FiveK's input renderings).
+    Casts stay milder than ``random_params``' so that a warm or cool scene is not neutralised."""
+    return dict(
+        ev=float(rng.uniform(-1.8, 0.5)),
+        temp=float(rng.normal(0, 0.12)),
+        tint=float(rng.normal(0, 0.06)),
+        contrast=float(np.exp(rng.uniform(-0.6, 0.05))),
+        saturation=float(np.exp(rng.uniform(-0.6, 0.1))),
+        gamma=float(np.exp(rng.uniform(-0.15, 0.4))),
+        lift=float(rng.uniform(0.03, 0.15) * (rng.random() < 0.8)),
+        knee=float(rng.uniform(0.0, 0.3) * (rng.random() < 0.4)),
+    )
+
+
+def cmd_auto() -> None:
+    """Continue training 'auto' (whole network, warm start from the shipped auto) on a 50/50 mix of
+    generic and camera-like degradations. Resumable (runs/auto2/ckpt.pt)."""
+    import torch
+    from csr_core import degrade
+    from csr_core.pipeline import default_registry
+    from csr_core.train import SyntheticPairs, TrainConfig, fit, psnr_on
+    steps = int(sys.argv[2]) if len(sys.argv) > 2 else 2400
+    init = Path(sys.argv[3]) if len(sys.argv) > 3 else None  # warm start from a checkpoint's weights
+    torch.set_num_threads(1)
+    out = RUNS / ("auto3" if init else "auto2")
+    out.mkdir(parents=True, exist_ok=True)
+    tr, va, counts = _auto_data()
+    train = SyntheticPairs(tr, 256, 4096)
+    camera_share = 0.6
+
+    def draw(rng, n):
+        picks = rng.integers(0, len(train.images), n)
+        out = []
+        for i in picks:
+            cam = rng.random() < camera_share
+            params = camera_params(rng) if cam else degrade.random_params(rng)
+            out.append(train.sample(train.images[i], params, rng))
+        return out
+
+    val = SyntheticPairs(va, 256, 1).fixed_set(seed=1234)
+    model = default_registry().model("auto").train()
+    if init:
+        model.load_state_dict(torch.load(init, weights_only=True)["model"])
+    for p in model.parameters():
+        p.requires_grad_(True)
+    cfg = TrainConfig(steps=steps, batch=16, lr=5e-4, lr_min=1e-5, eval_every=200, checkpoint_every=100, seed=3)
+    t0 = time.time()
+
+    def progress(info):
+        if "val" in info or info["step"] % 50 == 0:
+            print(json.dumps(dict(info, t=round(time.time() - t0))), flush=True)
+
+    hist = fit(model, draw, cfg, lambda m: psnr_on(m, val), out / "ckpt.pt", progress)
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "auto.safetensors"))
+    (out / "hist.json").write_text(json.dumps(dict(hist, counts=counts, camera_share=camera_share,
+                                                   cfg=cfg.__dict__), default=str))
+    print("saved", out / "auto.safetensors", flush=True)
+
+
+
+
+# -- C: condition-only fine-tune on pseudo-pairs from expert-C finished photos -----------------------
+def _features(model, img8: np.ndarray, views: int, rng) -> list:
+    """Frozen condition-net features (1 x C x 1 x 1) of ``views`` augmented copies of an image."""
+    import torch
+    from csr_core.inference import condition_input
+    from csr_core.train import _views
+    with torch.no_grad():
+        return [model.cond_net(condition_input(v, 256))[:, :, None, None] for v in _views(img8, views, rng)]
+
+
+class PairSet:
+    """In-memory (features per view, input pixels, target pixels) for ``fit``'s draw."""
+
+    def __init__(self, model, pairs: list[tuple[np.ndarray, np.ndarray]], views: int, seed: int, weight=None):
+        import torch
+        rng = np.random.default_rng(seed)
+        self.feats = [_features(model, x, views, rng) for x, _ in pairs]
+        self.x = [torch.from_numpy(x.reshape(-1, 3).copy()) for x, _ in pairs]
+        self.y = [torch.from_numpy(y.reshape(-1, 3).copy()) for _, y in pairs]
+        self.p = None if weight is None else np.asarray(weight, float) / np.sum(weight)
+
+    def draw(self, rng, n, pixels=4096):
+        import torch
+        out = []
+        for i in rng.choice(len(self.x), n, p=self.p):
+            f = self.feats[i][rng.integers(0, len(self.feats[i]))]
+            idx = torch.from_numpy(rng.integers(0, self.x[i].shape[0], pixels))
+            out.append((f, self.x[i][idx].float() / 255, self.y[i][idx].float() / 255))
+        return out
+
+
+def make_pseudo(targets, family, per_target: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [(pseudo_input(t, family, rng), t) for _, t in targets for _ in range(per_target)]
+
+
+def tune_c(base_model, train_pairs, real_train, steps, val=None, *, lr=1e-3, batch=8, real_weight=0.0,
+           eval_every=50, seed=0, views_pseudo=2, views_real=8, on_progress=None):
+    """Condition-only (GFM) tune of a copy of ``base_model``; returns (model, curve [(step, [psnr per val])])."""
+    import copy
+    import torch
+    from csr_core.finetune import _Features
+    from csr_core.train import TrainConfig, fit
+    data = PairSet(base_model, train_pairs, views_pseudo, seed)
+    real = PairSet(base_model, real_train, views_real, seed + 1) if real_train and real_weight > 0 else None
+    m = copy.deepcopy(base_model)
+    cond = m.cond_net
+    m.cond_net = _Features()
+
+    def draw(rng, n):
+        k = int(rng.binomial(n, real_weight)) if real else 0
+        return data.draw(rng, n - k) + (real.draw(rng, k) if k else [])
+
+    curve = []
+    vfeat = [(_features(base_model, x, 1, np.random.default_rng(0))[0], x, y) for x, y in (val or [])]
+
+    def validate(model):
+        if not vfeat:
+            return 0.0
+        scores = [_psnr_full(model, f, x, y) for f, x, y in vfeat]
+        curve.append((len(curve) * eval_every + eval_every, scores))
+        return float(np.mean(scores))
+
+    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, lr_min=lr, eval_every=eval_every if val else 10 ** 9,
+                      checkpoint_every=10 ** 9, seed=seed, condition_only=True)
+    fit(m, draw, cfg, validate, on_progress=(lambda info: on_progress(m, info)) if on_progress else None)
+    m.cond_net = cond
+    # fit() restored the best-validated state; callers that pick steps by the curve re-run without val.
+    return m, curve
+
+
+def _psnr_full(model, feat, x8, y8) -> float:
+    import torch
+    with torch.no_grad():
+        mod = model.modulation(feat)
+        out = model.base(torch.from_numpy(x8.reshape(1, -1, 3).astype(np.float32) / 255), mod)[0]
+    out8 = np.clip(np.round(out.numpy() * 255), 0, 255).astype(np.uint8).reshape(x8.shape)
+    return psnr(out8, y8)
+
+
+def cmd_c_kfold() -> None:
+    """k-fold over the 14 real pairs: each fold's pseudo-pairs use only the other folds' maps."""
+    import torch
+    from csr_core.pipeline import default_registry
+    torch.set_num_threads(1)
+    args = dict(a.split("=") for a in sys.argv[2:])
+    k, per, steps = int(args.get("k", 7)), int(args.get("per", 4)), int(args.get("steps", 1200))
+    rw, lr, base = float(args.get("rw", 0.0)), float(args.get("lr", 1e-3)), args.get("base", "auto")
+    base_model = _load_base(base)
+    real = real_pairs()
+    targets = expert_targets()
+    maps = {fid: fit_map(y, x) for fid, x, y in real}
+    order = np.random.default_rng(0).permutation(len(real))
+    folds = [sorted(order[f::k].tolist()) for f in range(k)]
+    per_pair, curves = {}, []
+    t0 = time.time()
+    for fi, held in enumerate(folds):
+        keep = [i for i in range(len(real)) if i not in held]
+        family = [maps[real[i][0]] for i in keep]
+        pseudo = make_pseudo(targets, family, per, seed=fi)
+        val = [(real[i][1], real[i][2]) for i in held]
+        _, curve = tune_c(base_model, pseudo, [(real[i][1], real[i][2]) for i in keep], steps, val,
+                          lr=lr, real_weight=rw, seed=fi, eval_every=int(args.get("every", 25)))
+        curves.append((held, curve))
+        best = max(curve, key=lambda c: np.mean(c[1]))
+        print(f"fold {fi} held {[real[i][0] for i in held]} best step {best[0]} "
+              f"{[round(s, 2) for s in best[1]]} t={time.time() - t0:.0f}s", flush=True)
+    steps_seen = [c[0] for c in curves[0][1]]
+    mean_curve = []
+    for si, st in enumerate(steps_seen):
+        vals = {real[i][0]: c[si][1][j] for held, c in curves for j, i in enumerate(held)}
+        mean_curve.append((st, float(np.mean(list(vals.values()))), vals))
+    for st, m, _ in mean_curve:
+        print(f"step {st}: {m:.3f}")
+    st, m, vals = max(mean_curve, key=lambda r: r[1])
+    ac = dict(zip([p[0] for p in real], score_fn(autocontrast_pt, real)))
+    wins = sum(vals[f] > ac[f] for f in vals)
+    print(f"BEST step {st}: mean {m:.3f} dB; autocontrast_pt {np.mean(list(ac.values())):.3f}; wins {wins}/14")
+    res = dict(args=args, k=k, folds=[[real[i][0] for i in f] for f in folds], best_step=st, mean=m,
+               per_pair=vals, autocontrast_tone=ac, wins=wins, curve=[(s, v) for s, v, _ in mean_curve],
+               seconds=round(time.time() - t0))
+    print(json.dumps(res))
+    (RUNS / args.get("out", "c_kfold.json")).write_text(json.dumps(res, indent=1))
+
+
+def _load_base(base: str):
+    import torch
+    from csr_core.model import CSRNet
+    from csr_core.pipeline import default_registry
+    if base.endswith(".safetensors"):
+        from safetensors.torch import load_file
+        m = CSRNet()
+        m.load_state_dict(load_file(base))
+        return m.eval()
+    return default_registry().model(base).eval()
+
+
+
+
+def cmd_score_ckpt() -> None:
+    """Score a training checkpoint (or .safetensors) as a full style on the 14 real pairs and good photos."""
+    import torch
+    from csr_core.inference import Look, retouch_array
+    from csr_core.model import CSRNet
+    path = Path(sys.argv[2])
+    m = CSRNet()
+    if path.suffix == ".pt":
+        ck = torch.load(path, weights_only=True)
+        m.load_state_dict(ck["model"] if len(sys.argv) < 4 else ck["best_state"])
+    else:
+        m = _load_base(str(path))
+    m.eval()
+    look = Look(m, [(m, 256, 1.0)])
+    pairs = real_pairs()
+    for s in (1.0,):
+        v = score_fn(lambda x: retouch_array(x, look, s, "cpu", exact=True), pairs)
+        ac = score_fn(autocontrast_pt, pairs)
+        print(f"strength {s}: 14-pair mean {np.mean(v):.3f} (autocontrast_pt {np.mean(ac):.3f}), wins "
+              f"{sum(a > b for a, b in zip(v, ac))}/14", [round(x, 2) for x in v])
+    from csr_core.image_io import SUPPORTED_EXTENSIONS, load_photo
+    from csr_core.train import split_holdout
+    _, good = split_holdout([p for p in (SHARED / "photos").rglob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS])
+    g = [psnr(retouch_array(load_photo(p).rgb, look, 1.0, "cpu", exact=True), load_photo(p).rgb) for p in good]
+    print(f"good photos left alone: {np.mean(g):.2f} dB over {len(g)}")
+
+
+
+def cmd_c_final() -> None:
+    """The shipped C: the k-fold recipe on all 14 maps (and real pairs), snapshots every 50 steps to 900
+    (constant lr: the snapshot at step N is the N-step run), so the k-fold's choice can be taken after."""
+    import torch
+    from safetensors.torch import save_file
+    torch.set_num_threads(1)
+    a = dict(x.split("=") for x in sys.argv[2:])
+    base_model = _load_base(a.get("base", "auto"))
+    real = real_pairs()
+    maps = [fit_map(y, x) for _, x, y in real]
+    pseudo = make_pseudo(expert_targets(), maps, int(a.get("per", 3)), seed=99)
+    out = RUNS / "C"
+    out.mkdir(parents=True, exist_ok=True)
+    gfm = lambda m: {k: v.detach().clone().contiguous() for k, v in m.state_dict().items()  # noqa: E731
+                     if k.startswith(("cond_scale", "cond_shift"))}
+    cond = {f"cond_net.{k}": v.clone().contiguous() for k, v in base_model.cond_net.state_dict().items()}
+
+    def snap(m, info):
+        if info["step"] % 50 == 0:
+            save_file({**cond, **gfm(m)}, str(out / f"C_step{info['step']}.safetensors"))
+            print("snapshot", info["step"], flush=True)
+
+    tune_c(base_model, pseudo, [(x, y) for _, x, y in real], int(a.get("steps", 900)), None,
+           lr=float(a.get("lr", 1e-3)), real_weight=float(a.get("rw", 0.0)), seed=99, on_progress=snap)
+
+
+def _r3(d: dict) -> dict:
+    return {k: round(float(v), 3) for k, v in d.items()}
+
+
+def _real_scores(look, label: str, baselines=()) -> tuple[list[dict], dict]:
+    from csr_core.evaluate import evaluate
+    rows = [r for d in ("fivek-c-dev", "fivek-c-extra")
+            for r in evaluate(SHARED / d, look, baselines=baselines)["pairs"]]
+    methods = ["style", *baselines]
+    mean = {(label if m == "style" else m): _r3({k: np.mean([r[m][k] for r in rows]) for k in rows[0][m]})
+            for m in methods}
+    return rows, mean
+
+
+def cmd_score_auto() -> None:
+    """Add the 14-real-pair scores (validation: auto never saw a FiveK pair) to the shipped auto's card."""
+    import torch
+    from csr_core.fsutil import atomic_write
+    from csr_core.pipeline import default_registry
+    torch.set_num_threads(2)
+    look = default_registry().look("auto")
+    rows, mean = _real_scores(look, "auto", ("autocontrast", "autocontrast-tone"))
+    ident = _r3({k: np.mean([score_row[k] for score_row in [r["do-nothing"] for r in rows]]) for k in rows[0]["do-nothing"]})
+    wins = sum(r["style"]["psnr"] > r["autocontrast-tone"]["psnr"] for r in rows)
+    mpath = ROOT / "weights" / "manifest.json"
+    manifest = json.loads(mpath.read_text())
+    manifest["styles"]["auto"]["scores"]["fivek_c_real"] = {
+        "pairs": len(rows), "do-nothing": ident, **mean, "wins_vs_autocontrast_tone": wins,
+        "per_pair": {r["name"]: round(r["style"]["psnr"], 3) for r in rows},
+        "note": "the 14 real expert-C pairs (../shared/data/fivek-c-dev + fivek-c-extra); never used for training"}
+    with atomic_write(mpath, "w") as fh:
+        json.dump(manifest, fh, indent=1)
+    print(json.dumps(manifest["styles"]["auto"]["scores"]["fivek_c_real"], indent=1))
+
+
+def cmd_publish_c() -> None:
+    """Write weights/C.safetensors (condition tensors on auto's base) and its card from c-final + c-kfold.
+
+    python tools/styles_lab.py publish-c runs/C/C.safetensors runs/ck3.json
+    """
+    import hashlib
+    import torch
+    from safetensors.torch import load_file, save
+    from csr_core.fsutil import atomic_write, write_bytes_atomic
+    from csr_core.inference import Look
+    from csr_core.model import CSRNet
+    from csr_core.pipeline import default_registry
+    torch.set_num_threads(2)
+    c_w, c_kf = Path(sys.argv[2]), Path(sys.argv[3])
+    kf = json.loads(c_kf.read_text())
+    reg = default_registry()
+    auto, auto_style = reg.model("auto"), reg.get("auto")
+    cstate = load_file(str(c_w))
+    full = CSRNet()
+    full.load_state_dict(dict(auto.state_dict(), **cstate))
+    full.eval()
+    cblob = save({k: v.contiguous() for k, v in sorted(cstate.items())}, metadata={"name": "C", "architecture": "csrnet"})
+    write_bytes_atomic(ROOT / "weights" / "C.safetensors", cblob)
+    _, insample = _real_scores(Look(auto, [(full, 256, 1.0)]), "C")
+    a = kf["args"]
+    ids = [fid for fid, _, _ in real_pairs()]
+    ac = kf["autocontrast_tone"]
+    c_card = {
+        "file": "C.safetensors", "sha256": hashlib.sha256(cblob).hexdigest(), "architecture": "csrnet",
+        "kind": "condition", "cond_size": 256, "base": {"name": "auto", "sha256": auto_style.sha256},
+        "description": "MIT-Adobe FiveK expert C's look: brighter, cleaner blacks, natural colour (the GFM layers "
+                       "of 'auto' fine-tuned on expert-C photos)",
+        "training": {
+            "data": {"pairs": len(ids), "ids": ids,
+                     "target_ids": [fid for fid, _ in expert_targets()],
+                     "source": "../shared/data/fivek-c-dev (13 pairs) and fivek-c-extra (a0634): MIT-Adobe FiveK inputs "
+                               "+ expert C; ../shared/data/fivek-c-targets: 221 expert-C finished photos without inputs "
+                               "(ids a0017-a4500). None from the FiveK test split (ids 4501 to 5000)."},
+            "recipe": {
+                "method": "condition-only fine-tune (GFM layers; condition convs and base frozen) from 'auto' on "
+                          "pseudo-pairs: each real pair's inverse global colour map (13-term cubic in R, G, B, least "
+                          "squares, target -> input) is fitted; each expert-C finished photo gets "
+                          f"{a.get('per', 4)} pseudo-inputs (a random blend of two inverse maps, exposure x0.85-1.15, "
+                          "white-balance jitter 3%, 8-bit), 2 condition views each; real pairs drawn with probability "
+                          f"{a.get('rw', 0.0)}; L1 on 4096 sampled pixels, batch 8, Adam lr {a.get('lr', 1e-3)} constant, "
+                          f"{kf['best_step']} steps (the k-fold's best step count), seed 99, 1 CPU thread",
+                "command": "python tools/styles_lab.py c-kfold k=7 per=3 steps=900 every=50 out=ck3.json && "
+                           "python tools/styles_lab.py c-final ck3.json",
+                "chosen_steps": kf["best_step"],
+            },
+        },
+        "validation": {
+            "method": f"{kf['k']}-fold over the 14 real pairs; each fold's pseudo-pairs use only the other folds' "
+                      "colour maps (a held-out pair's own map never reaches training); the mean curve over folds "
+                      "picks the step count (so the mean at that step is slightly optimistic)",
+            "folds": kf["folds"], "chosen_steps": kf["best_step"],
+            "curve": [[s, round(v, 3)] for s, v in kf["curve"]],
+            "mean": {"psnr": round(kf["mean"], 3)},
+            "autocontrast_tone": {"psnr": round(float(np.mean(list(ac.values()))), 3)},
+            "wins_vs_autocontrast_tone": kf["wins"],
+            "per_pair": {n: {"psnr": round(v, 3), "autocontrast_tone": round(ac[n], 3)} for n, v in kf["per_pair"].items()},
+        },
+        "scores": {"in_sample_real_pairs": {"pairs": len(ids), **insample,
+                                            "note": "the 14 pairs C was trained on: not validation"}},
+        "licence": "research only: trained on MIT-Adobe FiveK data (expert C retouches), whose licence permits "
+                   "research use; the weights inherit it",
+    }
+    mpath = ROOT / "weights" / "manifest.json"
+    manifest = json.loads(mpath.read_text())
+    manifest["styles"]["C"] = c_card
+    with atomic_write(mpath, "w") as fh:
+        json.dump(manifest, fh, indent=1)
+    print(json.dumps(c_card["validation"]["mean"]), "in-sample", insample)
+
+
+if __name__ == "__main__":
+    globals()["cmd_" + sys.argv[1].replace("-", "_")]()
