@@ -130,7 +130,8 @@ def _score_lines(key: str, s: dict, name: str) -> list[str]:
     count = next((f"{s[k]} {k}" for k in ("images", "pairs", "photos") if k in s), "")
     count = count.replace("images", "pairs") if key == "validation" else count
     how = ", ".join(str(x) for x in (count, s.get("method")) if x)
-    title = {"fivek_c_dev": "FiveK expert C dev pairs", "synthetic_holdout": "synthetic held-out"}.get(key, key)
+    title = {"fivek_c_dev": "FiveK expert C dev pairs", "synthetic_holdout": "synthetic held-out",
+             "fivek_c_real": "14 real FiveK expert C pairs"}.get(key, key)
     lines = [f"  {title.replace('_', ' ')}" + (f" ({how})" if how else "") + ":"]
     width = max(len(k) for k in methods) if methods else 0
     for label, m in methods.items():

@@ -156,7 +156,8 @@ class Style:
 
 def score_summary(card: dict) -> str:
     """'21.59 dB on FiveK-C dev (do-nothing 20.27)' from a card's scores, or '' if it has none."""
-    for key, label in (("validation", "validation"), ("fivek_c_dev", "FiveK-C dev")):
+    for key, label in (("validation", "validation"), ("fivek_c_real", "14 real FiveK-C pairs"),
+                       ("fivek_c_dev", "FiveK-C dev")):
         s = card.get("scores", {}).get(key)
         if not isinstance(s, dict):
             continue
@@ -164,7 +165,7 @@ def score_summary(card: dict) -> str:
             if "psnr" in s:  # flat: {psnr, baseline_psnr, ...}
                 mine, nothing = s["psnr"], s["baseline_psnr"]
             else:  # per method: {<style>: {psnr}, "do-nothing": {psnr}, ...}
-                mine = next(v for k, v in s.items() if isinstance(v, dict) and k not in ("do-nothing", "autocontrast"))
+                mine = next(v for k, v in s.items() if isinstance(v, dict) and k not in ("do-nothing", "autocontrast", "autocontrast-tone"))
                 mine, nothing = mine["psnr"], s["do-nothing"]["psnr"]
             return f"{float(mine):.2f} dB on {label} (do-nothing {float(nothing):.2f})"
         except (TypeError, KeyError, ValueError, StopIteration):

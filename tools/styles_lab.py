@@ -174,7 +174,7 @@ def cmd_auto() -> None:
         return out
 
     val = SyntheticPairs(va, 256, 1).fixed_set(seed=1234)
-    model = default_registry().model("auto").train()
+    model = _load_base("auto").train()
     if init:
         model.load_state_dict(torch.load(init, weights_only=True)["model"])
     for p in model.parameters():
@@ -330,7 +330,8 @@ def _load_base(base: str):
         m = CSRNet()
         m.load_state_dict(load_file(base))
         return m.eval()
-    return default_registry().model(base).eval()
+    from csr_core.model import from_state
+    return from_state(default_registry().net(base).state).eval()
 
 
 
@@ -393,31 +394,27 @@ def _r3(d: dict) -> dict:
     return {k: round(float(v), 3) for k, v in d.items()}
 
 
-def _real_scores(look, label: str, baselines=()) -> tuple[list[dict], dict]:
+def _real_scores(spec: str, baselines=()) -> tuple[list[dict], dict]:
+    """Per-pair rows and means of a registry style on the 14 real pairs (a fresh default registry)."""
     from csr_core.evaluate import evaluate
+    from csr_core.registry import Registry
+    reg = Registry(ROOT / "weights")
     rows = [r for d in ("fivek-c-dev", "fivek-c-extra")
-            for r in evaluate(SHARED / d, look, baselines=baselines)["pairs"]]
-    methods = ["style", *baselines]
-    mean = {(label if m == "style" else m): _r3({k: np.mean([r[m][k] for r in rows]) for k in rows[0][m]})
-            for m in methods}
-    return rows, mean
+            for r in evaluate(SHARED / d, spec, registry=reg, baselines=baselines)["pairs"]]
+    methods = [spec, *baselines, "do-nothing"]
+    return rows, {m: _r3({k: np.mean([r[m][k] for r in rows]) for k in rows[0][m]}) for m in methods}
 
 
 def cmd_score_auto() -> None:
     """Add the 14-real-pair scores (validation: auto never saw a FiveK pair) to the shipped auto's card."""
-    import torch
     from csr_core.fsutil import atomic_write
-    from csr_core.pipeline import default_registry
-    torch.set_num_threads(2)
-    look = default_registry().look("auto")
-    rows, mean = _real_scores(look, "auto", ("autocontrast", "autocontrast-tone"))
-    ident = _r3({k: np.mean([score_row[k] for score_row in [r["do-nothing"] for r in rows]]) for k in rows[0]["do-nothing"]})
-    wins = sum(r["style"]["psnr"] > r["autocontrast-tone"]["psnr"] for r in rows)
+    rows, mean = _real_scores("auto", ("autocontrast", "autocontrast-tone"))
+    wins = sum(r["auto"]["psnr"] > r["autocontrast-tone"]["psnr"] for r in rows)
     mpath = ROOT / "weights" / "manifest.json"
     manifest = json.loads(mpath.read_text())
     manifest["styles"]["auto"]["scores"]["fivek_c_real"] = {
-        "pairs": len(rows), "do-nothing": ident, **mean, "wins_vs_autocontrast_tone": wins,
-        "per_pair": {r["name"]: round(r["style"]["psnr"], 3) for r in rows},
+        "pairs": len(rows), **mean, "wins_vs_autocontrast_tone": wins,
+        "per_pair": {r["name"]: round(r["auto"]["psnr"], 3) for r in rows},
         "note": "the 14 real expert-C pairs (../shared/data/fivek-c-dev + fivek-c-extra); never used for training"}
     with atomic_write(mpath, "w") as fh:
         json.dump(manifest, fh, indent=1)
@@ -430,24 +427,17 @@ def cmd_publish_c() -> None:
     python tools/styles_lab.py publish-c runs/C/C.safetensors runs/ck3.json
     """
     import hashlib
-    import torch
-    from safetensors.torch import load_file, save
+    from safetensors.numpy import load_file, save
     from csr_core.fsutil import atomic_write, write_bytes_atomic
-    from csr_core.inference import Look
-    from csr_core.model import CSRNet
-    from csr_core.pipeline import default_registry
-    torch.set_num_threads(2)
+    from csr_core.registry import Registry
     c_w, c_kf = Path(sys.argv[2]), Path(sys.argv[3])
     kf = json.loads(c_kf.read_text())
-    reg = default_registry()
-    auto, auto_style = reg.model("auto"), reg.get("auto")
-    cstate = load_file(str(c_w))
-    full = CSRNet()
-    full.load_state_dict(dict(auto.state_dict(), **cstate))
-    full.eval()
-    cblob = save({k: v.contiguous() for k, v in sorted(cstate.items())}, metadata={"name": "C", "architecture": "csrnet"})
+    reg = Registry(ROOT / "weights")
+    auto_style = reg.get("auto")
+    base = reg.net("auto").state
+    cstate = {k: v for k, v in load_file(str(c_w)).items() if not np.array_equal(v, base[k])}  # what tuning changed
+    cblob = save(dict(sorted(cstate.items())), metadata={"name": "C", "architecture": "csrnet"})
     write_bytes_atomic(ROOT / "weights" / "C.safetensors", cblob)
-    _, insample = _real_scores(Look(auto, [(full, 256, 1.0)]), "C")
     a = kf["args"]
     ids = [fid for fid, _, _ in real_pairs()]
     ac = kf["autocontrast_tone"]
@@ -486,8 +476,7 @@ def cmd_publish_c() -> None:
             "wins_vs_autocontrast_tone": kf["wins"],
             "per_pair": {n: {"psnr": round(v, 3), "autocontrast_tone": round(ac[n], 3)} for n, v in kf["per_pair"].items()},
         },
-        "scores": {"in_sample_real_pairs": {"pairs": len(ids), **insample,
-                                            "note": "the 14 pairs C was trained on: not validation"}},
+        "scores": {},
         "licence": "research only: trained on MIT-Adobe FiveK data (expert C retouches), whose licence permits "
                    "research use; the weights inherit it",
     }
@@ -496,7 +485,16 @@ def cmd_publish_c() -> None:
     manifest["styles"]["C"] = c_card
     with atomic_write(mpath, "w") as fh:
         json.dump(manifest, fh, indent=1)
-    print(json.dumps(c_card["validation"]["mean"]), "in-sample", insample)
+    _, insample = _real_scores("C", ("autocontrast-tone",))  # the card is in place: score the shipped style
+    c_card["scores"] = {
+        "validation": {"pairs": len(ids), "method": f"{kf['k']}-fold (see 'validation')", "psnr": round(kf["mean"], 3),
+                       "baseline_psnr": insample["do-nothing"]["psnr"],
+                       "autocontrast_tone_psnr": c_card["validation"]["autocontrast_tone"]["psnr"]},
+        "in_sample_real_pairs": {"pairs": len(ids), **insample,
+                                 "note": "the 14 pairs C was trained on: not validation"}}
+    with atomic_write(mpath, "w") as fh:
+        json.dump(manifest, fh, indent=1)
+    print(json.dumps(c_card["validation"]["mean"]), "in-sample", insample["C"])
 
 
 if __name__ == "__main__":
