@@ -61,7 +61,7 @@ def main() -> int:
         val = card.get("validation", {})
         if res["warnings"]:
             protocol[name] = f"IN-SAMPLE (trained on these pairs); validation on its card: " \
-                             f"{val.get('method', '?')} {val.get('mean', {}).get('psnr', float('nan')):.2f} dB"
+                             f"{val.get('method', '?').split(';')[0]} {val.get('mean', {}).get('psnr', float('nan')):.2f} dB"
         else:
             protocol[name] = "validation (never trained on these pairs)"
     ref = [s["psnr"] for s in table["autocontrast-tone"]]

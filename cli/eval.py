@@ -31,7 +31,7 @@ def table(result: dict) -> str:
               help="Folder of pairs: before/ + after/, X_input + X_target files, or FiveK input/ + expertX/.")
 @click.option("--style", default="auto", show_default=True, help="Style name or mix, e.g. 'C:0.7,auto:0.3'.")
 @click.option("--strength", type=click.FloatRange(0, 2), default=1.0, show_default=True)
-@click.option("--baseline", "baselines", type=click.Choice(["autocontrast", "autocontrast-tone"])  # = csr_core.evaluate.BASELINES, multiple=True,
+@click.option("--baseline", "baselines", type=click.Choice(["autocontrast", "autocontrast-tone"]), multiple=True,  # = evaluate.BASELINES
               help="Extra baseline column: Pillow autocontrast (cutoff 0.5%) per channel, or "
                    "'autocontrast-tone' (preserve_tone=True). Repeatable.")
 @click.option("--expert", type=click.Choice(list("ABCDE"), case_sensitive=False), help="FiveK expert folder to score against.")
