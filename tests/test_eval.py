@@ -139,7 +139,7 @@ def test_autocontrast_tone_baseline_keeps_colour_balance(tmp_path, toy_registry)
 
 
 def test_cli_offers_every_core_baseline():
-    import cli.eval
+    import csr_cli.eval
     from csr_core.evaluate import BASELINES
-    opt = next(o for o in cli.eval.command.params if o.name == "baselines")
+    opt = next(o for o in csr_cli.eval.command.params if o.name == "baselines")
     assert tuple(opt.type.choices) == BASELINES
