@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli import export_lut
+from csr_cli import export_lut
 from csr_cli.main import cli
 from csr_core import inference, lut as L
 from csr_core.lut import DEFAULT_SIZE
