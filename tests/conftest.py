@@ -65,6 +65,22 @@ def write_builtin(folder: Path, name: str = "auto", seed: int = 0, cond_size: in
 
 
 @pytest.fixture
+def run(toy_registry, monkeypatch):
+    """Invoke the ``csr`` CLI in-process on the toy registry: ``run("retouch", src, "-o", out)``."""
+    from click.testing import CliRunner
+
+    import csr_core.pipeline as pipeline
+    from csr_cli.main import cli
+
+    monkeypatch.setattr(pipeline, "_registry", toy_registry)
+
+    def invoke(*args, stdin=None):
+        return CliRunner().invoke(cli, [str(a) for a in args], input=stdin, catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
 def toy_registry(tmp_path):
     """A Registry with one random built-in full style 'auto' and an empty user folder."""
     from csr_core.registry import Registry

@@ -8,19 +8,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import csr_core.pipeline as pipeline
 from csr_cli.main import cli
 from csr_core.image_io import load_photo
-
-
-@pytest.fixture
-def run(toy_registry, monkeypatch):
-    monkeypatch.setattr(pipeline, "_registry", toy_registry)
-
-    def invoke(*args, stdin=None):
-        return CliRunner().invoke(cli, [str(a) for a in args], input=stdin, catch_exceptions=False)
-
-    return invoke
 
 
 def _photo(path, size=(48, 32), seed=0):

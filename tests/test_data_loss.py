@@ -25,16 +25,6 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture
-def run(toy_registry, monkeypatch):
-    monkeypatch.setattr(pipeline, "_registry", toy_registry)
-
-    def invoke(*args, stdin=None):
-        return CliRunner().invoke(cli, [str(a) for a in args], input=stdin, catch_exceptions=False)
-
-    return invoke
-
-
 def _photo(path: Path, seed: int = 0, size=(24, 16)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

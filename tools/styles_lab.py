@@ -12,12 +12,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
+from csr_core.evaluate import autocontrast  # noqa: E402
 from csr_core.metrics import psnr  # noqa: E402
 
 
@@ -40,11 +41,7 @@ def expert_targets() -> list[tuple[str, np.ndarray]]:
 
 
 def autocontrast_pt(x: np.ndarray) -> np.ndarray:
-    return np.asarray(ImageOps.autocontrast(Image.fromarray(x), cutoff=0.5, preserve_tone=True))
-
-
-def autocontrast(x: np.ndarray) -> np.ndarray:
-    return np.asarray(ImageOps.autocontrast(Image.fromarray(x), cutoff=0.5))
+    return autocontrast(x, preserve_tone=True)
 
 
 # -- global colour maps: a cubic polynomial in R, G, B ------------------------------------------
