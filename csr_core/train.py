@@ -5,6 +5,7 @@ is taken on randomly sampled pixels, whose colour map is all the base net learns
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,7 +38,12 @@ class TrainConfig:
     checkpoint_every: int = 250
     patience: int = 0             # evals without improvement before stopping (0 = never stop early)
     condition_only: bool = False  # train only condition net + GFM (the base stays frozen)
+    ema: float = 0.0              # >0: validate, keep and return an exponential moving average of the weights
+    loss: str = "l1"              # per-pixel loss: "l1" or "mse" (PSNR's own)
     extra: dict = field(default_factory=dict)
+
+
+_LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
 
 
 def cond_tensor(rgb: np.ndarray, size: int) -> torch.Tensor:
@@ -75,6 +81,8 @@ def fit(model: CSRNet, draw: Callable[[np.random.Generator, int], list[Sample]],
     Keeps the best weights in memory (returned model holds them); resumes from ``checkpoint`` if present
     and writes it atomically every ``checkpoint_every`` steps. Returns a history dict.
     """
+    if cfg.loss not in _LOSSES:
+        raise ValueError(f"unknown loss {cfg.loss!r}; choose one of {', '.join(_LOSSES)}")
     params = trainable_parameters(model, cfg.condition_only)
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
     rng = np.random.default_rng(cfg.seed)
@@ -89,6 +97,9 @@ def fit(model: CSRNet, draw: Callable[[np.random.Generator, int], list[Sample]],
         hist.update({k: ck["hist"][k] for k in ("step", "best", "best_step", "seconds")})
         hist["evals"] = [tuple(e) for e in ck["hist"]["evals"]]
         rng = np.random.default_rng([cfg.seed, hist["step"]])
+    avg = _Average(params, cfg.ema) if cfg.ema > 0 else None
+    if avg and checkpoint and checkpoint.exists() and "ema" in ck:
+        avg.shadow = list(ck["ema"])
     t0 = time.perf_counter() - hist["seconds"]
     stale = 0
     while hist["step"] < cfg.steps:
@@ -98,31 +109,36 @@ def fit(model: CSRNet, draw: Callable[[np.random.Generator, int], list[Sample]],
             g["lr"] = lr
         samples = draw(rng, cfg.batch)
         model.train()
-        loss = F.l1_loss(predict(model, samples), torch.stack([s[2] for s in samples]))
+        loss = _LOSSES[cfg.loss](predict(model, samples), torch.stack([s[2] for s in samples]))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if avg:
+            avg.update()
         hist["step"] = step = step + 1
         info = dict(step=step, steps=cfg.steps, loss=loss.item(), lr=lr)
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            model.eval()
-            with torch.no_grad():
-                score = float(validate(model))
-            hist["evals"].append((step, score))
-            if score > hist["best"]:
-                hist.update(best=score, best_step=step)
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                stale = 0
-            else:
-                stale += 1
-            info.update(val=score, best=hist["best"])
-        hist["seconds"] = time.perf_counter() - t0
-        if on_progress:
-            on_progress(info)
+        with avg.swapped() if avg else contextlib.nullcontext():
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                model.eval()
+                with torch.no_grad():
+                    score = float(validate(model))
+                hist["evals"].append((step, score))
+                if score > hist["best"]:
+                    hist.update(best=score, best_step=step)
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    stale = 0
+                else:
+                    stale += 1
+                info.update(val=score, best=hist["best"])
+            hist["seconds"] = time.perf_counter() - t0
+            if on_progress:  # sees the averaged weights when there are any
+                on_progress(info)
         if checkpoint and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            extra = dict(ema=avg.shadow) if avg else {}
             with atomic_write(checkpoint) as fh:
                 torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), best_state=best_state,
-                                hist=dict(hist, evals=[list(e) for e in hist["evals"]]), cfg=asdict(cfg)), fh)
+                                hist=dict(hist, evals=[list(e) for e in hist["evals"]]), cfg=asdict(cfg),
+                                **extra), fh)
         if cfg.patience and stale >= cfg.patience:
             break
     model.load_state_dict(best_state)
@@ -130,6 +146,32 @@ def fit(model: CSRNet, draw: Callable[[np.random.Generator, int], list[Sample]],
     for p in model.parameters():
         p.requires_grad_(False)
     return hist
+
+
+class _Average:
+    """Exponential moving average of ``params`` (Polyak averaging); ``swapped()`` puts it in place."""
+
+    def __init__(self, params: Sequence[torch.nn.Parameter], decay: float):
+        self.params, self.decay = list(params), decay
+        self.shadow = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for s, p in zip(self.shadow, self.params):
+            s.lerp_(p, 1 - self.decay)
+
+    @contextlib.contextmanager
+    def swapped(self):
+        live = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            for p, s in zip(self.params, self.shadow):
+                p.copy_(s)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, v in zip(self.params, live):
+                    p.copy_(v)
 
 
 def checkpoint_step(path: Path) -> int:

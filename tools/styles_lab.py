@@ -71,13 +71,20 @@ def q8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
 
 
+#: How pseudo-inputs are drawn (c-kfold / c-final options blend=, gain=, wb=).
+PSEUDO = dict(blend=2, gain=0.15, wb=0.03)
+
+
 def pseudo_input(target: np.ndarray, family: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    """A FiveK-like input rendering for an expert-C target: a random blend of two inverse maps of
-    the family, a random exposure factor and a mild white-balance jitter, quantised to 8 bits."""
-    a, b = rng.choice(len(family), 2, replace=len(family) < 2)
-    w = rng.uniform(0, 1)
-    x = w * apply_map(family[a], target) + (1 - w) * apply_map(family[b], target)
-    gain = rng.uniform(0.85, 1.15) * np.exp(rng.normal(0, 0.03, 3))
+    """A FiveK-like input rendering for an expert-C target: a random blend of ``blend`` inverse maps of
+    the family (Dirichlet weights), a random exposure factor (1 +- ``gain``) and a white-balance jitter
+    (``wb``, log gain per channel), quantised to 8 bits."""
+    k = int(PSEUDO["blend"])
+    picks = rng.choice(len(family), k, replace=len(family) < k)
+    w = rng.dirichlet(np.ones(k))
+    x = sum(wi * apply_map(family[i], target) for wi, i in zip(w, picks))
+    g = float(PSEUDO["gain"])
+    gain = rng.uniform(1 - g, 1 + g) * np.exp(rng.normal(0, float(PSEUDO["wb"]), 3))
     return q8(x * gain)
 
 
@@ -146,67 +153,72 @@ def camera_params(rng: np.random.Generator) -> dict[str, float]:
 
 
 def cmd_auto() -> None:
-    """Continue training 'auto' (whole network, warm start from the shipped auto) on a 50/50 mix of
-    generic and camera-like degradations. Resumable (runs/auto2/ckpt.pt)."""
+    """Continue training 'auto' (whole network, warm start from the shipped auto) on a mix of generic
+    and camera-like degradations of natural and expert-C finished photos (no FiveK pair, no fitted map).
+    Options (key=value): steps, lr, ema, camera (share of camera-like draws), out, every (EMA snapshots
+    saved as runs/OUT/auto_stepN.safetensors). Resumable (runs/OUT/ckpt.pt)."""
     import torch
+    from safetensors.torch import save_file
     from csr_core import degrade
-    from csr_core.pipeline import default_registry
     from csr_core.train import SyntheticPairs, TrainConfig, fit, psnr_on
-    steps = int(sys.argv[2]) if len(sys.argv) > 2 else 2400
-    init = Path(sys.argv[3]) if len(sys.argv) > 3 else None  # warm start from a checkpoint's weights
+    a = dict(x.split("=") for x in sys.argv[2:])
     torch.set_num_threads(1)
-    out = RUNS / ("auto3" if init else "auto2")
+    out = RUNS / a.get("out", "auto4")
     out.mkdir(parents=True, exist_ok=True)
     tr, va, counts = _auto_data()
     train = SyntheticPairs(tr, 256, 4096)
-    camera_share = 0.6
+    camera_share, identity = float(a.get("camera", 0.6)), float(a.get("identity", 0.0))
+    n_nat, n_exp = counts[0], counts[1]
+    expert = float(a.get("expert", n_exp / (n_nat + n_exp)))  # share of draws from expert-C photos
+    weight = np.r_[np.full(n_nat, (1 - expert) / n_nat), np.full(n_exp, expert / n_exp)]
 
     def draw(rng, n):
-        picks = rng.integers(0, len(train.images), n)
         out = []
-        for i in picks:
-            cam = rng.random() < camera_share
-            params = camera_params(rng) if cam else degrade.random_params(rng)
+        for i in rng.choice(len(train.images), n, p=weight):
+            u = rng.random()
+            params = (degrade.random_params(rng, identity_prob=1.0) if u < identity else
+                      camera_params(rng) if u < identity + camera_share else degrade.random_params(rng))
             out.append(train.sample(train.images[i], params, rng))
         return out
 
     val = SyntheticPairs(va, 256, 1).fixed_set(seed=1234)
-    model = _load_base("auto").train()
-    if init:
-        model.load_state_dict(torch.load(init, weights_only=True)["model"])
+    model = _load_base(a.get("base", "auto")).train()
     for p in model.parameters():
         p.requires_grad_(True)
-    cfg = TrainConfig(steps=steps, batch=16, lr=5e-4, lr_min=1e-5, eval_every=200, checkpoint_every=100, seed=3)
+    every = int(a.get("every", 250))
+    cfg = TrainConfig(steps=int(a.get("steps", 3000)), batch=16, lr=float(a.get("lr", 3e-4)),
+                      lr_min=float(a.get("lr_min", 1e-5)), eval_every=every, checkpoint_every=every, seed=3,
+                      ema=float(a.get("ema", 0.995)))
     t0 = time.time()
 
     def progress(info):
+        if info["step"] % every == 0:
+            save_file({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()},
+                      str(out / f"auto_step{info['step']}.safetensors"))
         if "val" in info or info["step"] % 50 == 0:
             print(json.dumps(dict(info, t=round(time.time() - t0))), flush=True)
 
     hist = fit(model, draw, cfg, lambda m: psnr_on(m, val), out / "ckpt.pt", progress)
-    from safetensors.torch import save_file
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "auto.safetensors"))
     (out / "hist.json").write_text(json.dumps(dict(hist, counts=counts, camera_share=camera_share,
                                                    cfg=cfg.__dict__), default=str))
-    print("saved", out / "auto.safetensors", flush=True)
-
-
 
 
 # -- C: condition-only fine-tune on pseudo-pairs from expert-C finished photos -----------------------
 def _features(model, img8: np.ndarray, views: int, rng) -> list:
-    """Frozen condition-net features (1 x C x 1 x 1) of ``views`` augmented copies of an image."""
+    """Frozen condition-net features (1 x C x 1 x 1) of ``views`` augmented copies of an image, or
+    (``model`` None) the condition inputs themselves, for a run that trains the condition convs too."""
     import torch
-    from csr_core.inference import condition_input
-    from csr_core.train import _views
+    from csr_core.train import _views, cond_tensor
     with torch.no_grad():
-        return [model.cond_net(condition_input(v, 256))[:, :, None, None] for v in _views(img8, views, rng)]
+        conds = [cond_tensor(v, 256) for v in _views(img8, views, rng)]
+        return conds if model is None else [model.cond_net(c)[:, :, None, None] for c in conds]
 
 
 class PairSet:
     """In-memory (features per view, input pixels, target pixels) for ``fit``'s draw."""
 
     def __init__(self, model, pairs: list[tuple[np.ndarray, np.ndarray]], views: int, seed: int, weight=None):
+        """``model`` None: keep condition inputs instead of frozen features."""
         import torch
         rng = np.random.default_rng(seed)
         self.feats = [_features(model, x, views, rng) for x, _ in pairs]
@@ -230,47 +242,62 @@ def make_pseudo(targets, family, per_target: int, seed: int) -> list[tuple[np.nd
 
 
 def tune_c(base_model, train_pairs, real_train, steps, val=None, *, lr=1e-3, batch=8, real_weight=0.0,
-           eval_every=50, seed=0, views_pseudo=2, views_real=8, on_progress=None):
-    """Condition-only (GFM) tune of a copy of ``base_model``; returns (model, curve [(step, [psnr per val])])."""
+           eval_every=50, seed=0, views_pseudo=2, views_real=8, on_progress=None, ema=0.0, lr_min=None,
+           train_all=False, loss="l1"):
+    """Condition-side tune of a copy of ``base_model`` (GFM only, or with ``train_all`` the condition convs
+    too); returns (model, curve [(step, [psnr per val])])."""
     import copy
     import torch
     from csr_core.finetune import _Features
     from csr_core.train import TrainConfig, fit
-    data = PairSet(base_model, train_pairs, views_pseudo, seed)
-    real = PairSet(base_model, real_train, views_real, seed + 1) if real_train and real_weight > 0 else None
+    enc = None if train_all else base_model
+    data = PairSet(enc, train_pairs, views_pseudo, seed)
+    real = PairSet(enc, real_train, views_real, seed + 1) if real_train and real_weight > 0 else None
     m = copy.deepcopy(base_model)
     cond = m.cond_net
-    m.cond_net = _Features()
+    if not train_all:
+        m.cond_net = _Features()
 
     def draw(rng, n):
         k = int(rng.binomial(n, real_weight)) if real else 0
         return data.draw(rng, n - k) + (real.draw(rng, k) if k else [])
 
     curve = []
-    vfeat = [(_features(base_model, x, 1, np.random.default_rng(0))[0], x, y) for x, y in (val or [])]
+    vfeat = [(_features(enc, x, 1, np.random.default_rng(0))[0], x, y) for x, y in (val or [])]
 
     def validate(model):
         if not vfeat:
             return 0.0
-        scores = [_psnr_full(model, f, x, y) for f, x, y in vfeat]
-        curve.append((len(curve) * eval_every + eval_every, scores))
+        per = [_psnr_full(model, f, x, y) for f, x, y in vfeat]
+        scores = [r[1.0] for r in per]
+        curve.append((len(curve) * eval_every + eval_every, scores, per))
         return float(np.mean(scores))
 
-    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, lr_min=lr, eval_every=eval_every if val else 10 ** 9,
-                      checkpoint_every=10 ** 9, seed=seed, condition_only=True)
+    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, lr_min=lr if lr_min is None else lr_min,
+                      eval_every=eval_every if val else 10 ** 9, checkpoint_every=10 ** 9, seed=seed,
+                      condition_only=True, ema=ema, loss=loss)
     fit(m, draw, cfg, validate, on_progress=(lambda info: on_progress(m, info)) if on_progress else None)
-    m.cond_net = cond
+    if not train_all:
+        m.cond_net = cond
     # fit() restored the best-validated state; callers that pick steps by the curve re-run without val.
     return m, curve
 
 
-def _psnr_full(model, feat, x8, y8) -> float:
+#: Strengths the k-fold also scores (calibration: how far the style should go).
+STRENGTHS = (1.0, 0.85, 1.15)
+
+
+def _psnr_full(model, feat, x8, y8) -> dict[float, float]:
+    """PSNR of the style on a whole pair at each of STRENGTHS."""
     import torch
+    x = torch.from_numpy(x8.reshape(1, -1, 3).astype(np.float32) / 255)
     with torch.no_grad():
-        mod = model.modulation(feat)
-        out = model.base(torch.from_numpy(x8.reshape(1, -1, 3).astype(np.float32) / 255), mod)[0]
-    out8 = np.clip(np.round(out.numpy() * 255), 0, 255).astype(np.uint8).reshape(x8.shape)
-    return psnr(out8, y8)
+        out = model.base(x, model.modulation(feat))[0]
+    res = {}
+    for s in STRENGTHS:
+        o = (x[0] + s * (out - x[0])).numpy()
+        res[s] = psnr(np.clip(np.round(o * 255), 0, 255).astype(np.uint8).reshape(x8.shape), y8)
+    return res
 
 
 def cmd_c_kfold() -> None:
@@ -280,8 +307,8 @@ def cmd_c_kfold() -> None:
     torch.set_num_threads(1)
     args = dict(a.split("=") for a in sys.argv[2:])
     k, per, steps = int(args.get("k", 7)), int(args.get("per", 4)), int(args.get("steps", 1200))
-    rw, lr, base = float(args.get("rw", 0.0)), float(args.get("lr", 1e-3)), args.get("base", "auto")
-    base_model = _load_base(base)
+    opts = _kfold_opts(args)
+    base_model = _load_base(args.get("base", "auto"))
     real = real_pairs()
     targets = expert_targets()
     maps = {fid: fit_map(y, x) for fid, x, y in real}
@@ -295,7 +322,7 @@ def cmd_c_kfold() -> None:
         pseudo = make_pseudo(targets, family, per, seed=fi)
         val = [(real[i][1], real[i][2]) for i in held]
         _, curve = tune_c(base_model, pseudo, [(real[i][1], real[i][2]) for i in keep], steps, val,
-                          lr=lr, real_weight=rw, seed=fi, eval_every=int(args.get("every", 25)))
+                          seed=fi, eval_every=int(args.get("every", 25)), **opts)
         curves.append((held, curve))
         best = max(curve, key=lambda c: np.mean(c[1]))
         print(f"fold {fi} held {[real[i][0] for i in held]} best step {best[0]} "
@@ -308,12 +335,16 @@ def cmd_c_kfold() -> None:
     for st, m, _ in mean_curve:
         print(f"step {st}: {m:.3f}")
     st, m, vals = max(mean_curve, key=lambda r: r[1])
+    si = [c[0] for c in curves[0][1]].index(st)
+    by_strength = {s: float(np.mean([c[si][2][j][s] for _, c in curves for j in range(len(c[si][2]))]))
+                   for s in STRENGTHS}
+    print(f"step {st} by strength: {by_strength}")
     ac = dict(zip([p[0] for p in real], score_fn(autocontrast_pt, real)))
     wins = sum(vals[f] > ac[f] for f in vals)
     print(f"BEST step {st}: mean {m:.3f} dB; autocontrast_pt {np.mean(list(ac.values())):.3f}; wins {wins}/14")
     res = dict(args=args, k=k, folds=[[real[i][0] for i in f] for f in folds], best_step=st, mean=m,
-               per_pair=vals, autocontrast_tone=ac, wins=wins, curve=[(s, v) for s, v, _ in mean_curve],
-               seconds=round(time.time() - t0))
+               per_pair=vals, autocontrast_tone=ac, wins=wins, by_strength=by_strength,
+               curve=[(s, v) for s, v, _ in mean_curve], seconds=round(time.time() - t0))
     print(json.dumps(res))
     (RUNS / args.get("out", "c_kfold.json")).write_text(json.dumps(res, indent=1))
 
@@ -346,7 +377,9 @@ def cmd_score_ckpt() -> None:
     else:
         m = _load_base(str(path))
     m.eval()
-    look = Look(m, [(m, 256, 1.0)])
+    from csr_core.engine import Net
+    from csr_core.model import numpy_state
+    look = Look.of(Net(numpy_state(m)), 256)
     pairs = real_pairs()
     for s in (1.0,):
         v = score_fn(lambda x: retouch_array(x, look, s, "cpu", exact=True), pairs)
@@ -361,30 +394,32 @@ def cmd_score_ckpt() -> None:
 
 
 
+def _kfold_opts(args: dict) -> dict:
+    """tune_c's keyword options from a c-kfold / c-final argument dict (and PSEUDO updated)."""
+    PSEUDO.update({k: float(args[k]) for k in PSEUDO if k in args})
+    return dict(ema=float(args.get("ema", 0)), train_all=args.get("train") == "all", loss=args.get("loss", "l1"),
+                lr_min=float(args["lr_min"]) if "lr_min" in args else None, lr=float(args.get("lr", 1e-3)),
+                real_weight=float(args.get("rw", 0.0)))
+
+
 def cmd_c_final() -> None:
-    """The shipped C: the k-fold recipe on all 14 maps (and real pairs), snapshots every 50 steps to 900
-    (constant lr: the snapshot at step N is the N-step run), so the k-fold's choice can be taken after."""
+    """The shipped C: a c-kfold run's recipe (its JSON: options and chosen step count) on all 14 maps
+    (and real pairs): ``c-final runs/K.json`` writes runs/C/C.safetensors (condition tensors + base)."""
     import torch
     from safetensors.torch import save_file
     torch.set_num_threads(1)
-    a = dict(x.split("=") for x in sys.argv[2:])
-    base_model = _load_base(a.get("base", "auto"))
+    kf = json.loads(Path(sys.argv[2]).read_text())
+    args = kf["args"]
+    base_model = _load_base(args.get("base", "auto"))
     real = real_pairs()
     maps = [fit_map(y, x) for _, x, y in real]
-    pseudo = make_pseudo(expert_targets(), maps, int(a.get("per", 3)), seed=99)
+    opts = _kfold_opts(args)
+    pseudo = make_pseudo(expert_targets(), maps, int(args.get("per", 4)), seed=99)
+    m, _ = tune_c(base_model, pseudo, [(x, y) for _, x, y in real], int(kf["best_step"]), None, seed=99, **opts)
     out = RUNS / "C"
     out.mkdir(parents=True, exist_ok=True)
-    gfm = lambda m: {k: v.detach().clone().contiguous() for k, v in m.state_dict().items()  # noqa: E731
-                     if k.startswith(("cond_scale", "cond_shift"))}
-    cond = {f"cond_net.{k}": v.clone().contiguous() for k, v in base_model.cond_net.state_dict().items()}
-
-    def snap(m, info):
-        if info["step"] % 50 == 0:
-            save_file({**cond, **gfm(m)}, str(out / f"C_step{info['step']}.safetensors"))
-            print("snapshot", info["step"], flush=True)
-
-    tune_c(base_model, pseudo, [(x, y) for _, x, y in real], int(a.get("steps", 900)), None,
-           lr=float(a.get("lr", 1e-3)), real_weight=float(a.get("rw", 0.0)), seed=99, on_progress=snap)
+    save_file({k: v.detach().clone().contiguous() for k, v in m.state_dict().items()}, str(out / "C.safetensors"))
+    print("saved", out / "C.safetensors", flush=True)
 
 
 def _r3(d: dict) -> dict:
@@ -416,6 +451,19 @@ def cmd_score_auto() -> None:
     with atomic_write(mpath, "w") as fh:
         json.dump(manifest, fh, indent=1)
     print(json.dumps(manifest["styles"]["auto"]["scores"]["fivek_c_real"], indent=1))
+
+
+def _c_recipe(a: dict, steps: int) -> str:
+    """The card's one-paragraph recipe of a c-kfold argument dict."""
+    what = "GFM layers and condition convs" if a.get("train") == "all" else "GFM layers; condition convs"
+    ema = f", weights averaged (EMA decay {a['ema']})" if float(a.get("ema", 0)) else ""
+    return (f"condition-only fine-tune ({what} and base frozen) from 'auto' on pseudo-pairs: each real pair's "
+            "inverse global colour map (13-term cubic in R, G, B, least squares, target -> input) is fitted; each "
+            f"expert-C finished photo gets {a.get('per', 4)} pseudo-inputs (a random blend of "
+            f"{int(float(a.get('blend', 2)))} inverse maps, exposure x1+-{a.get('gain', 0.15)}, white-balance jitter "
+            f"{a.get('wb', 0.03)}, 8-bit), 2 condition views each; real pairs drawn with probability "
+            f"{a.get('rw', 0.0)}; {a.get('loss', 'l1').upper()} on 4096 sampled pixels, batch 8, Adam lr "
+            f"{a.get('lr', 1e-3)} constant{ema}, {steps} steps (the k-fold's best step count), seed 99, 1 CPU thread")
 
 
 def cmd_publish_c() -> None:
@@ -450,15 +498,9 @@ def cmd_publish_c() -> None:
                                "+ expert C; ../shared/data/fivek-c-targets: 221 expert-C finished photos without inputs "
                                "(ids a0017-a4500). None from the FiveK test split (ids 4501 to 5000)."},
             "recipe": {
-                "method": "condition-only fine-tune (GFM layers; condition convs and base frozen) from 'auto' on "
-                          "pseudo-pairs: each real pair's inverse global colour map (13-term cubic in R, G, B, least "
-                          "squares, target -> input) is fitted; each expert-C finished photo gets "
-                          f"{a.get('per', 4)} pseudo-inputs (a random blend of two inverse maps, exposure x0.85-1.15, "
-                          "white-balance jitter 3%, 8-bit), 2 condition views each; real pairs drawn with probability "
-                          f"{a.get('rw', 0.0)}; L1 on 4096 sampled pixels, batch 8, Adam lr {a.get('lr', 1e-3)} constant, "
-                          f"{kf['best_step']} steps (the k-fold's best step count), seed 99, 1 CPU thread",
-                "command": "python tools/styles_lab.py c-kfold k=7 per=3 steps=900 every=50 out=ck3.json && "
-                           "python tools/styles_lab.py c-final ck3.json",
+                "method": _c_recipe(a, kf["best_step"]),
+                "command": f"python tools/styles_lab.py c-kfold {' '.join(f'{k}={v}' for k, v in a.items())} && "
+                           f"python tools/styles_lab.py c-final runs/{a.get('out', 'c_kfold.json')}",
                 "chosen_steps": kf["best_step"],
             },
         },
