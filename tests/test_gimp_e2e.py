@@ -1,7 +1,8 @@
 """End to end in a real headless GIMP 3 (Debian 13 chroot built by .ci/gimp-chroot.sh).
 
 Set CSR_GIMP_ROOT to the chroot; needs root (bind mounts). The repo, this Python and pytest's temp
-folder are bind-mounted into the chroot at the same paths, so the plug-in calls this very environment.
+folder are bind-mounted into the chroot at the same paths (gimp_chroot.py), so the plug-in calls this
+very environment.
 """
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import os
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import lively_model
+from gimp_chroot import Checkout, ChrootError, bind_mounts, gimp_batch, is_chroot, mount_paths
 
 REPO = Path(__file__).resolve().parents[1]
 ROOT = os.environ.get("CSR_GIMP_ROOT", "")
@@ -23,48 +24,8 @@ RECT = (60, 40, 300, 200)  # x, y, w, h of the selection (8-bit case)
 RECT16 = (30, 20, 50, 36)
 
 pytestmark = pytest.mark.skipif(
-    not ROOT or not os.path.isfile(os.path.join(ROOT, "usr/bin/gimp-console-3.0")),
+    not is_chroot(ROOT),
     reason="no GIMP 3 chroot: build it with .ci/gimp-chroot.sh and set CSR_GIMP_ROOT")
-
-
-def mounted() -> set[str]:
-    with open("/proc/self/mounts") as fh:
-        return {line.split()[1].replace("\\040", " ") for line in fh}
-
-
-@contextmanager
-def bind_mounts(root: str, paths: list[str]):
-    """Bind each host path at the same path inside ``root``; always unmounted again."""
-    done = []
-    try:
-        for path in paths:
-            target = root + path
-            os.makedirs(target, exist_ok=True)
-            while target in mounted():  # left over by a killed run
-                subprocess.run(["umount", "-l", target], check=True)
-            subprocess.run(["mount", "--bind", path, target], check=True)
-            done.append(target)
-        yield
-    finally:
-        for target in reversed(done):
-            for _ in range(50):  # GIMP's helpers may take a moment to let go
-                if subprocess.run(["umount", target], capture_output=True).returncode == 0:
-                    break
-                time.sleep(0.2)
-            else:
-                subprocess.run(["umount", "-l", target], check=False)
-
-
-def mount_paths(basetemp: Path) -> list[str]:
-    paths = []
-    for p in (REPO, Path(sys.prefix), Path(sys.base_prefix).resolve(), basetemp):
-        p = str(Path(p).resolve())
-        if p in ("/", "/usr") or p.startswith(("/usr/", "/bin", "/lib", "/etc")):
-            pytest.skip(f"{p} cannot be bind-mounted over the chroot's own system; use a venv "
-                        f"on a non-system Python (pyenv, uv, conda)")
-        if not any(p == q or p.startswith(q + "/") for q in paths):
-            paths.append(p)
-    return paths
 
 
 BATCH = r'''
@@ -191,17 +152,19 @@ def test_gimp_filter_matches_csr_retouch(tmp_path, tmp_path_factory, csr_home):
     work = tmp_path / "work"
     work.mkdir()
     rgba, u16 = _write_inputs(work)
+    try:
+        mounts = mount_paths(REPO, tmp_path_factory.getbasetemp())
+    except ChrootError as exc:
+        pytest.skip(str(exc))
     profile = tmp_path / "profile"
-    _csr("gimp", "install", "--profile", str(profile), "--device", "cpu")
+    plugin_dir = Checkout(REPO).install(profile, tmp_path, device="cpu")
     (tmp_path / "home").mkdir()
-    batch = BATCH % dict(work=str(work), rect=RECT, rect16=RECT16, plugin_dir=str(profile / "plug-ins/csr_retouch"))
-    env = ["env", "-i", "PATH=/usr/bin:/bin", "LANG=C.UTF-8", f"HOME={tmp_path / 'home'}",
-           f"GIMP3_DIRECTORY={profile}", f"CSR_HOME={csr_home}",
-           'CSR_GIMP_TEACH_CONFIG={"steps": 2, "pixels": 256, "views": 1, "folds": 2, "val_pixels": 256}']
-    gimp = ["gimp-console-3.0", "-i", "-n", "-d", "-f", "-c", "--batch-interpreter=python-fu-eval", "-b", "-", "--quit"]
+    batch = BATCH % dict(work=str(work), rect=RECT, rect16=RECT16, plugin_dir=str(plugin_dir))
+    env = dict(HOME=tmp_path / "home", GIMP3_DIRECTORY=profile, CSR_HOME=csr_home,
+               CSR_GIMP_TEACH_CONFIG='{"steps": 2, "pixels": 256, "views": 1, "folds": 2, "val_pixels": 256}')
     t0 = time.time()
-    with bind_mounts(ROOT, mount_paths(tmp_path_factory.getbasetemp())):
-        run = subprocess.run(["chroot", ROOT, *env, *gimp], input=batch.encode(), capture_output=True, timeout=600)
+    with bind_mounts(ROOT, mounts):
+        run = gimp_batch(ROOT, batch, env, timeout=600)
     log = run.stdout.decode(errors="replace")[-3000:] + run.stderr.decode(errors="replace")[-3000:]
     assert run.returncode == 0 and (work / "results.json").is_file(), log
     res = json.loads((work / "results.json").read_text())
