@@ -217,8 +217,11 @@ def _features(model, img8: np.ndarray, views: int, rng) -> list:
 class PairSet:
     """In-memory (features per view, input pixels, target pixels) for ``fit``'s draw."""
 
-    def __init__(self, model, pairs: list[tuple[np.ndarray, np.ndarray]], views: int, seed: int, weight=None):
-        """``model`` None: keep condition inputs instead of frozen features."""
+    def __init__(self, model, pairs: list[tuple[np.ndarray, np.ndarray]], views: int, seed: int, weight=None,
+                 shrink: float = 1.0):
+        """``model`` None: keep condition inputs instead of frozen features. ``shrink`` < 1 moves every
+        target that share of the way from the input (a style calibrated to go less far)."""
+        self.shrink = shrink
         import torch
         rng = np.random.default_rng(seed)
         self.feats = [_features(model, x, views, rng) for x, _ in pairs]
@@ -232,7 +235,8 @@ class PairSet:
         for i in rng.choice(len(self.x), n, p=self.p):
             f = self.feats[i][rng.integers(0, len(self.feats[i]))]
             idx = torch.from_numpy(rng.integers(0, self.x[i].shape[0], pixels))
-            out.append((f, self.x[i][idx].float() / 255, self.y[i][idx].float() / 255))
+            x, y = self.x[i][idx].float() / 255, self.y[i][idx].float() / 255
+            out.append((f, x, y if self.shrink == 1 else x + self.shrink * (y - x)))
         return out
 
 
@@ -243,7 +247,7 @@ def make_pseudo(targets, family, per_target: int, seed: int) -> list[tuple[np.nd
 
 def tune_c(base_model, train_pairs, real_train, steps, val=None, *, lr=1e-3, batch=8, real_weight=0.0,
            eval_every=50, seed=0, views_pseudo=2, views_real=8, on_progress=None, ema=0.0, lr_min=None,
-           train_all=False, loss="l1"):
+           train_all=False, loss="l1", shrink=1.0):
     """Condition-side tune of a copy of ``base_model`` (GFM only, or with ``train_all`` the condition convs
     too); returns (model, curve [(step, [psnr per val])])."""
     import copy
@@ -251,8 +255,8 @@ def tune_c(base_model, train_pairs, real_train, steps, val=None, *, lr=1e-3, bat
     from csr_core.finetune import _Features
     from csr_core.train import TrainConfig, fit
     enc = None if train_all else base_model
-    data = PairSet(enc, train_pairs, views_pseudo, seed)
-    real = PairSet(enc, real_train, views_real, seed + 1) if real_train and real_weight > 0 else None
+    data = PairSet(enc, train_pairs, views_pseudo, seed, shrink=shrink)
+    real = PairSet(enc, real_train, views_real, seed + 1, shrink=shrink) if real_train and real_weight > 0 else None
     m = copy.deepcopy(base_model)
     cond = m.cond_net
     if not train_all:
@@ -399,7 +403,7 @@ def _kfold_opts(args: dict) -> dict:
     PSEUDO.update({k: float(args[k]) for k in PSEUDO if k in args})
     return dict(ema=float(args.get("ema", 0)), train_all=args.get("train") == "all", loss=args.get("loss", "l1"),
                 lr_min=float(args["lr_min"]) if "lr_min" in args else None, lr=float(args.get("lr", 1e-3)),
-                real_weight=float(args.get("rw", 0.0)))
+                real_weight=float(args.get("rw", 0.0)), shrink=float(args.get("shrink", 1.0)))
 
 
 def cmd_c_final() -> None:
@@ -457,19 +461,26 @@ def _c_recipe(a: dict, steps: int) -> str:
     """The card's one-paragraph recipe of a c-kfold argument dict."""
     what = "GFM layers and condition convs" if a.get("train") == "all" else "GFM layers; condition convs"
     ema = f", weights averaged (EMA decay {a['ema']})" if float(a.get("ema", 0)) else ""
+    shrink = float(a.get("shrink", 1))
+    calib = (f"; every training target moved {shrink:g} of the way from its input (calibration: held-out "
+             "pairs showed the full correction goes too far)") if shrink != 1 else ""
     return (f"condition-only fine-tune ({what} and base frozen) from 'auto' on pseudo-pairs: each real pair's "
             "inverse global colour map (13-term cubic in R, G, B, least squares, target -> input) is fitted; each "
-            f"expert-C finished photo gets {a.get('per', 4)} pseudo-inputs (a random blend of "
+            f"expert-C finished photo gets {a.get('per', 4)} pseudo-inputs (a random Dirichlet-weighted blend of "
             f"{int(float(a.get('blend', 2)))} inverse maps, exposure x1+-{a.get('gain', 0.15)}, white-balance jitter "
             f"{a.get('wb', 0.03)}, 8-bit), 2 condition views each; real pairs drawn with probability "
             f"{a.get('rw', 0.0)}; {a.get('loss', 'l1').upper()} on 4096 sampled pixels, batch 8, Adam lr "
-            f"{a.get('lr', 1e-3)} constant{ema}, {steps} steps (the k-fold's best step count), seed 99, 1 CPU thread")
+            f"{a.get('lr', 1e-3)} constant{ema}, {steps} steps (the k-fold's best step count), seed 99, 1 CPU thread"
+            f"{calib}")
 
 
 def cmd_publish_c() -> None:
     """Write weights/C.safetensors (condition tensors on auto's base) and its card from c-final + c-kfold.
 
-    python tools/styles_lab.py publish-c runs/C/C.safetensors runs/ck3.json
+    python tools/styles_lab.py publish-c runs/C/C.safetensors runs/K.json [runs/OTHER.json ...]
+
+    Further k-fold JSONs are the recipes compared with it and not shipped: the card lists them
+    (choosing among them makes the shipped recipe's k-fold mean slightly optimistic).
     """
     import hashlib
     from safetensors.numpy import load_file, save
@@ -514,6 +525,10 @@ def cmd_publish_c() -> None:
             "autocontrast_tone": {"psnr": round(float(np.mean(list(ac.values()))), 3)},
             "wins_vs_autocontrast_tone": kf["wins"],
             "per_pair": {n: {"psnr": round(v, 3), "autocontrast_tone": round(ac[n], 3)} for n, v in kf["per_pair"].items()},
+            "by_strength": {str(k): round(v, 3) for k, v in kf.get("by_strength", {}).items()},
+            "compared_not_shipped": [
+                {"options": o["args"], "best_step": o["best_step"], "mean": round(o["mean"], 3), "wins": o["wins"]}
+                for o in (json.loads(Path(f).read_text()) for f in sys.argv[4:])],
         },
         "scores": {},
         "licence": "research only: trained on MIT-Adobe FiveK data (expert C retouches), whose licence permits "
