@@ -518,7 +518,8 @@ def cmd_publish_c() -> None:
         "validation": {
             "method": f"{kf['k']}-fold over the 14 real pairs; each fold's pseudo-pairs use only the other folds' "
                       "colour maps (a held-out pair's own map never reaches training); the mean curve over folds "
-                      "picks the step count (so the mean at that step is slightly optimistic)",
+                      "picks the step count, and the recipe was picked among those in compared_not_shipped (so "
+                      "the mean is slightly optimistic)",
             "folds": kf["folds"], "chosen_steps": kf["best_step"],
             "curve": [[s, round(v, 3)] for s, v in kf["curve"]],
             "mean": {"psnr": round(kf["mean"], 3)},
