@@ -6,7 +6,6 @@ Run from the repository root: ``python tools/styles_lab.py baselines`` etc. Need
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -94,8 +93,7 @@ def score_fn(fn, pairs) -> list[float]:
 
 def style_fn(spec: str, strength: float = 1.0):
     from csr_core.inference import retouch_array
-    from csr_core.pipeline import default_registry
-    look = default_registry().look(spec)
+    look = _registry().look(spec)
     return lambda x: retouch_array(x, look, strength, "cpu", exact=True)
 
 
@@ -249,9 +247,8 @@ def tune_c(base_model, train_pairs, real_train, steps, val=None, *, lr=1e-3, bat
            eval_every=50, seed=0, views_pseudo=2, views_real=8, on_progress=None, ema=0.0, lr_min=None,
            train_all=False, loss="l1", shrink=1.0):
     """Condition-side tune of a copy of ``base_model`` (GFM only, or with ``train_all`` the condition convs
-    too); returns (model, curve [(step, [psnr per val])])."""
+    too); returns (model, curve [(step, [psnr per val pair], [{strength: psnr} per val pair])])."""
     import copy
-    import torch
     from csr_core.finetune import _Features
     from csr_core.train import TrainConfig, fit
     enc = None if train_all else base_model
@@ -307,7 +304,6 @@ def _psnr_full(model, feat, x8, y8) -> dict[float, float]:
 def cmd_c_kfold() -> None:
     """k-fold over the 14 real pairs: each fold's pseudo-pairs use only the other folds' maps."""
     import torch
-    from csr_core.pipeline import default_registry
     torch.set_num_threads(1)
     args = dict(a.split("=") for a in sys.argv[2:])
     k, per, steps = int(args.get("k", 7)), int(args.get("per", 4)), int(args.get("steps", 1200))
@@ -318,7 +314,7 @@ def cmd_c_kfold() -> None:
     maps = {fid: fit_map(y, x) for fid, x, y in real}
     order = np.random.default_rng(0).permutation(len(real))
     folds = [sorted(order[f::k].tolist()) for f in range(k)]
-    per_pair, curves = {}, []
+    curves = []
     t0 = time.time()
     for fi, held in enumerate(folds):
         keep = [i for i in range(len(real)) if i not in held]
@@ -353,19 +349,22 @@ def cmd_c_kfold() -> None:
     (RUNS / args.get("out", "c_kfold.json")).write_text(json.dumps(res, indent=1))
 
 
+def _registry():
+    """This checkout's built-in styles (``default_registry`` follows the editable install, which may be
+    another checkout) plus the user's."""
+    from csr_core.registry import Registry
+    return Registry(ROOT / "weights")
+
+
 def _load_base(base: str):
-    import torch
-    from csr_core.model import CSRNet
-    from csr_core.pipeline import default_registry
+    """A torch model: a full .safetensors file, or a registry style."""
+    from csr_core.model import CSRNet, from_state
     if base.endswith(".safetensors"):
         from safetensors.torch import load_file
         m = CSRNet()
         m.load_state_dict(load_file(base))
         return m.eval()
-    from csr_core.model import from_state
-    return from_state(default_registry().net(base).state).eval()
-
-
+    return from_state(_registry().net(base).state).eval()
 
 
 def cmd_score_ckpt() -> None:
@@ -433,8 +432,7 @@ def _r3(d: dict) -> dict:
 def _real_scores(spec: str, baselines=()) -> tuple[list[dict], dict]:
     """Per-pair rows and means of a registry style on the 14 real pairs (a fresh default registry)."""
     from csr_core.evaluate import evaluate
-    from csr_core.registry import Registry
-    reg = Registry(ROOT / "weights")
+    reg = _registry()
     rows = [r for d in ("fivek-c-dev", "fivek-c-extra")
             for r in evaluate(SHARED / d, spec, registry=reg, baselines=baselines)["pairs"]]
     methods = [spec, *baselines, "do-nothing"]
@@ -485,10 +483,9 @@ def cmd_publish_c() -> None:
     import hashlib
     from safetensors.numpy import load_file, save
     from csr_core.fsutil import atomic_write, write_bytes_atomic
-    from csr_core.registry import Registry
     c_w, c_kf = Path(sys.argv[2]), Path(sys.argv[3])
     kf = json.loads(c_kf.read_text())
-    reg = Registry(ROOT / "weights")
+    reg = _registry()
     auto_style = reg.get("auto")
     base = reg.net("auto").state
     cstate = {k: v for k, v in load_file(str(c_w)).items() if not np.array_equal(v, base[k])}  # what tuning changed
