@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from csr_core import data_dir
+from csr_core.architecture import CONDITION_KEYS
 from csr_core.image_io import load_photo
 from csr_core.metrics import delta_e2000, psnr
 from csr_core.pipeline import retouch
@@ -102,3 +103,18 @@ def test_c_clears_the_autocontrast_bar_on_the_pairs_it_learned_from(shared_dir):
     c = np.mean([r["C"]["psnr"] for r in rows])
     assert c > np.mean([r["autocontrast-tone"]["psnr"] for r in rows]) + 2.5
     assert c > np.mean([r["do-nothing"]["psnr"] for r in rows]) + 3.0
+
+
+def test_built_in_styles_share_one_base_network_and_mix():
+    """Mixing, strength and LUTs need one base: every built-in style composes onto the same full network."""
+    reg = Registry(WEIGHTS, Path("/nonexistent-user-dir"))
+    builtins = reg.styles()
+    assert len({s.base_sha256 for s in builtins}) == 1
+    base_keys = set(reg.net(builtins[0]).state) - CONDITION_KEYS
+    for s in builtins[1:]:
+        a, b = reg.net(builtins[0]).state, reg.net(s).state
+        assert all(np.array_equal(a[k], b[k]) for k in base_keys), s.name
+    img = load_photo(SAMPLES / "coffee_dark.jpg").rgb[::4, ::4]
+    names = [s.name for s in builtins]
+    mixed = retouch(img, ",".join(f"{n}:{1 / len(names)}" for n in names))
+    assert mixed.shape == img.shape and not np.array_equal(mixed, img)

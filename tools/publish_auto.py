@@ -31,12 +31,9 @@ SHARED = REPO.parent / "shared"
 COND_SIZE = 256
 
 
-def main(weights: Path, hist_path: Path) -> None:
-    hist = json.loads(hist_path.read_text())
-    model = CSRNet()
-    model.load_state_dict(load_file(str(weights)))
-    model.eval()
-    look = Look.of(Net(numpy_state(model)), COND_SIZE)
+def auto_scores(look: Look) -> dict:
+    """The card scores of an 'auto': held-out synthetic pairs, held-out good photos left alone, and the 13
+    FiveK expert-C dev pairs (vs doing nothing and Pillow autocontrast)."""
     photos = SHARED / "data" / "photos"
     _, val_paths = split_holdout([p for p in photos.rglob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS])
     originals = [to_float(load_photo(p).rgb) for p in val_paths]
@@ -50,6 +47,20 @@ def main(weights: Path, hist_path: Path) -> None:
     untouched = [score(retouch_array(u8(y), look), u8(y)) for _, y in val]
     dev = evaluate(SHARED / "data" / "fivek-c-dev", look, baselines=("autocontrast",))
     r3 = lambda d: {k: round(v, 3) for k, v in d.items()}  # noqa: E731
+    return {
+        "synthetic_holdout": {"pairs": len(val), "auto": mean(synth["auto"]), "do-nothing": mean(synth["do-nothing"])},
+        "good_photos_left_alone": {"photos": len(val), "output_vs_input": mean(untouched)},
+        "fivek_c_dev": {"pairs": len(dev["pairs"]), **{("auto" if m == "style" else m): r3(v) for m, v in dev["mean"].items()},
+                        "note": "13 real expert-C pairs in ../shared/data/fivek-c-dev; never used for training"},
+    }
+
+
+def main(weights: Path, hist_path: Path) -> None:
+    hist = json.loads(hist_path.read_text())
+    model = CSRNet()
+    model.load_state_dict(load_file(str(weights)))
+    model.eval()
+    look = Look.of(Net(numpy_state(model)), COND_SIZE)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     blob = save(state, metadata={"name": "auto", "architecture": "csrnet"})
     out = REPO / "weights"
@@ -76,12 +87,7 @@ def main(weights: Path, hist_path: Path) -> None:
                       "on the dev pairs. Reproduce: csr train --photos ../shared/data/photos --name auto-repro",
             "cpu_seconds": round(hist["seconds"]),
         },
-        "scores": {
-            "synthetic_holdout": {"pairs": len(val), "auto": mean(synth["auto"]), "do-nothing": mean(synth["do-nothing"])},
-            "good_photos_left_alone": {"photos": len(val), "output_vs_input": mean(untouched)},
-            "fivek_c_dev": {"pairs": len(dev["pairs"]), **{("auto" if m == "style" else m): r3(v) for m, v in dev["mean"].items()},
-                            "note": "13 real expert-C pairs in ../shared/data/fivek-c-dev; never used for training"},
-        },
+        "scores": auto_scores(look),
         "licence": "MIT (weights trained here; the training photos' own terms are in ../shared/data/photos/MANIFEST.tsv)",
     }
     manifest_path = out / "manifest.json"
