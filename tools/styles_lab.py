@@ -331,9 +331,10 @@ def _pseudo_set(args: dict, targets, family, seed: int) -> list:
 
 def tune_c(base_model, train_pairs, real_train, steps, val=None, *, lr=1e-3, batch=8, real_weight=0.0,
            eval_every=50, seed=0, views_pseudo=2, views_real=8, on_progress=None, ema=0.0, lr_min=None,
-           train_all=False, loss="l1", shrink=1.0):
+           train_all=False, loss="l1", shrink=1.0, snapshots=None):
     """Condition-side tune of a copy of ``base_model`` (GFM only, or with ``train_all`` the condition convs
-    too); returns (model, curve [(step, [psnr per val pair], [{strength: psnr} per val pair])])."""
+    too); returns (model, curve [(step, [psnr per val pair], [{strength: psnr} per val pair])]).
+    ``snapshots`` (a list) receives the GFM tensors at every validation, for weight soups."""
     import copy
     from csr_core.finetune import _Features
     from csr_core.train import TrainConfig, fit
@@ -355,6 +356,8 @@ def tune_c(base_model, train_pairs, real_train, steps, val=None, *, lr=1e-3, bat
     def validate(model):
         if not vfeat:
             return 0.0
+        if snapshots is not None:
+            snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(GFM)})
         per = [_psnr_full(model, f, x, y) for f, x, y in vfeat]
         scores = [r[1.0] for r in per]
         curve.append((len(curve) * eval_every + eval_every, scores, per))
@@ -368,6 +371,35 @@ def tune_c(base_model, train_pairs, real_train, steps, val=None, *, lr=1e-3, bat
         m.cond_net = cond
     # fit() restored the best-validated state; callers that pick steps by the curve re-run without val.
     return m, curve
+
+
+#: The GFM tensors' name prefixes (what a condition-only tune changes; a soup averages them).
+GFM = ("cond_scale", "cond_shift")
+
+
+def soup(base_model, states: list[dict]):
+    """``base_model`` with the mean of several tunes' GFM tensors (a uniform weight soup)."""
+    import copy
+    m = copy.deepcopy(base_model)
+    m.load_state_dict({k: sum(st[k] for st in states) / len(states) for k in states[0]}, strict=False)
+    return m
+
+
+def _soup_curve(base_model, runs: list[list[dict]], val, eval_every: int) -> list:
+    """tune_c's curve for the soup of several runs' snapshots, step by step."""
+    from csr_core.finetune import _Features
+    vfeat = [(_features(base_model, x, 1, np.random.default_rng(0))[0], x, y) for x, y in val]
+    curve = []
+    for si in range(min(len(r) for r in runs)):
+        m = soup(base_model, [r[si] for r in runs])
+        m.cond_net = _Features()  # the features are precomputed, as in tune_c's validation
+        per = [_psnr_full(m, f, x, y) for f, x, y in vfeat]
+        curve.append(((si + 1) * eval_every, [r[1.0] for r in per], per))
+    return curve
+
+
+#: The style C is tuned from (the full network every built-in style runs on; option base=).
+C_BASE = "auto-v1"
 
 
 #: Strengths the k-fold also scores (calibration: how far the style should go).
@@ -392,9 +424,11 @@ def cmd_c_kfold() -> None:
     import torch
     torch.set_num_threads(1)
     args = dict(a.split("=") for a in sys.argv[2:])
-    k, per, steps = int(args.get("k", 7)), int(args.get("per", 4)), int(args.get("steps", 1200))
+    k, steps, seeds = int(args.get("k", 7)), int(args.get("steps", 1200)), int(args.get("seeds", 1))
     opts = _kfold_opts(args)
-    base_model = _load_base(args.get("base", "auto"))
+    if seeds > 1 and opts["train_all"]:
+        raise SystemExit("seeds= soups the GFM tensors only: not with train=all")
+    base_model = _load_base(args.get("base", C_BASE))
     real = real_pairs()
     targets = expert_targets()
     maps = {fid: fit_map(y, x) for fid, x, y in real}
@@ -405,10 +439,15 @@ def cmd_c_kfold() -> None:
     for fi, held in enumerate(folds):
         keep = [i for i in range(len(real)) if i not in held]
         family = [maps[real[i][0]] for i in keep]
-        pseudo = _pseudo_set(args, targets, family, seed=fi)
         val = [(real[i][1], real[i][2]) for i in held]
-        _, curve = tune_c(base_model, pseudo, [(real[i][1], real[i][2]) for i in keep], steps, val,
-                          seed=fi, eval_every=int(args.get("every", 25)), **opts)
+        every, runs = int(args.get("every", 25)), []
+        for sd in range(seeds):  # seeds > 1: a soup of tunes on different pseudo-pair draws
+            pseudo = _pseudo_set(args, targets, family, seed=fi + 100 * sd)
+            runs.append([])
+            _, curve = tune_c(base_model, pseudo, [(real[i][1], real[i][2]) for i in keep], steps, val,
+                              seed=fi + 100 * sd, eval_every=every, snapshots=runs[-1], **opts)
+        if seeds > 1:
+            curve = _soup_curve(base_model, runs, val, every)
         curves.append((held, curve))
         best = max(curve, key=lambda c: np.mean(c[1]))
         print(f"fold {fi} held {[real[i][0] for i in held]} best step {best[0]} "
@@ -499,12 +538,16 @@ def cmd_c_final() -> None:
     torch.set_num_threads(1)
     kf = json.loads(Path(sys.argv[2]).read_text())
     args = kf["args"]
-    base_model = _load_base(args.get("base", "auto"))
+    base_model = _load_base(args.get("base", C_BASE))
     real = real_pairs()
     maps = [fit_map(y, x) for _, x, y in real]
     opts = _kfold_opts(args)
-    pseudo = _pseudo_set(args, expert_targets(), maps, seed=99)
-    m, _ = tune_c(base_model, pseudo, [(x, y) for _, x, y in real], int(kf["best_step"]), None, seed=99, **opts)
+    models = []
+    for sd in range(int(args.get("seeds", 1))):
+        pseudo = _pseudo_set(args, expert_targets(), maps, seed=99 + 100 * sd)
+        models.append(tune_c(base_model, pseudo, [(x, y) for _, x, y in real], int(kf["best_step"]), None,
+                             seed=99 + 100 * sd, **opts)[0])
+    m = soup(base_model, [{k: v for k, v in mm.state_dict().items() if k.startswith(GFM)} for mm in models])
     out = RUNS / "C"
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().clone().contiguous() for k, v in m.state_dict().items()}, str(out / "C.safetensors"))
@@ -553,14 +596,19 @@ def _c_recipe(a: dict, steps: int) -> str:
     shrink = float(a.get("shrink", 1))
     calib = (f"; every training target moved {shrink:g} of the way from its input (calibration: held-out "
              "pairs showed the full correction goes too far)") if shrink != 1 else ""
-    return (f"condition-only fine-tune ({what} and base frozen) from 'auto' on pseudo-pairs: each real pair's "
+    nat = (f"; plus {a['nat']} pseudo-inputs per natural photo of ../shared/data/photos (squashed to 256 x 256) "
+           "as further targets") if int(a.get("nat", 0)) else ""
+    n = int(a.get("seeds", 1))
+    soup_ = (f"; a uniform soup: the mean GFM tensors of {n} such tunes on different pseudo-pair draws "
+             f"(seeds 99, 199, ...)") if n > 1 else ""
+    return (f"condition-only fine-tune ({what} and base frozen) from '{a.get('base', C_BASE)}' on pseudo-pairs: each real pair's "
             "inverse global colour map (13-term cubic in R, G, B, least squares, target -> input) is fitted; each "
             f"expert-C finished photo gets {a.get('per', 4)} pseudo-inputs (a random Dirichlet-weighted blend of "
             f"{int(float(a.get('blend', 2)))} inverse maps, exposure x1+-{a.get('gain', 0.15)}, white-balance jitter "
             f"{a.get('wb', 0.03)}, 8-bit), 2 condition views each; real pairs drawn with probability "
             f"{a.get('rw', 0.0)}; {a.get('loss', 'l1').upper()} on 4096 sampled pixels, batch 8, Adam lr "
             f"{a.get('lr', 1e-3)} constant{ema}, {steps} steps (the k-fold's best step count), seed 99, 1 CPU thread"
-            f"{calib}")
+            f"{calib}{nat}{soup_}")
 
 
 def _load_base_name(styles: dict) -> str:
