@@ -5,7 +5,9 @@
 Pairs: the 14 real MIT-Adobe FiveK expert-C pairs in ../shared/data (fivek-c-dev: 13, fivek-c-extra: 1).
 Scores: PSNR and CIEDE2000 on 8-bit sRGB, per pair then the mean, each method through the same
 ``csr_core.evaluate`` path a user runs (``csr eval``). Protocol, printed with the table:
-  - ``auto`` is never trained on any FiveK pair, so its scores on these pairs are validation.
+  - ``auto-v1`` is never trained on any FiveK pair, so its scores on these pairs are validation; ``auto``
+    is auto-v1 calibrated to one strength picked on these pairs: its row prints the leave-one-out score
+    of that choice beside it.
   - ``C`` is trained on these pairs: its row here is in-sample and flagged; its validation score is the
     k-fold one on its card (each fold's pseudo-pairs built without the held-out pairs' maps), printed
     beside it. ``python tools/styles_lab.py c-kfold`` re-runs that protocol.
@@ -62,6 +64,10 @@ def main() -> int:
         if res["warnings"]:
             protocol[name] = f"IN-SAMPLE (trained on these pairs); validation on its card: " \
                              f"{val.get('method', '?').split(';')[0]} {val.get('mean', {}).get('psnr', float('nan')):.2f} dB"
+        elif "calibration" in card.get("training", {}):
+            cal = card["training"]["calibration"]
+            protocol[name] = (f"never trained on a FiveK pair, but its strength ({cal['chosen_strength']:g}) was picked "
+                              f"on these pairs; picked by leave-one-out: {cal['leave_one_out']['psnr']:.2f} dB")
         else:
             protocol[name] = "validation (never trained on these pairs)"
     ref = [s["psnr"] for s in table["autocontrast-tone"]]

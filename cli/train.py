@@ -17,7 +17,7 @@ FEW_PAIRS_HINT = ("a whole network needs many pairs; with a few, 'csr finetune' 
 
 @click.command("train")
 @click.option("--photos", type=click.Path(file_okay=False, exists=True, path_type=Path),
-              help="Folder of good photos: learn to undo random synthetic degradations (the 'auto' recipe).")
+              help="Folder of good photos: learn to undo random synthetic degradations (the 'auto-v1' recipe).")
 @click.option("--pairs", "pairs_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Folder of before/after pairs (before/ + after/, X_input + X_target, FiveK input/ + expertX/): "
                    "learn your look with the whole network (for large sets; ~20% held out).")
@@ -37,7 +37,7 @@ def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, 
     """Train a full CSRNet and save it as a user style.
 
     \b
-    Reproduce the built-in 'auto' style:
+    Reproduce the built-in 'auto-v1' style (the full network under 'auto'):
       csr train --photos ../shared/data/photos --name auto-repro
     Learn a look from many before/after pairs (for a few pairs use csr finetune):
       csr train --pairs my_edits/ --name mine

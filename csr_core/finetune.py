@@ -186,7 +186,7 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
 
     progress = _Progress(on_progress)
     tuner = _Tuner(from_state(reg.net(start_style).state), loaded, start_style.cond_size, cfg, progress)
-    scorer = _Scorer(loaded, start_style.cond_size, from_state(reg.net(base_style).state))
+    scorer = _Scorer(loaded, start_style.cond_size, from_state(reg.net(start_style).state))  # what --from picked
     run = _kfold if len(found) < cfg.kfold_below else _holdout
     model, per, validation = run(tuner, scorer, progress, len(found))
     progress.complete()

@@ -376,7 +376,8 @@ class Registry:
         self.check_new_name(name, overwrite)
         state = _net_from_state(weights, f"style '{name}'").state
         if base is not None:
-            full = self.net(base if base.kind == "full" else self._base_style(base)).state
+            base = base if base.kind == "full" else self._base_style(base)  # the full network it is stored against
+            full = self.net(base).state
             state = {k: v for k, v in condition_state(state).items() if not np.array_equal(v, full[k])}
         blob = save(state, metadata={"name": name, "architecture": ARCHITECTURE})
         digest = hashlib.sha256(blob).hexdigest()

@@ -97,9 +97,18 @@ def test_held_out_split_for_larger_sets_and_from_condition_style(tuned, tmp_path
     style = finetune_style(write_pairs(tmp_path / "p", 6, seed=1), "mine2", "mine", registry=reg, config=cfg)
     assert style.card["validation"]["method"] == "held-out"
     assert len(style.card["validation"]["val_pairs"]) == 1
-    assert style.card["base"]["sha256"] == reg.get("auto").sha256  # the full base, not 'mine'
+    assert style.card["base"] == {"name": "auto", "sha256": reg.get("auto").sha256}  # the full base, not 'mine'
     assert style.card["training"]["initialised_from"] == "mine"
     reg.look("mine2:0.5,mine:0.5")  # same base: they mix
+    # "base style" in the scores is the style training started from (--from), not the full network below it
+    from csr_core.image_io import load_photo
+    from csr_core.inference import retouch_array
+    from csr_core.metrics import psnr
+    (val,) = style.card["validation"]["val_pairs"]
+    before, after = (load_photo(tmp_path / "p" / d / f"{val}.png").rgb for d in ("before", "after"))
+    got = style.card["scores"]["validation"]["base_style"]["psnr"]
+    assert got == pytest.approx(psnr(retouch_array(before, reg.look("mine"), exact=True), after), abs=1e-3)
+    assert got != pytest.approx(psnr(retouch_array(before, reg.look("auto"), exact=True), after), abs=1e-3)
 
 
 def test_cli_expert_flag_reads_that_expert(toy_registry, tmp_path, monkeypatch):

@@ -70,6 +70,10 @@ def q8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
 
 
+#: The style C is tuned from (the full network every built-in style runs on; option base=).
+C_BASE = "auto-v1"
+
+
 #: How pseudo-inputs are drawn (c-kfold / c-final options blend=, gain=, wb=).
 PSEUDO = dict(blend=2, gain=0.15, wb=0.03)
 
@@ -180,7 +184,7 @@ def cmd_auto() -> None:
         return out
 
     val = SyntheticPairs(va, 256, 1).fixed_set(seed=1234)
-    model = _load_base(a.get("base", "auto")).train()
+    model = _load_base(a.get("base", C_BASE)).train()
     for p in model.parameters():
         p.requires_grad_(True)
     every = int(a.get("every", 250))
@@ -204,10 +208,11 @@ def cmd_auto() -> None:
 def cmd_auto_strength() -> None:
     """How far should 'auto' go? Its 14-real-pair PSNR at strengths 0.5..1.0, and a leave-one-out estimate
     of picking the strength on these pairs (each pair scored at the strength best on the other 13).
-    Writes runs/auto_strength.json. Options: style (default auto)."""
+    Writes runs/strength_STYLE.json. Options: style (default auto-v1, the uncalibrated network)."""
     from csr_core.inference import retouch_array
     a = dict(x.split("=") for x in sys.argv[2:])
-    pairs, look = real_pairs(), _registry().look(a.get("style", "auto"))
+    style = a.get("style", C_BASE)
+    pairs, look = real_pairs(), _registry().look(style)
     ids = [p[0] for p in pairs]
     ac = np.array(score_fn(autocontrast_pt, pairs))
     grid = [round(float(g), 2) for g in np.arange(0.5, 1.001, 0.05)]
@@ -217,12 +222,12 @@ def cmd_auto_strength() -> None:
         b = int(scores[:, [j for j in range(len(pairs)) if j != i]].mean(1).argmax())
         loo.append((grid[b], float(scores[b, i])))
     held = np.array([v for _, v in loo])
-    res = dict(style=a.get("style", "auto"), pairs=ids, autocontrast_tone=float(ac.mean()),
+    res = dict(style=style, sha256=_registry().get(style).sha256, pairs=ids, autocontrast_tone=float(ac.mean()),
                by_strength={g: dict(psnr=round(float(r.mean()), 3), wins=int((r > ac).sum())) for g, r in zip(grid, scores)},
                loo=dict(strengths=dict(zip(ids, [g for g, _ in loo])), psnr=round(float(held.mean()), 3),
                         gain=round(float(held.mean() - ac.mean()), 3), wins=int((held > ac).sum())))
     print(json.dumps(res, indent=1))
-    (RUNS / "auto_strength.json").write_text(json.dumps(res, indent=1))
+    (RUNS / f"strength_{style}.json").write_text(json.dumps(res, indent=1))
 
 
 def cmd_auto_calibrate() -> None:
@@ -239,7 +244,8 @@ def cmd_auto_calibrate() -> None:
     s, per = float(a.get("strength", 0.7)), int(a.get("per", 4))
     out = RUNS / a.get("out", "auto_cal")
     out.mkdir(parents=True, exist_ok=True)
-    teacher = _load_base(a.get("base", "auto"))
+    a.setdefault("base", C_BASE)  # the uncalibrated full network (recorded: the card's command names it)
+    teacher = _load_base(a["base"])
     tr, va, (n_tr, _, n_va, _) = _auto_data()
     tr, va = tr[:n_tr], va[:n_va]  # natural photos only: auto's weights stay free of FiveK images
     rng = np.random.default_rng(5)
@@ -396,10 +402,6 @@ def _soup_curve(base_model, runs: list[list[dict]], val, eval_every: int) -> lis
         per = [_psnr_full(m, f, x, y) for f, x, y in vfeat]
         curve.append(((si + 1) * eval_every, [r[1.0] for r in per], per))
     return curve
-
-
-#: The style C is tuned from (the full network every built-in style runs on; option base=).
-C_BASE = "auto-v1"
 
 
 #: Strengths the k-fold also scores (calibration: how far the style should go).
@@ -577,12 +579,13 @@ def cmd_score_auto() -> None:
     mpath = ROOT / "weights" / "manifest.json"
     manifest = json.loads(mpath.read_text())
     card = manifest["styles"]["auto"]
-    picked = "calibration" in card["training"]
+    picked = ("; the calibration strength was chosen on them (its leave-one-out estimate is on the card)"
+              if "calibration" in card["training"] else "")
+    scores["fivek_c_dev"]["note"] += picked
     scores["fivek_c_real"] = {
         "pairs": len(rows), **mean, "wins_vs_autocontrast_tone": sum(r["auto"]["psnr"] > r["autocontrast-tone"]["psnr"] for r in rows),
         "per_pair": {r["name"]: round(r["auto"]["psnr"], 3) for r in rows},
-        "note": "the 14 real expert-C pairs (../shared/data/fivek-c-dev + fivek-c-extra); never used for training"
-                + ("; the calibration strength was chosen on them (its leave-one-out estimate is on the card)" if picked else "")}
+        "note": "the 14 real expert-C pairs (../shared/data/fivek-c-dev + fivek-c-extra); never used for training" + picked}
     card["scores"] = scores
     with atomic_write(mpath, "w") as fh:
         json.dump(manifest, fh, indent=1)
@@ -611,77 +614,96 @@ def _c_recipe(a: dict, steps: int) -> str:
             f"{calib}{nat}{soup_}")
 
 
-def _load_base_name(styles: dict) -> str:
-    return "auto" if styles["auto"]["kind"] == "full" else "auto-v1"
+def _rename_scores(card: dict, old: str, new: str) -> dict:
+    """A card whose score tables name the style ``new`` where they said ``old``."""
+    return dict(card, scores={k: {(new if m == old else m): v for m, v in t.items()} for k, t in card["scores"].items()})
 
 
 def cmd_publish_auto_cal() -> None:
     """Ship a calibrated auto (``auto-calibrate``'s output, ``auto-strength``'s choice) as 'auto': its GFM
-    tensors on the base network of the auto trained before, which stays as 'auto-v1' (same file bytes and
-    sha256, so C and every style fine-tuned on it load unchanged).
+    tensors on the full network of the auto trained before, which stays as 'auto-v1' (same bytes and
+    sha256, so C and every style fine-tuned on it load unchanged). Re-runnable: unchanged tensors keep
+    their file.
 
     python tools/styles_lab.py publish-auto-cal runs/auto_cal
     """
     import hashlib
-    import os
     from safetensors.numpy import load_file, save
     from csr_core.architecture import CONDITION_KEYS
     from csr_core.fsutil import atomic_write, write_bytes_atomic
     src = Path(sys.argv[2])
-    rec, cal = json.loads((src / "recipe.json").read_text()), json.loads((RUNS / "auto_strength.json").read_text())
     wdir, mpath = ROOT / "weights", ROOT / "weights" / "manifest.json"
     manifest = json.loads(mpath.read_text())
     styles = manifest["styles"]
-    v1 = styles["auto"] if styles["auto"]["kind"] == "full" else styles["auto-v1"]
-    base = _registry().net(_load_base_name(styles)).state
-    if v1["file"] != "auto-v1.safetensors":
-        os.replace(wdir / v1["file"], wdir / "auto-v1.safetensors")
-        v1 = dict(v1, file="auto-v1.safetensors", description=(
+    if styles["auto"]["kind"] == "full":  # first run: the full auto becomes auto-v1 (copied, never moved)
+        if "auto-v1" in styles:
+            raise SystemExit("weights/ has a full 'auto' and an 'auto-v1': publish one base network, not two")
+        blob = (wdir / styles["auto"]["file"]).read_bytes()
+        write_bytes_atomic(wdir / "auto-v1.safetensors", blob)
+        v1 = _rename_scores(dict(styles["auto"], file="auto-v1.safetensors", description=(
             "auto as first trained, before its strength calibration: it goes about 1.4x as far as auto; "
-            "the base network that every built-in style runs on"))
+            "the base network that every built-in style runs on")), "auto", "auto-v1")
+        description = styles["auto"]["description"]
+    else:
+        v1, description = styles["auto-v1"], styles["auto"]["description"]
+    rec = json.loads((src / "recipe.json").read_text())
+    cal = json.loads((RUNS / "strength_auto-v1.json").read_text())
+    s = rec["strength"]
+    if cal["sha256"] != v1["sha256"] or rec["args"].get("base") != "auto-v1":
+        raise SystemExit("the strength scan and the distillation must both be of auto-v1 (sha256 and base=)")
+    best = max(cal["by_strength"], key=lambda g: cal["by_strength"][g]["psnr"])
+    if abs(float(best) - s) > 1e-9:
+        raise SystemExit(f"distilled at strength {s:g}, but the scan's best strength is {best}")
+    base = {**load_file(str(wdir / "auto-v1.safetensors"))}
     new = load_file(str(src / "auto.safetensors"))
     moved = sorted(k for k in new if not np.array_equal(new[k], base[k]))
     if not set(moved) <= CONDITION_KEYS:
         raise SystemExit(f"not a condition-only change: {sorted(set(moved) - CONDITION_KEYS)}")
-    blob = save({k: new[k] for k in moved}, metadata={"name": "auto", "architecture": "csrnet"})
-    write_bytes_atomic(wdir / "auto.safetensors", blob)
-    s, loo = rec["strength"], cal["loo"]
+    state = {k: new[k] for k in moved}
+    old = wdir / "auto.safetensors"
+    if styles["auto"]["kind"] == "condition" and sorted(load_file(str(old))) == moved and all(
+            np.array_equal(v, state[k]) for k, v in load_file(str(old)).items()):
+        blob = old.read_bytes()  # the same tensors: keep the file (its header bytes are not reproducible)
+    else:
+        blob = save(state, metadata={"name": "auto", "architecture": "csrnet"})
+        write_bytes_atomic(old, blob)
+    args = rec["args"]
     card = {
         "file": "auto.safetensors", "sha256": hashlib.sha256(blob).hexdigest(), "architecture": "csrnet",
         "kind": "condition", "cond_size": 256, "base": {"name": "auto-v1", "sha256": v1["sha256"]},
-        "description": v1["description"] if v1["description"].startswith("default") else styles["auto"]["description"],
+        "description": description,
         "training": {
             "data": "the 707 training photos of auto-v1 (../shared/data/photos; every 25th file by name held out): "
                     "no MIT-Adobe FiveK image was used.",
             "recipe": f"auto-v1's GFM layers (base and condition convs frozen and shared) distilled toward auto-v1 "
                       f"at strength {s:g} (x + {s:g} (f(x) - x)) on {rec['pairs']} degradations of those photos "
                       f"(csr_core.degrade: 15% identity, 45% camera-like renderings, 40% generic faults; 256 px, "
-                      f"8-bit); L1 on 4096 pixels, batch 8, Adam lr {rec['args'].get('lr', '1e-3')}, EMA 0.99, "
-                      f"{rec['args'].get('steps', 1500)} steps; the step with the best distillation PSNR on the 30 "
-                      f"held-out photos. Command: python tools/styles_lab.py auto-calibrate "
-                      f"{' '.join(f'{k}={v}' for k, v in rec['args'].items())}",
-            "cpu_seconds": rec["seconds"],
+                      f"8-bit); L1 on 4096 pixels, batch 8, Adam lr {args.get('lr', 1e-3)}, EMA "
+                      f"{args.get('ema', 0.99)}, {args.get('steps', 1500)} steps; the step with the best "
+                      f"distillation PSNR on the 30 held-out photos. Command: python tools/styles_lab.py "
+                      f"auto-calibrate {' '.join(f'{k}={v}' for k, v in args.items())}",
+            "train_seconds": rec["seconds"],
             "calibration": {
                 "why": "auto-v1 over-corrects real camera renderings: on the 14 real expert-C pairs it scores best "
                        "at a strength well below 1",
                 "chosen_strength": s,
                 "auto_v1_by_strength": cal["by_strength"],
-                "leave_one_out": dict(loo, note="each pair scored at the strength best on the other 13: the "
-                                                 "estimate of choosing one number on these pairs"),
+                "leave_one_out": dict(cal["loo"], note="auto-v1, each pair scored at the strength best on the "
+                                                        "other 13: the estimate of choosing one number on these pairs"),
                 "disclosure": "one number, the strength, was picked by scoring auto-v1 on the 14 real FiveK "
                               "pairs; no FiveK image reached the weights' training",
+                "command": "python tools/styles_lab.py auto-strength style=auto-v1",
             },
             "distillation_validation": rec["curve"],
         },
-        "scores": {},
+        "scores": styles["auto"]["scores"] if styles["auto"]["kind"] == "condition" else {},
         "licence": v1["licence"] + f" One number, the calibration strength ({s:g}), was chosen by scoring auto-v1 on "
                                    f"{len(cal['pairs'])} real MIT-Adobe FiveK pairs.",
     }
-    styles["auto-v1"], styles["auto"] = v1, card
-    manifest["styles"] = {"auto": card, **{k: v for k, v in styles.items() if k != "auto"}}
-    if "C" in styles and styles["C"].get("base", {}).get("sha256") == v1["sha256"]:
-        styles["C"]["base"]["name"] = "auto-v1"
-        manifest["styles"]["C"] = styles["C"]
+    rest = {k: v for k, v in styles.items() if k not in ("auto", "auto-v1")}
+    if rest.get("C", {}).get("base", {}).get("sha256") == v1["sha256"]:
+        rest["C"]["base"]["name"] = "auto-v1"
+    manifest["styles"] = {"auto": card, **rest, "auto-v1": v1}
     with atomic_write(mpath, "w") as fh:
         json.dump(manifest, fh, indent=1)
     cmd_score_auto()
