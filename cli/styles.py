@@ -25,7 +25,8 @@ def command() -> None:
 @handle_errors
 def list_styles(as_json):
     """List every style: origin, licence, description and validation score."""
-    styles = registry().styles()
+    reg = registry()
+    styles = reg.styles()
     if as_json:
         click.echo(json.dumps([{**s.card, "name": s.name, "builtin": s.builtin} for s in styles], indent=2))
         return
@@ -38,7 +39,7 @@ def list_styles(as_json):
     click.echo(f"{'style':<{width}}  {'origin':<8}  {'licence':<{lwidth}}  description")
     for s in styles:
         origin = "built-in" if s.builtin else "user"
-        base = f" (on {s.card['base']['name']})" if s.kind == "condition" else ""
+        base = f" (on {reg.base_name(s)})" if s.kind == "condition" else ""
         score = score_summary(s.card)
         line = (f"{s.name:<{width}}  {origin:<8}  {labels[s.name]:<{lwidth}}  {s.description}{base}"
                 + (f"  [{score}]" if score else ""))
@@ -52,14 +53,15 @@ def list_styles(as_json):
 @handle_errors
 def show(name, as_json):
     """Show a style's card: licence, training data and recipe, validation scores, base."""
-    style = registry().get(name)
+    reg = registry()
+    style = reg.get(name)
     card = {**style.card, "name": style.name, "origin": "built-in" if style.builtin else "user", "path": str(style.path)}
     # user cards are untrusted: every summary line is shown without raw control characters
-    click.echo(json.dumps(card, indent=2) if as_json else "\n".join(printable(ln) for ln in describe(style)))
+    click.echo(json.dumps(card, indent=2) if as_json else "\n".join(printable(ln) for ln in describe(style, reg.base_name(style))))
 
 
-def describe(style) -> list[str]:
-    """A readable summary of a style's card (the raw card: ``--json``)."""
+def describe(style, base_name: str = "") -> list[str]:
+    """A readable summary of a style's card (the raw card: ``--json``); ``base_name``: the installed base."""
     card = style.card
     out = [f"{style.name} ({'built-in' if style.builtin else 'user'} style, {style.kind})"]
     if style.description:
@@ -67,7 +69,7 @@ def describe(style) -> list[str]:
     out += _wrap("licence: ", card.get("licence") or "unknown (the card states none)")
     if style.kind == "condition":
         base = card["base"]
-        out.append(f"base: '{base['name']}' (sha256 {base['sha256'][:12]}...), frozen; "
+        out.append(f"base: '{base_name or base['name']}' (sha256 {base['sha256'][:12]}...), frozen; "
                    "this style holds only what fine-tuning changed")
     training = card.get("training", {})
     if "data" in training:

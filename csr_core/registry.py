@@ -326,6 +326,14 @@ class Registry:
         raise StyleError(f"style '{style.name}' was fine-tuned from base '{base}' "
                          f"(sha256 {style.base_sha256[:12]}...), which is not installed")
 
+    def base_name(self, style: Style) -> str:
+        """The name of the installed full style a condition style runs on (found by sha256: the name its
+        card recorded may since have changed), or the recorded name marked as not installed."""
+        try:
+            return self._base_style(style).name
+        except StyleError:
+            return f"{style.card.get('base', {}).get('name', '?')} (not installed)"
+
     def net(self, name: str | Style) -> Net:
         """The full network of a style (a condition style is composed onto its base), cached.
         (Training takes it to torch with ``csr_core.model.from_state(net.state)``.)"""

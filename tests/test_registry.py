@@ -131,6 +131,23 @@ def test_missing_base_is_reported(toy_registry, tmp_path):
         Registry(other, toy_registry.user_path).net("mine")
 
 
+def test_base_is_found_by_sha256_when_renamed(toy_registry, tmp_path):
+    """A base renamed in a later release (auto -> auto-v1, same bytes) still carries the styles tuned on it."""
+    toy_registry.save_style("mine", _perturbed(toy_registry.net("auto"), 1).state_dict(), {}, base=toy_registry.get("auto"))
+    before = toy_registry.net("mine").state
+    manifest = toy_registry.builtin_path / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["styles"] = {"auto-v1": data["styles"]["auto"]}
+    manifest.write_text(json.dumps(data))
+    fresh = Registry(toy_registry.builtin_path, toy_registry.user_path)
+    assert fresh.base_name(fresh.get("mine")) == "auto-v1"
+    assert all(np.array_equal(v, fresh.net("mine").state[k]) for k, v in before.items())
+    other = tmp_path / "other"
+    from conftest import write_builtin
+
+    write_builtin(other, "auto", seed=5)
+    assert Registry(other, toy_registry.user_path).base_name(fresh.get("mine")) == "auto (not installed)"
+
 def test_mix_weights_one_zero_equal_pure_style(toy_registry, rng):
     toy_registry.save_style("mine", _perturbed(toy_registry.net("auto"), 2).state_dict(), {}, base=toy_registry.get("auto"))
     img = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
@@ -140,22 +157,18 @@ def test_mix_weights_one_zero_equal_pure_style(toy_registry, rng):
     other = retouch_array(img, toy_registry.look("auto")).astype(int)
     assert not np.array_equal(half, pure) and not np.array_equal(half, other)
 
-
 def test_mix_needs_shared_base(toy_registry):
     toy_registry.save_style("full2", CSRNet().state_dict(), {})
     with pytest.raises(StyleError, match="do not share a base"):
         toy_registry.look("auto:0.5,full2:0.5")
-
 
 @pytest.mark.parametrize("spec", ["auto:x", "auto:-1", "auto:0", "auto:inf"])
 def test_bad_mix_specs(spec):
     with pytest.raises(StyleError, match="bad style mix"):
         parse_spec(spec)
 
-
 def test_parse_spec_normalises():
     assert parse_spec("C:3,auto:1") == [("C", 0.75), ("auto", 0.25)]
-
 
 def test_remove_user_style_only(toy_registry):
     toy_registry.save_style("mine", CSRNet().state_dict(), {})
@@ -164,13 +177,11 @@ def test_remove_user_style_only(toy_registry):
     with pytest.raises(StyleError, match="built in"):
         toy_registry.remove("auto")
 
-
 def test_half_written_user_files_are_ignored(toy_registry):
     toy_registry.user_path.mkdir(parents=True)
     (toy_registry.user_path / "broken.json").write_text('{"sha')
     (toy_registry.user_path / ".x.safetensors.part").write_bytes(b"junk")
     assert toy_registry.names() == ["auto"]
-
 
 def test_import_checkpoint_roundtrip(toy_registry, tmp_path):
     model = CSRNet()
@@ -179,11 +190,9 @@ def test_import_checkpoint_roundtrip(toy_registry, tmp_path):
     assert style.card["source"]["file"] == "ok.pth"
     assert np.array_equal(toy_registry.net("imported").state["conv1.weight"], model.conv1.weight.detach().numpy())
 
-
 class _Evil:
     def __reduce__(self):
         return (print, ("pwned",))
-
 
 def test_import_refuses_pickle_payload(toy_registry, tmp_path):
     with open(tmp_path / "evil.pth", "wb") as fh:
@@ -191,7 +200,6 @@ def test_import_refuses_pickle_payload(toy_registry, tmp_path):
     with pytest.raises(StyleError, match="not a plain PyTorch state_dict"):
         toy_registry.import_checkpoint(tmp_path / "evil.pth", "evil")
     assert "evil" not in toy_registry.names()
-
 
 def test_import_refuses_wrong_architecture(toy_registry, tmp_path):
     torch.save({"w": torch.zeros(3)}, tmp_path / "other.pth")

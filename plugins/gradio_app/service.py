@@ -189,7 +189,7 @@ class Service:
         """One row per style: name, origin, kind, base, description, validation score."""
         rows = []
         for s in self.registry.styles():
-            base = s.card.get("base", {}).get("name", "") if s.kind == "condition" else ""
+            base = self.registry.base_name(s) if s.kind == "condition" else ""
             rows.append([s.name, "built-in" if s.builtin else "user", s.kind, base, s.description,
                          score_summary(s.card)])
         return rows
