@@ -422,7 +422,9 @@ def _psnr_full(model, feat, x8, y8) -> dict[float, float]:
 
 
 def cmd_c_kfold() -> None:
-    """k-fold over the 14 real pairs: each fold's pseudo-pairs use only the other folds' maps."""
+    """k-fold over the 14 real pairs: each fold's pseudo-pairs use only the other folds' maps.
+    ``only=0,1,2`` runs those folds alone and writes their curves to runs/OUT.partN.json (parallel
+    processes); ``c-merge`` then summarises the parts as one k-fold run."""
     import torch
     torch.set_num_threads(1)
     args = dict(a.split("=") for a in sys.argv[2:])
@@ -438,7 +440,10 @@ def cmd_c_kfold() -> None:
     folds = [sorted(order[f::k].tolist()) for f in range(k)]
     curves = []
     t0 = time.time()
+    only = [int(f) for f in args["only"].split(",")] if "only" in args else list(range(k))
     for fi, held in enumerate(folds):
+        if fi not in only:
+            continue
         keep = [i for i in range(len(real)) if i not in held]
         family = [maps[real[i][0]] for i in keep]
         val = [(real[i][1], real[i][2]) for i in held]
@@ -454,6 +459,32 @@ def cmd_c_kfold() -> None:
         best = max(curve, key=lambda c: np.mean(c[1]))
         print(f"fold {fi} held {[real[i][0] for i in held]} best step {best[0]} "
               f"{[round(s, 2) for s in best[1]]} t={time.time() - t0:.0f}s", flush=True)
+    if "only" in args:
+        part = RUNS / f"{args.get('out', 'c_kfold.json')}.part{args['only'].replace(',', '-')}.json"
+        part.write_text(json.dumps(dict(args=args, k=k, curves=curves, seconds=round(time.time() - t0))))
+        return
+    _kfold_summary(args, k, real, folds, curves, time.time() - t0)
+
+
+def cmd_c_merge() -> None:
+    """``c-merge runs/OUT.part0-1-2.json runs/OUT.part3-4.json ...``: one k-fold result from parts."""
+    parts = [json.loads(Path(p).read_text()) for p in sys.argv[2:]]
+    args = {k: v for k, v in parts[0]["args"].items() if k != "only"}
+    if any({k: v for k, v in p["args"].items() if k != "only"} != args for p in parts):
+        raise SystemExit("the parts were run with different options")
+    k, real = parts[0]["k"], real_pairs()
+    order = np.random.default_rng(0).permutation(len(real))
+    folds = [sorted(order[f::k].tolist()) for f in range(k)]
+    by_fold = {tuple(h): [(st, sc, [{float(g): v for g, v in d.items()} for d in per]) for st, sc, per in c]
+               for p in parts for h, c in p["curves"]}
+    if sorted(by_fold) != sorted(tuple(f) for f in folds):
+        raise SystemExit(f"the parts hold folds {sorted(by_fold)}, not all {k}")
+    curves = [(f, by_fold[tuple(f)]) for f in folds]
+    _kfold_summary(args, k, real, folds, curves, sum(p["seconds"] for p in parts))
+
+
+def _kfold_summary(args: dict, k: int, real, folds, curves, seconds: float) -> None:
+    """Print and save (runs/OUT) a k-fold run: the mean curve, its best step, per-pair scores, wins."""
     steps_seen = [c[0] for c in curves[0][1]]
     mean_curve = []
     for si, st in enumerate(steps_seen):
@@ -471,7 +502,7 @@ def cmd_c_kfold() -> None:
     print(f"BEST step {st}: mean {m:.3f} dB; autocontrast_pt {np.mean(list(ac.values())):.3f}; wins {wins}/14")
     res = dict(args=args, k=k, folds=[[real[i][0] for i in f] for f in folds], best_step=st, mean=m,
                per_pair=vals, autocontrast_tone=ac, wins=wins, by_strength=by_strength,
-               curve=[(s, v) for s, v, _ in mean_curve], seconds=round(time.time() - t0))
+               curve=[(s, v) for s, v, _ in mean_curve], seconds=round(seconds))
     print(json.dumps(res))
     (RUNS / args.get("out", "c_kfold.json")).write_text(json.dumps(res, indent=1))
 
