@@ -173,7 +173,7 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
     reg = registry or default_registry()
     reg.check_new_name(name, overwrite)
     start_style = reg.get(base)
-    base_style = start_style if start_style.kind == "full" else reg._base_style(start_style)
+    base_style = reg._base_style(start_style)
 
     found, problems, source = resolve_pairs(pairs, expert)
     if len(found) < MIN_PAIRS:

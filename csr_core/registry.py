@@ -319,6 +319,10 @@ class Registry:
         return checked_arrays(state, f"style '{style.name}'")
 
     def _base_style(self, style: Style) -> Style:
+        """The full style a style runs on: itself, or for a condition style the installed full style
+        with its base's sha256."""
+        if style.kind == "full":
+            return style
         for cand in self.styles():
             if cand.kind == "full" and cand.sha256 == style.base_sha256:
                 return cand
@@ -355,9 +359,8 @@ class Registry:
         bases = {s.base_sha256 for s, _ in parts}
         if len(bases) > 1:
             raise StyleError(f"cannot mix {' and '.join(s.name for s, _ in parts)}: they do not share a base network")
-        base_style = parts[0][0] if parts[0][0].kind == "full" else self._base_style(parts[0][0])
         used = [(self.net(s), s.cond_size, w) for s, w in parts if w > 0]
-        return Look(self.net(base_style), used)
+        return Look(self.net(self._base_style(parts[0][0])), used)
 
     # -- writing ------------------------------------------------------------------------------
     def check_new_name(self, name: str, overwrite: bool = False) -> None:
@@ -384,7 +387,7 @@ class Registry:
         self.check_new_name(name, overwrite)
         state = _net_from_state(weights, f"style '{name}'").state
         if base is not None:
-            base = base if base.kind == "full" else self._base_style(base)  # the full network it is stored against
+            base = self._base_style(base)  # the full network it is stored against
             full = self.net(base).state
             state = {k: v for k, v in condition_state(state).items() if not np.array_equal(v, full[k])}
         blob = save(state, metadata={"name": name, "architecture": ARCHITECTURE})

@@ -5,6 +5,7 @@ Run from the repository root: ``python tools/styles_lab.py baselines`` etc. Need
 """
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -320,6 +321,7 @@ def make_pseudo(targets, family, per_target: int, seed: int) -> list[tuple[np.nd
     return [(pseudo_input(t, family, rng), t) for _, t in targets for _ in range(per_target)]
 
 
+@functools.lru_cache(maxsize=1)
 def natural_targets() -> list[tuple[str, np.ndarray]]:
     """The natural photos squashed to 256 x 256 like the expert-C targets (c-kfold option nat=)."""
     from csr_core.image_io import SUPPORTED_EXTENSIONS
@@ -357,15 +359,14 @@ def tune_c(base_model, train_pairs, real_train, steps, val=None, *, lr=1e-3, bat
         return data.draw(rng, n - k) + (real.draw(rng, k) if k else [])
 
     curve = []
-    vfeat = [(_features(enc, x, 1, np.random.default_rng(0))[0], x, y) for x, y in (val or [])]
+    vfeat = _val_features(enc, val or [])
 
     def validate(model):
         if not vfeat:
             return 0.0
         if snapshots is not None:
             snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(GFM)})
-        per = [_psnr_full(model, f, x, y) for f, x, y in vfeat]
-        scores = [r[1.0] for r in per]
+        scores, per = _val_scores(model, vfeat)
         curve.append((len(curve) * eval_every + eval_every, scores, per))
         return float(np.mean(scores))
 
@@ -377,6 +378,17 @@ def tune_c(base_model, train_pairs, real_train, steps, val=None, *, lr=1e-3, bat
         m.cond_net = cond
     # fit() restored the best-validated state; callers that pick steps by the curve re-run without val.
     return m, curve
+
+
+def _val_features(enc, val) -> list:
+    """(features, input, target) per validation pair: one unaugmented view."""
+    return [(_features(enc, x, 1, np.random.default_rng(0))[0], x, y) for x, y in val]
+
+
+def _val_scores(model, vfeat) -> tuple[list[float], list[dict]]:
+    """PSNR per validation pair at strength 1, and at every one of STRENGTHS."""
+    per = [_psnr_full(model, f, x, y) for f, x, y in vfeat]
+    return [r[1.0] for r in per], per
 
 
 #: The GFM tensors' name prefixes (what a condition-only tune changes; a soup averages them).
@@ -394,13 +406,12 @@ def soup(base_model, states: list[dict]):
 def _soup_curve(base_model, runs: list[list[dict]], val, eval_every: int) -> list:
     """tune_c's curve for the soup of several runs' snapshots, step by step."""
     from csr_core.finetune import _Features
-    vfeat = [(_features(base_model, x, 1, np.random.default_rng(0))[0], x, y) for x, y in val]
+    vfeat = _val_features(base_model, val)
     curve = []
     for si in range(min(len(r) for r in runs)):
         m = soup(base_model, [r[si] for r in runs])
         m.cond_net = _Features()  # the features are precomputed, as in tune_c's validation
-        per = [_psnr_full(m, f, x, y) for f, x, y in vfeat]
-        curve.append(((si + 1) * eval_every, [r[1.0] for r in per], per))
+        curve.append(((si + 1) * eval_every, *_val_scores(m, vfeat)))
     return curve
 
 
@@ -430,14 +441,11 @@ def cmd_c_kfold() -> None:
     args = dict(a.split("=") for a in sys.argv[2:])
     k, steps, seeds = int(args.get("k", 7)), int(args.get("steps", 1200)), int(args.get("seeds", 1))
     opts = _kfold_opts(args)
-    if seeds > 1 and opts["train_all"]:
-        raise SystemExit("seeds= soups the GFM tensors only: not with train=all")
     base_model = _load_base(args.get("base", C_BASE))
     real = real_pairs()
     targets = expert_targets()
     maps = {fid: fit_map(y, x) for fid, x, y in real}
-    order = np.random.default_rng(0).permutation(len(real))
-    folds = [sorted(order[f::k].tolist()) for f in range(k)]
+    folds = _c_folds(len(real), k)
     curves = []
     t0 = time.time()
     only = [int(f) for f in args["only"].split(",")] if "only" in args else list(range(k))
@@ -466,6 +474,12 @@ def cmd_c_kfold() -> None:
     _kfold_summary(args, k, real, folds, curves, time.time() - t0)
 
 
+def _c_folds(n: int, k: int) -> list[list[int]]:
+    """The k-fold split of the n real pairs (fixed: every c-kfold run and part uses the same folds)."""
+    order = np.random.default_rng(0).permutation(n)
+    return [sorted(order[f::k].tolist()) for f in range(k)]
+
+
 def cmd_c_merge() -> None:
     """``c-merge runs/OUT.part0-1-2.json runs/OUT.part3-4.json ...``: one k-fold result from parts."""
     parts = [json.loads(Path(p).read_text()) for p in sys.argv[2:]]
@@ -473,8 +487,7 @@ def cmd_c_merge() -> None:
     if any({k: v for k, v in p["args"].items() if k != "only"} != args for p in parts):
         raise SystemExit("the parts were run with different options")
     k, real = parts[0]["k"], real_pairs()
-    order = np.random.default_rng(0).permutation(len(real))
-    folds = [sorted(order[f::k].tolist()) for f in range(k)]
+    folds = _c_folds(len(real), k)
     by_fold = {tuple(h): [(st, sc, [{float(g): v for g, v in d.items()} for d in per]) for st, sc, per in c]
                for p in parts for h, c in p["curves"]}
     if sorted(by_fold) != sorted(tuple(f) for f in folds):
@@ -558,6 +571,8 @@ def cmd_score_ckpt() -> None:
 def _kfold_opts(args: dict) -> dict:
     """tune_c's keyword options from a c-kfold / c-final argument dict (and PSEUDO updated)."""
     PSEUDO.update({k: float(args[k]) for k in PSEUDO if k in args})
+    if int(args.get("seeds", 1)) > 1 and args.get("train") == "all":
+        raise SystemExit("seeds= soups the GFM tensors only: not with train=all")
     return dict(ema=float(args.get("ema", 0)), train_all=args.get("train") == "all", loss=args.get("loss", "l1"),
                 lr_min=float(args["lr_min"]) if "lr_min" in args else None, lr=float(args.get("lr", 1e-3)),
                 real_weight=float(args.get("rw", 0.0)), shrink=float(args.get("shrink", 1.0)))
@@ -575,12 +590,13 @@ def cmd_c_final() -> None:
     real = real_pairs()
     maps = [fit_map(y, x) for _, x, y in real]
     opts = _kfold_opts(args)
-    models = []
+    targets, models = expert_targets(), []
     for sd in range(int(args.get("seeds", 1))):
-        pseudo = _pseudo_set(args, expert_targets(), maps, seed=99 + 100 * sd)
+        pseudo = _pseudo_set(args, targets, maps, seed=99 + 100 * sd)
         models.append(tune_c(base_model, pseudo, [(x, y) for _, x, y in real], int(kf["best_step"]), None,
                              seed=99 + 100 * sd, **opts)[0])
-    m = soup(base_model, [{k: v for k, v in mm.state_dict().items() if k.startswith(GFM)} for mm in models])
+    m = models[0] if len(models) == 1 else soup(
+        base_model, [{k: v for k, v in mm.state_dict().items() if k.startswith(GFM)} for mm in models])
     out = RUNS / "C"
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().clone().contiguous() for k, v in m.state_dict().items()}, str(out / "C.safetensors"))
@@ -685,15 +701,15 @@ def cmd_publish_auto_cal() -> None:
     best = max(cal["by_strength"], key=lambda g: cal["by_strength"][g]["psnr"])
     if abs(float(best) - s) > 1e-9:
         raise SystemExit(f"distilled at strength {s:g}, but the scan's best strength is {best}")
-    base = {**load_file(str(wdir / "auto-v1.safetensors"))}
+    base = load_file(str(wdir / "auto-v1.safetensors"))
     new = load_file(str(src / "auto.safetensors"))
     moved = sorted(k for k in new if not np.array_equal(new[k], base[k]))
     if not set(moved) <= CONDITION_KEYS:
         raise SystemExit(f"not a condition-only change: {sorted(set(moved) - CONDITION_KEYS)}")
     state = {k: new[k] for k in moved}
     old = wdir / "auto.safetensors"
-    if styles["auto"]["kind"] == "condition" and sorted(load_file(str(old))) == moved and all(
-            np.array_equal(v, state[k]) for k, v in load_file(str(old)).items()):
+    shipped = load_file(str(old)) if styles["auto"]["kind"] == "condition" else {}
+    if sorted(shipped) == moved and all(np.array_equal(v, state[k]) for k, v in shipped.items()):
         blob = old.read_bytes()  # the same tensors: keep the file (its header bytes are not reproducible)
     else:
         blob = save(state, metadata={"name": "auto", "architecture": "csrnet"})
@@ -754,8 +770,7 @@ def cmd_publish_c() -> None:
     c_w, c_kf = Path(sys.argv[2]), Path(sys.argv[3])
     kf = json.loads(c_kf.read_text())
     reg = _registry()
-    auto_style = reg.get("auto")
-    auto_style = auto_style if auto_style.kind == "full" else reg._base_style(auto_style)  # the shared base
+    auto_style = reg._base_style(reg.get("auto"))  # the shared full base
     base = reg.net(auto_style).state
     cstate = {k: v for k, v in load_file(str(c_w)).items() if not np.array_equal(v, base[k])}  # what tuning changed
     cblob = save(dict(sorted(cstate.items())), metadata={"name": "C", "architecture": "csrnet"})
