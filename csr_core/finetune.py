@@ -65,11 +65,10 @@ class _Tuner:
     def __init__(self, start: CSRNet, loaded: Sequence[tuple[np.ndarray, np.ndarray]], cond_size: int,
                  cfg: FinetuneConfig, on_step: Callable[[dict], None]):
         self.start, self.cfg, self.on_step = start, cfg, on_step
-        encode = None
-        if cfg.train != "all":  # frozen convs: condition features once per view
-            def encode(view: torch.Tensor) -> torch.Tensor:
-                with torch.no_grad():
-                    return start.cond_net(view)[:, :, None, None]
+        def features(view: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return start.cond_net(view)[:, :, None, None]
+        encode = None if cfg.train == "all" else features  # frozen convs: condition features once per view
         self.data = RealPairs(loaded, cond_size, cfg.pixels, views=cfg.views, seed=cfg.seed, encode=encode)
         self.val = [(vs[0], *fixed_pixels(self.data, i, cfg.val_pixels, cfg.seed))
                     for i, vs in enumerate(self.data.views)]

@@ -20,7 +20,6 @@ from PIL import Image
 
 import csr_core.pipeline as pipeline
 from csr_core.errors import ClusterError, CsrError
-from csr_core.image_io import load_photo
 from csr_core.pipeline import default_registry, retouch_file
 
 REPO = Path(__file__).resolve().parents[1]

@@ -62,7 +62,8 @@ def test_folder_into_another_input_folder(run, tmp_path):
 @pytest.mark.parametrize("link", ["hard", "symbolic"])
 def test_output_that_is_an_input_through_a_link(run, tmp_path, link):
     """Identity, not names: the output name is a link to an input (another photo of the batch)."""
-    src, other = _photo(tmp_path / "in" / "a.jpg", 1), _photo(tmp_path / "keep" / "b.jpg", 2)
+    _photo(tmp_path / "in" / "a.jpg", 1)
+    other = _photo(tmp_path / "keep" / "b.jpg", 2)
     out = tmp_path / "out"
     out.mkdir()
     (os.link if link == "hard" else os.symlink)(other, out / "a.jpg")

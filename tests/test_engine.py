@@ -14,7 +14,7 @@ from csr_core import lut as L  # noqa: E402
 from csr_core.architecture import PARAMETER_COUNT, SHAPES  # noqa: E402
 from csr_core.engine import Modulation, Net  # noqa: E402
 from csr_core.image_io import load_photo  # noqa: E402
-from csr_core.inference import (Look, apply_base, base_fn, condition_hw, condition_input, look_modulation,  # noqa: E402
+from csr_core.inference import (apply_base, base_fn, condition_hw, condition_input, look_modulation,  # noqa: E402
                                 retouch_array)
 from csr_core.model import CSRNet, Modulation as TorchModulation, count_parameters, from_state, numpy_state  # noqa: E402
 from csr_core.pixels import from_float, to_float  # noqa: E402

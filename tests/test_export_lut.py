@@ -1,5 +1,4 @@
 """``csr export-lut`` and ``csr retouch --exact`` through click's CliRunner on the toy registry."""
-from pathlib import Path
 
 import imagecodecs
 import numpy as np

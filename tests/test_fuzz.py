@@ -11,7 +11,6 @@ Atheris: a 2-second run by default, a long one (CSR_FUZZ_SECONDS, default 300) w
 from __future__ import annotations
 
 import json
-import math
 import os
 import struct
 import subprocess
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import csr_core.pipeline as pipeline

@@ -252,7 +252,7 @@ def test_heif_and_avif_input(tmp_path, ext):
     assert photo.rgb.shape == (48, 64, 3) and np.abs(photo.rgb.astype(int) - rgb).mean() < 6
     assert photo.meta.get("Exif.Image.Make") == "PhoneCam"
     jobs, _ = batch.plan([str(tmp_path)], None)
-    assert [j.dest.name for j in jobs] == [f"in_retouched.jpg"]
+    assert [j.dest.name for j in jobs] == ["in_retouched.jpg"]
     save_photo(photo, photo.rgb, jobs[0].dest)
     assert Image.open(jobs[0].dest).getexif()[271] == "PhoneCam"
 

@@ -2,7 +2,6 @@
 import json
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from csr_core.train import TrainConfig, holdout_split, train_pairs

@@ -7,6 +7,7 @@ inference: numpy, safetensors; no torch, no image codecs, no UI), so it starts i
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -158,7 +159,7 @@ def one_line(exc: BaseException) -> str:
 def main() -> int:
     try:
         try:
-            import csr_core.errors  # noqa: F401
+            importlib.import_module("csr_core.errors")
         except ImportError as exc:
             raise BridgeError(f"{sys.executable} cannot import csr_core ({exc}): run 'csr gimp install' "
                               f"from the environment where csr is installed") from None

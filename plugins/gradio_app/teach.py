@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 from typing import Callable, Sequence
 
-from csr_core.errors import CsrError, PairsError, StyleError, StyleExistsError, require
+from csr_core.errors import PairsError, StyleExistsError, require
 from csr_core.image_io import SUPPORTED_EXTENSIONS
 from csr_core.registry import Registry
 
