@@ -61,10 +61,16 @@ def fit_map(src: np.ndarray, dst: np.ndarray, n: int = 60000, seed: int = 0) -> 
     return coef
 
 
-def apply_map(coef: np.ndarray, img: np.ndarray) -> np.ndarray:
-    """Apply a fitted map to a uint8 image -> float32 HxWx3 in [0, 1]."""
-    x = img.reshape(-1, 3).astype(np.float64) / 255
-    return np.clip(poly(x) @ coef, 0, 1).reshape(img.shape).astype(np.float32)
+def map_terms(img: np.ndarray) -> np.ndarray:
+    """The polynomial terms of a uint8 image's colours (what every map applied to it multiplies)."""
+    return poly(img.reshape(-1, 3).astype(np.float64) / 255)
+
+
+def apply_map(coef: np.ndarray, img: np.ndarray, terms: np.ndarray | None = None) -> np.ndarray:
+    """Apply a fitted map to a uint8 image -> float32 HxWx3 in [0, 1] (``terms``: its map_terms, when
+    the caller applies many maps to one image)."""
+    terms = map_terms(img) if terms is None else terms
+    return np.clip(terms @ coef, 0, 1).reshape(img.shape).astype(np.float32)
 
 
 def q8(x: np.ndarray) -> np.ndarray:
@@ -79,14 +85,16 @@ C_BASE = "auto-v1"
 PSEUDO = dict(blend=2, gain=0.15, wb=0.03)
 
 
-def pseudo_input(target: np.ndarray, family: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+def pseudo_input(target: np.ndarray, family: list[np.ndarray], rng: np.random.Generator,
+                 terms: np.ndarray | None = None) -> np.ndarray:
     """A FiveK-like input rendering for an expert-C target: a random blend of ``blend`` inverse maps of
     the family (Dirichlet weights), a random exposure factor (1 +- ``gain``) and a white-balance jitter
     (``wb``, log gain per channel), quantised to 8 bits."""
     k = int(PSEUDO["blend"])
     picks = rng.choice(len(family), k, replace=len(family) < k)
     w = rng.dirichlet(np.ones(k))
-    x = sum(wi * apply_map(family[i], target) for wi, i in zip(w, picks))
+    terms = map_terms(target) if terms is None else terms
+    x = sum(wi * apply_map(family[i], target, terms) for wi, i in zip(w, picks))
     g = float(PSEUDO["gain"])
     gain = rng.uniform(1 - g, 1 + g) * np.exp(rng.normal(0, float(PSEUDO["wb"]), 3))
     return q8(x * gain)
@@ -318,7 +326,11 @@ class PairSet:
 
 def make_pseudo(targets, family, per_target: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     rng = np.random.default_rng(seed)
-    return [(pseudo_input(t, family, rng), t) for _, t in targets for _ in range(per_target)]
+    out = []
+    for _, t in targets:
+        terms = map_terms(t)
+        out += [(pseudo_input(t, family, rng, terms), t) for _ in range(per_target)]
+    return out
 
 
 @functools.lru_cache(maxsize=1)
