@@ -290,12 +290,20 @@ def cmd_auto_calibrate() -> None:
 # -- C: condition-only fine-tune on pseudo-pairs from expert-C finished photos -----------------------
 def _features(model, img8: np.ndarray, views: int, rng) -> list:
     """Frozen condition-net features (1 x C x 1 x 1) of ``views`` augmented copies of an image, or
-    (``model`` None) the condition inputs themselves, for a run that trains the condition convs too."""
+    (``model`` None) the 8-bit views themselves, for a run that trains the condition convs too
+    (``_cond_input`` makes their condition inputs when drawn: a quarter of the memory)."""
     import torch
     from csr_core.train import _views, cond_tensor
+    if model is None:
+        return _views(img8, views, rng)
     with torch.no_grad():
-        conds = [cond_tensor(v, 256) for v in _views(img8, views, rng)]
-        return conds if model is None else [model.cond_net(c)[:, :, None, None] for c in conds]
+        return [model.cond_net(cond_tensor(v, 256))[:, :, None, None] for v in _views(img8, views, rng)]
+
+
+def _cond_input(f):
+    """What the model's condition side takes for a stored ``_features`` entry."""
+    from csr_core.train import cond_tensor
+    return cond_tensor(f, 256) if isinstance(f, np.ndarray) else f
 
 
 class PairSet:
@@ -317,7 +325,7 @@ class PairSet:
         import torch
         out = []
         for i in rng.choice(len(self.x), n, p=self.p):
-            f = self.feats[i][rng.integers(0, len(self.feats[i]))]
+            f = _cond_input(self.feats[i][rng.integers(0, len(self.feats[i]))])
             idx = torch.from_numpy(rng.integers(0, self.x[i].shape[0], pixels))
             x, y = self.x[i][idx].float() / 255, self.y[i][idx].float() / 255
             out.append((f, x, y if self.shrink == 1 else x + self.shrink * (y - x)))
@@ -394,7 +402,7 @@ def tune_c(base_model, train_pairs, real_train, steps, val=None, *, lr=1e-3, bat
 
 def _val_features(enc, val) -> list:
     """(features, input, target) per validation pair: one unaugmented view."""
-    return [(_features(enc, x, 1, np.random.default_rng(0))[0], x, y) for x, y in val]
+    return [(_cond_input(_features(enc, x, 1, np.random.default_rng(0))[0]), x, y) for x, y in val]
 
 
 def _val_scores(model, vfeat) -> tuple[list[float], list[dict]]:
