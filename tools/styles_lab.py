@@ -661,7 +661,8 @@ def cmd_score_auto() -> None:
 
 def _c_recipe(a: dict, steps: int) -> str:
     """The card's one-paragraph recipe of a c-kfold argument dict."""
-    what = "GFM layers and condition convs" if a.get("train") == "all" else "GFM layers; condition convs"
+    what = ("GFM layers and condition convs tuned; base frozen" if a.get("train") == "all"
+            else "GFM layers tuned; condition convs and base frozen")
     ema = f", weights averaged (EMA decay {a['ema']})" if float(a.get("ema", 0)) else ""
     shrink = float(a.get("shrink", 1))
     calib = (f"; every training target moved {shrink:g} of the way from its input (calibration: held-out "
@@ -671,7 +672,7 @@ def _c_recipe(a: dict, steps: int) -> str:
     n = int(a.get("seeds", 1))
     soup_ = (f"; a uniform soup: the mean GFM tensors of {n} such tunes on different pseudo-pair draws "
              f"(seeds 99, 199, ...)") if n > 1 else ""
-    return (f"condition-only fine-tune ({what} and base frozen) from '{a.get('base', C_BASE)}' on pseudo-pairs: each real pair's "
+    return (f"condition-only fine-tune ({what}) from '{a.get('base', C_BASE)}' on pseudo-pairs: each real pair's "
             "inverse global colour map (13-term cubic in R, G, B, least squares, target -> input) is fitted; each "
             f"expert-C finished photo gets {a.get('per', 4)} pseudo-inputs (a random Dirichlet-weighted blend of "
             f"{int(float(a.get('blend', 2)))} inverse maps, exposure x1+-{a.get('gain', 0.15)}, white-balance jitter "
@@ -801,7 +802,8 @@ def cmd_publish_c() -> None:
     c_card = {
         "file": "C.safetensors", "sha256": hashlib.sha256(cblob).hexdigest(), "architecture": "csrnet",
         "kind": "condition", "cond_size": 256, "base": {"name": auto_style.name, "sha256": auto_style.sha256},
-        "description": "MIT-Adobe FiveK expert C's look: brighter, cleaner blacks, natural colour (the GFM layers "
+        "description": "MIT-Adobe FiveK expert C's look: brighter, cleaner blacks, natural colour (the "
+                       f"{'condition net and GFM layers' if a.get('train') == 'all' else 'GFM layers'} "
                        f"of '{auto_style.name}' fine-tuned on expert-C photos)",
         "training": {
             "data": {"pairs": len(ids), "ids": ids,
