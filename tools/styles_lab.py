@@ -81,20 +81,54 @@ def q8(x: np.ndarray) -> np.ndarray:
 C_BASE = "auto-v1"
 
 
-#: How pseudo-inputs are drawn (c-kfold / c-final options blend=, gain=, wb=).
-PSEUDO = dict(blend=2, gain=0.15, wb=0.03)
+#: How pseudo-inputs are drawn (c-kfold / c-final options blend=, gain=, wb=, near=).
+PSEUDO = dict(blend=2, gain=0.15, wb=0.03, near=0.0)
 
 
-def pseudo_input(target: np.ndarray, family: list[np.ndarray], rng: np.random.Generator,
-                 terms: np.ndarray | None = None) -> np.ndarray:
+def look(img: np.ndarray) -> np.ndarray:
+    """A photo's look in 6 numbers: mean and spread of brightness, red-green and blue-green balance,
+    and the 5th and 95th brightness percentiles (uint8 HxWx3)."""
+    f = img.reshape(-1, 3).astype(np.float64) / 255
+    v = f.mean(1)
+    return np.array([v.mean(), v.std(), (f[:, 0] - f[:, 1]).mean(), (f[:, 2] - f[:, 1]).mean(),
+                     *np.percentile(v, [5, 95])])
+
+
+@functools.lru_cache(maxsize=1)
+def _look_spread() -> np.ndarray:
+    """The spread of ``look`` over the expert-C photos (the unit of nearness)."""
+    return np.array([look(t) for _, t in expert_targets()]).std(0)
+
+
+def family_of(pairs) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The pseudo-input family of real (id, input, target) pairs: each pair's inverse map (target to
+    input) and the look of the expert photo it was fitted on."""
+    return [(fit_map(y, x), look(y)) for _, x, y in pairs]
+
+
+def pick_weights(target: np.ndarray, family) -> np.ndarray | None:
+    """How likely each family map is to make a pseudo-input for ``target``: with ``near`` > 0, a Gaussian
+    in the distance between the target's look and the look each map was fitted on (``near`` spreads,
+    in units of ``_look_spread``): the expert's edit depends on the photo. None (uniform) when 0."""
+    tau = float(PSEUDO["near"])
+    if not tau:
+        return None
+    z = (np.array([lk for _, lk in family]) - look(target)) / _look_spread()
+    w = np.exp(-0.5 * (z ** 2).sum(1) / tau ** 2)
+    w = w / w.sum() + 1e-3  # every map stays possible
+    return w / w.sum()
+
+
+def pseudo_input(target: np.ndarray, family, rng: np.random.Generator,
+                 terms: np.ndarray | None = None, p: np.ndarray | None = None) -> np.ndarray:
     """A FiveK-like input rendering for an expert-C target: a random blend of ``blend`` inverse maps of
-    the family (Dirichlet weights), a random exposure factor (1 +- ``gain``) and a white-balance jitter
-    (``wb``, log gain per channel), quantised to 8 bits."""
+    the family (``family_of``; picked with probabilities ``p``, Dirichlet weights), a random exposure
+    factor (1 +- ``gain``) and a white-balance jitter (``wb``, log gain per channel), quantised to 8 bits."""
     k = int(PSEUDO["blend"])
-    picks = rng.choice(len(family), k, replace=len(family) < k)
+    picks = rng.choice(len(family), k, replace=len(family) < k, p=p)
     w = rng.dirichlet(np.ones(k))
     terms = map_terms(target) if terms is None else terms
-    x = sum(wi * apply_map(family[i], target, terms) for wi, i in zip(w, picks))
+    x = sum(wi * apply_map(family[i][0], target, terms) for wi, i in zip(w, picks))
     g = float(PSEUDO["gain"])
     gain = rng.uniform(1 - g, 1 + g) * np.exp(rng.normal(0, float(PSEUDO["wb"]), 3))
     return q8(x * gain)
@@ -336,8 +370,8 @@ def make_pseudo(targets, family, per_target: int, seed: int) -> list[tuple[np.nd
     rng = np.random.default_rng(seed)
     out = []
     for _, t in targets:
-        terms = map_terms(t)
-        out += [(pseudo_input(t, family, rng, terms), t) for _ in range(per_target)]
+        terms, p = map_terms(t), pick_weights(t, family)
+        out += [(pseudo_input(t, family, rng, terms, p), t) for _ in range(per_target)]
     return out
 
 
@@ -464,7 +498,7 @@ def cmd_c_kfold() -> None:
     base_model = _load_base(args.get("base", C_BASE))
     real = real_pairs()
     targets = expert_targets()
-    maps = {fid: fit_map(y, x) for fid, x, y in real}
+    maps = dict(zip([p[0] for p in real], family_of(real)))
     folds = _c_folds(len(real), k)
     curves = []
     t0 = time.time()
@@ -608,7 +642,7 @@ def cmd_c_final() -> None:
     args = kf["args"]
     base_model = _load_base(args.get("base", C_BASE))
     real = real_pairs()
-    maps = [fit_map(y, x) for _, x, y in real]
+    maps = family_of(real)
     opts = _kfold_opts(args)
     targets, models = expert_targets(), []
     for sd in range(int(args.get("seeds", 1))):
@@ -669,6 +703,8 @@ def _c_recipe(a: dict, steps: int) -> str:
              "pairs showed the full correction goes too far)") if shrink != 1 else ""
     nat = (f"; plus {a['nat']} pseudo-inputs per natural photo of ../shared/data/photos (squashed to 256 x 256) "
            "as further targets") if int(a.get("nat", 0)) else ""
+    near = (f"; each photo's maps picked with probability following a Gaussian (spread {a['near']}) in the "
+            "distance between its look and the look of the photo each map was fitted on") if float(a.get("near", 0)) else ""
     n = int(a.get("seeds", 1))
     soup_ = (f"; a uniform soup: the mean GFM tensors of {n} such tunes on different pseudo-pair draws "
              f"(seeds 99, 199, ...)") if n > 1 else ""
@@ -679,7 +715,7 @@ def _c_recipe(a: dict, steps: int) -> str:
             f"{a.get('wb', 0.03)}, 8-bit), 2 condition views each; real pairs drawn with probability "
             f"{a.get('rw', 0.0)}; {a.get('loss', 'l1').upper()} on 4096 sampled pixels, batch 8, Adam lr "
             f"{a.get('lr', 1e-3)} constant{ema}, {steps} steps (the k-fold's best step count), seed 99, 1 CPU thread"
-            f"{calib}{nat}{soup_}")
+            f"{near}{calib}{nat}{soup_}")
 
 
 def _rename_scores(card: dict, old: str, new: str) -> dict:
