@@ -1,5 +1,5 @@
 """fit()'s weight averaging (EMA) and loss options: the averaged weights are what it validates and
-returns, they survive a checkpoint resume, and an unknown loss is refused."""
+returns, they survive a checkpoint resume, the psnr loss is per image, and an unknown loss is refused."""
 import pytest
 import torch
 
@@ -68,3 +68,14 @@ def test_resumed_run_keeps_its_average(tmp_path):
 def test_unknown_loss_is_refused():
     with pytest.raises(ValueError, match="unknown loss 'l3'"):
         _run(1, 0.0, loss="l3")
+
+
+def test_psnr_loss_is_minus_the_mean_per_image_psnr():
+    from csr_core.metrics import psnr_from_mse
+    from csr_core.train import _LOSSES
+    g = torch.Generator().manual_seed(1)
+    pred, target = torch.rand(3, 50, 3, generator=g), torch.rand(3, 50, 3, generator=g)
+    target[0] = pred[0] + 0.01  # one nearly right image: per-image PSNR weighs it, a pooled MSE would not
+    per_image = [psnr_from_mse(((pred[i] - target[i]) ** 2).mean().item() + 1e-5, peak=1.0) for i in range(3)]
+    assert _LOSSES["psnr"](pred, target).item() == pytest.approx(-sum(per_image) / 3, rel=1e-5)
+    assert _LOSSES["psnr"](pred, target).item() != pytest.approx(_LOSSES["mse"](pred, target).log10().item() * 10)

@@ -535,8 +535,10 @@ def _c_folds(n: int, k: int) -> list[list[int]]:
 
 
 def cmd_c_merge() -> None:
-    """``c-merge runs/OUT.part0-1-2.json runs/OUT.part3-4.json ...``: one k-fold result from parts."""
-    parts = [json.loads(Path(p).read_text()) for p in sys.argv[2:]]
+    """``c-merge [at=STEP] runs/OUT.part0-1-2.json runs/OUT.part3-4.json ...``: one k-fold result from
+    parts (``at``: report that step, fixed in advance, instead of the mean curve's best)."""
+    opt = dict(a.split("=") for a in sys.argv[2:] if "=" in a)
+    parts = [json.loads(Path(p).read_text()) for p in sys.argv[2:] if "=" not in p]
     args = {k: v for k, v in parts[0]["args"].items() if k != "only"}
     if any({k: v for k, v in p["args"].items() if k != "only"} != args for p in parts):
         raise SystemExit("the parts were run with different options")
@@ -547,10 +549,11 @@ def cmd_c_merge() -> None:
     if sorted(by_fold) != sorted(tuple(f) for f in folds):
         raise SystemExit(f"the parts hold folds {sorted(by_fold)}, not all {k}")
     curves = [(f, by_fold[tuple(f)]) for f in folds]
-    _kfold_summary(args, k, real, folds, curves, sum(p["seconds"] for p in parts))
+    _kfold_summary(args, k, real, folds, curves, sum(p["seconds"] for p in parts),
+                   at=int(opt["at"]) if "at" in opt else None)
 
 
-def _kfold_summary(args: dict, k: int, real, folds, curves, seconds: float) -> None:
+def _kfold_summary(args: dict, k: int, real, folds, curves, seconds: float, at: int | None = None) -> None:
     """Print and save (runs/OUT) a k-fold run: the mean curve, its best step, per-pair scores, wins."""
     steps_seen = [c[0] for c in curves[0][1]]
     mean_curve = []
@@ -559,15 +562,18 @@ def _kfold_summary(args: dict, k: int, real, folds, curves, seconds: float) -> N
         mean_curve.append((st, float(np.mean(list(vals.values()))), vals))
     for st, m, _ in mean_curve:
         print(f"step {st}: {m:.3f}")
-    st, m, vals = max(mean_curve, key=lambda r: r[1])
+    best = max(mean_curve, key=lambda r: r[1])
+    st, m, vals = best if at is None else next(r for r in mean_curve if r[0] == at)
     si = [c[0] for c in curves[0][1]].index(st)
     by_strength = {s: float(np.mean([c[si][2][j][s] for _, c in curves for j in range(len(c[si][2]))]))
                    for s in STRENGTHS}
     print(f"step {st} by strength: {by_strength}")
     ac = dict(zip([p[0] for p in real], score_fn(autocontrast_pt, real)))
     wins = sum(vals[f] > ac[f] for f in vals)
-    print(f"BEST step {st}: mean {m:.3f} dB; autocontrast_pt {np.mean(list(ac.values())):.3f}; wins {wins}/14")
+    print(f"{'BEST' if at is None else 'FIXED'} step {st}: mean {m:.3f} dB; autocontrast_pt "
+          f"{np.mean(list(ac.values())):.3f}; wins {wins}/14")
     res = dict(args=args, k=k, folds=[[real[i][0] for i in f] for f in folds], best_step=st, mean=m,
+               step_fixed_in_advance=at is not None, curve_best=dict(step=best[0], mean=best[1]),
                per_pair=vals, autocontrast_tone=ac, wins=wins, by_strength=by_strength,
                curve=[(s, v) for s, v, _ in mean_curve], seconds=round(seconds))
     print(json.dumps(res))
