@@ -510,11 +510,12 @@ def cmd_c_kfold() -> None:
         family = [maps[real[i][0]] for i in keep]
         val = [(real[i][1], real[i][2]) for i in held]
         every, runs = int(args.get("every", 25)), []
-        for sd in range(seeds):  # seeds > 1: a soup of tunes on different pseudo-pair draws
-            pseudo = _pseudo_set(args, targets, family, seed=fi + 100 * sd)
+        for si in range(seeds):  # seeds > 1: a soup of tunes on different pseudo-pair draws
+            sd = 100 * si + 1000 * int(args.get("draw", 0))  # draw=N: the same recipe, other random draws
+            pseudo = _pseudo_set(args, targets, family, seed=fi + sd)
             runs.append([])
             _, curve = tune_c(base_model, pseudo, [(real[i][1], real[i][2]) for i in keep], steps, val,
-                              seed=fi + 100 * sd, eval_every=every, snapshots=runs[-1], **opts)
+                              seed=fi + sd, eval_every=every, snapshots=runs[-1], **opts)
         if seeds > 1:
             curve = _soup_curve(base_model, runs, val, every)
         curves.append((held, curve))
