@@ -700,6 +700,10 @@ def cmd_score_auto() -> None:
     print(json.dumps(scores, indent=1))
 
 
+#: How the card names each training loss.
+LOSS_WORDS = {"l1": "L1", "mse": "MSE", "psnr": "minus the mean per-image PSNR"}
+
+
 def _c_recipe(a: dict, steps: int) -> str:
     """The card's one-paragraph recipe of a c-kfold argument dict."""
     what = ("GFM layers and condition convs tuned; base frozen" if a.get("train") == "all"
@@ -720,7 +724,7 @@ def _c_recipe(a: dict, steps: int) -> str:
             f"expert-C finished photo gets {a.get('per', 4)} pseudo-inputs (a random Dirichlet-weighted blend of "
             f"{int(float(a.get('blend', 2)))} inverse maps, exposure x1+-{a.get('gain', 0.15)}, white-balance jitter "
             f"{a.get('wb', 0.03)}, 8-bit), 2 condition views each; real pairs drawn with probability "
-            f"{a.get('rw', 0.0)}; {a.get('loss', 'l1').upper()} on 4096 sampled pixels, batch 8, Adam lr "
+            f"{a.get('rw', 0.0)}; {LOSS_WORDS[a.get('loss', 'l1')]} on 4096 sampled pixels, batch 8, Adam lr "
             f"{a.get('lr', 1e-3)} constant{ema}, {steps} steps (the k-fold's best step count), seed 99, 1 CPU thread"
             f"{near}{calib}{nat}{soup_}")
 
@@ -820,6 +824,25 @@ def cmd_publish_auto_cal() -> None:
     cmd_score_auto()
 
 
+def _compared(shipped: dict, runs: list[dict]) -> list[dict]:
+    """C's card's compared_not_shipped: the recipes on today's card (its list, and its shipped recipe when
+    it is replaced) followed by ``runs`` (k-fold JSONs), one entry per run name (``out``)."""
+    card = json.loads((ROOT / "weights" / "manifest.json").read_text())["styles"].get("C", {})
+    old = list(card.get("validation", {}).get("compared_not_shipped", []))
+    if card.get("validation"):
+        cmd = card["training"]["recipe"]["command"].split(" && ")[0].split()[3:]
+        old.append({"options": dict(o.split("=") for o in cmd), "best_step": card["validation"]["chosen_steps"],
+                    "mean": card["validation"]["mean"]["psnr"], "wins": card["validation"]["wins_vs_autocontrast_tone"]})
+    new = [{"options": o["args"], "best_step": o["best_step"], "mean": round(o["mean"], 3), "wins": o["wins"],
+            **({"note": o["note"]} if "note" in o else {})} for o in runs]
+    out, seen = [], {shipped.get("out")}
+    for e in old + new:
+        if e["options"].get("out") not in seen:
+            seen.add(e["options"].get("out"))
+            out.append(e)
+    return out
+
+
 def cmd_publish_c() -> None:
     """Write weights/C.safetensors (condition tensors on auto's base) and its card from c-final + c-kfold.
 
@@ -873,9 +896,7 @@ def cmd_publish_c() -> None:
             "wins_vs_autocontrast_tone": kf["wins"],
             "per_pair": {n: {"psnr": round(v, 3), "autocontrast_tone": round(ac[n], 3)} for n, v in kf["per_pair"].items()},
             "by_strength": {str(k): round(v, 3) for k, v in kf.get("by_strength", {}).items()},
-            "compared_not_shipped": [
-                {"options": o["args"], "best_step": o["best_step"], "mean": round(o["mean"], 3), "wins": o["wins"]}
-                for o in (json.loads(Path(f).read_text()) for f in sys.argv[4:])],
+            "compared_not_shipped": _compared(a, [json.loads(Path(f).read_text()) for f in sys.argv[4:]]),
         },
         "scores": {},
         "licence": "research only: trained on MIT-Adobe FiveK data (expert C retouches), whose licence permits "
