@@ -81,8 +81,8 @@ def q8(x: np.ndarray) -> np.ndarray:
 C_BASE = "auto-v1"
 
 
-#: How pseudo-inputs are drawn (c-kfold / c-final options blend=, gain=, wb=, near=).
-PSEUDO = dict(blend=2, gain=0.15, wb=0.03, near=0.0)
+#: How pseudo-inputs are drawn (c-kfold / c-final options blend=, gain=, wb=, near=, sat=).
+PSEUDO = dict(blend=2, gain=0.15, wb=0.03, near=0.0, sat=0.0)
 
 
 def look(img: np.ndarray) -> np.ndarray:
@@ -123,7 +123,8 @@ def pseudo_input(target: np.ndarray, family, rng: np.random.Generator,
                  terms: np.ndarray | None = None, p: np.ndarray | None = None) -> np.ndarray:
     """A FiveK-like input rendering for an expert-C target: a random blend of ``blend`` inverse maps of
     the family (``family_of``; picked with probabilities ``p``, Dirichlet weights), a random exposure
-    factor (1 +- ``gain``) and a white-balance jitter (``wb``, log gain per channel), quantised to 8 bits."""
+    factor (1 +- ``gain``), a white-balance jitter (``wb``, log gain per channel) and, with ``sat`` > 0, a
+    saturation factor (1 +- ``sat``, around each pixel's grey), quantised to 8 bits."""
     k = int(PSEUDO["blend"])
     picks = rng.choice(len(family), k, replace=len(family) < k, p=p)
     w = rng.dirichlet(np.ones(k))
@@ -131,6 +132,9 @@ def pseudo_input(target: np.ndarray, family, rng: np.random.Generator,
     x = sum(wi * apply_map(family[i][0], target, terms) for wi, i in zip(w, picks))
     g = float(PSEUDO["gain"])
     gain = rng.uniform(1 - g, 1 + g) * np.exp(rng.normal(0, float(PSEUDO["wb"]), 3))
+    if s := float(PSEUDO["sat"]):  # inputs more and less saturated than the expert's: C reads saturation
+        grey = x.mean(-1, keepdims=True)
+        x = grey + rng.uniform(1 - s, 1 + s) * (x - grey)
     return q8(x * gain)
 
 
@@ -716,6 +720,7 @@ def _c_recipe(a: dict, steps: int) -> str:
            "as further targets") if int(a.get("nat", 0)) else ""
     near = (f"; each photo's maps picked with probability following a Gaussian (spread {a['near']}) in the "
             "distance between its look and the look of the photo each map was fitted on") if float(a.get("near", 0)) else ""
+    sat = f", saturation x1+-{a['sat']}" if float(a.get("sat", 0)) else ""
     n = int(a.get("seeds", 1))
     soup_ = (f"; a uniform soup: the mean GFM tensors of {n} such tunes on different pseudo-pair draws "
              f"(seeds 99, 199, ...)") if n > 1 else ""
@@ -723,7 +728,7 @@ def _c_recipe(a: dict, steps: int) -> str:
             "inverse global colour map (13-term cubic in R, G, B, least squares, target -> input) is fitted; each "
             f"expert-C finished photo gets {a.get('per', 4)} pseudo-inputs (a random Dirichlet-weighted blend of "
             f"{int(float(a.get('blend', 2)))} inverse maps, exposure x1+-{a.get('gain', 0.15)}, white-balance jitter "
-            f"{a.get('wb', 0.03)}, 8-bit), 2 condition views each; real pairs drawn with probability "
+            f"{a.get('wb', 0.03)}{sat}, 8-bit), 2 condition views each; real pairs drawn with probability "
             f"{a.get('rw', 0.0)}; {LOSS_WORDS[a.get('loss', 'l1')]} on 4096 sampled pixels, batch 8, Adam lr "
             f"{a.get('lr', 1e-3)} constant{ema}, {steps} steps (the k-fold's best step count), seed 99, 1 CPU thread"
             f"{near}{calib}{nat}{soup_}")
