@@ -568,7 +568,10 @@ def _kfold_summary(args: dict, k: int, real, folds, curves, seconds: float, at: 
     for st, m, _ in mean_curve:
         print(f"step {st}: {m:.3f}")
     best = max(mean_curve, key=lambda r: r[1])
-    st, m, vals = best if at is None else next(r for r in mean_curve if r[0] == at)
+    fixed = [r for r in mean_curve if r[0] == at]
+    if at is not None and not fixed:
+        raise SystemExit(f"at={at}: the curve has steps {steps_seen[0]} to {steps_seen[-1]} every {steps_seen[0]}")
+    st, m, vals = fixed[0] if fixed else best
     si = [c[0] for c in curves[0][1]].index(st)
     by_strength = {s: float(np.mean([c[si][2][j][s] for _, c in curves for j in range(len(c[si][2]))]))
                    for s in STRENGTHS}
@@ -829,10 +832,9 @@ def cmd_publish_auto_cal() -> None:
     cmd_score_auto()
 
 
-def _compared(shipped: dict, runs: list[dict]) -> list[dict]:
-    """C's card's compared_not_shipped: the recipes on today's card (its list, and its shipped recipe when
-    it is replaced) followed by ``runs`` (k-fold JSONs), one entry per run name (``out``)."""
-    card = json.loads((ROOT / "weights" / "manifest.json").read_text())["styles"].get("C", {})
+def _compared(card: dict, shipped: dict, runs: list[dict]) -> list[dict]:
+    """C's card's compared_not_shipped: the recipes on today's ``card`` (its list, and its shipped recipe
+    when it is replaced) followed by ``runs`` (k-fold JSONs), one entry per run name (``out``)."""
     old = list(card.get("validation", {}).get("compared_not_shipped", []))
     if card.get("validation"):
         cmd = card["training"]["recipe"]["command"].split(" && ")[0].split()[3:]
@@ -861,6 +863,8 @@ def cmd_publish_c() -> None:
     from csr_core.fsutil import atomic_write, write_bytes_atomic
     c_w, c_kf = Path(sys.argv[2]), Path(sys.argv[3])
     kf = json.loads(c_kf.read_text())
+    mpath = ROOT / "weights" / "manifest.json"
+    manifest = json.loads(mpath.read_text())
     reg = _registry()
     auto_style = reg._base_style(reg.get("auto"))  # the shared full base
     base = reg.net(auto_style).state
@@ -901,14 +905,12 @@ def cmd_publish_c() -> None:
             "wins_vs_autocontrast_tone": kf["wins"],
             "per_pair": {n: {"psnr": round(v, 3), "autocontrast_tone": round(ac[n], 3)} for n, v in kf["per_pair"].items()},
             "by_strength": {str(k): round(v, 3) for k, v in kf.get("by_strength", {}).items()},
-            "compared_not_shipped": _compared(a, [json.loads(Path(f).read_text()) for f in sys.argv[4:]]),
+            "compared_not_shipped": _compared(manifest["styles"].get("C", {}), a, [json.loads(Path(f).read_text()) for f in sys.argv[4:]]),
         },
         "scores": {},
         "licence": "research only: trained on MIT-Adobe FiveK data (expert C retouches), whose licence permits "
                    "research use; the weights inherit it",
     }
-    mpath = ROOT / "weights" / "manifest.json"
-    manifest = json.loads(mpath.read_text())
     manifest["styles"]["C"] = c_card
     with atomic_write(mpath, "w") as fh:
         json.dump(manifest, fh, indent=1)
