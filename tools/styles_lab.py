@@ -397,11 +397,17 @@ def _pseudo_set(args: dict, targets, family, seed: int) -> list:
 
 def tune_c(base_model, train_pairs, real_train, steps, val=None, *, lr=1e-3, batch=8, real_weight=0.0,
            eval_every=50, seed=0, views_pseudo=2, views_real=8, on_progress=None, ema=0.0, lr_min=None,
-           train_all=False, loss="l1", shrink=1.0, snapshots=None):
+           train_all=False, loss="l1", shrink=1.0, snapshots=None, lp=0):
     """Condition-side tune of a copy of ``base_model`` (GFM only, or with ``train_all`` the condition convs
     too); returns (model, curve [(step, [psnr per val pair], [{strength: psnr} per val pair])]).
-    ``snapshots`` (a list) receives the GFM tensors at every validation, for weight soups."""
+    ``snapshots`` (a list) receives the GFM tensors at every validation, for weight soups. ``lp`` > 0: first
+    ``lp`` GFM-only steps at lr 1e-3 (unvalidated), then ``steps`` of this tune from there (linear probe,
+    then fine-tune: with ``train_all`` the convs start learning from a GFM that already fits)."""
     import copy
+    if lp:
+        base_model, _ = tune_c(base_model, train_pairs, real_train, lp, None, batch=batch, real_weight=real_weight,
+                               seed=seed, views_pseudo=views_pseudo, views_real=views_real, ema=ema, loss=loss,
+                               shrink=shrink)
     from csr_core.finetune import _Features
     from csr_core.train import TrainConfig, fit
     enc = None if train_all else base_model
@@ -643,7 +649,8 @@ def _kfold_opts(args: dict) -> dict:
         raise SystemExit("seeds= soups the GFM tensors only: not with train=all")
     return dict(ema=float(args.get("ema", 0)), train_all=args.get("train") == "all", loss=args.get("loss", "l1"),
                 lr_min=float(args["lr_min"]) if "lr_min" in args else None, lr=float(args.get("lr", 1e-3)),
-                real_weight=float(args.get("rw", 0.0)), shrink=float(args.get("shrink", 1.0)))
+                real_weight=float(args.get("rw", 0.0)), shrink=float(args.get("shrink", 1.0)),
+                lp=int(args.get("lp", 0)))
 
 
 def cmd_c_final() -> None:
