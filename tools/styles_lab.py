@@ -81,8 +81,8 @@ def q8(x: np.ndarray) -> np.ndarray:
 C_BASE = "auto-v1"
 
 
-#: How pseudo-inputs are drawn (c-kfold / c-final options blend=, gain=, wb=, near=, sat=).
-PSEUDO = dict(blend=2, gain=0.15, wb=0.03, near=0.0, sat=0.0)
+#: How pseudo-inputs are drawn (c-kfold / c-final options blend=, gain=, wb=, near=, sat=, spread=).
+PSEUDO = dict(blend=2, gain=0.15, wb=0.03, near=0.0, sat=0.0, spread=0.0)
 
 
 def look(img: np.ndarray) -> np.ndarray:
@@ -124,12 +124,20 @@ def pseudo_input(target: np.ndarray, family, rng: np.random.Generator,
     """A FiveK-like input rendering for an expert-C target: a random blend of ``blend`` inverse maps of
     the family (``family_of``; picked with probabilities ``p``, Dirichlet weights), a random exposure
     factor (1 +- ``gain``), a white-balance jitter (``wb``, log gain per channel) and, with ``sat`` > 0, a
-    saturation factor (1 +- ``sat``, around each pixel's grey), quantised to 8 bits."""
+    saturation factor (1 +- ``sat``, around each pixel's grey), quantised to 8 bits. ``spread`` > 0 adds
+    zero-sum Gaussian noise (that sd) to every family map's weight: inputs from maps the family spans but
+    does not hold (the real pairs' maps are 12 points; a held-out pair's map is rarely inside their hull)."""
     k = int(PSEUDO["blend"])
     picks = rng.choice(len(family), k, replace=len(family) < k, p=p)
     w = rng.dirichlet(np.ones(k))
     terms = map_terms(target) if terms is None else terms
-    x = sum(wi * apply_map(family[i][0], target, terms) for wi, i in zip(w, picks))
+    if spread := float(PSEUDO["spread"]):  # weights off the blend, summing to 1: maps beyond the family's hull
+        z = rng.normal(0, spread, len(family))
+        w_all = z - z.mean()
+        np.add.at(w_all, picks, w)
+        x = np.clip(sum(wi * apply_map(m, target, terms) for wi, (m, _) in zip(w_all, family)), 0, 1)
+    else:
+        x = sum(wi * apply_map(family[i][0], target, terms) for wi, i in zip(w, picks))
     g = float(PSEUDO["gain"])
     gain = rng.uniform(1 - g, 1 + g) * np.exp(rng.normal(0, float(PSEUDO["wb"]), 3))
     if s := float(PSEUDO["sat"]):  # inputs more and less saturated than the expert's: C reads saturation
