@@ -547,6 +547,22 @@ def cmd_c_kfold() -> None:
     _kfold_summary(args, k, real, folds, curves, time.time() - t0)
 
 
+def cmd_c_capacity() -> None:
+    """``c-capacity [steps=1500] [every=100]``: what C's trainable part (the GFM layers on the base's
+    frozen condition features) can reach when tuned on the 14 real pairs themselves and scored on them:
+    an in-sample ceiling for the recipe family, not validation."""
+    import torch
+    torch.set_num_threads(1)
+    args = dict(a.split("=") for a in sys.argv[2:])
+    real = real_pairs()
+    pairs = [(x, y) for _, x, y in real]
+    _, curve = tune_c(_load_base(args.get("base", C_BASE)), pairs, [], int(args.get("steps", 1500)), pairs,
+                      eval_every=int(args.get("every", 100)), seed=0, ema=0.99)
+    for st, sc, _ in curve:
+        print(f"step {st}: {np.mean(sc):.2f} dB in-sample  " + " ".join(f"{r[0]} {v:.1f}" for r, v in zip(real, sc)),
+              flush=True)
+
+
 def _c_folds(n: int, k: int) -> list[list[int]]:
     """The k-fold split of the n real pairs (fixed: every c-kfold run and part uses the same folds)."""
     order = np.random.default_rng(0).permutation(n)
