@@ -81,8 +81,8 @@ def q8(x: np.ndarray) -> np.ndarray:
 C_BASE = "auto-v1"
 
 
-#: How pseudo-inputs are drawn (c-kfold / c-final options blend=, gain=, wb=, near=, sat=, spread=).
-PSEUDO = dict(blend=2, gain=0.15, wb=0.03, near=0.0, sat=0.0, spread=0.0)
+#: How pseudo-inputs are drawn (c-kfold / c-final options blend=, gain=, wb=, near=, sat=, spread=, amp=).
+PSEUDO = dict(blend=2, gain=0.15, wb=0.03, near=0.0, sat=0.0, spread=0.0, amp=0.0)
 
 
 def look(img: np.ndarray) -> np.ndarray:
@@ -126,7 +126,9 @@ def pseudo_input(target: np.ndarray, family, rng: np.random.Generator,
     factor (1 +- ``gain``), a white-balance jitter (``wb``, log gain per channel) and, with ``sat`` > 0, a
     saturation factor (1 +- ``sat``, around each pixel's grey), quantised to 8 bits. ``spread`` > 0 adds
     zero-sum Gaussian noise (that sd) to every family map's weight: inputs from maps the family spans but
-    does not hold (the real pairs' maps are 12 points; a held-out pair's map is rarely inside their hull)."""
+    does not hold (the real pairs' maps are 12 points; a held-out pair's map is rarely inside their hull).
+    ``amp`` > 0 scales the blend's change to the target by a factor 1 +- ``amp``: weaker and stronger
+    degradations of the same kind (held-out pairs the family under-corrects lie beyond its magnitudes)."""
     k = int(PSEUDO["blend"])
     picks = rng.choice(len(family), k, replace=len(family) < k, p=p)
     w = rng.dirichlet(np.ones(k))
@@ -138,6 +140,9 @@ def pseudo_input(target: np.ndarray, family, rng: np.random.Generator,
         x = np.clip(sum(wi * apply_map(m, target, terms) for wi, (m, _) in zip(w_all, family)), 0, 1)
     else:
         x = sum(wi * apply_map(family[i][0], target, terms) for wi, i in zip(w, picks))
+    if amp := float(PSEUDO["amp"]):
+        t = target / 255.0
+        x = t + rng.uniform(1 - amp, 1 + amp) * (x - t)
     g = float(PSEUDO["gain"])
     gain = rng.uniform(1 - g, 1 + g) * np.exp(rng.normal(0, float(PSEUDO["wb"]), 3))
     if s := float(PSEUDO["sat"]):  # inputs more and less saturated than the expert's: C reads saturation
@@ -755,6 +760,7 @@ def _c_recipe(a: dict, steps: int) -> str:
     near = (f"; each photo's maps picked with probability following a Gaussian (spread {a['near']}) in the "
             "distance between its look and the look of the photo each map was fitted on") if float(a.get("near", 0)) else ""
     sat = f", saturation x1+-{a['sat']}" if float(a.get("sat", 0)) else ""
+    sat += f", the blend's change scaled x1+-{a['amp']}" if float(a.get("amp", 0)) else ""
     n = int(a.get("seeds", 1))
     soup_ = (f"; a uniform soup: the mean GFM tensors of {n} such tunes on different pseudo-pair draws "
              f"(seeds 99, 199, ...)") if n > 1 else ""
@@ -863,22 +869,39 @@ def cmd_publish_auto_cal() -> None:
     cmd_score_auto()
 
 
-def _compared(card: dict, shipped: dict, runs: list[dict]) -> list[dict]:
-    """C's card's compared_not_shipped: the recipes on today's ``card`` (its list, and its shipped recipe
-    when it is replaced) followed by ``runs`` (k-fold JSONs), one entry per run name (``out``)."""
-    old = list(card.get("validation", {}).get("compared_not_shipped", []))
-    if card.get("validation"):
-        cmd = card["training"]["recipe"]["command"].split(" && ")[0].split()[3:]
-        old.append({"options": dict(o.split("=") for o in cmd), "best_step": card["validation"]["chosen_steps"],
-                    "mean": card["validation"]["mean"]["psnr"], "wins": card["validation"]["wins_vs_autocontrast_tone"]})
+def _card_recipe(card: dict) -> dict:
+    """C's card's shipped recipe as a compared_not_shipped entry (its c-kfold options and scores)."""
+    cmd = card["training"]["recipe"]["command"].split(" && ")[0].split()[3:]
+    return {"options": dict(o.split("=") for o in cmd), "best_step": card["validation"]["chosen_steps"],
+            "mean": card["validation"]["mean"]["psnr"], "wins": card["validation"]["wins_vs_autocontrast_tone"]}
+
+
+def _compared(old: list[dict], shipped_out: str | None, runs: list[dict]) -> list[dict]:
+    """C's card's compared_not_shipped: ``old`` entries followed by ``runs`` (k-fold JSONs), one entry per
+    run name (``out``), leaving out the shipped run ``shipped_out``."""
     new = [{"options": o["args"], "best_step": o["best_step"], "mean": round(o["mean"], 3), "wins": o["wins"],
             **({"note": o["note"]} if "note" in o else {})} for o in runs]
-    out, seen = [], {shipped.get("out")}
+    out, seen = [], {shipped_out}
     for e in old + new:
         if e["options"].get("out") not in seen:
             seen.add(e["options"].get("out"))
             out.append(e)
     return out
+
+
+def cmd_c_compared() -> None:
+    """``c-compared runs/K.json ...``: add k-fold runs (``c-merge`` outputs) to C's card's
+    compared_not_shipped; the weights and the rest of the card stay as they are."""
+    from csr_core.fsutil import atomic_write
+    mpath = ROOT / "weights" / "manifest.json"
+    manifest = json.loads(mpath.read_text())
+    card = manifest["styles"]["C"]
+    val = card["validation"]
+    val["compared_not_shipped"] = _compared(val.get("compared_not_shipped", []), _card_recipe(card)["options"].get("out"),
+                                            [json.loads(Path(f).read_text()) for f in sys.argv[2:]])
+    with atomic_write(mpath, "w") as fh:
+        json.dump(manifest, fh, indent=1)
+    print(f"C's card now compares {len(val['compared_not_shipped'])} recipes")
 
 
 def cmd_publish_c() -> None:
@@ -896,6 +919,7 @@ def cmd_publish_c() -> None:
     kf = json.loads(c_kf.read_text())
     mpath = ROOT / "weights" / "manifest.json"
     manifest = json.loads(mpath.read_text())
+    old_c = manifest["styles"].get("C", {})
     reg = _registry()
     auto_style = reg._base_style(reg.get("auto"))  # the shared full base
     base = reg.net(auto_style).state
@@ -936,7 +960,9 @@ def cmd_publish_c() -> None:
             "wins_vs_autocontrast_tone": kf["wins"],
             "per_pair": {n: {"psnr": round(v, 3), "autocontrast_tone": round(ac[n], 3)} for n, v in kf["per_pair"].items()},
             "by_strength": {str(k): round(v, 3) for k, v in kf.get("by_strength", {}).items()},
-            "compared_not_shipped": _compared(manifest["styles"].get("C", {}), a, [json.loads(Path(f).read_text()) for f in sys.argv[4:]]),
+            "compared_not_shipped": _compared(
+                [*old_c.get("validation", {}).get("compared_not_shipped", []), *([_card_recipe(old_c)] if old_c else [])],
+                a.get("out"), [json.loads(Path(f).read_text()) for f in sys.argv[4:]]),
         },
         "scores": {},
         "licence": "research only: trained on MIT-Adobe FiveK data (expert C retouches), whose licence permits "
