@@ -897,8 +897,8 @@ def cmd_c_compared() -> None:
     manifest = json.loads(mpath.read_text())
     card = manifest["styles"]["C"]
     val = card["validation"]
-    val["compared_not_shipped"] = _compared(val.get("compared_not_shipped", []), _card_recipe(card)["options"].get("out"),
-                                            [json.loads(Path(f).read_text()) for f in sys.argv[2:]])
+    runs = [json.loads(Path(f).read_text()) for f in sys.argv[2:]]
+    val["compared_not_shipped"] = _compared(val.get("compared_not_shipped", []), _card_recipe(card)["options"].get("out"), runs)
     with atomic_write(mpath, "w") as fh:
         json.dump(manifest, fh, indent=1)
     print(f"C's card now compares {len(val['compared_not_shipped'])} recipes")
@@ -919,7 +919,9 @@ def cmd_publish_c() -> None:
     kf = json.loads(c_kf.read_text())
     mpath = ROOT / "weights" / "manifest.json"
     manifest = json.loads(mpath.read_text())
-    old_c = manifest["styles"].get("C", {})
+    old_c = manifest["styles"].get("C", {})  # its compared list and, replaced now, its shipped recipe
+    old_runs = ([*old_c["validation"].get("compared_not_shipped", []), _card_recipe(old_c)]
+                if old_c.get("validation") else [])
     reg = _registry()
     auto_style = reg._base_style(reg.get("auto"))  # the shared full base
     base = reg.net(auto_style).state
@@ -960,9 +962,7 @@ def cmd_publish_c() -> None:
             "wins_vs_autocontrast_tone": kf["wins"],
             "per_pair": {n: {"psnr": round(v, 3), "autocontrast_tone": round(ac[n], 3)} for n, v in kf["per_pair"].items()},
             "by_strength": {str(k): round(v, 3) for k, v in kf.get("by_strength", {}).items()},
-            "compared_not_shipped": _compared(
-                [*old_c.get("validation", {}).get("compared_not_shipped", []), *([_card_recipe(old_c)] if old_c else [])],
-                a.get("out"), [json.loads(Path(f).read_text()) for f in sys.argv[4:]]),
+            "compared_not_shipped": _compared(old_runs, a.get("out"), [json.loads(Path(f).read_text()) for f in sys.argv[4:]]),
         },
         "scores": {},
         "licence": "research only: trained on MIT-Adobe FiveK data (expert C retouches), whose licence permits "
