@@ -711,6 +711,17 @@ def _r3(d: dict) -> dict:
     return {k: round(float(v), 3) for k, v in d.items()}
 
 
+def _read_manifest() -> dict:
+    return json.loads((ROOT / "weights" / "manifest.json").read_text())
+
+
+def _write_manifest(manifest: dict) -> None:
+    """Replace weights/manifest.json atomically (the styles' cards)."""
+    from csr_core.fsutil import atomic_write
+    with atomic_write(ROOT / "weights" / "manifest.json", "w") as fh:
+        json.dump(manifest, fh, indent=1)
+
+
 def _real_scores(spec: str, baselines=()) -> tuple[list[dict], dict]:
     """Per-pair rows and means of a registry style on the 14 real pairs (a fresh default registry)."""
     from csr_core.evaluate import evaluate
@@ -724,11 +735,9 @@ def _real_scores(spec: str, baselines=()) -> tuple[list[dict], dict]:
 def cmd_score_auto() -> None:
     """Measure the shipped auto (as the registry composes it) and write every score onto its card."""
     from publish_auto import auto_scores
-    from csr_core.fsutil import atomic_write
     scores = auto_scores(_registry().look("auto"))
     rows, mean = _real_scores("auto", ("autocontrast", "autocontrast-tone"))
-    mpath = ROOT / "weights" / "manifest.json"
-    manifest = json.loads(mpath.read_text())
+    manifest = _read_manifest()
     card = manifest["styles"]["auto"]
     picked = ("; the calibration strength was chosen on them (its leave-one-out estimate is on the card)"
               if "calibration" in card["training"] else "")
@@ -738,8 +747,7 @@ def cmd_score_auto() -> None:
         "per_pair": {r["name"]: round(r["auto"]["psnr"], 3) for r in rows},
         "note": "the 14 real expert-C pairs (../shared/data/fivek-c-dev + fivek-c-extra); never used for training" + picked}
     card["scores"] = scores
-    with atomic_write(mpath, "w") as fh:
-        json.dump(manifest, fh, indent=1)
+    _write_manifest(manifest)
     print(json.dumps(scores, indent=1))
 
 
@@ -760,7 +768,7 @@ def _c_recipe(a: dict, steps: int) -> str:
     near = (f"; each photo's maps picked with probability following a Gaussian (spread {a['near']}) in the "
             "distance between its look and the look of the photo each map was fitted on") if float(a.get("near", 0)) else ""
     sat = f", saturation x1+-{a['sat']}" if float(a.get("sat", 0)) else ""
-    sat += f", the blend's change scaled x1+-{a['amp']}" if float(a.get("amp", 0)) else ""
+    amp = f", the blend's change scaled x1+-{a['amp']}" if float(a.get("amp", 0)) else ""
     n = int(a.get("seeds", 1))
     soup_ = (f"; a uniform soup: the mean GFM tensors of {n} such tunes on different pseudo-pair draws "
              f"(seeds 99, 199, ...)") if n > 1 else ""
@@ -768,7 +776,7 @@ def _c_recipe(a: dict, steps: int) -> str:
             "inverse global colour map (13-term cubic in R, G, B, least squares, target -> input) is fitted; each "
             f"expert-C finished photo gets {a.get('per', 4)} pseudo-inputs (a random Dirichlet-weighted blend of "
             f"{int(float(a.get('blend', 2)))} inverse maps, exposure x1+-{a.get('gain', 0.15)}, white-balance jitter "
-            f"{a.get('wb', 0.03)}{sat}, 8-bit), 2 condition views each; real pairs drawn with probability "
+            f"{a.get('wb', 0.03)}{sat}{amp}, 8-bit), 2 condition views each; real pairs drawn with probability "
             f"{a.get('rw', 0.0)}; {LOSS_WORDS[a.get('loss', 'l1')]} on 4096 sampled pixels, batch 8, Adam lr "
             f"{a.get('lr', 1e-3)} constant{ema}, {steps} steps (the k-fold's best step count), seed 99, 1 CPU thread"
             f"{near}{calib}{nat}{soup_}")
@@ -790,10 +798,9 @@ def cmd_publish_auto_cal() -> None:
     import hashlib
     from safetensors.numpy import load_file, save
     from csr_core.architecture import CONDITION_KEYS
-    from csr_core.fsutil import atomic_write, write_bytes_atomic
+    from csr_core.fsutil import write_bytes_atomic
     src = Path(sys.argv[2])
-    wdir, mpath = ROOT / "weights", ROOT / "weights" / "manifest.json"
-    manifest = json.loads(mpath.read_text())
+    wdir, manifest = ROOT / "weights", _read_manifest()
     styles = manifest["styles"]
     if styles["auto"]["kind"] == "full":  # first run: the full auto becomes auto-v1 (copied, never moved)
         if "auto-v1" in styles:
@@ -864,8 +871,7 @@ def cmd_publish_auto_cal() -> None:
     if rest.get("C", {}).get("base", {}).get("sha256") == v1["sha256"]:
         rest["C"]["base"]["name"] = "auto-v1"
     manifest["styles"] = {"auto": card, **rest, "auto-v1": v1}
-    with atomic_write(mpath, "w") as fh:
-        json.dump(manifest, fh, indent=1)
+    _write_manifest(manifest)
     cmd_score_auto()
 
 
@@ -892,15 +898,12 @@ def _compared(old: list[dict], shipped_out: str | None, runs: list[dict]) -> lis
 def cmd_c_compared() -> None:
     """``c-compared runs/K.json ...``: add k-fold runs (``c-merge`` outputs) to C's card's
     compared_not_shipped; the weights and the rest of the card stay as they are."""
-    from csr_core.fsutil import atomic_write
-    mpath = ROOT / "weights" / "manifest.json"
-    manifest = json.loads(mpath.read_text())
+    manifest = _read_manifest()
     card = manifest["styles"]["C"]
     val = card["validation"]
     runs = [json.loads(Path(f).read_text()) for f in sys.argv[2:]]
     val["compared_not_shipped"] = _compared(val.get("compared_not_shipped", []), _card_recipe(card)["options"].get("out"), runs)
-    with atomic_write(mpath, "w") as fh:
-        json.dump(manifest, fh, indent=1)
+    _write_manifest(manifest)
     print(f"C's card now compares {len(val['compared_not_shipped'])} recipes")
 
 
@@ -914,11 +917,10 @@ def cmd_publish_c() -> None:
     """
     import hashlib
     from safetensors.numpy import load_file, save
-    from csr_core.fsutil import atomic_write, write_bytes_atomic
+    from csr_core.fsutil import write_bytes_atomic
     c_w, c_kf = Path(sys.argv[2]), Path(sys.argv[3])
     kf = json.loads(c_kf.read_text())
-    mpath = ROOT / "weights" / "manifest.json"
-    manifest = json.loads(mpath.read_text())
+    manifest = _read_manifest()
     old_c = manifest["styles"].get("C", {})  # its compared list and, replaced now, its shipped recipe
     old_runs = ([*old_c["validation"].get("compared_not_shipped", []), _card_recipe(old_c)]
                 if old_c.get("validation") else [])
@@ -969,8 +971,7 @@ def cmd_publish_c() -> None:
                    "research use; the weights inherit it",
     }
     manifest["styles"]["C"] = c_card
-    with atomic_write(mpath, "w") as fh:
-        json.dump(manifest, fh, indent=1)
+    _write_manifest(manifest)
     _, insample = _real_scores("C", ("autocontrast-tone",))  # the card is in place: score the shipped style
     c_card["scores"] = {
         "validation": {"pairs": len(ids), "method": f"{kf['k']}-fold (see 'validation')", "psnr": round(kf["mean"], 3),
@@ -978,8 +979,7 @@ def cmd_publish_c() -> None:
                        "autocontrast_tone_psnr": c_card["validation"]["autocontrast_tone"]["psnr"]},
         "in_sample_real_pairs": {"pairs": len(ids), **insample,
                                  "note": "the 14 pairs C was trained on: not validation"}}
-    with atomic_write(mpath, "w") as fh:
-        json.dump(manifest, fh, indent=1)
+    _write_manifest(manifest)
     print(json.dumps(c_card["validation"]["mean"]), "in-sample", insample["C"])
 
 
