@@ -81,8 +81,8 @@ def q8(x: np.ndarray) -> np.ndarray:
 C_BASE = "auto-v1"
 
 
-#: How pseudo-inputs are drawn (c-kfold / c-final options blend=, gain=, wb=, near=, sat=, spread=, amp=).
-PSEUDO = dict(blend=2, gain=0.15, wb=0.03, near=0.0, sat=0.0, spread=0.0, amp=0.0)
+#: How pseudo-inputs are drawn (c-kfold / c-final options blend=, gain=, wb=, near=, sat=, spread=, amp=, cam=).
+PSEUDO = dict(blend=2, gain=0.15, wb=0.03, near=0.0, sat=0.0, spread=0.0, amp=0.0, cam=0.0)
 
 
 def look(img: np.ndarray) -> np.ndarray:
@@ -128,7 +128,13 @@ def pseudo_input(target: np.ndarray, family, rng: np.random.Generator,
     zero-sum Gaussian noise (that sd) to every family map's weight: inputs from maps the family spans but
     does not hold (the real pairs' maps are 12 points; a held-out pair's map is rarely inside their hull).
     ``amp`` > 0 scales the blend's change to the target by a factor 1 +- ``amp``: weaker and stronger
-    degradations of the same kind (held-out pairs the family under-corrects lie beyond its magnitudes)."""
+    degradations of the same kind (held-out pairs the family under-corrects lie beyond its magnitudes).
+    ``cam`` > 0: that share of pseudo-inputs is a camera-like rendering (``camera_params``) of the target
+    instead (flat, dark, as-shot renderings beyond the family's 12 maps)."""
+    if (c := float(PSEUDO["cam"])) and rng.random() < c:
+        import torch
+        from csr_core import degrade
+        return q8(degrade.apply(torch.from_numpy(target / np.float32(255)), camera_params(rng)).numpy())
     k = int(PSEUDO["blend"])
     picks = rng.choice(len(family), k, replace=len(family) < k, p=p)
     w = rng.dirichlet(np.ones(k))
@@ -769,6 +775,8 @@ def _c_recipe(a: dict, steps: int) -> str:
             "distance between its look and the look of the photo each map was fitted on") if float(a.get("near", 0)) else ""
     sat = f", saturation x1+-{a['sat']}" if float(a.get("sat", 0)) else ""
     amp = f", the blend's change scaled x1+-{a['amp']}" if float(a.get("amp", 0)) else ""
+    cam = (f"; a share {a['cam']} of pseudo-inputs a camera-like rendering instead (as-shot white balance, "
+           "under-exposure, flat tone curve, lifted blacks)") if float(a.get("cam", 0)) else ""
     n = int(a.get("seeds", 1))
     soup_ = (f"; a uniform soup: the mean GFM tensors of {n} such tunes on different pseudo-pair draws "
              f"(seeds 99, 199, ...)") if n > 1 else ""
@@ -779,7 +787,7 @@ def _c_recipe(a: dict, steps: int) -> str:
             f"{a.get('wb', 0.03)}{sat}{amp}, 8-bit), 2 condition views each; real pairs drawn with probability "
             f"{a.get('rw', 0.0)}; {LOSS_WORDS[a.get('loss', 'l1')]} on 4096 sampled pixels, batch 8, Adam lr "
             f"{a.get('lr', 1e-3)} constant{ema}, {steps} steps (the k-fold's best step count), seed 99, 1 CPU thread"
-            f"{near}{calib}{nat}{soup_}")
+            f"{cam}{near}{calib}{nat}{soup_}")
 
 
 def _rename_scores(card: dict, old: str, new: str) -> dict:
