@@ -223,14 +223,16 @@ def camera_params(rng: np.random.Generator) -> dict[str, float]:
 def cmd_auto() -> None:
     """Continue training 'auto' (whole network, warm start from the shipped auto) on a mix of generic
     and camera-like degradations of natural and expert-C finished photos (no FiveK pair, no fitted map).
-    Options (key=value): steps, lr, ema, camera (share of camera-like draws), out, every (EMA snapshots
-    saved as runs/OUT/auto_stepN.safetensors). Resumable (runs/OUT/ckpt.pt)."""
+    Options (key=value): steps, lr, ema, camera (share of camera-like draws), identity, expert (share of
+    draws from expert-C photos), train=cond (the base stays frozen: condition features for a style that
+    shares it, e.g. ``c-kfold base=runs/OUT/auto_stepN.safetensors``), threads, out, every (EMA snapshots saved as
+    runs/OUT/auto_stepN.safetensors). Resumable (runs/OUT/ckpt.pt)."""
     import torch
     from safetensors.torch import save_file
     from csr_core import degrade
     from csr_core.train import SyntheticPairs, TrainConfig, fit, psnr_on
     a = dict(x.split("=") for x in sys.argv[2:])
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(a.get("threads", 1)))
     out = RUNS / a.get("out", "auto4")
     out.mkdir(parents=True, exist_ok=True)
     tr, va, counts = _auto_data()
@@ -256,7 +258,7 @@ def cmd_auto() -> None:
     every = int(a.get("every", 250))
     cfg = TrainConfig(steps=int(a.get("steps", 3000)), batch=16, lr=float(a.get("lr", 3e-4)),
                       lr_min=float(a.get("lr_min", 1e-5)), eval_every=every, checkpoint_every=every, seed=3,
-                      ema=float(a.get("ema", 0.995)))
+                      ema=float(a.get("ema", 0.995)), condition_only=a.get("train") == "cond")
     t0 = time.time()
 
     def progress(info):
