@@ -81,8 +81,60 @@ def q8(x: np.ndarray) -> np.ndarray:
 C_BASE = "auto-v1"
 
 
-#: How pseudo-inputs are drawn (c-kfold / c-final options blend=, gain=, wb=, near=, sat=, spread=, amp=, cam=).
-PSEUDO = dict(blend=2, gain=0.15, wb=0.03, near=0.0, sat=0.0, spread=0.0, amp=0.0, cam=0.0)
+#: How pseudo-inputs are drawn (c-kfold / c-final options blend=, gain=, wb=, near=, sat=, spread=, amp=, cam=,
+#: meter=, cast=).
+PSEUDO = dict(blend=2, gain=0.15, wb=0.03, near=0.0, sat=0.0, spread=0.0, amp=0.0, cam=0.0, meter=0.0, cast=0.0)
+
+
+def _balance(img: np.ndarray) -> np.ndarray:
+    """A photo's global exposure and colour balance: log of its mean brightness, log R/G and log B/G of
+    its channel means (uint8 HxWx3)."""
+    m = img.reshape(-1, 3).mean(0) / 255 + 1e-3
+    return np.array([np.log(m.mean()), np.log(m[0] / m[1]), np.log(m[2] / m[1])])
+
+
+@functools.lru_cache(maxsize=1)
+def _balance_ref() -> np.ndarray:
+    """The expert-C photos' mean ``_balance`` (the point ``meter`` and ``cast`` pivot on)."""
+    return np.mean([_balance(t) for _, t in expert_targets()], 0)
+
+
+def fit_balance(pairs, targets, family, seed: int) -> dict[str, float]:
+    """``meter`` and ``cast`` fitted on real (id, input, target) pairs (option balance=fit): how far the
+    slopes of the real inputs' ``_balance`` on their expert photo's differ from those of pseudo-inputs
+    drawn without them (least squares over the pairs; brightness for ``meter``, the mean of R/G and B/G
+    for ``cast``; never negative)."""
+    def slopes(xy):
+        x, y = (np.array([_balance(v) for v in vs]) for vs in zip(*xy))
+        return np.array([np.polyfit(y[:, c], x[:, c], 1)[0] for c in range(3)])
+    saved = dict(PSEUDO)
+    PSEUDO.update(meter=0.0, cast=0.0)
+    try:
+        ps = slopes(make_pseudo(targets, family, 1, seed))
+    finally:
+        PSEUDO.update(saved)
+    re = slopes([(x, y) for _, x, y in pairs])
+    return dict(meter=round(max(0.0, float(ps[0] - re[0])), 3), cast=round(max(0.0, float(np.mean(re[1:] - ps[1:]))), 3))
+
+
+def _fitted(which: str, pairs, targets, family, seed: int) -> dict[str, float]:
+    """Option balance=: ``fit`` (meter and cast), ``meter`` or ``cast`` (the other one off) fitted on ``pairs``."""
+    if which not in ("fit", "meter", "cast"):
+        raise SystemExit(f"balance={which}: use fit, meter or cast")
+    fit = fit_balance(pairs, targets, family, seed)
+    return fit if which == "fit" else {k: (v if k == which else 0.0) for k, v in fit.items()}
+
+
+def camera_balance(target: np.ndarray) -> np.ndarray:
+    """Per-channel gains that give a pseudo-input the real inputs' relation to their expert photo: with
+    ``meter`` = b, a camera's metering (the input's brightness follows the expert photo's with a slope
+    lowered by b: a bright finished photo came from a mid-grey input); with ``cast`` = c, its as-shot
+    white balance (the input's R/G and B/G follow the expert photo's with a slope raised by c: the
+    family's inverse maps shrink a photo's colour cast, real inputs carry it)."""
+    d = _balance(target) - _balance_ref()
+    k = np.exp(float(PSEUDO["cast"]) * np.array([d[1], 0.0, d[2]]))
+    m = target.reshape(-1, 3).mean(0) + 1e-3
+    return k * m.sum() / (k * m).sum() * np.exp(-float(PSEUDO["meter"]) * d[0])
 
 
 def look(img: np.ndarray) -> np.ndarray:
@@ -130,7 +182,8 @@ def pseudo_input(target: np.ndarray, family, rng: np.random.Generator,
     ``amp`` > 0 scales the blend's change to the target by a factor 1 +- ``amp``: weaker and stronger
     degradations of the same kind (held-out pairs the family under-corrects lie beyond its magnitudes).
     ``cam`` > 0: that share of pseudo-inputs is a camera-like rendering (``camera_params``) of the target
-    instead (flat, dark, as-shot renderings beyond the family's 12 maps)."""
+    instead (flat, dark, as-shot renderings beyond the family's 12 maps). ``meter`` and ``cast`` > 0
+    scale it by ``camera_balance``."""
     if (c := float(PSEUDO["cam"])) and rng.random() < c:
         import torch
         from csr_core import degrade
@@ -151,6 +204,8 @@ def pseudo_input(target: np.ndarray, family, rng: np.random.Generator,
         x = t + rng.uniform(1 - amp, 1 + amp) * (x - t)
     g = float(PSEUDO["gain"])
     gain = rng.uniform(1 - g, 1 + g) * np.exp(rng.normal(0, float(PSEUDO["wb"]), 3))
+    if float(PSEUDO["meter"]) or float(PSEUDO["cast"]):
+        gain = gain * camera_balance(target)
     if s := float(PSEUDO["sat"]):  # inputs more and less saturated than the expert's: C reads saturation
         grey = x.mean(-1, keepdims=True)
         x = grey + rng.uniform(1 - s, 1 + s) * (x - grey)
@@ -519,6 +574,9 @@ def _psnr_full(model, feat, x8, y8) -> dict[float, float]:
 
 def cmd_c_kfold() -> None:
     """k-fold over the 14 real pairs: each fold's pseudo-pairs use only the other folds' maps.
+    ``balance=fit`` sets ``meter`` and ``cast`` per fold from its training pairs (``fit_balance``;
+    ``balance=meter`` or ``cast``: that one only).
+    ``maps=N`` keeps a random N of each fold's maps (how the score grows with the number of real pairs).
     ``only=0,1,2`` runs those folds alone and writes their curves to runs/OUT.partN.json (parallel
     processes); ``c-merge`` then summarises the parts as one k-fold run."""
     import torch
@@ -539,7 +597,14 @@ def cmd_c_kfold() -> None:
             continue
         keep = [i for i in range(len(real)) if i not in held]
         family = [maps[real[i][0]] for i in keep]
+        if "maps" in args:  # a learning curve in real maps: a random subset of the fold's family
+            sub = np.random.default_rng(fi + 1000 * int(args.get("draw", 0)) + 7).choice(
+                len(family), int(args["maps"]), replace=False)
+            family = [family[j] for j in sorted(sub)]
         val = [(real[i][1], real[i][2]) for i in held]
+        if "balance" in args:  # meter and/or cast from this fold's training pairs only
+            PSEUDO.update(_fitted(args["balance"], [real[i] for i in keep], targets, family, seed=fi + 500))
+            print(f"fold {fi} balance meter={PSEUDO['meter']} cast={PSEUDO['cast']}", flush=True)
         every, runs = int(args.get("every", 25)), []
         for si in range(seeds):  # seeds > 1: a soup of tunes on different pseudo-pair draws
             sd = 100 * si + 1000 * int(args.get("draw", 0))  # draw=N: the same recipe, other random draws
@@ -698,11 +763,16 @@ def cmd_c_final() -> None:
     torch.set_num_threads(1)
     kf = json.loads(Path(sys.argv[2]).read_text())
     args = kf["args"]
+    if "maps" in args:
+        raise SystemExit("maps= is a k-fold measurement (fewer real maps per fold), not a recipe to ship")
     base_model = _load_base(args.get("base", C_BASE))
     real = real_pairs()
     maps = family_of(real)
     opts = _kfold_opts(args)
     targets, models = expert_targets(), []
+    if "balance" in args:
+        PSEUDO.update(_fitted(args["balance"], real, targets, maps, seed=599))
+        print(f"balance meter={PSEUDO['meter']} cast={PSEUDO['cast']}", flush=True)
     for sd in range(int(args.get("seeds", 1))):
         pseudo = _pseudo_set(args, targets, maps, seed=99 + 100 * sd)
         models.append(tune_c(base_model, pseudo, [(x, y) for _, x, y in real], int(kf["best_step"]), None,
