@@ -59,7 +59,11 @@ def test_fit_balance_recovers_the_real_slopes(pseudo, monkeypatch):
     """Pseudo-inputs are the photos themselves (slopes 1); real inputs follow brightness at 0.6 and casts
     at 1.4: the fit says meter 0.4, cast 0.4, and leaves the options as they were."""
     targets = photos(40, seed=2)
-    monkeypatch.setattr(lab, "make_pseudo", lambda ts, fam, per, seed: [(t, t) for _, t in ts])
+    def make_pseudo(ts, fam, per, seed):
+        assert lab.PSEUDO["meter"] == lab.PSEUDO["cast"] == 0  # slopes of pseudo-inputs drawn without them
+        return [(t, t) for _, t in ts]
+
+    monkeypatch.setattr(lab, "make_pseudo", make_pseudo)
     ref = np.array([np.log(0.4), 0.0, 0.0])
     real = []
     for i, y in enumerate(targets):
@@ -71,3 +75,25 @@ def test_fit_balance_recovers_the_real_slopes(pseudo, monkeypatch):
     fit = lab.fit_balance(real, [(str(i), y) for i, y in enumerate(targets)], family=None, seed=0)
     assert fit["meter"] == pytest.approx(0.4, abs=0.05) and fit["cast"] == pytest.approx(0.4, abs=0.05)
     assert (pseudo["meter"], pseudo["cast"]) == (0.7, 0.1)
+
+
+def test_balance_draws_no_random_numbers(pseudo):
+    """Options off give the pseudo-inputs of before; on, the same random draws (runs stay paired)."""
+    photos_ = photos(4, seed=3)
+    family = lab.family_of([(str(i), lab.q8(y / 255 * 0.7), y) for i, y in enumerate(photos_[:3])])
+    target = photos_[3]
+    rng_off, rng_on = np.random.default_rng(5), np.random.default_rng(5)
+    off = lab.pseudo_input(target, family, rng_off)
+    pseudo.update(meter=0.0, cast=0.0)
+    assert np.array_equal(lab.pseudo_input(target, family, np.random.default_rng(5)), off)
+    pseudo.update(meter=0.3, cast=0.5)
+    on = lab.pseudo_input(target, family, rng_on)
+    assert not np.array_equal(on, off)
+    assert rng_on.bit_generator.state == rng_off.bit_generator.state
+
+
+@pytest.mark.parametrize("opts", ["balance=sometimes", "balance=fit meter=0.2", "balance=meter cam=0.3",
+                                  "maps=6 balance=fit", "maps=6 rw=0.2"])
+def test_option_clashes_are_refused(pseudo, opts):
+    with pytest.raises(SystemExit):
+        lab._kfold_opts(dict(o.split("=") for o in opts.split()))

@@ -119,8 +119,6 @@ def fit_balance(pairs, targets, family, seed: int) -> dict[str, float]:
 
 def _fitted(which: str, pairs, targets, family, seed: int) -> dict[str, float]:
     """Option balance=: ``fit`` (meter and cast), ``meter`` or ``cast`` (the other one off) fitted on ``pairs``."""
-    if which not in ("fit", "meter", "cast"):
-        raise SystemExit(f"balance={which}: use fit, meter or cast")
     fit = fit_balance(pairs, targets, family, seed)
     return fit if which == "fit" else {k: (v if k == which else 0.0) for k, v in fit.items()}
 
@@ -589,7 +587,7 @@ def cmd_c_kfold() -> None:
     targets = expert_targets()
     maps = dict(zip([p[0] for p in real], family_of(real)))
     folds = _c_folds(len(real), k)
-    curves = []
+    curves, fitted = [], {}
     t0 = time.time()
     only = [int(f) for f in args["only"].split(",")] if "only" in args else list(range(k))
     for fi, held in enumerate(folds):
@@ -598,13 +596,16 @@ def cmd_c_kfold() -> None:
         keep = [i for i in range(len(real)) if i not in held]
         family = [maps[real[i][0]] for i in keep]
         if "maps" in args:  # a learning curve in real maps: a random subset of the fold's family
+            if not 1 <= int(args["maps"]) <= len(family):
+                raise SystemExit(f"maps={args['maps']}: a fold has {len(family)} maps")
             sub = np.random.default_rng(fi + 1000 * int(args.get("draw", 0)) + 7).choice(
                 len(family), int(args["maps"]), replace=False)
             family = [family[j] for j in sorted(sub)]
         val = [(real[i][1], real[i][2]) for i in held]
         if "balance" in args:  # meter and/or cast from this fold's training pairs only
             PSEUDO.update(_fitted(args["balance"], [real[i] for i in keep], targets, family, seed=fi + 500))
-            print(f"fold {fi} balance meter={PSEUDO['meter']} cast={PSEUDO['cast']}", flush=True)
+            fitted[fi] = {key: PSEUDO[key] for key in ("meter", "cast")}
+            print(f"fold {fi} balance {fitted[fi]}", flush=True)
         every, runs = int(args.get("every", 25)), []
         for si in range(seeds):  # seeds > 1: a soup of tunes on different pseudo-pair draws
             sd = 100 * si + 1000 * int(args.get("draw", 0))  # draw=N: the same recipe, other random draws
@@ -620,9 +621,10 @@ def cmd_c_kfold() -> None:
               f"{[round(s, 2) for s in best[1]]} t={time.time() - t0:.0f}s", flush=True)
     if "only" in args:
         part = RUNS / f"{args.get('out', 'c_kfold.json')}.part{args['only'].replace(',', '-')}.json"
-        part.write_text(json.dumps(dict(args=args, k=k, curves=curves, seconds=round(time.time() - t0))))
+        part.write_text(json.dumps(dict(args=args, k=k, curves=curves, seconds=round(time.time() - t0),
+                                        **({"balance_fitted": fitted} if fitted else {}))))
         return
-    _kfold_summary(args, k, real, folds, curves, time.time() - t0)
+    _kfold_summary(args, k, real, folds, curves, time.time() - t0, fitted=fitted)
 
 
 def cmd_c_capacity() -> None:
@@ -662,12 +664,15 @@ def cmd_c_merge() -> None:
     if sorted(by_fold) != sorted(tuple(f) for f in folds):
         raise SystemExit(f"the parts hold folds {sorted(by_fold)}, not all {k}")
     curves = [(f, by_fold[tuple(f)]) for f in folds]
+    fitted = {int(f): v for p in parts for f, v in p.get("balance_fitted", {}).items()}
     _kfold_summary(args, k, real, folds, curves, sum(p["seconds"] for p in parts),
-                   at=int(opt["at"]) if "at" in opt else None)
+                   at=int(opt["at"]) if "at" in opt else None, fitted=fitted)
 
 
-def _kfold_summary(args: dict, k: int, real, folds, curves, seconds: float, at: int | None = None) -> None:
-    """Print and save (runs/OUT) a k-fold run: the mean curve, its best step, per-pair scores, wins."""
+def _kfold_summary(args: dict, k: int, real, folds, curves, seconds: float, at: int | None = None,
+                   fitted: dict | None = None) -> None:
+    """Print and save (runs/OUT) a k-fold run: the mean curve, its best step, per-pair scores, wins (and
+    ``fitted``: option balance='s meter and cast per fold)."""
     steps_seen = [c[0] for c in curves[0][1]]
     mean_curve = []
     for si, st in enumerate(steps_seen):
@@ -691,7 +696,8 @@ def _kfold_summary(args: dict, k: int, real, folds, curves, seconds: float, at: 
     res = dict(args=args, k=k, folds=[[real[i][0] for i in f] for f in folds], best_step=st, mean=m,
                step_fixed_in_advance=at is not None, curve_best=dict(step=best[0], mean=best[1]),
                per_pair=vals, autocontrast_tone=ac, wins=wins, by_strength=by_strength,
-               curve=[(s, v) for s, v, _ in mean_curve], seconds=round(seconds))
+               curve=[(s, v) for s, v, _ in mean_curve], seconds=round(seconds),
+               **({"balance_fitted": {str(f): fitted[f] for f in sorted(fitted)}} if fitted else {}))
     print(json.dumps(res))
     (RUNS / args.get("out", "c_kfold.json")).write_text(json.dumps(res, indent=1))
 
@@ -747,6 +753,14 @@ def cmd_score_ckpt() -> None:
 def _kfold_opts(args: dict) -> dict:
     """tune_c's keyword options from a c-kfold / c-final argument dict (and PSEUDO updated)."""
     PSEUDO.update({k: float(args[k]) for k in PSEUDO if k in args})
+    if "balance" in args:
+        if args["balance"] not in ("fit", "meter", "cast"):
+            raise SystemExit(f"balance={args['balance']}: use fit, meter or cast")
+        if "meter" in args or "cast" in args or float(args.get("cam", 0)):
+            raise SystemExit("balance= fits meter and cast itself (and scales family blends only): not with "
+                             "meter=, cast= or cam=")
+    if "maps" in args and ("balance" in args or float(args.get("rw", 0))):
+        raise SystemExit("maps= thins the family only: not with balance= or rw= (they would still use 12 pairs)")
     if int(args.get("seeds", 1)) > 1 and args.get("train") == "all":
         raise SystemExit("seeds= soups the GFM tensors only: not with train=all")
     return dict(ema=float(args.get("ema", 0)), train_all=args.get("train") == "all", loss=args.get("loss", "l1"),
@@ -849,6 +863,8 @@ def _c_recipe(a: dict, steps: int) -> str:
     amp = f", the blend's change scaled x1+-{a['amp']}" if float(a.get("amp", 0)) else ""
     cam = (f"; a share {a['cam']} of pseudo-inputs a camera-like rendering instead (as-shot white balance, "
            "under-exposure, flat tone curve, lifted blacks)") if float(a.get("cam", 0)) else ""
+    bal = (f"; each pseudo-input's exposure and colour balance scaled like a camera's (metering, as-shot white "
+           f"balance: option balance={a['balance']}, fitted on the training pairs' slopes)") if "balance" in a else ""
     n = int(a.get("seeds", 1))
     soup_ = (f"; a uniform soup: the mean GFM tensors of {n} such tunes on different pseudo-pair draws "
              f"(seeds 99, 199, ...)") if n > 1 else ""
@@ -859,7 +875,7 @@ def _c_recipe(a: dict, steps: int) -> str:
             f"{a.get('wb', 0.03)}{sat}{amp}, 8-bit), 2 condition views each; real pairs drawn with probability "
             f"{a.get('rw', 0.0)}; {LOSS_WORDS[a.get('loss', 'l1')]} on 4096 sampled pixels, batch 8, Adam lr "
             f"{a.get('lr', 1e-3)} constant{ema}, {steps} steps (the k-fold's best step count), seed 99, 1 CPU thread"
-            f"{cam}{near}{calib}{nat}{soup_}")
+            f"{cam}{near}{bal}{calib}{nat}{soup_}")
 
 
 def _rename_scores(card: dict, old: str, new: str) -> dict:
