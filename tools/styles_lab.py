@@ -847,7 +847,7 @@ def cmd_score_auto() -> None:
 LOSS_WORDS = {"l1": "L1", "mse": "MSE", "psnr": "minus the mean per-image PSNR"}
 
 
-def _c_recipe(a: dict, steps: int) -> str:
+def _c_recipe(a: dict, steps: int, fixed: bool = False) -> str:
     """The card's one-paragraph recipe of a c-kfold argument dict."""
     what = ("GFM layers and condition convs tuned; base frozen" if a.get("train") == "all"
             else "GFM layers tuned; condition convs and base frozen")
@@ -863,8 +863,11 @@ def _c_recipe(a: dict, steps: int) -> str:
     amp = f", the blend's change scaled x1+-{a['amp']}" if float(a.get("amp", 0)) else ""
     cam = (f"; a share {a['cam']} of pseudo-inputs a camera-like rendering instead (as-shot white balance, "
            "under-exposure, flat tone curve, lifted blacks)") if float(a.get("cam", 0)) else ""
-    bal = (f"; each pseudo-input's exposure and colour balance scaled like a camera's (metering, as-shot white "
-           f"balance: option balance={a['balance']}, fitted on the training pairs' slopes)") if "balance" in a else ""
+    kinds = {"meter": "exposure (a camera's metering)", "cast": "colour balance (a camera's as-shot white balance)"}
+    bal = ("; each pseudo-input's " + " and ".join(v for k, v in kinds.items() if a["balance"] in (k, "fit"))
+           + f" rescaled to the real inputs' slope on their expert photo (option balance={a['balance']}, fitted on the "
+           "training pairs)") if "balance" in a else ""
+    why = "fixed in advance" if fixed else "the k-fold's best step count"
     n = int(a.get("seeds", 1))
     soup_ = (f"; a uniform soup: the mean GFM tensors of {n} such tunes on different pseudo-pair draws "
              f"(seeds 99, 199, ...)") if n > 1 else ""
@@ -874,7 +877,7 @@ def _c_recipe(a: dict, steps: int) -> str:
             f"{int(float(a.get('blend', 2)))} inverse maps, exposure x1+-{a.get('gain', 0.15)}, white-balance jitter "
             f"{a.get('wb', 0.03)}{sat}{amp}, 8-bit), 2 condition views each; real pairs drawn with probability "
             f"{a.get('rw', 0.0)}; {LOSS_WORDS[a.get('loss', 'l1')]} on 4096 sampled pixels, batch 8, Adam lr "
-            f"{a.get('lr', 1e-3)} constant{ema}, {steps} steps (the k-fold's best step count), seed 99, 1 CPU thread"
+            f"{a.get('lr', 1e-3)} constant{ema}, {steps} steps ({why}), seed 99, 1 CPU thread"
             f"{cam}{near}{bal}{calib}{nat}{soup_}")
 
 
@@ -1042,7 +1045,7 @@ def cmd_publish_c() -> None:
                                "+ expert C; ../shared/data/fivek-c-targets: 221 expert-C finished photos without inputs "
                                "(ids a0017-a4500). None from the FiveK test split (ids 4501 to 5000)."},
             "recipe": {
-                "method": _c_recipe(a, kf["best_step"]),
+                "method": _c_recipe(a, kf["best_step"], kf.get("step_fixed_in_advance", False)),
                 "command": f"python tools/styles_lab.py c-kfold {' '.join(f'{k}={v}' for k, v in a.items())} && "
                            f"python tools/styles_lab.py c-final runs/{a.get('out', 'c_kfold.json')}",
                 "chosen_steps": kf["best_step"],
@@ -1050,9 +1053,11 @@ def cmd_publish_c() -> None:
         },
         "validation": {
             "method": f"{kf['k']}-fold over the 14 real pairs; each fold's pseudo-pairs use only the other folds' "
-                      "colour maps (a held-out pair's own map never reaches training); the mean curve over folds "
-                      "picks the step count, and the recipe was picked among those in compared_not_shipped (so "
-                      "the mean is slightly optimistic)",
+                      "colour maps (a held-out pair's own map never reaches training); "
+                      + ("the step count was fixed in advance" if kf.get("step_fixed_in_advance") else
+                         "the mean curve over folds picks the step count")
+                      + ", and the recipe was picked among those in compared_not_shipped (so the mean is slightly "
+                      "optimistic)",
             "folds": kf["folds"], "chosen_steps": kf["best_step"],
             "curve": [[s, round(v, 3)] for s, v in kf["curve"]],
             "mean": {"psnr": round(kf["mean"], 3)},
