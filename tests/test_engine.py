@@ -155,8 +155,9 @@ def test_big_photo_and_16_bit_unchanged_from_the_torch_path(style):
     small = load_photo(REPO / "samples" / "astronaut.jpg").rgb
     big = np.ascontiguousarray(np.asarray(Image.fromarray(small).resize((1536, 1024), Image.BICUBIC)))  # 1.6 MP
     # main shrank big 8-bit photos with torch's uint8 kernel (a rounded copy), now the float-exact resize;
-    # C (tuned on pseudo-pairs) reacts more to that rounding: still at most one level, on ~2.3% of values
-    assert_same_pixels(retouch_array(big, look), torch_colour_map(model, size, big, 1.0, False), share=3e-2)
+    # C (tuned on pseudo-pairs) reacts more to that rounding: still at most one level, on ~6.1% of values
+    # (2.3% before its pseudo-inputs were metered like a camera's: it reads exposure more closely)
+    assert_same_pixels(retouch_array(big, look), torch_colour_map(model, size, big, 1.0, False), share=8e-2)
     wide = (big[:400, :700].astype(np.uint16) * 257) ^ np.uint16(0x5A)  # 16-bit: LUT applied by trilinear
     assert_same_pixels(retouch_array(wide, look), torch_colour_map(model, size, wide, 1.0, False), share=2e-2)
 
