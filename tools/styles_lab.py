@@ -86,10 +86,10 @@ C_BASE = "auto-v1"
 PSEUDO = dict(blend=2, gain=0.15, wb=0.03, near=0.0, sat=0.0, spread=0.0, amp=0.0, cam=0.0, meter=0.0, cast=0.0)
 
 
-def _balance(img: np.ndarray) -> np.ndarray:
+def _balance(img: np.ndarray, means: np.ndarray | None = None) -> np.ndarray:
     """A photo's global exposure and colour balance: log of its mean brightness, log R/G and log B/G of
-    its channel means (uint8 HxWx3)."""
-    m = img.reshape(-1, 3).mean(0) / 255 + 1e-3
+    its channel means (uint8 HxWx3; ``means``: those channel means, when the caller has them)."""
+    m = (img.reshape(-1, 3).mean(0) if means is None else means) / 255 + 1e-3
     return np.array([np.log(m.mean()), np.log(m[0] / m[1]), np.log(m[2] / m[1])])
 
 
@@ -117,10 +117,14 @@ def fit_balance(pairs, targets, family, seed: int) -> dict[str, float]:
     return dict(meter=round(max(0.0, float(ps[0] - re[0])), 3), cast=round(max(0.0, float(np.mean(re[1:] - ps[1:]))), 3))
 
 
-def _fitted(which: str, pairs, targets, family, seed: int) -> dict[str, float]:
-    """Option balance=: ``fit`` (meter and cast), ``meter`` or ``cast`` (the other one off) fitted on ``pairs``."""
+def set_balance(which: str, pairs, targets, family, seed: int) -> dict[str, float]:
+    """Option balance=: set ``fit`` (meter and cast), ``meter`` or ``cast`` (the other one off), fitted on
+    ``pairs``, as the pseudo-input options; returns and prints them."""
     fit = fit_balance(pairs, targets, family, seed)
-    return fit if which == "fit" else {k: (v if k == which else 0.0) for k, v in fit.items()}
+    fit = fit if which == "fit" else {k: (v if k == which else 0.0) for k, v in fit.items()}
+    PSEUDO.update(fit)
+    print(f"balance {fit}", flush=True)
+    return fit
 
 
 def camera_balance(target: np.ndarray) -> np.ndarray:
@@ -129,9 +133,10 @@ def camera_balance(target: np.ndarray) -> np.ndarray:
     lowered by b: a bright finished photo came from a mid-grey input); with ``cast`` = c, its as-shot
     white balance (the input's R/G and B/G follow the expert photo's with a slope raised by c: the
     family's inverse maps shrink a photo's colour cast, real inputs carry it)."""
-    d = _balance(target) - _balance_ref()
+    means = target.reshape(-1, 3).mean(0)
+    d = _balance(target, means) - _balance_ref()
     k = np.exp(float(PSEUDO["cast"]) * np.array([d[1], 0.0, d[2]]))
-    m = target.reshape(-1, 3).mean(0) + 1e-3
+    m = means + 1e-3
     return k * m.sum() / (k * m).sum() * np.exp(-float(PSEUDO["meter"]) * d[0])
 
 
@@ -170,7 +175,8 @@ def pick_weights(target: np.ndarray, family) -> np.ndarray | None:
 
 
 def pseudo_input(target: np.ndarray, family, rng: np.random.Generator,
-                 terms: np.ndarray | None = None, p: np.ndarray | None = None) -> np.ndarray:
+                 terms: np.ndarray | None = None, p: np.ndarray | None = None,
+                 balance: np.ndarray | None = None) -> np.ndarray:
     """A FiveK-like input rendering for an expert-C target: a random blend of ``blend`` inverse maps of
     the family (``family_of``; picked with probabilities ``p``, Dirichlet weights), a random exposure
     factor (1 +- ``gain``), a white-balance jitter (``wb``, log gain per channel) and, with ``sat`` > 0, a
@@ -181,7 +187,7 @@ def pseudo_input(target: np.ndarray, family, rng: np.random.Generator,
     degradations of the same kind (held-out pairs the family under-corrects lie beyond its magnitudes).
     ``cam`` > 0: that share of pseudo-inputs is a camera-like rendering (``camera_params``) of the target
     instead (flat, dark, as-shot renderings beyond the family's 12 maps). ``meter`` and ``cast`` > 0
-    scale it by ``camera_balance``."""
+    scale it by ``camera_balance`` (``balance``: the target's, when the caller has it)."""
     if (c := float(PSEUDO["cam"])) and rng.random() < c:
         import torch
         from csr_core import degrade
@@ -202,8 +208,10 @@ def pseudo_input(target: np.ndarray, family, rng: np.random.Generator,
         x = t + rng.uniform(1 - amp, 1 + amp) * (x - t)
     g = float(PSEUDO["gain"])
     gain = rng.uniform(1 - g, 1 + g) * np.exp(rng.normal(0, float(PSEUDO["wb"]), 3))
-    if float(PSEUDO["meter"]) or float(PSEUDO["cast"]):
-        gain = gain * camera_balance(target)
+    if balance is None and (float(PSEUDO["meter"]) or float(PSEUDO["cast"])):
+        balance = camera_balance(target)
+    if balance is not None:
+        gain = gain * balance
     if s := float(PSEUDO["sat"]):  # inputs more and less saturated than the expert's: C reads saturation
         grey = x.mean(-1, keepdims=True)
         x = grey + rng.uniform(1 - s, 1 + s) * (x - grey)
@@ -447,9 +455,11 @@ class PairSet:
 def make_pseudo(targets, family, per_target: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     rng = np.random.default_rng(seed)
     out = []
+    balanced = float(PSEUDO["meter"]) or float(PSEUDO["cast"])
     for _, t in targets:
         terms, p = map_terms(t), pick_weights(t, family)
-        out += [(pseudo_input(t, family, rng, terms, p), t) for _ in range(per_target)]
+        b = camera_balance(t) if balanced else None
+        out += [(pseudo_input(t, family, rng, terms, p, b), t) for _ in range(per_target)]
     return out
 
 
@@ -603,9 +613,7 @@ def cmd_c_kfold() -> None:
             family = [family[j] for j in sorted(sub)]
         val = [(real[i][1], real[i][2]) for i in held]
         if "balance" in args:  # meter and/or cast from this fold's training pairs only
-            PSEUDO.update(_fitted(args["balance"], [real[i] for i in keep], targets, family, seed=fi + 500))
-            fitted[fi] = {key: PSEUDO[key] for key in ("meter", "cast")}
-            print(f"fold {fi} balance {fitted[fi]}", flush=True)
+            fitted[fi] = set_balance(args["balance"], [real[i] for i in keep], targets, family, seed=fi + 500)
         every, runs = int(args.get("every", 25)), []
         for si in range(seeds):  # seeds > 1: a soup of tunes on different pseudo-pair draws
             sd = 100 * si + 1000 * int(args.get("draw", 0))  # draw=N: the same recipe, other random draws
@@ -785,8 +793,7 @@ def cmd_c_final() -> None:
     opts = _kfold_opts(args)
     targets, models = expert_targets(), []
     if "balance" in args:
-        PSEUDO.update(_fitted(args["balance"], real, targets, maps, seed=599))
-        print(f"balance meter={PSEUDO['meter']} cast={PSEUDO['cast']}", flush=True)
+        set_balance(args["balance"], real, targets, maps, seed=599)
     for sd in range(int(args.get("seeds", 1))):
         pseudo = _pseudo_set(args, targets, maps, seed=99 + 100 * sd)
         models.append(tune_c(base_model, pseudo, [(x, y) for _, x, y in real], int(kf["best_step"]), None,
