@@ -16,8 +16,8 @@ def summary_lines(card: dict) -> list[str]:
     s, v = card["scores"]["validation"], card["validation"]
     nothing = {k: s[f"baseline_{k}"] for k in ("psnr", "ssim", "delta_e")}
     lines = [f"{v['method']} validation on {plural(s['images'], 'pair')} (steps chosen: {v['chosen_steps']}):"]
-    for label, m in (("new style", s), ("do-nothing", nothing), ("base style", s["base_style"]),
-                     ("autocontrast", s["autocontrast"])):
+    rows = [("new style", s)] + ([("pairs only", s["pairs_only"])] if "pairs_only" in s else [])
+    for label, m in rows + [("do-nothing", nothing), ("base style", s["base_style"]), ("autocontrast", s["autocontrast"])]:
         lines.append(f"  {label:<13} PSNR {m['psnr']:5.2f} dB  SSIM {m['ssim']:.3f}  dE2000 {m['delta_e']:5.2f}")
     return lines
 
@@ -25,6 +25,9 @@ def summary_lines(card: dict) -> list[str]:
 @click.command("finetune")
 @click.option("--pairs", "pairs_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Folder of pairs: before/ + after/, X_input + X_target files, or FiveK input/ + expertX/.")
+@click.option("--finished", "finished_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Folder of finished photos in the same look (a portfolio, an exported album): the pairs' "
+                   "colour maps turn them into more examples to learn from. Needs only 3 pairs.")
 @click.option("--name", required=True, help="Name of the new style.")
 @click.option("--from", "base", default="auto", show_default=True,
               help="Style to start from (its base network stays frozen).")
@@ -35,14 +38,19 @@ def summary_lines(card: dict) -> list[str]:
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
               help="CPU threads for torch (the per-step tensors are tiny: one thread is usually fastest).")
 @handle_errors
-def command(pairs_dir, name, base, expert, steps, overwrite, threads):
-    """Fine-tune a style's condition net on your before/after pairs (5 or more).
+def command(pairs_dir, finished_dir, name, base, expert, steps, overwrite, threads):
+    """Teach a new style your look from before/after pairs (5 or more), or from
+    3 or more pairs plus a folder of finished photos (--finished).
 
     \b
     Validation is honest: k-fold below 20 pairs (the folds choose the step count,
-    then the style is trained on all pairs), a 20% held-out split above.
+    then the style is trained on all pairs), a 20% held-out split above; with
+    --finished, a fold's extra examples use only the other folds' pairs, and the
+    same folds on the pairs alone are shown for comparison. Your folders are
+    only read.
     Examples:
       csr finetune --pairs my_edits/ --name mine
+      csr finetune --pairs my_edits/ --finished portfolio/ --name mine
       csr finetune --pairs /data/fivek --expert B --name B
     """
     from csr_core.evaluate import resolve_pairs
@@ -59,8 +67,8 @@ def command(pairs_dir, name, base, expert, steps, overwrite, threads):
     click.echo(f"{plural(len(found), 'pair')} in {pairs_dir}", err=True)
     cfg = FinetuneConfig(threads=threads, **({"steps": steps} if steps else {}))
     with StepProgress("fine-tuning", bound=True) as progress:  # early stopping: the total is an upper bound
-        style = finetune_style(pairs_dir, name, base, expert=expert, registry=reg,
-                               on_progress=progress, config=cfg, overwrite=overwrite)
+        style = finetune_style(pairs_dir, name, base, expert=expert, registry=reg, on_progress=progress,
+                               config=cfg, overwrite=overwrite, finished=finished_dir)
     for line in style.card.get("warnings", []):
         say("warning", line)
     click.echo(f"saved style '{style.name}' (on base '{style.card['base']['name']}') -> {style.path}")

@@ -20,15 +20,18 @@ from torch import nn
 
 from .errors import PairsError
 from .evaluate import autocontrast, mean_scores, resolve_pairs
+from .finished import load_finished
 from .engine import Net
 from .inference import Look, retouch_array
 from .metrics import score, to_uint8
 from .model import CSRNet, condition_state, from_state, numpy_state
 from .pairs import Pair, load_pair
+from .pseudo import PseudoRecipe, fit_inverse_map, pseudo_pairs
 from .registry import Style
 from .train import RealPairs, TrainConfig, fit, fixed_pixels, holdout_split, pixel_psnr, trainable_parameters
 
 MIN_PAIRS = 5
+MIN_PAIRS_FINISHED = 3  # with finished photos: enough colour maps to blend
 TRAINED = {"bias": "GFM biases only", "gfm": "GFM layers (condition convs frozen)", "all": "condition convs + GFM"}
 
 
@@ -50,6 +53,12 @@ class FinetuneConfig:
     holdout: float = 0.2
     seed: int = 0
     threads: int | None = 1   # torch CPU threads while tuning (process-wide); tiny tensors run fastest on 1
+    # With finished photos (``finished=``): pseudo-pairs made with the real pairs' inverse colour maps.
+    pseudo_per: int = 2           # pseudo-inputs per finished photo
+    pseudo_exposure: float = 0.15  # each one's exposure factor is drawn from 1 +- this
+    pseudo_views: int = 2         # condition views per pseudo-pair (the photo and its mirror)
+    finished_side: int = 256      # finished photos are read at this long side (only their colours matter)
+    finished_limit: int = 400     # at most this many finished photos (an even sample of a larger folder)
 
 
 class _Features(nn.Module):
@@ -60,18 +69,35 @@ class _Features(nn.Module):
 
 
 class _Tuner:
-    """Trains copies of a start model on subsets of the loaded pairs."""
+    """Trains copies of a start model on subsets of the loaded pairs (plus, per run, extra pairs)."""
 
     def __init__(self, start: CSRNet, loaded: Sequence[tuple[np.ndarray, np.ndarray]], cond_size: int,
                  cfg: FinetuneConfig, on_step: Callable[[dict], None]):
-        self.start, self.cfg, self.on_step = start, cfg, on_step
-        def features(view: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                return start.cond_net(view)[:, :, None, None]
-        encode = None if cfg.train == "all" else features  # frozen convs: condition features once per view
-        self.data = RealPairs(loaded, cond_size, cfg.pixels, views=cfg.views, seed=cfg.seed, encode=encode)
+        self.start, self.cfg, self.on_step, self.cond_size = start, cfg, on_step, cond_size
+        self.data = self.dataset(loaded, cfg.views)
         self.val = [(vs[0], *fixed_pixels(self.data, i, cfg.val_pixels, cfg.seed))
                     for i, vs in enumerate(self.data.views)]
+
+    def dataset(self, images: Sequence[tuple[np.ndarray, np.ndarray]], views: int, seed: int = 0) -> RealPairs:
+        """Pairs in memory with their condition views (frozen condition convs: their features, in batches)."""
+        encode = None if self.cfg.train == "all" else self._features
+        return RealPairs(images, self.cond_size, self.cfg.pixels, views=views, seed=self.cfg.seed + seed,
+                         encode=encode)
+
+    def _features(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Frozen condition-net features (C x 1 x 1 each) of condition views, batched by size."""
+        out: list = [None] * len(views)
+        by_shape: dict[tuple, list[int]] = {}
+        for i, v in enumerate(views):
+            by_shape.setdefault(tuple(v.shape), []).append(i)
+        with torch.no_grad():
+            for idx in by_shape.values():
+                for k in range(0, len(idx), 16):
+                    part = idx[k:k + 16]
+                    feats = self.start.cond_net(torch.cat([views[i] for i in part]))
+                    for i, f in zip(part, feats):
+                        out[i] = f[None, :, None, None].clone()
+        return out
 
     def model(self) -> CSRNet:
         """A trainable copy of the start model (condition convs replaced by their features unless trained)."""
@@ -88,15 +114,17 @@ class _Tuner:
             p.requires_grad_(False)
         return m.eval()
 
-    def run(self, train: Sequence[int], val: Sequence[int], steps: int, patience: int) -> tuple[CSRNet, dict]:
-        """Fit on ``train``; the history has per-eval ``curve`` [(step, [psnr per val pair])] and snapshots."""
+    def run(self, train: Sequence[int], val: Sequence[int], steps: int, patience: int,
+            extra: RealPairs | None = None) -> tuple[CSRNet, dict]:
+        """Fit on pairs ``train`` (and ``extra``); the history has per-eval ``curve`` [(step, [psnr per val
+        pair])] and snapshots."""
         cfg = self.cfg
         tc = TrainConfig(steps=steps, batch=cfg.batch, lr=cfg.lr, lr_min=cfg.lr, pixels=cfg.pixels,
                          seed=cfg.seed, eval_every=cfg.eval_every if val else steps,
                          checkpoint_every=10 ** 9, patience=patience if val else 0, condition_only=True)
         model = self.model()
-        sub = copy.copy(self.data)
-        sub.x, sub.y, sub.views = ([getattr(self.data, a)[i] for i in train] for a in ("x", "y", "views"))
+        sub = self.data.subset(train)
+        sub = sub.extended(extra) if extra is not None else sub
         curve, snaps = [], {}
 
         def validate(m: CSRNet) -> float:
@@ -140,16 +168,21 @@ def _folds(n: int, k: int, seed: int) -> list[list[int]]:
 
 def _summary(per: dict[int, dict]) -> dict:
     rows = list(per.values())
-    m = {k: mean_scores([r[k] for r in rows]) for k in ("style", "base", "do-nothing", "autocontrast")}
+    keys = ("style", "base", "do-nothing", "autocontrast") + (("pairs_only",) if "pairs_only" in rows[0] else ())
+    m = {k: mean_scores([r[k] for r in rows]) for k in keys}
+    extra = {"pairs_only": m["pairs_only"]} if "pairs_only" in m else {}
     return dict(m["style"], baseline_psnr=m["do-nothing"]["psnr"], baseline_ssim=m["do-nothing"]["ssim"],
                 baseline_delta_e=m["do-nothing"]["delta_e"], base_style=m["base"], autocontrast=m["autocontrast"],
-                images=len(rows))
+                images=len(rows), **extra)
 
 
 def finetune_style(pairs: str | Path | list[Pair], name: str, base: str = "auto", *, expert=None, registry=None,
                    on_progress: Callable[[dict], None] | None = None, config: FinetuneConfig | None = None,
-                   overwrite: bool = False) -> Style:
+                   overwrite: bool = False, finished: str | Path | Sequence[np.ndarray] | None = None) -> Style:
     """Fine-tune the condition net + GFM of ``base`` on before/after pairs; save and return the new Style.
+
+    ``finished``: a folder of finished photos in the same look (or the photos, uint8 arrays): the pairs'
+    inverse colour maps turn them into pseudo-pairs that the style also learns from (``csr_core.pseudo``).
 
     ``on_progress`` gets dicts with step (done so far, all runs), steps (an upper bound of the total that
     only shrinks), loss and phase, plus val_psnr when a validation ran; the last one has step == steps.
@@ -159,12 +192,13 @@ def finetune_style(pairs: str | Path | list[Pair], name: str, base: str = "auto"
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
-        return _finetune(pairs, name, base, expert, registry, on_progress, cfg, overwrite)
+        return _finetune(pairs, name, base, expert, registry, on_progress, cfg, overwrite, finished)
     finally:
         torch.set_num_threads(threads)
 
 
-def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneConfig, overwrite: bool) -> Style:
+def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneConfig, overwrite: bool,
+              finished) -> Style:
     from .pipeline import default_registry
 
     if cfg.train not in TRAINED:
@@ -175,9 +209,16 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
     base_style = reg._base_style(start_style)
 
     found, problems, source = resolve_pairs(pairs, expert)
-    if len(found) < MIN_PAIRS:
-        raise PairsError(f"{source}: fine-tuning needs at least {MIN_PAIRS} before/after pairs, found {len(found)}")
+    least = MIN_PAIRS if finished is None else MIN_PAIRS_FINISHED
+    if len(found) < least:
+        more = " (3 with --finished photos)" if finished is None else " with finished photos"
+        raise PairsError(f"{source}: fine-tuning needs at least {least} before/after pairs{more}, found {len(found)}")
     loaded, warnings = [], []
+    if finished is not None and not isinstance(finished, (str, Path)):
+        finished = [np.array(to_uint8(f)) for f in finished]  # writable copies (torch shares them)
+    elif finished is not None:
+        finished, more = load_finished(finished, cfg.finished_side, cfg.finished_limit)
+        warnings += more
     for p in found:
         b, a, w = load_pair(p, max_side=cfg.max_side)
         loaded.append((to_uint8(b), to_uint8(a)))  # 8 bit in memory, as the files were
@@ -187,7 +228,8 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
     tuner = _Tuner(from_state(reg.net(start_style).state), loaded, start_style.cond_size, cfg, progress)
     scorer = _Scorer(loaded, start_style.cond_size, from_state(reg.net(start_style).state))  # what --from picked
     run = _kfold if len(found) < cfg.kfold_below else _holdout
-    model, per, validation = run(tuner, scorer, progress, len(found))
+    pseudo = _Pseudo(tuner, loaded, finished, cfg) if finished is not None else None
+    model, per, validation = run(tuner, scorer, progress, len(found), pseudo)
     progress.complete()
     names = [p.name for p in found]
     validation = {k: _named(v, names) if k in ("folds", "val_pairs") else v for k, v in validation.items()}
@@ -196,14 +238,20 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
         warnings.append(f"validation found no gain over '{base}' on these pairs: the new style equals it")
 
     who = f"MIT-Adobe FiveK expert {expert}'s" if expert else "your"
+    photos = f" and {len(finished)} finished photos" if finished is not None else ""
+    data = dict(pairs=len(found), expert=expert, names=names)
+    if finished is not None:
+        data["finished"] = len(finished)
+    method = (f"condition-only fine-tune: {TRAINED[cfg.train]} train, the base net is frozen; L1 on sampled pixels, "
+              "flip + mild-crop views, constant-lr Adam, step count chosen by validation")
+    if finished is not None:
+        method += (f"; the finished photos become pseudo-pairs ({cfg.pseudo_per} 'before' photos each: a random "
+                   "blend of two of the pairs' inverse colour maps times an exposure factor of "
+                   f"1 +- {cfg.pseudo_exposure:g}); a validation fold's pseudo-pairs use only the other folds' maps")
     card = dict(
-        description=f"{who} look, fine-tuned from '{base}' on {len(found)} pairs from {source}",
+        description=f"{who} look, fine-tuned from '{base}' on {len(found)} before/after pairs{photos}",
         cond_size=start_style.cond_size,
-        training=dict(data=dict(pairs=len(found), source=source, expert=expert, names=names),
-                      initialised_from=start_style.name,
-                      recipe=dict(asdict(cfg), method=f"condition-only fine-tune: {TRAINED[cfg.train]} train, the "
-                                  "base net is frozen; L1 on sampled pixels, flip + mild-crop views, constant-lr Adam, "
-                                  "step count chosen by validation")),
+        training=dict(data=data, initialised_from=start_style.name, recipe=dict(asdict(cfg), method=method)),
         validation=validation, scores=dict(validation=_summary(per)), warnings=warnings, problems=problems,
         licence=("MIT-Adobe FiveK images are licensed for research use only; so is a style learned from them"
                  if expert else "the licence of your training pairs applies to this style"),
@@ -261,45 +309,101 @@ class _Scorer:
         return retouch_array(rgb, Look.of(Net(numpy_state(model)), self.cond_size), exact=True)
 
 
-def _kfold(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int):
-    """k-fold: the pooled held-out curve picks the step count; the style is then trained on all pairs."""
+class _Pseudo:
+    """Pseudo-pairs from finished photos: those of a run use only its training pairs' colour maps."""
+
+    def __init__(self, tuner: _Tuner, loaded, finished: Sequence[np.ndarray], cfg: FinetuneConfig):
+        self.tuner, self.loaded, self.finished, self.steps = tuner, loaded, finished, cfg.steps
+        self.recipe = PseudoRecipe(per=cfg.pseudo_per, exposure=cfg.pseudo_exposure)
+        self.views = cfg.pseudo_views
+
+    def pairs(self, train: Sequence[int], seed: int) -> RealPairs:
+        maps = [fit_inverse_map(*self.loaded[i]) for i in train]
+        made = pseudo_pairs(self.finished, maps, seed=self.tuner.cfg.seed * 1000 + seed, recipe=self.recipe)
+        return self.tuner.dataset(made, self.views, seed=seed)
+
+
+def _kfold(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo: _Pseudo | None = None):
+    """k-fold: the pooled held-out curve picks the step count; the style is then trained on all pairs.
+
+    With ``pseudo`` (finished photos), each fold also trains on pseudo-pairs made with its own training
+    pairs' colour maps only, and the same folds are run on the pairs alone for comparison.
+    """
     cfg = tuner.cfg
     k = min(cfg.folds, n)
     folds = _folds(n, k, cfg.seed)
-    runs, limit = [], cfg.steps
+    kinds = ("style", "pairs_only") if pseudo else ("style",)
+    limit = {"style": pseudo.steps if pseudo else cfg.steps, "pairs_only": cfg.steps}
+    patience = {"style": 0 if pseudo else cfg.patience, "pairs_only": cfg.patience}
+    runs: dict[str, list] = {kind: [] for kind in kinds}
+    plan = [(f, kind) for f in range(k) for kind in kinds]
+    for pos, (f, kind) in enumerate(plan):
+        train = [i for i in range(n) if i not in folds[f]]
+        later = sum(limit[kd] for _, kd in plan[pos + 1:]) + limit["style"]  # the runs left + the final run
+        extra = pseudo.pairs(train, seed=f + 1) if kind == "style" and pseudo else None
+        progress.start(f"fold {f + 1}/{k}" + (", pairs only" if kind == "pairs_only" else ""), limit[kind], later)
+        runs[kind].append(tuner.run(train, folds[f], limit[kind], patience[kind], extra)[1])
+        progress.finish(runs[kind][-1]["step"])
+        limit[kind] = min(limit[kind], runs[kind][-1]["curve"][-1][0])  # only steps every fold reached are pooled
+    picked = {kind: _pooled(h) for kind, h in runs.items()}
+    per: dict[int, dict] = {}
     for f, val in enumerate(folds):
-        progress.start(f"fold {f + 1}/{k}", limit, later=(k - f) * limit)  # the other folds + the final run
-        runs.append(tuner.run([i for i in range(n) if i not in val], val, limit, cfg.patience)[1])
-        progress.finish(runs[-1]["step"])
-        limit = min(limit, runs[-1]["curve"][-1][0])  # only steps every fold reached are pooled
+        scores = {kind: scorer(_snapshot(tuner, runs[kind][f], picked[kind][0]), val) for kind in kinds}
+        for i in val:
+            per[i] = dict(scores["style"][i], **({"pairs_only": scores["pairs_only"][i]["style"]} if pseudo else {}))
+    chosen, axis, pooled = picked["style"]
+    progress.start("final (all pairs)", chosen, later=0, validating=False)
+    extra = pseudo.pairs(list(range(n)), seed=0) if pseudo and chosen else None
+    model = tuner.restore(tuner.run(list(range(n)), [], chosen, 0, extra)[0]) if chosen else copy.deepcopy(tuner.start)
+    progress.finish(chosen)
+    validation = dict(method=f"{k}-fold", folds=folds, chosen_steps=chosen,
+                      curve=[[s, round(p, 3)] for s, p in zip(axis, pooled)],
+                      fold_stopped_at=[h["curve"][-1][0] for h in runs["style"]])
+    if pseudo:
+        validation["pairs_only"] = dict(chosen_steps=picked["pairs_only"][0],
+                                        fold_stopped_at=[h["curve"][-1][0] for h in runs["pairs_only"]])
+    return model, per, validation
+
+
+def _pooled(runs: list[dict]) -> tuple[int, list[int], list[float]]:
+    """(best step, steps, mean held-out PSNR per step) of k-fold runs' curves, pooled over every pair."""
     common = min(len(h["curve"]) for h in runs)
     axis = [runs[0]["curve"][j][0] for j in range(common)]
     pooled = [float(np.mean([s for h in runs for s in h["curve"][j][1]])) for j in range(common)]
-    chosen = axis[int(np.argmax(pooled))]
-    per = {}
-    for val, h in zip(folds, runs):
-        m = tuner.model()
-        m.load_state_dict(h["snaps"][chosen], strict=False)
-        per.update(scorer(tuner.restore(m), val))
-    progress.start("final (all pairs)", chosen, later=0, validating=False)
-    model = tuner.restore(tuner.run(list(range(n)), [], chosen, 0)[0]) if chosen else copy.deepcopy(tuner.start)
-    progress.finish(chosen)
-    return model, per, dict(method=f"{k}-fold", folds=folds, chosen_steps=chosen,
-                            curve=[[s, round(p, 3)] for s, p in zip(axis, pooled)],
-                            fold_stopped_at=[h["curve"][-1][0] for h in runs])
+    return axis[int(np.argmax(pooled))], axis, pooled
 
 
-def _holdout(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int):
-    """~20% held out: early stopping on it; the best weights are the style."""
+def _snapshot(tuner: _Tuner, run: dict, step: int) -> CSRNet:
+    """A run's model as it was at ``step``."""
+    m = tuner.model()
+    m.load_state_dict(run["snaps"][step], strict=False)
+    return tuner.restore(m)
+
+
+def _holdout(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo: _Pseudo | None = None):
+    """~20% held out: early stopping on it; the best weights are the style. With ``pseudo``, the style
+    also trains on pseudo-pairs made with the training pairs' maps, and a run on the pairs alone compares."""
     cfg = tuner.cfg
     train, val = holdout_split(n, cfg.holdout, cfg.seed)
-    progress.start("train (held-out validation)", cfg.steps, later=0)
-    model, h = tuner.run(train, val, cfg.steps, cfg.patience)
-    progress.finish(h["step"])
-    chosen = h["best_step"] if h["best"] > float(np.mean(h["curve"][0][1])) else 0
-    model = tuner.restore(model) if chosen else copy.deepcopy(tuner.start)
-    return model, scorer(model, val), dict(method="held-out", val_pairs=val, chosen_steps=chosen,
-                                           curve=[[s, round(float(np.mean(p)), 3)] for s, p in h["curve"]])
+    runs = {}
+    for kind in ("style", "pairs_only") if pseudo else ("style",):
+        extra = pseudo.pairs(train, seed=1) if kind == "style" and pseudo else None
+        later = cfg.steps if pseudo and kind == "style" else 0
+        progress.start("train (held-out validation)" + (", pairs only" if kind == "pairs_only" else ""), cfg.steps, later)
+        model, h = tuner.run(train, val, cfg.steps, cfg.patience, extra)
+        progress.finish(h["step"])
+        chosen = h["best_step"] if h["best"] > float(np.mean(h["curve"][0][1])) else 0
+        runs[kind] = (tuner.restore(model) if chosen else copy.deepcopy(tuner.start), h, chosen)
+    model, h, chosen = runs["style"]
+    per = scorer(model, val)
+    if pseudo:
+        for i, row in scorer(runs["pairs_only"][0], val).items():
+            per[i]["pairs_only"] = row["style"]
+    validation = dict(method="held-out", val_pairs=val, chosen_steps=chosen,
+                      curve=[[s, round(float(np.mean(p)), 3)] for s, p in h["curve"]])
+    if pseudo:
+        validation["pairs_only"] = dict(chosen_steps=runs["pairs_only"][2])
+    return model, per, validation
 
 
 def _named(v, names: list[str]):

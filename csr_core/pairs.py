@@ -21,7 +21,7 @@ from csr_core.errors import ImageError, PairsError
 from csr_core.image_io import load_photo, to_float
 
 __all__ = ["Pair", "SUPPORTED_EXTS", "FIVEK_TEST_IDS", "is_fivek_test_id", "fivek_id",
-           "discover_pairs", "load_pair"]
+           "discover_pairs", "load_pair", "shrink"]
 
 SUPPORTED_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp")
 FIVEK_TEST_IDS = frozenset(f"a{n:04d}" for n in range(4501, 5001))
@@ -232,9 +232,13 @@ def load_pair(pair: Pair, max_side: int | None = None) -> tuple[np.ndarray, np.n
         after = _resize(after, wb, hb, Image.Resampling.LANCZOS)
         warnings.append(f"pair {pair.name}: after {pair.after.name} is {wa}x{ha}, before is {wb}x{hb}; "
                         f"resized after to match")
-    if max_side is not None and max(hb, wb) > max_side:
-        s = max_side / max(hb, wb)
-        w, h = max(1, round(wb * s)), max(1, round(hb * s))
-        before = _resize(before, w, h, Image.Resampling.BOX)
-        after = _resize(after, w, h, Image.Resampling.BOX)
-    return before, after, warnings
+    return shrink(before, max_side), shrink(after, max_side), warnings
+
+
+def shrink(x: np.ndarray, max_side: int | None) -> np.ndarray:
+    """A float [0,1] H x W x 3 image shrunk (area average) so that its long side is at most ``max_side``."""
+    h, w = x.shape[:2]
+    if max_side is None or max(h, w) <= max_side:
+        return x
+    s = max_side / max(h, w)
+    return _resize(x, max(1, round(w * s)), max(1, round(h * s)), Image.Resampling.BOX)

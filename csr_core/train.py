@@ -6,6 +6,7 @@ is taken on randomly sampled pixels, whose colour map is all the base net learns
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -273,16 +274,36 @@ class RealPairs:
     """
 
     def __init__(self, images: Sequence[tuple[np.ndarray, np.ndarray]], cond_size: int, pixels: int,
-                 views: int = 8, seed: int = 0, encode: Callable[[torch.Tensor], torch.Tensor] | None = None):
-        """``images``: (before, after) HxWx3 arrays, kept as 8 bit; ``encode`` maps each condition view
-        as it is made (e.g. to frozen condition-net features, so the images need not be kept)."""
+                 views: int = 8, seed: int = 0,
+                 encode: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None):
+        """``images``: (before, after) HxWx3 arrays, kept as 8 bit; ``encode`` maps a list of condition
+        views as they are made, a few dozen at a time (e.g. to frozen condition-net features, so the
+        images need not be kept)."""
         from .metrics import to_uint8
         rng = np.random.default_rng([seed, 77])
         self.pixels = pixels
         self.x = [torch.from_numpy(np.ascontiguousarray(to_uint8(b))).reshape(-1, 3) for b, _ in images]
         self.y = [torch.from_numpy(np.ascontiguousarray(to_uint8(a))).reshape(-1, 3) for _, a in images]
-        encode = encode or (lambda v: v)
-        self.views = [[encode(cond_tensor(v, cond_size)) for v in _views(b, views, rng)] for b, _ in images]
+        encode = encode or (lambda vs: vs)
+        self.views, chunk = [], []
+        for i, (b, _) in enumerate(images):
+            chunk.append([cond_tensor(v, cond_size) for v in _views(b, views, rng)])
+            if sum(map(len, chunk)) >= 64 or i == len(images) - 1:
+                flat = iter(encode([v for vs in chunk for v in vs]))
+                self.views += [[next(flat) for _ in vs] for vs in chunk]
+                chunk = []
+
+    def extended(self, other: "RealPairs") -> "RealPairs":
+        """These pairs followed by ``other``'s (views as each was made)."""
+        out = copy.copy(self)
+        out.x, out.y, out.views = self.x + other.x, self.y + other.y, self.views + other.views
+        return out
+
+    def subset(self, idx: Sequence[int]) -> "RealPairs":
+        """The pairs ``idx`` only."""
+        out = copy.copy(self)
+        out.x, out.y, out.views = ([getattr(self, a)[i] for i in idx] for a in ("x", "y", "views"))
+        return out
 
     def __len__(self) -> int:
         return len(self.x)

@@ -162,3 +162,73 @@ def test_interrupted_save_leaves_no_card_or_orphan(toy_registry, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         _save(toy_registry, "x", CSRNet(), {}, toy_registry.get("auto"), False)
     assert toy_registry.names() == ["auto"] and not list(toy_registry.user_path.glob("x*"))
+
+
+def _finished_folder(root, n: int, seed: int = 3):
+    """``n`` finished photos in the pairs' look (look() of fresh smooth images), as JPEG and PNG."""
+    from PIL import Image
+
+    from pairs_util import look, smooth_image
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True)
+    for i in range(n):
+        img = Image.fromarray(np.round(look(smooth_image(rng)) * 255).astype(np.uint8))
+        img.save(root / f"f{i:02d}.{'jpg' if i % 2 else 'png'}", **({"quality": 95} if i % 2 else {}))
+    return root
+
+
+def test_finished_photos_teach_from_three_pairs(toy_registry, tmp_path):
+    """3 pairs + finished photos: k-fold validation on the real pairs beside the same folds without the
+    finished photos; the card counts both folders, names no path; the user's folders are not touched."""
+    pairs, finished = write_pairs(tmp_path / "p", 3), _finished_folder(tmp_path / "f", 12)
+    before = {p: p.stat().st_mtime_ns for p in [*pairs.rglob("*"), *finished.rglob("*")]}
+    log = []
+    style = finetune_style(pairs, "mine", registry=toy_registry, finished=finished, on_progress=log.append,
+                           config=FinetuneConfig(**FAST))
+    card = style.card
+    assert card["training"]["data"]["pairs"] == 3 and card["training"]["data"]["finished"] == 12
+    assert str(tmp_path) not in json.dumps(card)
+    s, v = card["scores"]["validation"], card["validation"]
+    assert v["method"] == "3-fold" and s["images"] == 3 and set(v["pairs_only"]) >= {"chosen_steps"}
+    assert {"psnr", "delta_e"} <= set(s["pairs_only"]) and s["psnr"] > s["base_style"]["psnr"]
+    assert "pseudo-pairs" in card["training"]["recipe"]["method"]
+    assert any("pairs only" in i["phase"] for i in log) and log[-1]["step"] == log[-1]["steps"]
+    assert {p: p.stat().st_mtime_ns for p in [*pairs.rglob("*"), *finished.rglob("*")]} == before
+
+
+def test_finished_fold_maps_exclude_held_out_pairs(toy_registry, tmp_path, monkeypatch):
+    """A validation fold's pseudo-pairs are made only with the other folds' colour maps."""
+    import csr_core.finetune as ft
+
+    seen = []
+    real = ft.fit_inverse_map
+    monkeypatch.setattr(ft, "fit_inverse_map", lambda b, a: seen.append(b.tobytes()) or real(b, a))
+    finetune_style(write_pairs(tmp_path / "p", 4), "mine", registry=toy_registry,
+                   finished=_finished_folder(tmp_path / "f", 4), config=FinetuneConfig(**dict(FAST, folds=4)))
+    from csr_core.pairs import discover_pairs, load_pair
+    from csr_core.metrics import to_uint8
+    befores = [to_uint8(load_pair(p, 512)[0]).tobytes() for p in discover_pairs(tmp_path / "p")[0]]
+    per_fold = [seen[k * 3:(k + 1) * 3] for k in range(4)]
+    for fold in per_fold:  # each fold: the 3 other pairs' maps, never its own held-out pair's
+        assert len(set(fold)) == 3 and len(set(befores) - set(fold)) == 1
+    assert len(set(b for f in per_fold for b in befores if b not in f)) == 4  # every pair held out once
+    assert sorted(seen[12:]) == sorted(befores)  # the final run: all four maps
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: None, "no photos found"),
+    (lambda d: [(d / f"x{i}.jpg").write_bytes(b"not a photo") for i in range(3)], "no readable photo among 3"),
+])
+def test_finished_folder_without_photos_is_one_clear_error(toy_registry, tmp_path, make, message):
+    (tmp_path / "f").mkdir()
+    make(tmp_path / "f")
+    with pytest.raises(PairsError, match=message):
+        finetune_style(write_pairs(tmp_path / "p", 3), "x", registry=toy_registry, finished=tmp_path / "f",
+                       config=FinetuneConfig(**FAST))
+
+
+def test_too_few_pairs_with_finished_is_clear(toy_registry, tmp_path):
+    with pytest.raises(PairsError, match="at least 3 .* found 2"):
+        finetune_style(write_pairs(tmp_path / "p", 2), "x", registry=toy_registry,
+                       finished=_finished_folder(tmp_path / "f", 2))

@@ -1,0 +1,65 @@
+"""A folder of finished photos (a portfolio, an exported album) read for ``csr finetune --finished``.
+
+Photos are read with the loader of ``csr retouch`` (every format, orientation, colour profile and size
+limit it knows), converted to sRGB and shrunk to a small long side: only their colours matter. A folder
+of many files costs bounded time and memory: at most ``limit`` photos are read (an even, deterministic
+sample of the sorted names when there are more) and at most ``limit * 4`` files are tried.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ImageError, PairsError, printable
+from .image_io import SUPPORTED_EXTENSIONS, load_photo, to_float
+from .metrics import to_uint8
+from .pairs import shrink
+
+__all__ = ["load_finished"]
+
+
+def _candidates(folder: Path, cap: int) -> tuple[list[Path], int]:
+    """Image-named files under ``folder`` (recursive, hidden ones skipped): at most ``cap`` of them, spread
+    evenly over the sorted list, and how many there were in all."""
+    found = []
+    for top, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(top, n) for n in names if not n.startswith(".") and Path(n).suffix.lower() in SUPPORTED_EXTENSIONS]
+    found.sort()
+    if len(found) <= cap:
+        return found, len(found)
+    pick = np.linspace(0, len(found) - 1, cap).round().astype(int)
+    return [found[i] for i in pick], len(found)
+
+
+def load_finished(folder: str | os.PathLike, max_side: int = 256, limit: int = 400) -> tuple[list[np.ndarray], list[str]]:
+    """(finished photos as uint8 H x W x 3 with long side at most ``max_side``, problem lines).
+
+    Raises PairsError when the folder holds no readable photo.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PairsError(f"{printable(folder)}: not a folder of finished photos")
+    paths, total = _candidates(folder, limit * 4)
+    photos, problems, unreadable = [], [], 0
+    for p in paths:
+        if len(photos) >= limit:
+            break
+        try:
+            rgb = to_float(load_photo(p).rgb)
+        except ImageError as exc:
+            unreadable += 1
+            if len(problems) < 5:
+                problems.append(f"skipped {printable(exc)}")
+            continue
+        photos.append(to_uint8(shrink(rgb, max_side)))
+    if unreadable > len(problems):
+        problems.append(f"skipped {unreadable} unreadable files in all")
+    if not photos:
+        raise PairsError(f"{printable(folder)}: no readable photo among {total} image files" if total else
+                         f"{printable(folder)}: no photos found (JPEG, PNG, TIFF, WebP, HEIC, ...)")
+    if total > limit:
+        problems.append(f"used {len(photos)} of the {total} finished photos (an even sample by name)")
+    return photos, problems
