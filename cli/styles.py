@@ -101,6 +101,8 @@ def _data_text(data) -> str:
     if not isinstance(data, dict):
         return str(data)
     parts = [f"{data['pairs']} before/after pairs" if "pairs" in data else ""]
+    if data.get("finished"):
+        parts.append(f"{data['finished']} finished photos (made into more pairs with the pairs' colour maps)")
     if data.get("expert"):
         parts.append(f"FiveK expert {data['expert']}")
     if data.get("source"):

@@ -58,7 +58,8 @@ def load_finished(folder: str | os.PathLike, max_side: int = 256, limit: int = 4
     if unreadable > len(problems):
         problems.append(f"skipped {unreadable} unreadable files in all")
     if not photos:
-        raise PairsError(f"{printable(folder)}: no readable photo among {total} image files" if total else
+        first = f" (the first: {problems[0].removeprefix('skipped ')})" if problems else ""
+        raise PairsError(f"{printable(folder)}: no readable photo among {total} image files{first}" if total else
                          f"{printable(folder)}: no photos found (JPEG, PNG, TIFF, WebP, HEIC, ...)")
     if total > limit:
         problems.append(f"used {len(photos)} of the {total} finished photos (an even sample by name)")
