@@ -2,8 +2,9 @@
 
 Rules: a folder is searched recursively and its sub-folder structure is kept under the output folder.
 A re-run never takes its own results as inputs: the output folder, when it lies inside an input folder,
-is not searched, and a file that is another input's output and carries csr's XMP record (an earlier
-run's result) is no input at all; it is replaced with ``overwrite`` and kept with ``skip_existing``.
+is not searched, and a file that is another input's output (this batch's, or ``NAME_retouched.EXT``
+beside it) and carries csr's XMP record is an earlier run's result, no input at all: as this batch's
+output it is replaced with ``overwrite`` and kept with ``skip_existing``.
 Another input's output without that record is an original: it is skipped, not retouched, and never
 replaced. No output may be an input of the batch, compared by identity (device and inode: hard links,
 symbolic links and case-insensitive names included), whatever ``overwrite`` says. An existing output
@@ -113,16 +114,20 @@ def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> t
     if out is not None and not to_file and out.suffix and not out.is_dir() and len(found) > 1:
         raise CsrError(f"{output}: several inputs need an output folder, not a file name")
     jobs = [Job(src, _destination(src, root, out, to_file, ext)) for src, root in found]
-    outputs: dict[Identity, Path] = {}
+    outputs: dict[Identity, Path] = {}  # existing outputs of this batch -> their input
+    beside: dict[Identity, Path] = {}   # existing NAME_retouched.EXT beside an input (an in-place run's) -> it
     for job in jobs:
         try:
             job.src_id = identity(job.src)
             dest_id = identity(job.dest)
+            beside_id = identity(_destination(job.src, job.src.parent, None, False, ext)) if out else None
         except OSError:
             continue  # reported per file when the job runs
         if dest_id is not None:
             outputs.setdefault(dest_id, job.src)
-    jobs = [job for job in jobs if not _earlier_result(job, outputs)]
+        if beside_id is not None:
+            beside.setdefault(beside_id, job.src)
+    jobs = [job for job in jobs if not _earlier_result(job, {**beside, **outputs})]
     seen: dict[str, Path] = {}
     for job in jobs:
         owner = outputs.get(job.src_id) if job.src_id else None
@@ -142,7 +147,8 @@ def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> t
 
 
 def _earlier_result(job: Job, outputs: dict[Identity, Path]) -> bool:
-    """Whether the job's input is an earlier run's result: another job's output that csr wrote.
+    """Whether the job's input is an earlier run's result: another input's output (in this batch, or
+    beside it) that csr wrote.
     (Another job's output without csr's record is kept as a skipped input: never retouched, never
     replaced.)"""
     owner = outputs.get(job.src_id) if job.src_id else None

@@ -190,6 +190,9 @@ def test_rerun_in_place_takes_only_the_originals(run, tmp_path, flags):
         assert res.exit_code == 1 and "0 retouched, 0 skipped, 4 failed" in res.output, res.output
         assert len(errors) == 4 and all("already exists (use --overwrite or --skip-existing)" in e for e in errors)
         assert replaced == []
+    res = run("retouch", shoot, "-o", tmp_path / "edited")  # results beside the photos are no inputs elsewhere
+    assert res.exit_code == 0 and "4 retouched, 0 skipped, 0 failed" in res.output, res.output
+    assert sorted(snapshot(tmp_path / "edited")) == ["a.jpg", "b.jpg", "c.png", "sub/d.jpg"]
 
 
 def test_rerun_into_a_folder_inside_the_input_folder(run, tmp_path):
