@@ -2,7 +2,7 @@
 
     python benchmarks/cluster_bench.py [--photos 12] [--megapixels 4] [--tasks 400] [--cores 16]
 
-Needs the cluster extra (pip install 'csr[cluster]'). Measured on this machine, in one run:
+Needs the cluster extra (pip install "csr-retouch[cluster]"). Measured on this machine, in one run:
   cost     one photo through pipeline.retouch_file in this process (best of 3; wall and CPU seconds)
   cli      whole-process times of ``csr retouch IN -o OUT [--cluster ...]`` with N photos and with 1 photo:
            photos/s = N / T(N), the fixed start-up cost T(1), the steady cost per photo (T(N)-T(1))/(N-1)

@@ -5,7 +5,7 @@ import click
 
 from csr_core.errors import require
 
-from .common import fail, handle_errors
+from .common import device_option, fail, handle_errors
 
 EXAMPLES = """\b
 Examples:
@@ -23,7 +23,7 @@ Examples:
 @click.option("--max-mb", type=click.FloatRange(min=0.01), help="Largest upload in MB [env CSR_APP_MAX_MB; 100].")
 @click.option("--max-pixels", type=click.IntRange(min=1), help="Largest photo in pixels [env CSR_APP_MAX_PIXELS; 50e6].")
 @click.option("--concurrency", type=click.IntRange(min=1), help="Retouch requests at once [env CSR_APP_CONCURRENCY; 2].")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "mps", "auto"]), default="cpu", show_default=True)
+@device_option
 @click.option("--allow-edits", is_flag=True, help="Let the page teach new styles and delete user styles "
               "(off by default: anyone who can reach the app could change your registry).")
 @handle_errors

@@ -8,9 +8,21 @@ import warnings
 
 import click
 
+from csr_core import DEVICES, MAX_STRENGTH
 from csr_core.errors import CsrError, UnknownStyleError, printable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# Options several commands share: one definition each, so they read and behave the same everywhere.
+style_option = click.option("-s", "--style", default="auto", show_default=True,
+                            help="Style name or a mix like 'C:0.7,auto:0.3' (see: csr styles list).")
+strength_option = click.option("--strength", type=click.FloatRange(0, MAX_STRENGTH), default=1.0,
+                               show_default=True, help="0 = unchanged, 1 = full style, up to 2 = exaggerated.")
+device_option = click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+                             help="Where the network runs: cpu, or through PyTorch (the train extra) cuda, "
+                                  "mps or auto (the best available).")
+cond_size_option = click.option("--cond-size", type=click.IntRange(32, 4096), default=256, show_default=True,
+                                help="Long side of the copy of each photo the condition network sees.")
 
 
 def say(kind: str, message: str, newline_first: bool = False) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import handle_errors, registry, say
+from .common import device_option, handle_errors, registry, say, strength_option, style_option
 
 
 def table(result: dict) -> str:
@@ -29,14 +29,14 @@ def table(result: dict) -> str:
 @click.command("eval")
 @click.option("--pairs", "pairs_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Folder of pairs: before/ + after/, X_input + X_target files, or FiveK input/ + expertX/.")
-@click.option("--style", default="auto", show_default=True, help="Style name or mix, e.g. 'C:0.7,auto:0.3'.")
-@click.option("--strength", type=click.FloatRange(0, 2), default=1.0, show_default=True)
+@style_option
+@strength_option
 @click.option("--baseline", "baselines", type=click.Choice(["autocontrast", "autocontrast-tone"]), multiple=True,  # = evaluate.BASELINES
               help="Extra baseline column: Pillow autocontrast (cutoff 0.5%) per channel, or "
                    "'autocontrast-tone' (preserve_tone=True). Repeatable.")
 @click.option("--expert", type=click.Choice(list("ABCDE"), case_sensitive=False), help="FiveK expert folder to score against.")
 @click.option("--max-side", type=click.IntRange(16), help="Shrink pairs so the long side is at most this.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, mps or auto.")
+@device_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handle_errors
 def command(pairs_dir, style, strength, baselines, expert, max_side, device, as_json):

@@ -5,31 +5,29 @@ from pathlib import Path
 
 import click
 
-from csr_core import MAX_STRENGTH
 from csr_core.errors import CsrError, printable
 
-from .common import EXIT_USAGE, fail, handle_errors, registry
+from .common import EXIT_USAGE, device_option, fail, handle_errors, registry, strength_option, style_option
 
 EXAMPLES = """\b
 Examples:
   csr export-lut in.jpg -o look.cube                     # 65^3 .cube (Resolve, Photoshop, ffmpeg)
   csr export-lut in.jpg --style C --strength 0.8 --size 33 -o look.cube
-  csr export-lut in.jpg -o look.png                      # Hald CLUT level 8 (GIMP/G'MIC, darktable)
+  csr export-lut in.jpg -o look.png                      # 64^3 Hald CLUT, level 8 (GIMP/G'MIC, darktable)
 """
 CUBE_SIZE, HALD_LEVEL = 65, 8  # CUBE_SIZE: csr_core.lut.DEFAULT_SIZE, the lattice retouching uses
 
 
 @click.command("export-lut", epilog=EXAMPLES)
 @click.argument("photo")
-@click.option("-o", "--output", required=True, help="A .cube file, or a .png for a 16-bit Hald CLUT.")
-@click.option("-s", "--style", default="auto", show_default=True,
-              help="Style name or a mix like 'C:0.7,auto:0.3' (see: csr styles list).")
-@click.option("--strength", type=click.FloatRange(0, MAX_STRENGTH), default=1.0, show_default=True,
-              help="0 = unchanged, 1 = full style, up to 2 = exaggerated.")
+@click.option("-o", "--output", required=True, help="A .cube file (65^3 by default: the lattice csr retouch "
+              "uses), or a .png for a 16-bit Hald CLUT (level 8 by default: 64^3).")
+@style_option
+@strength_option
 @click.option("--size", type=click.IntRange(2, 129), help=f"Lattice size of a .cube  [default: {CUBE_SIZE}]")
 @click.option("--level", type=click.IntRange(2, 16),
               help=f"Hald CLUT level of a .png (level L: L^3 x L^3 pixels)  [default: {HALD_LEVEL}]")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "mps", "auto"]), default="cpu", show_default=True)
+@device_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @handle_errors
 def command(photo, output, style, strength, size, level, device, overwrite):
@@ -37,7 +35,9 @@ def command(photo, output, style, strength, size, level, device, overwrite):
 
     CSRNet adapts its look to each photo, so the LUT is exact for PHOTO and a consistent
     starting point for similar shots (apply it in any LUT-capable editor). The LUT assumes
-    sRGB-encoded input and output; at the default size it reproduces `csr retouch`.
+    sRGB-encoded input and output. A .cube holds, by default, the very 65^3 lattice `csr retouch`
+    uses; a Hald CLUT's lattice is its level squared (64^3 at level 8). Applied to PHOTO, either
+    gives `csr retouch`'s result within 2/255.
     """
     from csr_core.image_io import load_photo
     from csr_core.inference import resolve_device

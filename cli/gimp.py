@@ -14,7 +14,7 @@ from csr_core.errors import CsrError
 from csr_core.fsutil import atomic_write, write_bytes_atomic
 from csr_plugins.gimp import bridge
 
-from .common import handle_errors
+from .common import device_option, handle_errors
 
 PLUGIN_SRC = Path(bridge.__file__).resolve().parent  # plugins/gimp, in a checkout or site-packages
 PROJECT_ROOT = PLUGIN_SRC.parents[1]
@@ -39,7 +39,7 @@ def plugin_dir(profile: Path) -> Path:
     return profile / "plug-ins" / NAME
 
 
-def install(profile: Path, device: str = "auto") -> Path:
+def install(profile: Path, device: str = "cpu") -> Path:
     """Copy the plug-in into ``profile``'s plug-ins folder and record this Python; returns the folder."""
     dest = plugin_dir(profile)
     try:
@@ -78,8 +78,7 @@ _profile = click.option("--profile", type=click.Path(file_okay=False, path_type=
 
 @command.command("install")
 @_profile
-@click.option("--device", type=click.Choice(["cpu", "cuda", "mps", "auto"]), default="auto", show_default=True,
-              help="Where the plug-in runs the network.")
+@device_option
 @handle_errors
 def install_cmd(profile, device):
     """Copy the plug-in into GIMP's plug-ins folder; it will call this Python environment."""

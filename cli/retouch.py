@@ -9,11 +9,11 @@ from pathlib import Path
 
 import click
 
-from csr_core.errors import ClusterError, CsrError, MissingExtra
-from csr_core import MAX_STRENGTH
+from csr_core.errors import ClusterError, CsrError, MissingExtra, install_command
 from csr_core.fsutil import StreamWriter
 
-from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, handle_errors, registry, say
+from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, device_option, fail, handle_errors, registry, say,
+                     strength_option, style_option)
 
 EXAMPLES = """\b
 Examples:
@@ -23,7 +23,7 @@ Examples:
   csr retouch 'raw/**/*.tif' -o edited/ --skip-existing
   csr retouch in.png --style "C:0.7,auto:0.3"    # writes in_retouched.png
   cat in.jpg | csr retouch - -o - --format jpg > out.jpg
-  csr retouch shoot/ -o edited/ --cluster tcp://scheduler:8786   # on a Dask cluster (csr[cluster])
+  csr retouch shoot/ -o edited/ --cluster tcp://scheduler:8786   # on a Dask cluster (the cluster extra)
   csr retouch shoot/ -o edited/ --cluster 'local[4]'             # 4 worker processes here
 """
 
@@ -32,22 +32,20 @@ Examples:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file (one input), folder, or '-' for stdout. "
               "Default: beside each input as NAME_retouched.EXT.")
-@click.option("-s", "--style", default="auto", show_default=True,
-              help="Style name or a mix like 'C:0.7,auto:0.3' (see: csr styles list).")
-@click.option("--strength", type=click.FloatRange(0, MAX_STRENGTH), default=1.0, show_default=True,
-              help="0 = unchanged, 1 = full style, up to 2 = exaggerated.")
+@style_option
+@strength_option
 @click.option("-q", "--quality", type=click.IntRange(1, 100), default=95, show_default=True,
               help="JPEG/WebP quality.")
 @click.option("-f", "--format", "fmt", type=click.Choice(["jpg", "png", "tif", "webp"], case_sensitive=False),
               help="Output format (default: from the output name, else the input's).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files (never the inputs).")
 @click.option("--skip-existing", is_flag=True, help="Skip inputs whose output exists (resume a batch).")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "mps", "auto"]), default="cpu", show_default=True)
+@device_option
 @click.option("--exact", is_flag=True, help="Run the network on every pixel instead of through the "
               "per-photo 3-D LUT (slower; the LUT is at most 2/255 off, ~63 dB on average).")
 @click.option("--cluster", metavar="ADDRESS", help="Run the batch on a Dask cluster: a scheduler address "
               "(tcp://HOST:8786) or local[N] for N worker processes here. Paths must be the same on every "
-              "machine (a shared filesystem). Needs: pip install 'csr[cluster]'.")
+              f"machine (a shared filesystem). Needs: {install_command('cluster')}.")
 @handle_errors
 def command(inputs, output, style, strength, quality, fmt, overwrite, skip_existing, device, exact, cluster):
     """Retouch photos with a CSRNet style.

@@ -11,7 +11,7 @@ import click
 from csr_core.errors import printable
 from csr_core.registry import licence_label, score_summary
 
-from .common import EXIT_FAILED, EXIT_USAGE, fail, handle_errors, registry
+from .common import EXIT_FAILED, EXIT_USAGE, cond_size_option, fail, handle_errors, registry
 
 
 @click.group("styles")
@@ -169,8 +169,7 @@ def remove(name, yes):
 @command.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--name", required=True, help="Name of the new style.")
-@click.option("--cond-size", type=click.IntRange(32, 4096), default=256, show_default=True,
-              help="Long side of the copy the condition net sees.")
+@cond_size_option
 @click.option("--description", default="", help="One line shown in 'csr styles list'.")
 @handle_errors
 def import_(file, name, cond_size, description):

@@ -6,6 +6,8 @@ from pathlib import Path
 __version__ = "0.1.0"
 #: Retouching strength s blends ``out = in + s * (styled - in)``, 0 <= s <= MAX_STRENGTH.
 MAX_STRENGTH = 2.0
+#: Where the network runs: cpu (numpy), or through PyTorch cuda, mps or auto (the best available).
+DEVICES = ("cpu", "cuda", "mps", "auto")
 
 
 def data_dir(name: str) -> Path:

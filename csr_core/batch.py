@@ -1,11 +1,14 @@
 """Batches: expand files, folders and globs into (source, destination) jobs, then run them.
 
-Rules: a folder is searched recursively and its sub-folder structure is kept under the output folder
-(the output folder itself, when it lies inside an input folder, is not searched: a re-run never takes
-its own results as inputs). No output may be an input of the batch, compared by identity (device and
-inode: hard links, symbolic links and case-insensitive names included), whatever ``overwrite`` says;
-an input that is another job's output is skipped, not retouched again. An existing output is an error
-unless ``overwrite`` or ``skip_existing``. Every check runs per file: one bad name never stops the batch.
+Rules: a folder is searched recursively and its sub-folder structure is kept under the output folder.
+A re-run never takes its own results as inputs: the output folder, when it lies inside an input folder,
+is not searched, and a file that is another input's output (this batch's, or ``NAME_retouched.EXT``
+beside it) and carries csr's XMP record is an earlier run's result, no input at all: as this batch's
+output it is replaced with ``overwrite`` and kept with ``skip_existing``.
+Another input's output without that record is an original: it is skipped, not retouched, and never
+replaced. No output may be an input of the batch, compared by identity (device and inode: hard links,
+symbolic links and case-insensitive names included), whatever ``overwrite`` says. An existing output
+is an error unless ``overwrite`` or ``skip_existing``. Every check runs per file: one bad name never stops the batch.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from . import metadata
 from .errors import CsrError
 from .image_io import SUPPORTED_EXTENSIONS, format_for_path, output_extension
 
@@ -110,19 +114,24 @@ def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> t
     if out is not None and not to_file and out.suffix and not out.is_dir() and len(found) > 1:
         raise CsrError(f"{output}: several inputs need an output folder, not a file name")
     jobs = [Job(src, _destination(src, root, out, to_file, ext)) for src, root in found]
-    outputs: dict[Identity, Path] = {}
+    outputs: dict[Identity, Path] = {}  # existing outputs of this batch -> their input
+    beside: dict[Identity, Path] = {}   # existing NAME_retouched.EXT beside an input (an in-place run's) -> it
     for job in jobs:
         try:
             job.src_id = identity(job.src)
             dest_id = identity(job.dest)
+            beside_id = identity(_destination(job.src, job.src.parent, None, False, ext)) if out else None
         except OSError:
             continue  # reported per file when the job runs
         if dest_id is not None:
             outputs.setdefault(dest_id, job.src)
+        if beside_id is not None:
+            beside.setdefault(beside_id, job.src)
+    jobs = [job for job in jobs if not _earlier_result(job, {**beside, **outputs})]
     seen: dict[str, Path] = {}
     for job in jobs:
         owner = outputs.get(job.src_id) if job.src_id else None
-        if owner is not None and owner != job.src:  # an earlier run's result: never an input
+        if owner is not None and owner != job.src:  # named like another job's output: never retouched
             job.skip = f"{job.src}: skipped, it is the output of {owner} (not retouched again)"
             continue
         key = os.path.normcase(os.path.abspath(job.dest))
@@ -135,6 +144,20 @@ def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> t
         except CsrError as exc:
             job.error = str(exc)
     return jobs, problems
+
+
+def _earlier_result(job: Job, outputs: dict[Identity, Path]) -> bool:
+    """Whether the job's input is an earlier run's result: another input's output (in this batch, or
+    beside it) that csr wrote.
+    (Another job's output without csr's record is kept as a skipped input: never retouched, never
+    replaced.)"""
+    owner = outputs.get(job.src_id) if job.src_id else None
+    if owner is None or owner == job.src:
+        return False
+    try:
+        return metadata.made_by_csr(Path(job.src).read_bytes(), format_for_path(job.src))
+    except (OSError, CsrError):
+        return False
 
 
 def check_destination(job: Job, overwrite: bool, skip_existing: bool,

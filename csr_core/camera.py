@@ -13,6 +13,8 @@ from typing import Callable
 
 import numpy as np
 
+from .errors import install_command
+
 __all__ = ["RAW_EXTENSIONS", "HEIF_EXTENSIONS", "develop_raw", "decode_heif", "sniff"]
 
 RAW_EXTENSIONS = (".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf",
@@ -52,7 +54,7 @@ def develop_raw(data: bytes, check_size: Callable[[int, int], None]) -> np.ndarr
     try:
         import rawpy
     except ImportError:
-        raise MissingExtra("RAW files need the 'raw' extra (pip install 'csr[raw]')") from None
+        raise MissingExtra(f"RAW files need the 'raw' extra ({install_command('raw')})") from None
     raw = rawpy.RawPy()
     try:
         raw.open_buffer(io.BytesIO(data))
@@ -74,7 +76,7 @@ def decode_heif(data: bytes, check_size: Callable[[int, int], None]) -> np.ndarr
     try:
         import pillow_heif
     except ImportError:
-        raise MissingExtra("HEIC/HEIF files need the 'heif' extra (pip install 'csr[heif]')") from None
+        raise MissingExtra(f"HEIC/HEIF files need the 'heif' extra ({install_command('heif')})") from None
     heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
     check_size(*heif.size)
     return np.asarray(heif)

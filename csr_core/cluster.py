@@ -1,4 +1,4 @@
-"""Retouch batches on a Dask distributed cluster (the ``cluster`` extra: ``pip install 'csr[cluster]'``).
+"""Retouch batches on a Dask distributed cluster (the ``cluster`` extra: ``pip install "csr-retouch[cluster]"``).
 
 The driver plans the batch exactly as the plain CLI does (:mod:`csr_core.batch`: output names, inputs never
 overwritten, existing outputs refused or skipped) and sends each remaining job to a worker as two file
@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator
 
 from . import __version__, batch
 from .batch import Job, Outcome
-from .errors import ClusterError, CsrError, require
+from .errors import ClusterError, CsrError, install_command, require
 from .fsutil import remove_partials
 
 LOCAL = re.compile(r"local\[([1-9][0-9]*)\]")
@@ -74,7 +74,7 @@ def _check_workers(client, address: str) -> None:
         versions = client.run(_csr_version)
     except Exception as exc:
         raise ClusterError(f"the workers of {address} cannot run csr ({_one_line(exc)}); "
-                       f"install csr[cluster] {__version__} on every worker") from None
+                       f"run {install_command('cluster', __version__)} on every worker") from None
     wrong = sorted({v for v in versions.values() if v != __version__})
     if wrong:
         raise ClusterError(f"the workers of {address} run csr {', '.join(wrong)}, this is csr {__version__}; "

@@ -40,17 +40,19 @@ class MissingExtra(CsrError):
     """An optional dependency (PyTorch, ONNX, Gradio) is not installed; the message says how to get it."""
 
 
-#: The distribution name users install (the one place it is spelled, for install hints): ``pip install csr``
-#: is an unrelated package; the command is ``csr``, the import packages csr_core, csr_cli, csr_plugins.
+#: The distribution name users install, the one place it is spelled: every install hint is built from it
+#: (``install_command``). The PyPI project named csr is unrelated; the command is ``csr``, the import
+#: packages csr_core, csr_cli, csr_plugins.
 DISTRIBUTION = "csr-retouch"
 #: What each optional feature needs: extra -> (module to import, what it brings).
 EXTRAS = {"train": ("torch", "PyTorch"), "onnx": ("onnx", "ONNX"), "app": ("gradio", "Gradio"),
           "cluster": ("distributed", "Dask distributed")}
 
 
-def install_command(extra: str) -> str:
-    """The exact command that installs an extra, e.g. ``pip install "csr-retouch[train]"``."""
-    return f'pip install "{DISTRIBUTION}[{extra}]"'
+def install_command(extra: str, version: str | None = None) -> str:
+    """The exact command that installs an extra, e.g. ``pip install "csr-retouch[train]"`` (with
+    ``version``: ``pip install "csr-retouch[cluster]==0.1.0"``)."""
+    return f'pip install "{DISTRIBUTION}[{extra}]{"==" + version if version else ""}"'
 
 
 def require(extra: str, what: str):

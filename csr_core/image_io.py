@@ -54,7 +54,7 @@ import simplejpeg
 import tifffile
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from . import camera, jpeg_guard, metadata, png_guard
+from . import __version__, camera, jpeg_guard, metadata, png_guard
 from .errors import ImageError
 from .fsutil import atomic_write
 from .pixels import from_float, to_float
@@ -598,18 +598,9 @@ def _with_metadata(data: bytes, fmt: str, photo: Photo, rgb: np.ndarray, icc: by
                    made: dict[str, str] | None) -> tuple[bytes, list[str]]:
     if fmt == "TIFF" and data[2:4] == b"+\0":
         return data, ["metadata (a BigTIFF: exiv2 cannot write it)"]
-    made = {"creator": f"csr {_version()}", **(made or {})}
+    made = {"creator": f"csr {__version__}", **(made or {})}
     return metadata.write(data, fmt, photo.meta, icc=icc, size=(rgb.shape[1], rgb.shape[0]),
                           converted=photo.source_space != "sRGB", made=made, thumb=rgb)
-
-
-@functools.cache
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("csr")
-    except PackageNotFoundError:
-        return "dev"
 
 
 def _pixels_for(rgb: np.ndarray, alpha: np.ndarray | None, dtype) -> np.ndarray:

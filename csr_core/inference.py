@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from . import MAX_STRENGTH
+from . import DEVICES, MAX_STRENGTH
 from .engine import Modulation, Net
 from .errors import CsrError, require
 from .lut import DEFAULT_SIZE as LUT_SIZE, apply_lut, bake_lut
@@ -24,7 +24,6 @@ from .threads import for_each, serial_libraries
 
 #: Pixels per strip of the full-resolution pass (bounds memory: ~64 floats of activations each).
 STRIP_PIXELS = 1 << 16
-DEVICES = ("cpu", "cuda", "mps", "auto")
 #: The condition net's 7x7 stride-2 first conv (padding 1) needs at least 5 pixels on each side.
 MIN_CONDITION_SIDE = 5
 #: Big 8/16-bit photos are box-averaged to at least this many pixels per condition pixel first.

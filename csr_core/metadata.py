@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import exiv2
 import numpy as np
 
-__all__ = ["Metadata", "read", "write", "budget", "CSR_NS"]
+__all__ = ["Metadata", "read", "write", "budget", "made_by_csr", "CSR_NS"]
 
 exiv2.LogMsg.setLevel(exiv2.LogMsg.Level.mute)  # exiv2 prints warnings on stderr otherwise
 CSR_NS = "https://github.com/csr-retouch/csr/ns/1.0/"
@@ -127,6 +127,13 @@ def read(data: bytes, fmt: str, name: str = "<image>") -> Metadata:
             meta.xmp = meta.xmp if meta.xmp is not None else exiv2.XmpData()
             meta.xmp[xmp_key] = meta.text[key]
     return meta
+
+
+def made_by_csr(data: bytes, fmt: str) -> bool:
+    """Whether a file's bytes carry the record csr writes into every output (XMP ``csr:Style``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # damaged metadata: simply not csr's record
+        return read(data, fmt).get("Xmp.csr.Style") is not None
 
 
 class _OverBudget(Exception):

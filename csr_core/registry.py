@@ -15,6 +15,7 @@ import json
 import os
 import re
 import stat
+import warnings
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -447,7 +448,9 @@ class Registry:
             raise StyleError(f"{path}: cannot read ({exc.strerror or exc})") from None
         _check_unpacked_size(blob, path)
         try:
-            state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's note on the pickle protocol: the outcome says it all
+                warnings.filterwarnings("ignore", message="Detected pickle protocol")
+                state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
         except Exception as exc:  # pickle payloads and garbage both land here
             raise StyleError(f"{path}: not a plain PyTorch state_dict that loads safely ({type(exc).__name__})") from None
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):

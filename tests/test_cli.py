@@ -202,3 +202,54 @@ def test_real_entry_point_version_and_clean_errors(tmp_path):
     res = subprocess.run([*exe, "retouch", str(bad), "-o", str(tmp_path / "o.jpg"), "--style", "auto"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode in (1, 2) and "Traceback" not in res.stderr and res.stderr.startswith("csr: error:")
+
+
+def _options():
+    """(command path, click.Option) for every option of every csr command and sub-command."""
+    import click
+
+    ctx = click.Context(cli)
+
+    def walk(cmd, path):
+        if isinstance(cmd, click.Group):
+            for name in cmd.list_commands(ctx):
+                yield from walk(cmd.get_command(ctx, name), f"{path} {name}".strip())
+        else:
+            yield from ((path, p) for p in cmd.params if isinstance(p, click.Option))
+
+    return list(walk(cli, ""))
+
+
+def test_every_option_has_help_and_one_meaning():
+    """Each option says what it does, and an option that several commands take is the same option in
+    each: the same type (choices, range) everywhere; --device, --style, --strength and --cond-size
+    also the same help and default."""
+    options = _options()
+    assert len({path for path, _ in options}) >= 14  # every command and sub-command was reached
+    assert [f"{path} {o.opts[-1]}" for path, o in options if not (o.help or "").strip()] == []
+    by_name: dict[str, list] = {}
+    for path, o in options:
+        by_name.setdefault(o.opts[-1], []).append((path, o))
+    for name, uses in by_name.items():
+        types = {repr(sorted(o.type.to_info_dict().items())) for _, o in uses}
+        assert len(types) == 1, (name, [(path, o.type) for path, o in uses])
+    for name in ("--device", "--style", "--strength", "--cond-size"):
+        uses = by_name[name]
+        assert len({(o.help, repr(o.default), tuple(o.opts)) for _, o in uses}) == 1, name
+    assert {path for path, _ in by_name["--device"]} >= {"retouch", "app", "eval", "export-lut", "gimp install"}
+
+
+def test_files_are_read_by_their_content_not_their_name(run, tmp_path):
+    """A JPEG renamed .HEIC or a PNG named .jpg is read as what it is (the output follows the name's
+    usual format); what no decoder reads is one error line, whatever its name."""
+    Image.open(_photo(tmp_path / "a.jpg")).save(tmp_path / "b.png")
+    (tmp_path / "a.jpg").rename(tmp_path / "phone.HEIC")
+    (tmp_path / "b.png").rename(tmp_path / "flat.jpg")
+    (tmp_path / "notes.jpg").write_text("not a photo\n")
+    assert load_photo(tmp_path / "phone.HEIC").format == "JPEG" and load_photo(tmp_path / "flat.jpg").format == "PNG"
+    res = run("retouch", tmp_path / "phone.HEIC", tmp_path / "flat.jpg", tmp_path / "notes.jpg")
+    assert res.exit_code == 1 and "2 retouched, 0 skipped, 1 failed" in res.output, res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("csr: error:")]
+    assert len(errors) == 1 and "notes.jpg" in errors[0], res.output
+    assert load_photo(tmp_path / "phone_retouched.jpg").format == "JPEG"
+    assert load_photo(tmp_path / "flat_retouched.jpg").format == "JPEG"

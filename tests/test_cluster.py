@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 import csr_core.pipeline as pipeline
-from csr_core.errors import ClusterError, CsrError
+from csr_core.errors import ClusterError, CsrError, install_command
 from csr_core.pipeline import default_registry, retouch_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,7 +109,7 @@ try:
 except ImportError:
     distributed = None
 needs_dask = pytest.mark.skipif(distributed is None, reason="the cluster extra is not installed: "
-                                "pip install 'csr[cluster]'")
+                                + install_command("cluster"))
 
 
 @needs_dask

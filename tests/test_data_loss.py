@@ -153,10 +153,46 @@ def test_rerun_beside_inputs_does_only_the_missing_photos(run, tmp_path):
     _photo(shoot / "c.jpg", 3)
     res = run("retouch", shoot, "--skip-existing")
     assert res.exit_code == 0, res.output
-    assert "1 retouched, 4 skipped, 0 failed" in res.output
+    assert "1 retouched, 2 skipped, 0 failed" in res.output  # photos, not files: the results are no inputs
     names = sorted(snapshot(shoot))
     assert names == ["a.jpg", "a_retouched.jpg", "c.jpg", "c_retouched.jpg", "sub/b.png", "sub/b_retouched.png"]
     assert all(snapshot(shoot)[k] == v for k, v in first.items())
+
+
+@pytest.mark.parametrize("flags", [(), ("--overwrite",), ("--skip-existing",)])
+def test_rerun_in_place_takes_only_the_originals(run, tmp_path, flags):
+    """csr retouch shoot/ twice: the second run's inputs are the originals only (the results carry csr's
+    XMP record); it replaces the results with --overwrite, keeps them with --skip-existing, and counts
+    photos."""
+    shoot = tmp_path / "shoot"
+    for i, name in enumerate(["a.jpg", "b.jpg", "c.png", "sub/d.jpg"]):
+        _photo(shoot / name, i)
+    assert run("retouch", shoot).exit_code == 0
+    first = snapshot(shoot)
+    results = sorted(k for k in first if "_retouched" in k)
+    assert results == ["a_retouched.jpg", "b_retouched.jpg", "c_retouched.png", "sub/d_retouched.jpg"]
+    for name in results:  # an earlier result, stamped, so that a replacement shows
+        os.utime(shoot / name, ns=(0, 0))
+
+    res = run("retouch", shoot, *flags)
+    after = snapshot(shoot)
+    assert sorted(after) == sorted(first), res.output  # no X_retouched_retouched, nothing lost
+    assert {k: after[k] for k in first if k not in results} == {k: first[k] for k in first if k not in results}
+    replaced = [k for k in results if (shoot / k).stat().st_mtime_ns != 0]
+    if flags == ("--overwrite",):
+        assert res.exit_code == 0 and "4 retouched, 0 skipped, 0 failed" in res.output, res.output
+        assert replaced == results and after == first  # the same photos and options give the same bytes
+    elif flags == ("--skip-existing",):
+        assert res.exit_code == 0 and "0 retouched, 4 skipped, 0 failed" in res.output, res.output
+        assert replaced == []
+    else:
+        errors = _errors(res.output)
+        assert res.exit_code == 1 and "0 retouched, 0 skipped, 4 failed" in res.output, res.output
+        assert len(errors) == 4 and all("already exists (use --overwrite or --skip-existing)" in e for e in errors)
+        assert replaced == []
+    res = run("retouch", shoot, "-o", tmp_path / "edited")  # results beside the photos are no inputs elsewhere
+    assert res.exit_code == 0 and "4 retouched, 0 skipped, 0 failed" in res.output, res.output
+    assert sorted(snapshot(tmp_path / "edited")) == ["a.jpg", "b.jpg", "c.png", "sub/d.jpg"]
 
 
 def test_rerun_into_a_folder_inside_the_input_folder(run, tmp_path):

@@ -113,3 +113,18 @@ def test_retouch_folder_in_parallel(reg, photo, tmp_path):
     assert r.exit_code == 1 and "bad.png" in r.output and "5 retouched, 0 skipped, 1 failed" in r.output
     outs = [load_photo(tmp_path / "out" / f"{i}.png").rgb for i in range(5)]
     assert all(np.array_equal(o, outs[0]) for o in outs) and not np.array_equal(outs[0], load_photo(photo).rgb)
+
+
+def test_default_hald_is_64_cubed_and_reproduces_retouch(reg, photo, tmp_path):
+    """A Hald CLUT's lattice is its level squared: the default level 8 is 64^3 (not the .cube's 65^3),
+    and applying it still gives what `csr retouch` writes within one 8-bit level."""
+    out = tmp_path / "look.png"
+    r = invoke("export-lut", photo, "-o", out, "--style", "lively")
+    assert r.exit_code == 0 and "Hald CLUT level 8 (64^3)" in r.output, r.output
+    hald = imagecodecs.png_decode(out.read_bytes())
+    assert hald.shape == (512, 512, 3)
+    lut = hald.reshape(64, 64, 64, 3).transpose(2, 1, 0, 3) / 65535
+    rgb = load_photo(photo).rgb
+    retouched = retouch(rgb, reg.look("lively"), 1.0)
+    assert np.abs(np.rint(numpy_trilinear(rgb / 255.0, lut) * 255) - retouched).max() <= 1
+    assert "64^3" in " ".join(invoke("export-lut", "--help").output.split())

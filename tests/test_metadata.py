@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -24,6 +25,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from csr_core import batch
+from csr_core.errors import install_command
 from csr_core.image_io import load_photo, save_photo
 
 EXIFTOOL = shutil.which("exiftool")
@@ -262,7 +264,7 @@ def test_missing_extra_is_one_clear_line(tmp_path, monkeypatch):
     path = tmp_path / "shot.dng"
     write_dng(path)
     monkeypatch.setitem(sys.modules, "rawpy", None)  # as if the extra were not installed
-    with pytest.raises(ImageError, match=r"shot.dng: RAW files need the 'raw' extra \(pip install 'csr\[raw\]'\)"):
+    with pytest.raises(ImageError, match=re.escape(f"shot.dng: RAW files need the 'raw' extra ({install_command('raw')})")):
         load_photo(path)
 
 

@@ -194,12 +194,14 @@ class _Evil:
     def __reduce__(self):
         return (print, ("pwned",))
 
-def test_import_refuses_pickle_payload(toy_registry, tmp_path):
+def test_import_refuses_pickle_payload(toy_registry, tmp_path, recwarn, capsys):
     with open(tmp_path / "evil.pth", "wb") as fh:
-        pickle.dump({"x": _Evil()}, fh)
+        pickle.dump({"x": _Evil()}, fh, protocol=4)  # Python's default, not torch.load's
     with pytest.raises(StyleError, match="not a plain PyTorch state_dict"):
         toy_registry.import_checkpoint(tmp_path / "evil.pth", "evil")
     assert "evil" not in toy_registry.names()
+    assert [str(w.message) for w in recwarn] == []  # the refusal is the one message: no torch warning
+    assert "pwned" not in capsys.readouterr().out  # the payload never ran
 
 def test_import_refuses_wrong_architecture(toy_registry, tmp_path):
     torch.save({"w": torch.zeros(3)}, tmp_path / "other.pth")
