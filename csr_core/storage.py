@@ -42,7 +42,7 @@ def is_url(text) -> bool:
 
 def redact(text: str) -> str:
     """``text`` with the user-info of URLs (``//user:secret@``) and credential query values hidden."""
-    text = re.sub(r"(://)[^/@\s]*@", r"\1***@", str(text))
+    text = re.sub(r"(://)[^@\s]*:[^@\s]*@", r"\1***@", str(text))  # (secrets may hold '/' and '+')
     return _SECRET_QUERY.sub(r"\1***", text)
 
 
