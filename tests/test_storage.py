@@ -89,6 +89,14 @@ def test_memory_store_batch_refuses_unsafe_keys_and_keeps_local_promises(run, tm
         assert res.exit_code == 1 and "refusing to overwrite the input" in res.output
         res = run("retouch", "memory://bk/in/ok.jpg", "-o", "memory://bk/out/ok.jpg")
         assert res.exit_code == 0 and fs.cat_file("/bk/out/ok.jpg") == (tmp_path / "out" / "ok.jpg").read_bytes()
+        fs.rm("/bk/in/a/../../escape.jpg")
+        for _ in range(2):  # an output prefix inside the input prefix is never searched: no ok_retouched
+            res = run("retouch", "memory://bk/in/", "-o", "memory://bk/in/edited/", "--overwrite")
+            assert res.exit_code == 0 and fs.find("/bk/in") == ["/bk/in/edited/ok.jpg", "/bk/in/ok.jpg"], res.output
+        res = run("retouch", "-", "-o", "memory://bk/piped.png", stdin=(tmp_path / "out" / "ok.jpg").read_bytes())
+        assert res.exit_code == 0 and fs.cat_file("/bk/piped.png")[:4] == b"\x89PNG"
+        res = run("retouch", "memory://bk/piped.png", "-o", "-")
+        assert res.exit_code == 0 and res.stdout_bytes[:4] == b"\x89PNG"
     finally:
         fs.rm("/bk", recursive=True)
 
