@@ -167,7 +167,7 @@ class Url:
         return self._at(posixpath.dirname(self.path))
 
     def __truediv__(self, rel) -> "Url":
-        return self._at(posixpath.join(self.path, str(rel)))
+        return self._at(posixpath.join(self.path, rel.as_posix() if hasattr(rel, "as_posix") else str(rel)))
 
     def with_name(self, name: str) -> "Url":
         return self.parent / name
@@ -277,17 +277,17 @@ def expand(url: Url, output) -> tuple[list[tuple[Url, Url]], list[str]]:
              and output.options == url.options else None)
     found, problems = [], []
     for path, root in sorted(zip(files, roots)):
-        if (prune and path.startswith(prune) and kind == "folder") or not _is_image(posixpath.basename(path)):
+        if kind == "folder" and prune and path.startswith(prune):
             continue
+        if kind != "file" and not _is_image(posixpath.basename(path)):
+            continue  # (a file named on its own is tried whatever its name, as locally)
         if not _safe(path[len(root) + 1:]):
             problems.append(f"{url._at(path)}: skipped, its name has an empty, '.' or '..' part")
             continue
         found.append((url._at(path, exists=True), url._at(root)))
-    if not found and not problems and kind != "file":
+    if not found and not problems:
         problems.append(f"{url}: {kind} has no supported images" if kind == "folder" else
                         f"{url}: pattern matches no supported images")
-    elif not found and kind == "file":
-        problems.append(f"{url}: not a supported image")
     return found, problems
 
 
