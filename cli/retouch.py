@@ -47,8 +47,9 @@ Examples:
 @click.option("--exact", is_flag=True, help="Run the network on every pixel instead of through the "
               "per-photo 3-D LUT (slower; the LUT is at most 2/255 off, ~63 dB on average).")
 @click.option("--cluster", metavar="ADDRESS", help="Run the batch on a Dask cluster: a scheduler address "
-              "(tcp://HOST:8786) or local[N] for N worker processes here. Paths must be the same on every "
-              "machine (a shared filesystem). Needs: pip install 'csr[cluster]'.")
+              "(tcp://HOST:8786) or local[N] for N worker processes here. Local paths must be the same on every "
+              "machine (a shared filesystem); s3:// and other store URLs need none. Needs: pip install "
+              "'csr[cluster]'.")
 @click.option("--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
               help="For s3://, gs://, az:// paths: a setting of the store such as endpoint_url=https://HOST "
               "or client_kwargs.region_name=eu-west-1 (repeatable). Never credentials: they come from the "
