@@ -1,11 +1,14 @@
 """Photos/s of the plain CLI vs ``--cluster local[1]`` and ``local[2]``, Dask's per-task cost, and a projection.
 
-    python benchmarks/cluster_bench.py [--photos 12] [--megapixels 4] [--tasks 400] [--cores 16]
+    python benchmarks/cluster_bench.py [--photos 12] [--megapixels 4] [--tasks 400] [--cores 16] [--s3 URL]
 
 Needs the cluster extra (pip install "csr-retouch[cluster]"). Measured on this machine, in one run:
   cost     one photo through pipeline.retouch_file in this process (best of 3; wall and CPU seconds)
   cli      whole-process times of ``csr retouch IN -o OUT [--cluster ...]`` with N photos and with 1 photo:
-           photos/s = N / T(N), the fixed start-up cost T(1), the steady cost per photo (T(N)-T(1))/(N-1)
+           photos/s = N / T(N), the fixed start-up cost T(1), the steady cost per photo (T(N)-T(1))/(N-1);
+           the object-store row reads and writes the same photos in S3 (s3://... -o s3://... on local[2]):
+           moto's S3 server on 127.0.0.1 (the test extra), or a real store with --s3 s3://BUCKET/PREFIX
+           (credentials and endpoint from the environment or fsspec's config, as for csr)
   engine   --tasks no-op tasks through the same bounded submit/as_completed loop as csr_core.cluster on
            local[2]: the engine's cost per task (driver + scheduler + worker, end to end), with csr's
            window (2 tasks per worker thread: round-trip latency) and with 256 in flight (throughput)
@@ -60,14 +63,50 @@ def photo_cost(src: Path, scratch: Path) -> tuple[float, float]:
     return min(t for t, _ in times), min(c for _, c in times)
 
 
-def cli_time(inputs: list[Path], out: Path, cluster: str | None) -> float:
+def cli_time(inputs: list, out, cluster: str | None, extra: list[str] = (), env: dict | None = None) -> float:
     args = [str(CSR), "retouch", *map(str, inputs), "-o", str(out)] + (["--cluster", cluster] if cluster else [])
     t0 = time.perf_counter()
-    res = subprocess.run(args, capture_output=True, text=True, timeout=1800)
+    res = subprocess.run(args + list(extra), capture_output=True, text=True, timeout=1800, env=env)
     elapsed = time.perf_counter() - t0
     if res.returncode != 0:
         raise SystemExit(f"cluster_bench: {' '.join(args)} failed:\n{res.stderr}")
     return elapsed
+
+
+class Store:
+    """An S3 prefix for the object-store row: ``url`` (a real store) or moto's server on 127.0.0.1."""
+
+    def __init__(self, url: str | None):
+        import fsspec
+
+        self.server, self.args, self.env = None, [], dict(os.environ)
+        if url is None:
+            from moto.server import ThreadedMotoServer
+
+            self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            self.server.start()
+            host, port = self.server.get_host_and_port()
+            endpoint = f"http://{host}:{port}"
+            os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
+            self.env = dict(os.environ)
+            self.args = ["--storage-option", f"endpoint_url={endpoint}"]
+            self.fs = fsspec.filesystem("s3", endpoint_url=endpoint)
+            self.fs.mkdir("csr-bench")
+            url = "s3://csr-bench/run"
+        else:
+            self.fs = fsspec.filesystem("s3")
+        self.url = url.rstrip("/")
+        self.where = "moto on 127.0.0.1" if self.server else self.url
+
+    def upload(self, photos: list[Path]) -> str:
+        for p in photos:
+            self.fs.put_file(str(p), f"{self.url}/in/{p.name}")
+        return f"{self.url}/in"
+
+    def close(self):
+        self.fs.rm(self.url, recursive=True)
+        if self.server:
+            self.server.stop()
 
 
 def engine_overhead(tasks: int, wide: int = 256) -> tuple[tuple[float, float], tuple[float, float], float]:
@@ -127,6 +166,8 @@ def main() -> None:
     ap.add_argument("--megapixels", type=float, default=4.0)
     ap.add_argument("--tasks", type=int, default=400)
     ap.add_argument("--cores", type=int, default=16, help="cores per machine for the projection")
+    ap.add_argument("--s3", metavar="URL", help="the object-store row on this S3 prefix (it is emptied after) "
+                    "instead of moto's server on 127.0.0.1")
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,6 +188,22 @@ def main() -> None:
             base = base or rate
             steady = (tn - t1) / (args.photos - 1)
             print(f"{name:<22}{t1:>9.2f}{tn:>9.2f}{rate:>10.2f}{rate / base:>9.2f}x{steady:>16.3f}")
+            if addr == "local[2]":
+                local2 = rate
+        try:
+            store = Store(args.s3)
+        except ImportError as exc:
+            print(f"(no object-store row: {exc.name} is not installed; pip install 'csr[cluster,test]')")
+        else:
+            try:
+                src = store.upload(photos)
+                t1 = cli_time([f"{src}/{photos[0].name}"], f"{store.url}/one", "local[2]", store.args, store.env)
+                tn = cli_time([src + "/"], f"{store.url}/all", "local[2]", store.args, store.env)
+                rate, steady = args.photos / tn, (tn - t1) / (args.photos - 1)
+                print(f"{'local[2], S3 in+out':<22}{t1:>9.2f}{tn:>9.2f}{rate:>10.2f}{rate / base:>9.2f}x{steady:>16.3f}"
+                      f"   ({rate / local2:.2f}x the local-disk local[2] row; store: {store.where})")
+            finally:
+                store.close()
         (latency, _), (per_task, sched_cpu), start = engine_overhead(args.tasks)
         print(f"\nengine ({args.tasks} no-op tasks on local[2], which starts in {start:.1f} s): "
               f"{latency * 1e3:.2f} ms per task with csr's window of 4; with 256 in flight {per_task * 1e3:.2f} ms "

@@ -25,6 +25,7 @@ Examples:
   cat in.jpg | csr retouch - -o - --format jpg > out.jpg
   csr retouch shoot/ -o edited/ --cluster tcp://scheduler:8786   # on a Dask cluster (the cluster extra)
   csr retouch shoot/ -o edited/ --cluster 'local[4]'             # 4 worker processes here
+  csr retouch s3://bucket/shoot/ -o s3://bucket/edited/ --cluster tcp://scheduler:8786   # object storage
 """
 
 
@@ -44,10 +45,16 @@ Examples:
 @click.option("--exact", is_flag=True, help="Run the network on every pixel instead of through the "
               "per-photo 3-D LUT (slower; the LUT is at most 2/255 off, ~63 dB on average).")
 @click.option("--cluster", metavar="ADDRESS", help="Run the batch on a Dask cluster: a scheduler address "
-              "(tcp://HOST:8786) or local[N] for N worker processes here. Paths must be the same on every "
-              f"machine (a shared filesystem). Needs: {install_command('cluster')}.")
+              "(tcp://HOST:8786) or local[N] for N worker processes here. Local paths must be the same on every "
+              "machine (a shared filesystem); s3:// and other store URLs need none. "
+              f"Needs: {install_command('cluster')}.")
+@click.option("--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
+              help="For s3://, gs://, az:// paths: a setting of the store such as endpoint_url=https://HOST "
+              "or client_kwargs.region_name=eu-west-1 (repeatable). Never credentials: they come from the "
+              "environment, the store's config files or an instance role.")
 @handle_errors
-def command(inputs, output, style, strength, quality, fmt, overwrite, skip_existing, device, exact, cluster):
+def command(inputs, output, style, strength, quality, fmt, overwrite, skip_existing, device, exact, cluster,
+            storage_options):
     """Retouch photos with a CSRNet style.
 
     INPUTS are files, folders (searched recursively) or glob patterns; '-' reads stdin.
@@ -60,6 +67,7 @@ def command(inputs, output, style, strength, quality, fmt, overwrite, skip_exist
 
     if overwrite and skip_existing:
         fail("--overwrite and --skip-existing exclude each other", EXIT_USAGE)
+    inputs, output = _locations(inputs, output, storage_options)
     try:
         resolve_device(device)
         look = registry().look(style)
@@ -88,6 +96,20 @@ def command(inputs, output, style, strength, quality, fmt, overwrite, skip_exist
         process = lambda job: run_one(job.src, job.dest)  # noqa: E731
         failed = _run_batch(jobs, lambda report: batch.run(jobs, process, overwrite, skip_existing, report))
     sys.exit(EXIT_FAILED if failed or problems else EXIT_OK)
+
+
+def _locations(inputs, output, storage_options):
+    """The inputs and output, store URLs (s3://...) as storage.Url; a bad URL or option is a usage error."""
+    from csr_core import storage
+
+    if not storage_options and not any(map(storage.is_url, (*inputs, output))):
+        return inputs, output  # the plain local path: fsspec is never imported
+    try:
+        options = storage.check_options(storage.options_from_args(storage_options))
+        return ([storage.location(i, options) for i in inputs],
+                storage.location(output, options) if output else output)
+    except CsrError as exc:
+        fail(str(exc), EXIT_USAGE)
 
 
 def _on_cluster(address, jobs, look, options, overwrite, skip_existing) -> int:
@@ -136,7 +158,7 @@ def _stream(inputs, output, fmt, run_one, overwrite, skip_existing):
             fail(f"{label}: refusing to write the output over the input (stdout is the input file)")
         dest = StreamWriter(sys.stdout, "<stdout>")
     else:
-        job = batch.Job(label, Path(output), src_id=src_id)
+        job = batch.Job(label, output if isinstance(output, batch.storage.Url) else Path(output), src_id=src_id)
         decided = batch.check_destination(job, overwrite, skip_existing, {src_id} if src_id else set())
         if decided is not None and decided.status == "skipped":
             return

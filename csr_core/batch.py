@@ -19,20 +19,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from . import metadata
+from . import metadata, storage
 from .errors import CsrError
 from .image_io import SUPPORTED_EXTENSIONS, format_for_path, output_extension
 
 DEFAULT_SUFFIX = "_retouched"
 _EXT = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "WEBP": ".webp"}
 
-Identity = tuple[int, int]
+Identity = tuple[int, int] | tuple[str, str]  # (st_dev, st_ino); (protocol, key) in a store
 
 
 @dataclass
 class Job:
-    src: Path | str
-    dest: Path
+    src: Path | str | storage.Url
+    dest: Path | storage.Url
     error: str | None = None   # a planning problem (reported, the rest of the batch still runs)
     skip: str | None = None    # why this input is not retouched (it is another job's output)
     src_id: Identity | None = None  # (st_dev, st_ino) of the input, when it is a file
@@ -41,6 +41,8 @@ class Job:
 def identity(path: str | os.PathLike | int) -> Identity | None:
     """(st_dev, st_ino) of an existing path (following links) or open descriptor; None if it does not
     exist. Other errors (a name too long, no permission) raise OSError."""
+    if isinstance(path, storage.Url):
+        return path.identity()
     try:
         st = os.fstat(path) if isinstance(path, int) else os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
@@ -75,10 +77,14 @@ def expand_inputs(inputs: Iterable[str], output: str | None = None) -> tuple[lis
     """
     found, problems = [], []
     try:
-        prune = identity(output) if output and os.path.isdir(output) else None
+        prune = identity(output) if output and not isinstance(output, storage.Url) and os.path.isdir(output) else None
     except OSError:
         prune = None
     for item in inputs:
+        if isinstance(item, storage.Url):
+            files, lines = storage.expand(item, output)
+            found, problems = found + files, problems + lines
+            continue
         p = Path(item)
         if p.is_dir():
             files = _walk(p, prune)
@@ -101,19 +107,21 @@ def _destination(src: Path, root: Path, out: Path | None, to_file: bool, ext: st
     if to_file:
         return out
     if out is None:
-        return src.with_name(f"{src.stem}{DEFAULT_SUFFIX}{ext or output_extension(src)}")
-    return out / src.relative_to(root).with_suffix(ext or output_extension(src))
+        return src.with_name(f"{src.stem}{DEFAULT_SUFFIX}{ext or output_extension(src.name)}")
+    return out / src.relative_to(root).with_suffix(ext or output_extension(src.name))
 
 
 def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> tuple[list[Job], list[str]]:
-    """Jobs for the inputs. ``output``: a file (one input), a folder, or None (beside each input)."""
+    """Jobs for the inputs. ``output``: a file (one input), a folder, or None (beside each input).
+    Inputs and ``output`` may be store URLs (:func:`csr_core.storage.location`)."""
     found, problems = expand_inputs(inputs, output)
     ext = _EXT[format_for_path(Path(f"x.{fmt}"))] if fmt else None
-    out = Path(output) if output else None
+    out = output if isinstance(output, storage.Url) else Path(output) if output else None
     to_file = out is not None and len(found) == 1 and not out.is_dir() and out.suffix != ""
     if out is not None and not to_file and out.suffix and not out.is_dir() and len(found) > 1:
         raise CsrError(f"{output}: several inputs need an output folder, not a file name")
     jobs = [Job(src, _destination(src, root, out, to_file, ext)) for src, root in found]
+    storage.list_outputs(jobs)
     outputs: dict[Identity, Path] = {}  # existing outputs of this batch -> their input
     beside: dict[Identity, Path] = {}   # existing NAME_retouched.EXT beside an input (an in-place run's) -> it
     for job in jobs:
@@ -134,13 +142,13 @@ def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> t
         if owner is not None and owner != job.src:  # named like another job's output: never retouched
             job.skip = f"{job.src}: skipped, it is the output of {owner} (not retouched again)"
             continue
-        key = os.path.normcase(os.path.abspath(job.dest))
+        key = str(job.dest) if isinstance(job.dest, storage.Url) else os.path.normcase(os.path.abspath(job.dest))
         if key in seen:
             job.error = f"{job.src}: output {job.dest} is also the output of {seen[key]}"
             continue
         seen[key] = job.src
         try:
-            format_for_path(job.dest)
+            format_for_path(str(job.dest))
         except CsrError as exc:
             job.error = str(exc)
     return jobs, problems

@@ -7,7 +7,9 @@ writes atomically, and returns a one-line outcome, so a bad photo is reported an
 When a worker dies, Dask's scheduler reruns its tasks elsewhere; a photo whose workers keep dying (it
 crashes a decoder or exhausts memory) fails after ``distributed.scheduler.allowed-failures`` deaths.
 
-Inputs and outputs must be on a filesystem that the driver and every worker see at the same paths.
+Inputs and outputs must be on a filesystem that the driver and every worker see at the same paths, or
+in object storage (s3://, gs://, any fsspec URL: :mod:`csr_core.storage`) that every worker can reach
+with credentials from its own environment (only the URLs and storage options travel in the tasks).
 Dask is imported only inside these functions: importing this module costs nothing without the extra.
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ from . import __version__, batch
 from .batch import Job, Outcome
 from .errors import ClusterError, CsrError, install_command, require
 from .fsutil import remove_partials
+from .storage import Url, check_options, location
 
 LOCAL = re.compile(r"local\[([1-9][0-9]*)\]")
 #: Tasks in flight per worker thread: enough to hide the round trip, few enough that a catalogue of
@@ -142,8 +145,8 @@ def run(jobs: list[Job], client, look, *, overwrite: bool = False, skip_existing
         if index:  # interrupted: tasks not started yet are dropped (running ones still write atomically)
             client.cancel(list(index))
         for outcome in outcomes:  # temp files of tasks whose worker was killed mid-write
-            if outcome is not None and outcome.status != "skipped":
-                remove_partials(outcome.job.dest)
+            if outcome is not None and outcome.status != "skipped" and not isinstance(outcome.job.dest, Url):
+                remove_partials(outcome.job.dest)  # (a store publishes an object only when its upload completes)
     return outcomes  # type: ignore[return-value]
 
 
@@ -203,12 +206,15 @@ def _one_line(exc: BaseException) -> str:
 
 def retouch_many(paths: Iterable[str | os.PathLike] | str | os.PathLike, out: str | os.PathLike | None, style="auto", client=None, *, fmt: str | None = None,
                  overwrite: bool = False, skip_existing: bool = False,
-                 on_outcome: Callable[[Outcome], None] | None = None, registry=None, **options) -> list[Outcome]:
+                 on_outcome: Callable[[Outcome], None] | None = None, registry=None,
+                 storage_options: dict | None = None, **options) -> list[Outcome]:
     """Retouch files, folders or globs into ``out`` on a Dask cluster, with the CLI's naming and rules.
 
     ``style`` is a style name, a mix ('C:0.7,auto:0.3') or a Look; ``client`` defaults to the current Dask
     client (``distributed.get_client()``); ``fmt`` is an output format like the CLI's --format ('jpg',
-    'png', 'tif', 'webp'; default: the output name's, else the input's). ``options``: strength, quality,
+    'png', 'tif', 'webp'; default: the output name's, else the input's). Paths and ``out`` may be store
+    URLs (s3://bucket/prefix/...), read with ``storage_options`` (endpoint, region; never credentials,
+    which each machine takes from its environment or config files). ``options``: strength, quality,
     device, exact. Inputs that match nothing raise CsrError before any work is sent; each photo's
     result (ok, skipped, or failed with a one-line message) is in the returned list, in input order.
     """
@@ -219,7 +225,9 @@ def retouch_many(paths: Iterable[str | os.PathLike] | str | os.PathLike, out: st
     if overwrite and skip_existing:
         raise CsrError("overwrite and skip_existing exclude each other")
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else paths
-    jobs, problems = batch.plan([os.fspath(p) for p in paths], None if out is None else os.fspath(out), fmt)
+    store = check_options(storage_options)
+    jobs, problems = batch.plan([location(os.fspath(p), store) for p in paths],
+                                None if out is None else location(os.fspath(out), store), fmt)
     if problems:
         raise CsrError("; ".join(problems))
     look = style if isinstance(style, Look) else (registry or default_registry()).look(style)

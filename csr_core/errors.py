@@ -36,6 +36,10 @@ class ClusterError(CsrError):
     """A cluster cannot be reached or used (no workers, a version mismatch)."""
 
 
+class StorageError(CsrError):
+    """A store (s3://, gs://...) refuses a request, or its bucket is missing."""
+
+
 class MissingExtra(CsrError):
     """An optional dependency (PyTorch, ONNX, Gradio) is not installed; the message says how to get it."""
 

@@ -1,14 +1,16 @@
 """One photo in, one retouched photo out: the job every front end runs."""
 from __future__ import annotations
 
+import io
 import os
 from typing import BinaryIO
 
 import numpy as np
 
-from .image_io import Photo, load_photo, save_photo
+from .image_io import Photo, format_for_path, load_photo, save_photo
 from .inference import Look, colour_map, retouch_array
 from .registry import DEFAULT_STYLE, Registry
+from .storage import Url
 
 _registry: Registry | None = None
 
@@ -37,7 +39,7 @@ def retouch_photo(photo: Photo, style: str | Look = DEFAULT_STYLE, strength: flo
     return retouch(photo.rgb, style, strength, device, registry, exact=exact)
 
 
-def retouch_file(src: str | os.PathLike | bytes | BinaryIO, dest: str | os.PathLike | BinaryIO, *,
+def retouch_file(src: str | os.PathLike | bytes | BinaryIO | Url, dest: str | os.PathLike | BinaryIO | Url, *,
                  style: str | Look = DEFAULT_STYLE, strength: float = 1.0, quality: int = 95,
                  fmt: str | None = None, device: str = "cpu", registry: Registry | None = None,
                  exact: bool = False, max_pixels: int | None = None) -> None:
@@ -46,11 +48,19 @@ def retouch_file(src: str | os.PathLike | bytes | BinaryIO, dest: str | os.PathL
 
     The decoded pixels are retouched in place (they are not needed again), which saves a full-size
     buffer. ``max_pixels`` lowers the decompression-bomb limit (checked from the header, before decoding).
+    ``src`` and ``dest`` may be store URLs (:class:`csr_core.storage.Url`): the same bytes, one upload.
     """
-    photo = load_photo(src) if max_pixels is None else load_photo(src, max_pixels=max_pixels)
+    limit = {} if max_pixels is None else {"max_pixels": max_pixels}
+    photo = load_photo(src.read_bytes(), name=str(src), **limit) if isinstance(src, Url) else load_photo(src, **limit)
     look = style if isinstance(style, Look) else (registry or default_registry()).look(style)
     pixels = photo.rgb
     rgb = colour_map(look, pixels, strength, device, exact)(pixels, out=pixels if pixels.flags.writeable else None)
     made = {"style": style if isinstance(style, str) else getattr(look, "name", "custom"),
             "strength": f"{strength:g}"}
-    save_photo(photo, rgb, dest, fmt=fmt, quality=quality, made=made)
+    if isinstance(dest, Url):
+        encoded = io.BytesIO()
+        encoded.name = str(dest)  # named in messages
+        save_photo(photo, rgb, encoded, fmt=fmt or format_for_path(dest.name), quality=quality, made=made)
+        dest.write_bytes(encoded.getvalue())
+    else:
+        save_photo(photo, rgb, dest, fmt=fmt, quality=quality, made=made)
