@@ -15,6 +15,7 @@ import json
 import os
 import re
 import stat
+import warnings
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -38,6 +39,8 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 #: Size caps for files read from a style folder (a CSRNet is ~150 kB; a card a few kB).
 MAX_CARD_BYTES = 1 << 20
+#: Deepest nesting of a card's JSON (cards written by csr nest 4 levels).
+MAX_CARD_DEPTH = 16
 MAX_WEIGHTS_BYTES = 64 << 20
 #: Largest magnitude a weight may have: trained CSRNets stay below ~10; 1e30 or NaN means damage.
 MAX_WEIGHT = 1e3
@@ -68,6 +71,22 @@ def validate_name(name: str) -> str:
     if name.lower() in _RESERVED:
         raise StyleError(f"invalid style name {name!r}: it is a reserved device name on Windows")
     return name
+
+
+def load_card(data: bytes) -> object:
+    """A card's JSON, nested at most MAX_CARD_DEPTH deep: ValueError otherwise (200 kB of '[[[[' would
+    raise RecursionError in the parser, or in whatever walks the card later)."""
+    try:
+        card = json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise ValueError(f"nested more than {MAX_CARD_DEPTH} levels deep") from None
+    level, depth = [card], 0
+    while level:
+        depth += 1
+        if depth > MAX_CARD_DEPTH:
+            raise ValueError(f"nested more than {MAX_CARD_DEPTH} levels deep")
+        level = [v for c in level if isinstance(c, (dict, list)) for v in (c.values() if isinstance(c, dict) else c)]
+    return card
 
 
 def check_card(card: object, where: str) -> dict:
@@ -233,6 +252,8 @@ class Registry:
         self.builtin_path = Path(builtin) if builtin else builtin_dir()
         self.user_path = Path(user) if user else user_dir()
         self._nets: dict[str, Net] = {}
+        self._damaged: dict[str, str] = {}
+        self._warned: set[str] = set()
 
     # -- listing ------------------------------------------------------------------------------
     def _builtin_styles(self) -> dict[str, Style]:
@@ -256,19 +277,30 @@ class Registry:
         return out
 
     def _user_styles(self) -> dict[str, Style]:
-        out = {}
+        """The user styles whose cards read; a damaged or foreign card (or a FIFO, a device) is skipped,
+        never blocking, with one warning per card (``damaged()`` lists them; ``remove`` deletes them)."""
+        out, self._damaged = {}, {}
         if not self.user_path.is_dir():
             return out
         for card_path in sorted(self.user_path.glob("*.json")):
             name = card_path.stem
             try:
                 validate_name(name)
-                text = read_regular(card_path, MAX_CARD_BYTES, "style card").decode("utf-8")
-                card = check_card(json.loads(text), str(card_path))
+                card = check_card(load_card(read_regular(card_path, MAX_CARD_BYTES, "style card")), str(card_path))
                 out[name] = Style(name, card, self.user_path / card["file"], False)
-            except (StyleError, ValueError, OSError):
-                continue  # a damaged or foreign card (or a FIFO, a device): skipped, never blocking
+            except (StyleError, ValueError, OSError) as exc:
+                why = str(exc).removeprefix(f"{card_path}: ")
+                self._damaged[name] = why
+                if card_path.name not in self._warned:
+                    self._warned.add(card_path.name)
+                    hint = f"csr styles remove {name}" if _NAME_RE.fullmatch(name) else "move it out of that folder"
+                    warnings.warn(f"{card_path}: skipped this style card ({why}); {hint}", stacklevel=2)
         return out
+
+    def damaged(self) -> dict[str, str]:
+        """Cards in the user folder that were skipped: name -> why."""
+        self._user_styles()
+        return dict(self._damaged)
 
     def styles(self) -> list[Style]:
         """All styles: built-ins first, then user styles (a user style never shadows a built-in)."""
@@ -398,11 +430,17 @@ class Registry:
         card.setdefault("cond_size", 256)
         if base is not None:
             card["base"] = {"name": base.name, "sha256": base.base_sha256}
-        old = next((st for n, st in self._user_styles().items() if n.lower() == name.lower()), None)
+        old = next((st for n, st in self._user_styles().items() if n.lower() == name.lower()), None) \
+            if overwrite else None
         self.user_path.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(self.user_path / card["file"], blob)  # a new name: the old style stays intact
-        with atomic_write(self.user_path / f"{name}.json", "w") as fh:  # the commit point
-            json.dump(card, fh, indent=2)
+        weights = self.user_path / card["file"]
+        write_bytes_atomic(weights, blob)  # a new name: the old style stays intact
+        try:  # the commit point; a new name is claimed only if no other process saved it meanwhile
+            with atomic_write(self.user_path / f"{name}.json", "w", replace=old is not None) as fh:
+                json.dump(card, fh, indent=2)
+        except FileExistsError:
+            self._unlink_unused(weights)
+            raise StyleExistsError(f"user style '{name}' was just saved by another csr process; choose another name") from None
         if old is not None:
             if old.name != name:
                 (self.user_path / f"{old.name}.json").unlink(missing_ok=True)
@@ -412,7 +450,14 @@ class Registry:
         return Style(name, card, self.user_path / card["file"], False)
 
     def remove(self, name: str) -> None:
-        """Delete a user style (built-ins cannot be removed)."""
+        """Delete a user style (built-ins cannot be removed), or a damaged card with the weights file
+        that was saved with it (``NAME.<sha256 prefix>.safetensors``) unless another card uses it."""
+        if name in self.damaged() and validate_name(name):
+            (self.user_path / f"{name}.json").unlink(missing_ok=True)
+            for weights in self.user_path.glob(f"{name}.*.safetensors"):
+                if re.fullmatch(rf"{re.escape(name)}\.[0-9a-f]{{12}}\.safetensors", weights.name):
+                    self._unlink_unused(weights)
+            return
         style = self.get(name)
         if style.builtin:
             raise StyleError(f"style '{name}' is built in and cannot be removed")

@@ -5,6 +5,7 @@
     python tests/capped_entry.py zip FILE                         # a teaching upload
     python tests/capped_entry.py import FILE                      # csr styles import
     python tests/capped_entry.py styles                           # csr styles list ($CSR_HOME)
+    python tests/capped_entry.py app                              # build the web app ($CSR_HOME)
 
 Each input prints {"start": name} before and {"name", "outcome", "message", "s"} after, so a child
 killed by its resource caps still shows which input it was on.
@@ -100,6 +101,15 @@ def styles() -> None:
                                                          "-o", tempfile.mktemp(suffix=".jpg"), "--style", "x"))
 
 
+def app() -> None:
+    def build() -> str:
+        from csr_plugins.gradio_app.app import build_app
+
+        return ",".join(build_app().csr["service"].names())
+
+    _attempt("build the app", build)
+
+
 if __name__ == "__main__":
     command, *rest = sys.argv[1:]
-    {"photos": photos, "spec": spec, "zip": unzip, "import": import_, "styles": styles}[command](*rest)
+    {"photos": photos, "spec": spec, "zip": unzip, "import": import_, "styles": styles, "app": app}[command](*rest)

@@ -1,0 +1,128 @@
+"""Issue 35: what a user style folder, a style file or a second csr process may not do.
+
+Hostile cases run in a child process under RLIMIT_AS = 2 GB and a CPU-time cap (``hostile.run_capped``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+import hostile
+
+REPO = Path(__file__).resolve().parents[1]
+CSR = [sys.executable, "-m", "csr_cli.main"]
+ENTRY = [sys.executable, str(REPO / "tests" / "capped_entry.py")]
+
+
+def _csr(*args: str, home: Path, wall_s: int = 120) -> hostile.Capped:
+    return hostile.run_capped([*CSR, *args], cwd=REPO, env=dict(os.environ, CSR_HOME=str(home)), wall_s=wall_s)
+
+
+def _one_line(capped: hostile.Capped) -> str:
+    lines = capped.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in capped.stderr and "unexpected" not in capped.stderr, capped.stderr
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------- item 11: a damaged card
+
+def test_a_deeply_nested_card_is_skipped_with_a_warning_by_every_command(tmp_path):
+    """200 kB of '[[[[...' as a user card: every command still works, warning once about that card, and
+    ``csr styles remove`` deletes it (before: RecursionError in every command, the app would not start)."""
+    home = tmp_path / "home"
+    styles = home / "styles"
+    styles.mkdir(parents=True)
+    (styles / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (styles / "deep.0123456789ab.safetensors").write_bytes(b"saved with it")
+    (styles / "deeper.json").write_text(json.dumps({"file": "x.safetensors", "sha256": "0" * 64, "cond_size": 64,
+                                                    "scores": {"a": json.loads("[" * 20 + "]" * 20)}}))
+
+    listing = _csr("styles", "list", home=home)
+    assert listing.returncode == 0 and "auto" in listing.stdout and "deep" not in listing.stdout, listing
+    warned = listing.stderr.strip().splitlines()
+    assert len(warned) == 2 and all(w.startswith("csr: warning: ") for w in warned), listing.stderr
+    assert "deep.json: skipped this style card (nested more than 16 levels deep)" in warned[0], warned
+    assert warned[0].endswith("; csr styles remove deep") and "deeper.json" in warned[1], warned
+
+    out = tmp_path / "out.jpg"
+    retouched = _csr("retouch", str(REPO / "samples" / "coffee_dark.jpg"), "-o", str(out), home=home)
+    assert retouched.returncode == 0 and out.stat().st_size > 0, retouched.stderr
+
+    capped = hostile.run_capped([*ENTRY, "app"], cwd=REPO, env=dict(os.environ, CSR_HOME=str(home)))
+    built = [json.loads(line) for line in capped.stdout.splitlines() if '"name"' in line]
+    assert capped.returncode == 0 and built and built[0]["outcome"] == "ok", capped.stderr[-2000:]
+    assert "auto" in built[0]["message"].split(",")
+
+    removed = _csr("styles", "remove", "deep", "-y", home=home)
+    assert removed.returncode == 0 and "removed style 'deep'" in removed.stdout, removed.stderr
+    assert sorted(p.name for p in styles.iterdir()) == ["deeper.json"]
+
+
+def test_removing_a_damaged_card_keeps_weights_another_card_uses(toy_registry):
+    import numpy as np
+
+    reg = toy_registry
+    state = {k: np.array(v) for k, v in reg.net("auto").state.items()}
+    style = reg.save_style("good", state, {"description": "kept"})
+    shared = style.path.name
+    (reg.user_path / "bad.json").write_text("{")
+    os.link(style.path, reg.user_path / f"bad.{shared.split('.')[1]}.safetensors")
+    with pytest.warns(UserWarning, match="bad.json: skipped this style card"):
+        assert "bad" in reg.damaged()
+    reg.remove("bad")
+    assert not (reg.user_path / "bad.json").exists() and style.path.exists()
+    assert [s.name for s in reg.styles() if not s.builtin] == ["good"]
+
+
+# ----------------------------------------------------------------------------- item 12: two savers at once
+
+def _save_after(barrier, user: str, builtin: str, name: str, seed: int, results) -> None:
+    """Child: wait for the other saver, then save style ``name`` (weights differing per child)."""
+    import numpy as np
+
+    from csr_core.errors import StyleExistsError
+    from csr_core.registry import Registry
+
+    reg = Registry(Path(builtin), Path(user))
+    state = {k: np.array(v) for k, v in reg.net("auto").state.items()}
+    state["conv1.bias"] = state["conv1.bias"] + np.float32(seed * 1e-3)
+    barrier.wait()
+    try:
+        reg.save_style(name, state, {"description": f"saver {seed}"})
+        results.put((seed, "saved"))
+    except StyleExistsError as exc:
+        results.put((seed, str(exc)))
+
+
+def test_two_processes_saving_one_new_name_one_is_refused(toy_registry):
+    """Both savers start together, 8 rounds (before: both reported success in 18 of 20 rounds, one style
+    silently replaced, its weights orphaned): one is saved, the other refused, no file left over."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    user, builtin = toy_registry.user_path, toy_registry.builtin_path
+    for round_ in range(8):
+        name = f"race{round_}"
+        barrier, results = ctx.Barrier(2), ctx.Queue()
+        procs = [ctx.Process(target=_save_after, args=(barrier, str(user), str(builtin), name, seed, results))
+                 for seed in (1, 2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+            assert p.exitcode == 0
+        outcomes = dict(results.get(timeout=5) for _ in procs)
+        saved = [seed for seed, what in outcomes.items() if what == "saved"]
+        assert len(saved) == 1, f"round {round_}: {outcomes}"
+        [refused] = [what for what in outcomes.values() if what != "saved"]
+        assert refused == f"user style '{name}' was just saved by another csr process; choose another name"
+        card = json.loads((user / f"{name}.json").read_text())
+        assert card["description"] == f"saver {saved[0]}"
+    cards = {json.loads(p.read_text())["file"] for p in user.glob("*.json")}
+    assert sorted(p.name for p in user.glob("*.safetensors")) == sorted(cards)
+    assert not hostile.leftovers(user)
+    assert len(toy_registry.styles()) == 9
