@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load, save
+from safetensors import SafetensorError, deserialize
+from safetensors.numpy import save
 
 from . import data_dir
 from .architecture import ARCHITECTURE, CONDITION_KEYS, PARAMETER_COUNT, condition_state
@@ -42,6 +42,8 @@ MAX_CARD_BYTES = 1 << 20
 #: Deepest nesting of a card's JSON (cards written by csr nest 4 levels).
 MAX_CARD_DEPTH = 16
 MAX_WEIGHTS_BYTES = 64 << 20
+#: The tensor types a weights file may hold (safetensors names -> numpy types).
+_FLOATS = {"F16": np.float16, "F32": np.float32, "F64": np.float64}
 #: Largest magnitude a weight may have: trained CSRNets stay below ~10; 1e30 or NaN means damage.
 MAX_WEIGHT = 1e3
 #: Most parts of a style mix ('C:0.7,auto:0.3' has 2) and the longest mix spec.
@@ -345,9 +347,14 @@ class Registry:
             raise StyleError(f"style '{style.name}': {style.path.name} fails its sha256 check "
                              f"(expected {style.sha256[:12]}..., got {digest[:12]}...); the file was modified or corrupted")
         try:
-            state = load(blob)
+            tensors = deserialize(blob)
         except (SafetensorError, OSError, ValueError) as exc:
             raise StyleError(f"style '{style.name}': cannot read {style.path.name} ({exc})") from None
+        odd = sorted({t["dtype"] for _, t in tensors} - set(_FLOATS))
+        if odd:
+            raise StyleError(f"style '{style.name}': {style.path.name} holds {', '.join(odd)} tensors; "
+                             f"weights must be {', '.join(_FLOATS)}")
+        state = {k: np.frombuffer(t["data"], _FLOATS[t["dtype"]]).reshape(t["shape"]) for k, t in tensors}
         return checked_arrays(state, f"style '{style.name}'")
 
     def _base_style(self, style: Style) -> Style:

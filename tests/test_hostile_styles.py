@@ -126,3 +126,36 @@ def test_two_processes_saving_one_new_name_one_is_refused(toy_registry):
     assert sorted(p.name for p in user.glob("*.safetensors")) == sorted(cards)
     assert not hostile.leftovers(user)
     assert len(toy_registry.styles()) == 9
+
+
+# ----------------------------------------------------------------------------- item 15: odd tensor types
+
+def _user_style(home: Path, name: str, blob: bytes, cond_size: int = 64) -> Path:
+    import hashlib
+
+    styles = home / "styles"
+    styles.mkdir(parents=True, exist_ok=True)
+    (styles / f"{name}.safetensors").write_bytes(blob)
+    card = {"file": f"{name}.safetensors", "sha256": hashlib.sha256(blob).hexdigest(), "kind": "full",
+            "cond_size": cond_size}
+    (styles / f"{name}.json").write_text(json.dumps(card))
+    return styles
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float8_e4m3fn"])
+def test_weights_of_an_unreadable_type_are_a_style_error(tmp_path, dtype):
+    """BF16 / F8 weights in a user style: one line and exit 2, as for any bad style (before: "unexpected
+    error (KeyError: 'BF16')", exit 1)."""
+    import torch
+    from safetensors.torch import save
+
+    from csr_core.model import CSRNet
+
+    state = {k: v.to(getattr(torch, dtype)) for k, v in CSRNet().state_dict().items()}
+    _user_style(tmp_path, "odd", save(state))
+    capped = _csr("retouch", str(REPO / "samples" / "coffee_dark.jpg"), "-o", str(tmp_path / "o.jpg"), "-s", "odd",
+                  home=tmp_path)
+    label = {"bfloat16": "BF16", "float8_e4m3fn": "F8_E4M3"}[dtype]
+    assert capped.returncode == 2, capped
+    assert _one_line(capped) == (f"csr: error: style 'odd': odd.safetensors holds {label} tensors; "
+                                 "weights must be F16, F32, F64")
