@@ -506,6 +506,10 @@ class Registry:
             state = state["state_dict"]
         if not isinstance(state, dict):
             raise StyleError(f"{path}: expected a state_dict of tensors, found {type(state).__name__}")
+        # a view (stride 0) may declare 2^30 values over one stored value: sizes are checked before any copy
+        values = sum(v.numel() for v in state.values() if isinstance(v, torch.Tensor))
+        if values > MAX_WEIGHTS_BYTES // 4:
+            raise StyleError(f"{path}: checkpoint declares {values:,} values; a CSRNet has {PARAMETER_COUNT:,}")
         arrays = {k: (v.float() if v.is_floating_point() else v).numpy() if isinstance(v, torch.Tensor) else v
                   for k, v in state.items()}
         net = _net_from_state(checked_arrays(arrays, str(path)), str(path))

@@ -159,3 +159,20 @@ def test_weights_of_an_unreadable_type_are_a_style_error(tmp_path, dtype):
     assert capped.returncode == 2, capped
     assert _one_line(capped) == (f"csr: error: style 'odd': odd.safetensors holds {label} tensors; "
                                  "weights must be F16, F32, F64")
+
+
+# ----------------------------------------------------------------------------- item 9: declared sizes
+
+def test_a_checkpoint_view_declaring_a_billion_values_is_refused_before_copying(tmp_path):
+    """A 1.8 kB .pth whose tensor is a stride-0 view of 2^30 values (before: killed at 4.1 GB)."""
+    import torch
+
+    pth = tmp_path / "view.pth"
+    torch.save({"conv1.weight": torch.zeros(1).expand(1 << 30)}, pth)
+    assert pth.stat().st_size < 4096
+    capped = hostile.run_capped([*ENTRY, "import", str(pth)], cwd=REPO, env=dict(os.environ, CSR_HOME=str(tmp_path)))
+    assert not capped.hit_cap and capped.returncode == 0, capped
+    [r] = [json.loads(line) for line in capped.stdout.splitlines() if '"name"' in line]
+    assert r["outcome"] == "error" and r["s"] < 5, r
+    assert r["message"].endswith("view.pth: checkpoint declares 1,073,741,824 values; a CSRNet has 36,489"), r
+    assert capped.peak_mb < 700, f"peak {capped.peak_mb:.0f} MB"
