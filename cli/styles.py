@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from csr_core import COND_SIZES
 from csr_core.errors import printable
 from csr_core.registry import licence_label, score_summary
 
@@ -167,7 +168,7 @@ def remove(name, yes):
 @command.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--name", required=True, help="Name of the new style.")
-@click.option("--cond-size", type=click.IntRange(32, 4096), default=256, show_default=True,
+@click.option("--cond-size", type=click.IntRange(*COND_SIZES), default=256, show_default=True,
               help="Long side of the copy the condition net sees.")
 @click.option("--description", default="", help="One line shown in 'csr styles list'.")
 @handle_errors

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from csr_core import COND_SIZES
 from csr_core.errors import require
 
 from .common import handle_errors, plural, registry, say, warn_if_worse_than_nothing
@@ -27,7 +28,7 @@ FEW_PAIRS_HINT = ("a whole network needs many pairs; with a few, 'csr finetune' 
 @click.option("--steps", type=click.IntRange(1), default=5000, show_default=True)
 @click.option("--batch", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--cond-size", type=click.IntRange(32, 2048), default=256, show_default=True)
+@click.option("--cond-size", type=click.IntRange(*COND_SIZES), default=256, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="Resumable checkpoint file (default: NAME.ckpt in the current folder).")

@@ -26,7 +26,7 @@ import numpy as np
 from safetensors import SafetensorError, deserialize
 from safetensors.numpy import save
 
-from . import data_dir
+from . import COND_SIZES, data_dir
 from .architecture import ARCHITECTURE, CONDITION_KEYS, PARAMETER_COUNT, condition_state
 from .engine import Net
 from .errors import StyleError, StyleExistsError, UnknownStyleError, require
@@ -106,8 +106,8 @@ def check_card(card: object, where: str) -> dict:
     if card.get("kind", "full") not in ("full", "condition"):
         bad("'kind' must be 'full' or 'condition'")
     size = card.get("cond_size")
-    if not isinstance(size, int) or isinstance(size, bool) or not 32 <= size <= 4096:
-        bad("'cond_size' must be an integer from 32 to 4096")
+    if not isinstance(size, int) or isinstance(size, bool) or not COND_SIZES[0] <= size <= COND_SIZES[1]:
+        bad(f"'cond_size' must be an integer from {COND_SIZES[0]} to {COND_SIZES[1]}")
     base = card.get("base")
     if card.get("kind") == "condition" and not (
             isinstance(base, dict) and isinstance(base.get("name"), str) and isinstance(base.get("sha256"), str)):
@@ -290,14 +290,20 @@ class Registry:
                 validate_name(name)
                 card = check_card(load_card(read_regular(card_path, MAX_CARD_BYTES, "style card")), str(card_path))
                 out[name] = Style(name, card, self.user_path / card["file"], False)
-            except (StyleError, ValueError, OSError) as exc:
-                why = str(exc).removeprefix(f"{card_path}: ")
-                self._damaged[name] = why
-                if card_path.name not in self._warned:
-                    self._warned.add(card_path.name)
-                    hint = f"csr styles remove {name}" if _NAME_RE.fullmatch(name) else "move it out of that folder"
-                    warnings.warn(f"{card_path}: skipped this style card ({why}); {hint}", stacklevel=2)
+            except StyleError as exc:
+                self._skip(card_path, str(exc).removeprefix(f"{card_path}: "))
+            except (ValueError, OSError) as exc:
+                self._skip(card_path, f"invalid style card ({exc})")
         return out
+
+    def _skip(self, card_path: Path, why: str) -> None:
+        """Note a card that cannot be used, and warn about it once."""
+        name = card_path.stem
+        self._damaged[name] = why
+        if card_path.name not in self._warned:
+            self._warned.add(card_path.name)
+            hint = f"csr styles remove {name}" if _NAME_RE.fullmatch(name) else "move it out of that folder"
+            warnings.warn(f"{card_path}: skipped, {why}; {hint}", stacklevel=3)
 
     def damaged(self) -> dict[str, str]:
         """Cards in the user folder that were skipped: name -> why."""
@@ -437,6 +443,7 @@ class Registry:
         card.setdefault("cond_size", 256)
         if base is not None:
             card["base"] = {"name": base.name, "sha256": base.base_sha256}
+        check_card(card, f"style '{name}'")  # a card it could not read back is never written
         old = next((st for n, st in self._user_styles().items() if n.lower() == name.lower()), None) \
             if overwrite else None
         self.user_path.mkdir(parents=True, exist_ok=True)

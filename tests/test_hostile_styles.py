@@ -45,7 +45,7 @@ def test_a_deeply_nested_card_is_skipped_with_a_warning_by_every_command(tmp_pat
     assert listing.returncode == 0 and "auto" in listing.stdout and "deep" not in listing.stdout, listing
     warned = listing.stderr.strip().splitlines()
     assert len(warned) == 2 and all(w.startswith("csr: warning: ") for w in warned), listing.stderr
-    assert "deep.json: skipped this style card (nested more than 16 levels deep)" in warned[0], warned
+    assert "deep.json: skipped, invalid style card (nested more than 16 levels deep)" in warned[0], warned
     assert warned[0].endswith("; csr styles remove deep") and "deeper.json" in warned[1], warned
 
     out = tmp_path / "out.jpg"
@@ -71,7 +71,7 @@ def test_removing_a_damaged_card_keeps_weights_another_card_uses(toy_registry):
     shared = style.path.name
     (reg.user_path / "bad.json").write_text("{")
     os.link(style.path, reg.user_path / f"bad.{shared.split('.')[1]}.safetensors")
-    with pytest.warns(UserWarning, match="bad.json: skipped this style card"):
+    with pytest.warns(UserWarning, match="bad.json: skipped, invalid style card"):
         assert "bad" in reg.damaged()
     reg.remove("bad")
     assert not (reg.user_path / "bad.json").exists() and style.path.exists()
@@ -176,3 +176,38 @@ def test_a_checkpoint_view_declaring_a_billion_values_is_refused_before_copying(
     assert r["outcome"] == "error" and r["s"] < 5, r
     assert r["message"].endswith("view.pth: checkpoint declares 1,073,741,824 values; a CSRNet has 36,489"), r
     assert capped.peak_mb < 700, f"peak {capped.peak_mb:.0f} MB"
+
+
+# ----------------------------------------------------------------------------- item 8: what a style may ask
+
+def test_a_style_cannot_ask_for_a_costly_condition_copy(tmp_path, toy_registry):
+    """cond_size 4096 (before: accepted; a 600x400 photo then cost 13 s and 2.25 GB): the card is skipped
+    with a warning, and no command saves such a style. The top of the range costs ~1 s and 0.2 GB."""
+    import numpy as np
+    from safetensors.numpy import save
+
+    from csr_core import COND_SIZES
+    from csr_core.errors import StyleError
+
+    state = {k: np.array(v) for k, v in toy_registry.net("auto").state.items()}
+    _user_style(tmp_path, "huge", save(state), cond_size=4096)
+    photo = tmp_path / "p.png"
+    from PIL import Image
+
+    Image.fromarray(hostile.pixels(400, 600)).save(photo)
+    capped = _csr("retouch", str(photo), "-o", str(tmp_path / "o.png"), "-s", "huge", home=tmp_path)
+    assert capped.returncode == 2 and capped.seconds < 20, capped
+    warning, error = capped.stderr.strip().splitlines()
+    assert warning.endswith(f"huge.json: skipped, invalid style card ('cond_size' must be an integer from 32 to "
+                            f"{COND_SIZES[1]}); csr styles remove huge"), warning
+    assert error.startswith("csr: error: unknown style 'huge'"), error
+
+    with pytest.raises(StyleError, match="'cond_size' must be an integer from 32 to 1024"):
+        toy_registry.save_style("huge", state, {"cond_size": 4096})
+    assert not list(toy_registry.user_path.glob("*"))
+    imported = _csr("styles", "import", str(tmp_path / "x.pth"), "--name", "x", "--cond-size", "4096", home=tmp_path)
+    assert imported.returncode == 2 and "4096 is not in the range 32<=x<=1024" in imported.stderr, imported
+
+    _user_style(tmp_path, "top", save(state), cond_size=COND_SIZES[1])
+    capped = _csr("retouch", str(photo), "-o", str(tmp_path / "o.png"), "-s", "top", home=tmp_path)
+    assert capped.returncode == 0 and capped.peak_mb < 600 and (tmp_path / "o.png").exists(), capped
