@@ -448,13 +448,17 @@ class Registry:
             if overwrite else None
         self.user_path.mkdir(parents=True, exist_ok=True)
         weights = self.user_path / card["file"]
-        write_bytes_atomic(weights, blob)  # a new name: the old style stays intact
-        try:  # the commit point; a new name is claimed only if no other process saved it meanwhile
+        try:
+            write_bytes_atomic(weights, blob)  # a new name: the old style stays intact
+            # the commit point; a new name is claimed only if no other process saved it meanwhile
             with atomic_write(self.user_path / f"{name}.json", "w", replace=old is not None) as fh:
                 json.dump(card, fh, indent=2)
         except FileExistsError:
             self._unlink_unused(weights)
             raise StyleExistsError(f"user style '{name}' was just saved by another csr process; choose another name") from None
+        except OSError as exc:  # a full disk, a quota, a file-size limit: nothing of the new style stays
+            self._unlink_unused(weights)
+            raise StyleError(f"cannot save style '{name}' in {self.user_path} ({exc.strerror or exc})") from None
         if old is not None:
             if old.name != name:
                 (self.user_path / f"{old.name}.json").unlink(missing_ok=True)

@@ -211,3 +211,57 @@ def test_a_style_cannot_ask_for_a_costly_condition_copy(tmp_path, toy_registry):
     _user_style(tmp_path, "top", save(state), cond_size=COND_SIZES[1])
     capped = _csr("retouch", str(photo), "-o", str(tmp_path / "o.png"), "-s", "top", home=tmp_path)
     assert capped.returncode == 0 and capped.peak_mb < 600 and (tmp_path / "o.png").exists(), capped
+
+
+# ----------------------------------------------------------------------------- item 18: a full disk
+
+@pytest.fixture
+def full_styles_disk(monkeypatch, toy_registry):
+    """Every write into the user style folder fails as on a full disk (ENOSPC); elsewhere writes work."""
+    import errno
+
+    real = os.fsync
+    folder = str(toy_registry.user_path)
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(folder):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return toy_registry
+
+
+def test_import_onto_a_full_disk_is_one_line_and_leaves_nothing(run, full_styles_disk, tmp_path):
+    import torch
+
+    from csr_core.model import CSRNet
+
+    torch.save(CSRNet().state_dict(), tmp_path / "net.pth")
+    res = run("styles", "import", tmp_path / "net.pth", "--name", "mine")
+    assert res.exit_code == 1, res.output
+    assert res.output.strip() == (f"csr: error: cannot save style 'mine' in {full_styles_disk.user_path} "
+                                  "(No space left on device)")
+    assert not list(full_styles_disk.user_path.iterdir()) and full_styles_disk.names() == ["auto"]
+
+
+def test_a_finetune_that_cannot_be_saved_keeps_the_trained_network(full_styles_disk, tmp_path, monkeypatch):
+    """The trained result is written to NAME.finetuned.pth and the error says how to add it."""
+    import torch
+
+    from csr_core.finetune import _save
+    from csr_core.model import CSRNet
+
+    monkeypatch.chdir(tmp_path)
+    reg = full_styles_disk
+    model = CSRNet()
+    with pytest.raises(Exception) as caught:
+        _save(reg, "mine", model, {"cond_size": 64}, reg.get("auto"), False)
+    kept = tmp_path / "mine.finetuned.pth"
+    assert str(caught.value) == (f"cannot save style 'mine' in {reg.user_path} (No space left on device); the "
+                                 f"trained network is kept in {kept}: once there is room, add it with: "
+                                 f"csr styles import {kept} --name mine --cond-size 64")
+    assert not list(reg.user_path.iterdir())
+    monkeypatch.setattr(os, "fsync", lambda fd: None)  # room again
+    style = reg.import_checkpoint(kept, "mine", cond_size=64)
+    assert all(torch.equal(torch.from_numpy(reg.net(style).state[k]), v) for k, v in model.state_dict().items())
