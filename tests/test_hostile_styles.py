@@ -164,7 +164,8 @@ def test_weights_of_an_unreadable_type_are_a_style_error(tmp_path, dtype):
 # ----------------------------------------------------------------------------- item 9: declared sizes
 
 def test_a_checkpoint_view_declaring_a_billion_values_is_refused_before_copying(tmp_path):
-    """A 1.8 kB .pth whose tensor is a stride-0 view of 2^30 values (before: killed at 4.1 GB)."""
+    """A 1.8 kB .pth whose tensor is a stride-0 view of 2^30 values (before: killed at 4.1 GB; the child's
+    2 GB address-space cap is the memory bound: its peak RSS would include the forking test process)."""
     import torch
 
     pth = tmp_path / "view.pth"
@@ -175,7 +176,6 @@ def test_a_checkpoint_view_declaring_a_billion_values_is_refused_before_copying(
     [r] = [json.loads(line) for line in capped.stdout.splitlines() if '"name"' in line]
     assert r["outcome"] == "error" and r["s"] < 5, r
     assert r["message"].endswith("view.pth: checkpoint declares 1,073,741,824 values; a CSRNet has 36,489"), r
-    assert capped.peak_mb < 700, f"peak {capped.peak_mb:.0f} MB"
 
 
 # ----------------------------------------------------------------------------- item 8: what a style may ask
@@ -210,7 +210,7 @@ def test_a_style_cannot_ask_for_a_costly_condition_copy(tmp_path, toy_registry):
 
     _user_style(tmp_path, "top", save(state), cond_size=COND_SIZES[1])
     capped = _csr("retouch", str(photo), "-o", str(tmp_path / "o.png"), "-s", "top", home=tmp_path)
-    assert capped.returncode == 0 and capped.peak_mb < 600 and (tmp_path / "o.png").exists(), capped
+    assert capped.returncode == 0 and not capped.hit_cap and (tmp_path / "o.png").exists(), capped
 
 
 # ----------------------------------------------------------------------------- item 18: a full disk
