@@ -1,17 +1,20 @@
 """``csr app``: the web app (Gradio) on the shared style registry."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from csr_core.errors import require
 
-from .common import device_option, fail, handle_errors
+from .common import EXIT_USAGE, device_option, fail, handle_errors
 
 EXAMPLES = """\b
 Examples:
   csr app                                  # http://127.0.0.1:7860, this machine only
   csr app --port 8080 --max-mb 50
   csr app --host 0.0.0.0                   # reachable from your network (no login: trusted networks only)
+  csr app --host 0.0.0.0 --auth-file logins.txt   # ... with a login (user:password lines)
   csr app --allow-edits                    # also teach and delete styles from the page
 """
 
@@ -25,29 +28,40 @@ Examples:
 @click.option("--concurrency", type=click.IntRange(min=1), help="Retouch requests at once [env CSR_APP_CONCURRENCY; 2].")
 @device_option
 @click.option("--allow-edits", is_flag=True, help="Let the page teach new styles and delete user styles "
-              "(off by default: anyone who can reach the app could change your registry).")
+              "(off by default: anyone who can reach the app could change your registry; beyond this machine "
+              "it needs a login).")
+@click.option("--auth-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Ask for a login: a file of user:password lines [env CSR_APP_AUTH: the same lines].")
 @handle_errors
-def command(host, port, share, max_mb, max_pixels, concurrency, device, allow_edits):
+def command(host, port, share, max_mb, max_pixels, concurrency, device, allow_edits, auth_file):
     """Start the web app: retouch photos (and, with --allow-edits, teach and delete styles)."""
     require("app", "the web app")
     from csr_core.inference import resolve_device
+    from csr_plugins.gradio_app import auth
     from csr_plugins.gradio_app.app import build_app, launch
     from csr_plugins.gradio_app.service import Limits
 
+    logins = auth.credentials(auth_file)
+    if allow_edits and not logins and (share or not auth.is_loopback(host)):
+        fail(f"--allow-edits beyond this machine needs a login: add --auth-file FILE (user:password lines) "
+             f"or set {auth.ENV}", EXIT_USAGE)
     resolve_device(device)
     limits = Limits.from_env(max_mb=max_mb, max_pixels=max_pixels, concurrency=concurrency)
     demo = build_app(limits=limits, device=device, allow_edits=allow_edits)
     try:  # quiet: Gradio's own banner speaks of launch(share=True), not of this command's options
-        _, url, share_url = launch(demo, host=host, port=port or None, share=share, block=False, quiet=True)
+        _, url, share_url = launch(demo, host=host, port=port or None, share=share, block=False, quiet=True,
+                                   auth=logins)
     except OSError as exc:  # port taken, address not ours, ...
         fail(f"cannot serve on {host}:{port}: {str(exc).split('. ')[0]}")
-    click.echo(f"csr app: serving on {url.rstrip('/')}  (Ctrl-C stops it)")
+    click.echo(f"csr app: serving on {url.rstrip('/')}{'  (login required)' if logins else ''}  (Ctrl-C stops it)")
     if share_url:
-        click.echo(f"csr app: public link {share_url} (temporary; anyone with the link can use the app)")
+        click.echo(f"csr app: public link {share_url} (temporary; anyone with the link"
+                   f"{' and a login' if logins else ''} can use the app)")
     elif share:
         click.echo("csr: warning: could not create the public --share link; serving locally only", err=True)
-    elif host in ("127.0.0.1", "localhost", "::1"):
+    elif auth.is_loopback(host):
         click.echo("csr app: this machine only; --host 0.0.0.0 serves your network, --share adds a public link")
     else:
-        click.echo(f"csr app: reachable from your network on {host} (no login); --share adds a public link")
+        click.echo(f"csr app: reachable from your network on {host}{'' if logins else ' (no login)'}; "
+                   "--share adds a public link")
     demo.block_thread()

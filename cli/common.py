@@ -8,7 +8,7 @@ import warnings
 
 import click
 
-from csr_core import DEVICES, MAX_STRENGTH
+from csr_core import COND_SIZES, DEVICES, MAX_STRENGTH
 from csr_core.errors import CsrError, UnknownStyleError, printable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -21,7 +21,7 @@ strength_option = click.option("--strength", type=click.FloatRange(0, MAX_STRENG
 device_option = click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
                              help="Where the network runs: cpu, or through PyTorch (the train extra) cuda, "
                                   "mps or auto (the best available).")
-cond_size_option = click.option("--cond-size", type=click.IntRange(32, 4096), default=256, show_default=True,
+cond_size_option = click.option("--cond-size", type=click.IntRange(*COND_SIZES), default=256, show_default=True,
                                 help="Long side of the copy of each photo the condition network sees.")
 
 

@@ -15,6 +15,9 @@ from csr_core.fsutil import StreamWriter
 from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, device_option, fail, handle_errors, registry, say,
                      strength_option, style_option)
 
+#: Most bytes read from stdin: a photo's file is smaller than its pixels, which the image size limit caps.
+MAX_STDIN_BYTES = 1 << 30
+
 EXAMPLES = """\b
 Examples:
   csr retouch in.jpg -o out.jpg
@@ -165,7 +168,15 @@ def _stream(inputs, output, fmt, run_one, overwrite, skip_existing):
         if decided is not None:
             fail(decided.message)
         dest = output
-    run_one(sys.stdin.buffer.read() if src is None else src, dest)
+    run_one(_read_stdin() if src is None else src, dest)
+
+
+def _read_stdin() -> bytes:
+    """All of stdin, at most MAX_STDIN_BYTES (one read: the bytes object is never copied or regrown)."""
+    data = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1)
+    if len(data) > MAX_STDIN_BYTES:
+        fail(f"<stdin>: more than {MAX_STDIN_BYTES >> 20:,} MB; save a larger photo to a file and retouch that")
+    return data
 
 
 def _run_batch(jobs, execute) -> int:

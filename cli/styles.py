@@ -156,11 +156,11 @@ def _score_lines(key: str, s: dict, name: str) -> list[str]:
 def remove(name, yes):
     """Delete one of your styles (built-in styles cannot be removed)."""
     reg = registry()
-    style = reg.get(name)
-    if not style.builtin and not yes:
+    damaged = name in reg.damaged()
+    if (damaged or not reg.get(name).builtin) and not yes:
         if not sys.stdin.isatty():
             fail(f"not removing '{name}' without confirmation: add -y (--yes) to confirm", EXIT_USAGE)
-        if not click.confirm(f"Remove user style '{name}'?"):
+        if not click.confirm(f"Remove {'damaged' if damaged else 'user'} style '{name}'?"):
             fail(f"kept style '{name}' (-y confirms without asking)", EXIT_FAILED)
     reg.remove(name)
     click.echo(f"removed style '{name}'")

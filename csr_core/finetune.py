@@ -9,7 +9,9 @@ a ~20% held-out split above it. Nothing is written until the style is complete.
 from __future__ import annotations
 
 import copy
+import io
 import json
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import PairsError
+from .errors import PairsError, StyleError
 from .evaluate import autocontrast, mean_scores, resolve_pairs
 from .finished import load_finished
 from .engine import Net
@@ -27,6 +29,7 @@ from .metrics import score, to_uint8
 from .model import CSRNet, condition_state, from_state, numpy_state
 from .pairs import Pair, load_pair
 from .pseudo import PseudoRecipe, fit_inverse_map, pseudo_pairs
+from .fsutil import write_bytes_atomic
 from .registry import Style
 from .train import RealPairs, TrainConfig, fit, fixed_pixels, holdout_split, pixel_psnr, trainable_parameters
 
@@ -411,10 +414,13 @@ def _named(v, names: list[str]):
 
 
 def _save(reg, name: str, model: CSRNet, card: dict, base_style, overwrite: bool):
-    """Save atomically; an interrupted save leaves no card and no orphan weights."""
+    """Save atomically; an interrupted save leaves no card and no orphan weights. A save that fails (a full
+    disk, the name taken meanwhile) keeps the trained network as a .pth and says where."""
     before = set(reg.user_path.glob(f"{name}.*safetensors"))
     try:
         return reg.save_style(name, model.state_dict(), card, base=base_style, overwrite=overwrite)
+    except (StyleError, OSError) as exc:
+        raise StyleError(f"{exc}; {_keep(model, name, card['cond_size'])}") from None
     except BaseException:
         card_path = reg.user_path / f"{name}.json"
         kept = json.loads(card_path.read_text("utf-8")).get("file") if card_path.exists() else None
@@ -422,3 +428,19 @@ def _save(reg, name: str, model: CSRNet, card: dict, base_style, overwrite: bool
             if p.name != kept:
                 p.unlink(missing_ok=True)
         raise
+
+
+def _keep(model: CSRNet, name: str, cond_size: int) -> str:
+    """Write the trained network (a full state_dict) to NAME.finetuned.pth in the current folder, else the
+    temporary folder; what to tell the user about it."""
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    for folder in (Path.cwd(), Path(tempfile.gettempdir())):
+        path = folder / f"{name}.finetuned.pth"
+        try:
+            write_bytes_atomic(path, buf.getvalue())
+        except OSError:
+            continue
+        return (f"the trained network is kept in {path}: once there is room, add it with: "
+                f"csr styles import {path} --name {name} --cond-size {cond_size}")
+    return "the trained network could not be kept either (no writable space in the current or temporary folder)"

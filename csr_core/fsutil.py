@@ -12,9 +12,11 @@ from typing import IO, BinaryIO, Iterator
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+def atomic_write(path: str | os.PathLike, mode: str = "wb", replace: bool = True) -> Iterator[IO]:
     """Open a temp file beside ``path`` (creating its folder); on success it replaces ``path`` in one rename.
 
+    With ``replace=False`` it becomes ``path`` only if no file of that name exists (one hard link, which
+    fails with FileExistsError otherwise): of two writers racing for a new name, exactly one wins.
     On any exception (or KeyboardInterrupt) the temp file is removed and ``path`` is untouched.
     """
     path = Path(path)
@@ -26,11 +28,28 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _create_from(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _create_from(tmp: str, path: Path) -> None:
+    """Give ``tmp`` the name ``path`` unless that exists (FileExistsError). A file system without hard
+    links falls back to claiming the name with an exclusive create, then renaming over the claim."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 #: Bytes a temporary name adds to the target's name: "." + "." + 8 random characters + ".part".

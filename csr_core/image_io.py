@@ -471,12 +471,26 @@ def _cms_to_srgb(pixels: np.ndarray, icc: bytes, gray: bool) -> np.ndarray:
         return np.concatenate(list(pool.map(transform, np.array_split(pixels, workers))))
 
 
-@functools.lru_cache(maxsize=32)
+#: (sha256 of a profile, gray) -> its space, for the last 32 profiles: keyed by digest, so that the cache
+#: never keeps a profile (up to tens of MB each) alive after its photo.
+_SPACES: dict[tuple[bytes, bool], str] = {}
+
+
 def _profile_space(icc: bytes, gray: bool) -> str:
-    """'sRGB' if ``icc`` maps a colour grid to sRGB within 1/255, else its description.
+    """'sRGB' if ``icc`` maps a colour grid to sRGB within 1/255, else its description (cached).
 
     Raises if the profile is unusable for these pixels.
     """
+    key = (hashlib.sha256(icc).digest(), gray)
+    space = _SPACES.get(key)
+    if space is None:
+        space = _SPACES[key] = _measure_space(icc, gray)
+        while len(_SPACES) > 32:
+            _SPACES.pop(next(iter(_SPACES)), None)
+    return space
+
+
+def _measure_space(icc: bytes, gray: bool) -> str:
     model = icc[16:20]
     if model != (b"GRAY" if gray else b"RGB "):
         found = model.decode("latin-1").strip() or "unknown"

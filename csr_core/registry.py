@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load, save
+from safetensors import SafetensorError, deserialize
+from safetensors.numpy import save
 
-from . import data_dir
+from . import COND_SIZES, data_dir
 from .architecture import ARCHITECTURE, CONDITION_KEYS, PARAMETER_COUNT, condition_state
 from .engine import Net
 from .errors import StyleError, StyleExistsError, UnknownStyleError, require
@@ -39,7 +39,11 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 #: Size caps for files read from a style folder (a CSRNet is ~150 kB; a card a few kB).
 MAX_CARD_BYTES = 1 << 20
+#: Deepest nesting of a card's JSON (cards written by csr nest 4 levels).
+MAX_CARD_DEPTH = 16
 MAX_WEIGHTS_BYTES = 64 << 20
+#: The tensor types a weights file may hold (safetensors names -> numpy types).
+_FLOATS = {"F16": np.float16, "F32": np.float32, "F64": np.float64}
 #: Largest magnitude a weight may have: trained CSRNets stay below ~10; 1e30 or NaN means damage.
 MAX_WEIGHT = 1e3
 #: Most parts of a style mix ('C:0.7,auto:0.3' has 2) and the longest mix spec.
@@ -71,6 +75,22 @@ def validate_name(name: str) -> str:
     return name
 
 
+def load_card(data: bytes) -> object:
+    """A card's JSON, nested at most MAX_CARD_DEPTH deep: ValueError otherwise (200 kB of '[[[[' would
+    raise RecursionError in the parser, or in whatever walks the card later)."""
+    try:
+        card = json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise ValueError(f"nested more than {MAX_CARD_DEPTH} levels deep") from None
+    level, depth = [card], 0
+    while level:
+        depth += 1
+        if depth > MAX_CARD_DEPTH:
+            raise ValueError(f"nested more than {MAX_CARD_DEPTH} levels deep")
+        level = [v for c in level if isinstance(c, (dict, list)) for v in (c.values() if isinstance(c, dict) else c)]
+    return card
+
+
 def check_card(card: object, where: str) -> dict:
     """A style card's required fields and types; StyleError naming ``where`` otherwise."""
     def bad(why: str):
@@ -86,8 +106,8 @@ def check_card(card: object, where: str) -> dict:
     if card.get("kind", "full") not in ("full", "condition"):
         bad("'kind' must be 'full' or 'condition'")
     size = card.get("cond_size")
-    if not isinstance(size, int) or isinstance(size, bool) or not 32 <= size <= 4096:
-        bad("'cond_size' must be an integer from 32 to 4096")
+    if not isinstance(size, int) or isinstance(size, bool) or not COND_SIZES[0] <= size <= COND_SIZES[1]:
+        bad(f"'cond_size' must be an integer from {COND_SIZES[0]} to {COND_SIZES[1]}")
     base = card.get("base")
     if card.get("kind") == "condition" and not (
             isinstance(base, dict) and isinstance(base.get("name"), str) and isinstance(base.get("sha256"), str)):
@@ -234,6 +254,8 @@ class Registry:
         self.builtin_path = Path(builtin) if builtin else builtin_dir()
         self.user_path = Path(user) if user else user_dir()
         self._nets: dict[str, Net] = {}
+        self._damaged: dict[str, str] = {}
+        self._warned: set[str] = set()
 
     # -- listing ------------------------------------------------------------------------------
     def _builtin_styles(self) -> dict[str, Style]:
@@ -257,19 +279,36 @@ class Registry:
         return out
 
     def _user_styles(self) -> dict[str, Style]:
-        out = {}
+        """The user styles whose cards read; a damaged or foreign card (or a FIFO, a device) is skipped,
+        never blocking, with one warning per card (``damaged()`` lists them; ``remove`` deletes them)."""
+        out, self._damaged = {}, {}
         if not self.user_path.is_dir():
             return out
         for card_path in sorted(self.user_path.glob("*.json")):
             name = card_path.stem
             try:
                 validate_name(name)
-                text = read_regular(card_path, MAX_CARD_BYTES, "style card").decode("utf-8")
-                card = check_card(json.loads(text), str(card_path))
+                card = check_card(load_card(read_regular(card_path, MAX_CARD_BYTES, "style card")), str(card_path))
                 out[name] = Style(name, card, self.user_path / card["file"], False)
-            except (StyleError, ValueError, OSError):
-                continue  # a damaged or foreign card (or a FIFO, a device): skipped, never blocking
+            except StyleError as exc:
+                self._skip(card_path, str(exc).removeprefix(f"{card_path}: "))
+            except (ValueError, OSError) as exc:
+                self._skip(card_path, f"invalid style card ({exc})")
         return out
+
+    def _skip(self, card_path: Path, why: str) -> None:
+        """Note a card that cannot be used, and warn about it once."""
+        name = card_path.stem
+        self._damaged[name] = why
+        if card_path.name not in self._warned:
+            self._warned.add(card_path.name)
+            hint = f"csr styles remove {name}" if _NAME_RE.fullmatch(name) else "move it out of that folder"
+            warnings.warn(f"{card_path}: skipped, {why}; {hint}", stacklevel=3)
+
+    def damaged(self) -> dict[str, str]:
+        """Cards in the user folder that were skipped: name -> why."""
+        self._user_styles()
+        return dict(self._damaged)
 
     def styles(self) -> list[Style]:
         """All styles: built-ins first, then user styles (a user style never shadows a built-in)."""
@@ -314,9 +353,14 @@ class Registry:
             raise StyleError(f"style '{style.name}': {style.path.name} fails its sha256 check "
                              f"(expected {style.sha256[:12]}..., got {digest[:12]}...); the file was modified or corrupted")
         try:
-            state = load(blob)
+            tensors = deserialize(blob)
         except (SafetensorError, OSError, ValueError) as exc:
             raise StyleError(f"style '{style.name}': cannot read {style.path.name} ({exc})") from None
+        odd = sorted({t["dtype"] for _, t in tensors} - set(_FLOATS))
+        if odd:
+            raise StyleError(f"style '{style.name}': {style.path.name} holds {', '.join(odd)} tensors; "
+                             f"weights must be {', '.join(_FLOATS)}")
+        state = {k: np.frombuffer(t["data"], _FLOATS[t["dtype"]]).reshape(t["shape"]) for k, t in tensors}
         return checked_arrays(state, f"style '{style.name}'")
 
     def _base_style(self, style: Style) -> Style:
@@ -399,11 +443,22 @@ class Registry:
         card.setdefault("cond_size", 256)
         if base is not None:
             card["base"] = {"name": base.name, "sha256": base.base_sha256}
-        old = next((st for n, st in self._user_styles().items() if n.lower() == name.lower()), None)
+        check_card(card, f"style '{name}'")  # a card it could not read back is never written
+        old = next((st for n, st in self._user_styles().items() if n.lower() == name.lower()), None) \
+            if overwrite else None
         self.user_path.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(self.user_path / card["file"], blob)  # a new name: the old style stays intact
-        with atomic_write(self.user_path / f"{name}.json", "w") as fh:  # the commit point
-            json.dump(card, fh, indent=2)
+        weights = self.user_path / card["file"]
+        try:
+            write_bytes_atomic(weights, blob)  # a new name: the old style stays intact
+            # the commit point; a new name is claimed only if no other process saved it meanwhile
+            with atomic_write(self.user_path / f"{name}.json", "w", replace=old is not None) as fh:
+                json.dump(card, fh, indent=2)
+        except FileExistsError:
+            self._unlink_unused(weights)
+            raise StyleExistsError(f"user style '{name}' was just saved by another csr process; choose another name") from None
+        except OSError as exc:  # a full disk, a quota, a file-size limit: nothing of the new style stays
+            self._unlink_unused(weights)
+            raise StyleError(f"cannot save style '{name}' in {self.user_path} ({exc.strerror or exc})") from None
         if old is not None:
             if old.name != name:
                 (self.user_path / f"{old.name}.json").unlink(missing_ok=True)
@@ -413,7 +468,14 @@ class Registry:
         return Style(name, card, self.user_path / card["file"], False)
 
     def remove(self, name: str) -> None:
-        """Delete a user style (built-ins cannot be removed)."""
+        """Delete a user style (built-ins cannot be removed), or a damaged card with the weights file
+        that was saved with it (``NAME.<sha256 prefix>.safetensors``) unless another card uses it."""
+        if name in self.damaged() and validate_name(name):
+            (self.user_path / f"{name}.json").unlink(missing_ok=True)
+            for weights in self.user_path.glob(f"{name}.*.safetensors"):
+                if re.fullmatch(rf"{re.escape(name)}\.[0-9a-f]{{12}}\.safetensors", weights.name):
+                    self._unlink_unused(weights)
+            return
         style = self.get(name)
         if style.builtin:
             raise StyleError(f"style '{name}' is built in and cannot be removed")
@@ -457,6 +519,10 @@ class Registry:
             state = state["state_dict"]
         if not isinstance(state, dict):
             raise StyleError(f"{path}: expected a state_dict of tensors, found {type(state).__name__}")
+        # a view (stride 0) may declare 2^30 values over one stored value: sizes are checked before any copy
+        values = sum(v.numel() for v in state.values() if isinstance(v, torch.Tensor))
+        if values > MAX_WEIGHTS_BYTES // 4:
+            raise StyleError(f"{path}: checkpoint declares {values:,} values; a CSRNet has {PARAMETER_COUNT:,}")
         arrays = {k: (v.float() if v.is_floating_point() else v).numpy() if isinstance(v, torch.Tensor) else v
                   for k, v in state.items()}
         net = _net_from_state(checked_arrays(arrays, str(path)), str(path))

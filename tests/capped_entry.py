@@ -5,6 +5,8 @@
     python tests/capped_entry.py zip FILE                         # a teaching upload
     python tests/capped_entry.py import FILE                      # csr styles import
     python tests/capped_entry.py styles                           # csr styles list ($CSR_HOME)
+    python tests/capped_entry.py app                              # build the web app ($CSR_HOME)
+    python tests/capped_entry.py profiles COUNT MB                # web renders of photos with big ICC profiles
 
 Each input prints {"start": name} before and {"name", "outcome", "message", "s"} after, so a child
 killed by its resource caps still shows which input it was on.
@@ -100,6 +102,49 @@ def styles() -> None:
                                                          "-o", tempfile.mktemp(suffix=".jpg"), "--style", "x"))
 
 
+def profiles(count: str, mb: str) -> None:
+    """Render ``count`` TIFFs, each with its own ``mb`` MB ICC profile, in the web app's Service; the
+    message of each is the resident memory (MB) left once the request is over."""
+    import gc
+    import struct
+
+    import imagecodecs
+    import numpy as np
+
+    import hostile
+    from csr_core.pipeline import default_registry
+    from csr_plugins.gradio_app.service import Limits, Service
+
+    service = Service(default_registry(), Limits())
+    srgb = imagecodecs.cms_profile("srgb")
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(int(count)):
+            icc = bytearray(srgb + bytes(int(mb) << 20))
+            icc[-8:] = struct.pack(">Q", i)  # each profile distinct
+            struct.pack_into(">I", icc, 0, len(icc))
+            photo = Path(tmp) / f"icc{i}.tif"
+            photo.write_bytes(hostile.tiff(hostile.pixels(16, 16), iccprofile=bytes(icc)))
+            del icc
+
+            def render() -> str:
+                service.render(str(photo), "auto", 1.0).unlink()
+                photo.unlink()
+                gc.collect()
+                return str(int(Path("/proc/self/statm").read_text().split()[1]) * 4096 >> 20)
+
+            _attempt(photo.name, render)
+
+
+def app() -> None:
+    def build() -> str:
+        from csr_plugins.gradio_app.app import build_app
+
+        return ",".join(build_app().csr["service"].names())
+
+    _attempt("build the app", build)
+
+
 if __name__ == "__main__":
     command, *rest = sys.argv[1:]
-    {"photos": photos, "spec": spec, "zip": unzip, "import": import_, "styles": styles}[command](*rest)
+    {"photos": photos, "spec": spec, "zip": unzip, "import": import_, "styles": styles, "app": app,
+     "profiles": profiles}[command](*rest)

@@ -75,13 +75,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(registry, **build_kwargs):
-    """Yield (demo, url) of the app served on 127.0.0.1; always shut down."""
+def running_app(registry, auth=None, **build_kwargs):
+    """Yield (demo, url) of the app served on 127.0.0.1 (with ``auth``: behind a login); always shut down."""
     from csr_plugins.gradio_app.app import build_app, launch
 
     demo = build_app(registry, **build_kwargs)
     try:
-        _, url, _ = launch(demo, host="127.0.0.1", port=free_port(), block=False, quiet=True)
+        _, url, _ = launch(demo, host="127.0.0.1", port=free_port(), block=False, quiet=True, auth=auth)
         yield demo, url.rstrip("/")
     finally:
         demo.close()

@@ -530,17 +530,18 @@ class Capped:
 
 
 def run_capped(args: list[str], *, mem_mb: int = 2048, cpu_s: int = 120, wall_s: int = 300,
-               cwd: Path | None = None, env: dict | None = None) -> Capped:
-    """Run ``args`` under RLIMIT_AS = ``mem_mb`` and RLIMIT_CPU = ``cpu_s`` (and a wall-clock kill)."""
+               cwd: Path | None = None, env: dict | None = None, stdin: Path | None = None) -> Capped:
+    """Run ``args`` under RLIMIT_AS = ``mem_mb`` and RLIMIT_CPU = ``cpu_s`` (and a wall-clock kill), its
+    stdin read from the file ``stdin`` (default: empty)."""
     def limits() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (mem_mb << 20, mem_mb << 20))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 5))
 
     env = dict(os.environ if env is None else env, OMP_NUM_THREADS="1", PYTHONIOENCODING="utf-8")
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            open(stdin or os.devnull, "rb") as source:
         t0 = time.monotonic()
-        proc = subprocess.Popen(args, stdout=out, stderr=err, stdin=subprocess.DEVNULL, preexec_fn=limits,
-                                cwd=cwd, env=env)
+        proc = subprocess.Popen(args, stdout=out, stderr=err, stdin=source, preexec_fn=limits, cwd=cwd, env=env)
         timer = threading.Timer(wall_s, proc.kill)
         timer.start()
         try:

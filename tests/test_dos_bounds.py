@@ -210,3 +210,22 @@ def test_untrusted_style_folder_never_blocks_or_reads_without_bound(tmp_path):
     assert listing["outcome"] == "ok" and "fifo" not in listing["message"] and "zero" not in listing["message"]
     assert retouch["outcome"] == "error" and "not a regular file" in retouch["message"], retouch
     assert "\n" not in retouch["message"]
+
+
+def test_stdin_is_read_up_to_a_cap(tmp_path):
+    """3 GB of zeros on stdin (issue 35 item 10; before: 2.9 GB of memory before the refusal): refused
+    after 1 GiB, one line, exit 1, no output; a photo on stdin still works under the same caps."""
+    zeros = tmp_path / "zeros"
+    with open(zeros, "wb") as fh:
+        fh.truncate(3 << 30)  # sparse: no disk used
+    out = tmp_path / "out.png"
+    csr = [sys.executable, "-m", "csr_cli.main", "retouch", "-", "-o", str(out)]
+    capped = hostile.run_capped(csr, cwd=REPO, stdin=zeros, wall_s=60)
+    assert capped.returncode == 1 and not capped.hit_cap, capped
+    assert capped.stderr.strip() == ("csr: error: <stdin>: more than 1,024 MB; save a larger photo to a file "
+                                     "and retouch that"), capped.stderr
+    assert capped.seconds < PER_FILE_S, f"{capped.seconds:.1f} s"  # memory: the child's 2 GB cap
+    assert not out.exists()
+    photo = REPO / "samples" / "coffee_dark.jpg"
+    capped = hostile.run_capped(csr, cwd=REPO, stdin=photo, wall_s=60)
+    assert capped.returncode == 0 and out.stat().st_size > 0, capped

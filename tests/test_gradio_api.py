@@ -74,11 +74,19 @@ def test_large_photo_previews_downscaled_download_full(server, tmp_path):
 def test_errors_are_one_line_messages(server, tmp_path):
     client, _ = server
     bad = tmp_path / "bad.png"
-    bad.write_bytes(b"not a png")
+    bad.write_bytes(_png_head())  # a PNG header, no image: uploaded, then refused with one line
     with pytest.raises(AppError, match="bad.png: "):
         client.predict(handle_file(bad), "auto", 1.0, "(none)", 0.5, api_name="/preview")
     with pytest.raises(AppError, match="unknown style 'nope'"):
         client.predict(handle_file(SAMPLES / "coffee_dark.jpg"), "nope", 1.0, "(none)", 0.5, api_name="/render")
+
+
+def _png_head() -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, "PNG")
+    return out.getvalue()[:60]
 
 
 def test_styles_table_and_delete(server):

@@ -90,7 +90,7 @@ def test_retouch_in_chromium(tmp_path):
             assert np.abs(after - core).mean() < 2                  # ... the one the core computes
 
             bad = tmp_path / "broken.jpg"
-            bad.write_bytes(b"this is not a photo")
+            bad.write_bytes(src.read_bytes()[:len(src.read_bytes()) // 2])  # starts as a JPEG: uploaded, not decoded
             choose_file(drv, bad)
             wait(lambda d: any("broken.jpg" in t for t in toasts(d)))
             assert not any("Traceback" in t for t in toasts(drv))
@@ -106,3 +106,34 @@ def test_retouch_in_chromium(tmp_path):
         finally:
             quit_driver(drv)
     assert time.monotonic() - t0 < 60
+
+
+def test_login_in_chromium(tmp_path):
+    """With a login, the page asks for it; a wrong password is refused, the right one opens the app."""
+    from selenium.webdriver.common.keys import Keys
+
+    reg = toy_registry(tmp_path / "reg")
+    with running_app(reg, auth=[("ann", "s3cret")]) as (_, url):
+        drv = chromium_driver(tmp_path / "downloads")
+        wait = lambda cond, t=20: WebDriverWait(drv, t).until(cond)  # noqa: E731
+        try:
+            drv.set_page_load_timeout(30)
+            drv.get(url)
+
+            def log_in(password: str) -> None:
+                password_box = wait(lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=password]"))[0]
+                user_box = next(i for i in drv.find_elements(By.CSS_SELECTOR, "input")
+                                if i.get_attribute("type") in ("text", None, ""))
+                user_box.clear()
+                user_box.send_keys("ann")
+                password_box.clear()
+                password_box.send_keys(password, Keys.RETURN)
+
+            log_in("wrong")
+            wait(lambda d: "incorrect" in d.page_source.lower())
+            assert not drv.find_elements(By.ID, "photo")
+            log_in("s3cret")
+            wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#photo input[type=file]"), 30)
+            drv.save_screenshot(str(artifact("gradio_login.png")))
+        finally:
+            quit_driver(drv)

@@ -5,14 +5,16 @@ import functools
 import logging
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from csr_core.errors import CsrError
 from csr_core.image_io import SUPPORTED_EXTENSIONS
 from csr_core.inference import MAX_STRENGTH
 from csr_core.registry import DEFAULT_STYLE, Registry
 
-from .service import NO_MIX, READ_ONLY, Limits, Service, sample_photos, style_spec
+from .service import NO_MIX, READ_ONLY, Limits, Service, public, sample_photos, style_spec
 from .teach import PAIRS_HINT, Teacher
+from .uploads import UPLOAD_TTL_S, UploadGuard
 
 log = logging.getLogger("csr.app")
 TABLE_HEADERS = ["name", "origin", "kind", "base", "description", "validation score"]
@@ -28,7 +30,7 @@ def friendly(fn):
         except gr.Error:
             raise
         except CsrError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+            raise gr.Error(public(str(exc)), print_exception=False) from None
         except Exception as exc:
             log.exception("unexpected error in %s", fn.__name__)
             raise gr.Error(f"unexpected error ({type(exc).__name__}); details are in the server log",
@@ -95,7 +97,7 @@ def build_app(registry: Registry | None = None, *, limits: Limits | None = None,
         return svc.card(name) if name else None
 
     names = svc.names()
-    with gr.Blocks(title="csr · photo retouching", delete_cache=(1800, 3600)) as demo:
+    with gr.Blocks(title="csr · photo retouching", delete_cache=(UPLOAD_TTL_S // 3, UPLOAD_TTL_S)) as demo:
         gr.Markdown("## csr · automatic photo retouching (CSRNet)")
         state = gr.State(None, time_to_live=3600)  # the session's preview copy
         with gr.Tabs():
@@ -193,13 +195,15 @@ def build_app(registry: Registry | None = None, *, limits: Limits | None = None,
 
 
 def launch(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int | None = 7860, share: bool = False,
-           block: bool = True, quiet: bool = False):
-    """Start serving ``demo`` (from ``build_app``) with its upload cap; sharing only when asked."""
+           block: bool = True, quiet: bool = False, auth: list[tuple[str, str]] | None = None):
+    """Start serving ``demo`` (from ``build_app``) with its upload caps; sharing only when asked; with
+    ``auth`` ([(user, password), ...], see ``auth.py``) every page and endpoint needs a login."""
     limits: Limits = demo.csr["limits"]
     samples = sample_photos()
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                               font_mono=["ui-monospace", "monospace"])  # system fonts: no web font fetches
-    return demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
+    return demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block, auth=auth,
                        max_file_size=limits.max_bytes, show_error=False, quiet=quiet, ssr_mode=False,
                        allowed_paths=[str(samples[0].parent)] if samples else None, theme=theme,
-                       footer_links=["api"])
+                       footer_links=["api"], app_kwargs={"middleware": [
+                           Middleware(UploadGuard, limits=limits, stored=lambda: demo.upload_file_set)]})

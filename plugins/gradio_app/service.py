@@ -5,6 +5,7 @@ Everything here raises ``CsrError`` subclasses with one line; ``app.py`` turns t
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -38,6 +39,7 @@ class Limits:
     """Caps on what one request may ask for (CLI flags, else CSR_APP_* environment variables)."""
 
     max_mb: float = 100.0             # per uploaded file (Gradio's max_file_size, re-checked here)
+    max_total_mb: float = 500.0       # all uploads the app holds at once (uploads.UploadGuard)
     max_pixels: int = 50_000_000      # per photo, checked from the header before decoding
     preview_side: int = 1024          # long side of the interactive preview
     max_files: int = 400              # files in one teaching upload (zip members included)
@@ -47,6 +49,7 @@ class Limits:
     @classmethod
     def from_env(cls, **overrides) -> "Limits":
         env = dict(max_mb=_env_number("CSR_APP_MAX_MB", cls.max_mb),
+                   max_total_mb=_env_number("CSR_APP_MAX_TOTAL_MB", cls.max_total_mb),
                    max_pixels=int(_env_number("CSR_APP_MAX_PIXELS", cls.max_pixels)),
                    preview_side=int(_env_number("CSR_APP_PREVIEW_SIDE", cls.preview_side)),
                    concurrency=int(_env_number("CSR_APP_CONCURRENCY", cls.concurrency)))
@@ -117,6 +120,14 @@ def downscale(rgb: np.ndarray, side: int) -> np.ndarray:
         return np.ascontiguousarray(x, dtype=np.float32)
     size = (max(1, round(w * s)), max(1, round(h * s)))
     return np.clip(cv2.resize(x, size, interpolation=cv2.INTER_AREA), 0, 1)
+
+
+def public(message: str) -> str:
+    """An error as a remote user should read it: no folder of the server (a file is named by its name
+    alone), no advice to set the server's environment variables (the app's own limits apply)."""
+    for root in {tempfile.gettempdir(), os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()}:
+        message = re.sub(re.escape(root.rstrip(os.sep)) + r"/(?:[^/:\n]*/)*", "", message)
+    return re.sub(r"\s*\(set CSR_\w+ to raise it\)|; set CSR_\w+ to raise it", "", message)
 
 
 READ_ONLY = ("this app serves the style registry read-only; restart it with 'csr app --allow-edits' "
