@@ -193,7 +193,7 @@ def main() -> None:
         try:
             store = Store(args.s3)
         except ImportError as exc:
-            print(f"(no object-store row: {exc.name} is not installed; pip install 'csr[cluster,test]')")
+            print(f"(no object-store row: {exc.name} is not installed; pip install \"csr-retouch[cluster,test]\")")
         else:
             try:
                 src = store.upload(photos)
