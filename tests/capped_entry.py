@@ -1,6 +1,6 @@
 """Child process for test_dos_bounds.py: run one entry point over hostile inputs, one JSON line each.
 
-    python tests/capped_entry.py photos core|cli|web FOLDER OUT   # every file of FOLDER
+    python tests/capped_entry.py photos core|cli|web FOLDER OUT [.EXT]   # every file of FOLDER (to .EXT)
     python tests/capped_entry.py spec PARTS                       # a style mix of PARTS parts
     python tests/capped_entry.py zip FILE                         # a teaching upload
     python tests/capped_entry.py import FILE                      # csr styles import
@@ -55,14 +55,14 @@ def _cli(*args: str) -> str:
     return res.output.strip()
 
 
-def photos(entry: str, folder: str, out: str) -> None:
+def photos(entry: str, folder: str, out: str, ext: str = ".png") -> None:
     from csr_core.image_io import load_photo
     from csr_core.pipeline import default_registry
     from csr_plugins.gradio_app.service import Limits, Service
 
     service = Service(default_registry(), Limits()) if entry == "web" else None
     for path in sorted(Path(folder).iterdir()):
-        dest = Path(out) / f"{path.stem}.png"
+        dest = Path(out) / f"{path.stem}{ext}"
         fn = {"core": lambda: load_photo(path) and None,
               "cli": lambda: _cli("retouch", str(path), "-o", str(dest)),
               "web": lambda: service.render(str(path), "auto", 1.0) and None}[entry]

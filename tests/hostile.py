@@ -209,6 +209,58 @@ def png_tiny_idats(count: int) -> bytes:
     return base[:at] + png_chunk(b"IDAT", b"") * count + base[at:]
 
 
+# ----------------------------------------------------------------------------- issue 35
+# Unusual but honest metadata, and more files whose cost is out of proportion to their size.
+
+_XMP_HEAD = b"http://ns.adobe.com/xap/1.0/\0"
+_XMP_EXT_HEAD = b"http://ns.adobe.com/xmp/extension/\0"
+
+
+def xmp_packet(body: str, namespaces: str = "") -> str:
+    """An XMP packet with one rdf:Description holding ``body`` (``namespaces``: extra xmlns attributes)."""
+    return ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+            '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+            f'xmlns:dc="http://purl.org/dc/elements/1.1/" {namespaces}>{body}</rdf:Description></rdf:RDF>'
+            '</x:xmpmeta><?xpacket end="w"?>')
+
+
+def xmp_keywords(count: int) -> str:
+    """A packet of ``count`` dc:subject keywords, as Lightroom writes them (2,000: ~48 KB)."""
+    items = "".join(f"<rdf:li>kw{i:05d}</rdf:li>" for i in range(count))
+    return xmp_packet(f"<dc:subject><rdf:Bag>{items}</rdf:Bag></dc:subject>")
+
+
+def jpeg_with_xmp(packet: str, extended: str = "", size: tuple[int, int] = (16, 12)) -> bytes:
+    """A JPEG whose APP1 holds ``packet`` (one ordinary segment: at most ~65 KB); with ``extended``,
+    also that packet as extended XMP (Adobe XMP spec part 3), its GUID named in the main packet."""
+    data = encode(Image.fromarray(pixels(size[1], size[0], seed=5)), "JPEG", quality=90)
+    segments = [_XMP_HEAD + packet.encode()]
+    if extended:
+        ext = extended.encode()
+        guid = hashlib.md5(ext).hexdigest().upper().encode()
+        segments[0] = _XMP_HEAD + packet.replace(
+            "</rdf:Description>", f"<xmpNote:HasExtendedXMP>{guid.decode()}</xmpNote:HasExtendedXMP>"
+                                  "</rdf:Description>").replace(
+            "rdf:about=\"\"", 'rdf:about="" xmlns:xmpNote="http://ns.adobe.com/xmp/note/"').encode()
+        for at in range(0, len(ext), 65400):
+            segments.append(_XMP_EXT_HEAD + guid + struct.pack(">II", len(ext), at) + ext[at:at + 65400])
+    for body in reversed(segments):
+        data = _jpeg_app(data, 0xE1, body)
+    return data
+
+
+def xmp_many_properties(count: int, value: str = "v" * 24) -> str:
+    """An extended-XMP packet of ``count`` small top-level properties (2,000: ~100 KB)."""
+    body = "".join(f"<t:p{i:05d}>{value}</t:p{i:05d}>" for i in range(count))
+    return xmp_packet(body, 'xmlns:t="http://example.com/t/1.0/"').split("?>", 1)[1].rsplit("<?", 1)[0]
+
+
+def png_with_xmp(packet: str) -> bytes:
+    """A small PNG carrying ``packet`` in an uncompressed iTXt XML:com.adobe.xmp chunk."""
+    png = encode(Image.fromarray(pixels(12, 16, seed=6)), "PNG")
+    return png_insert(png, png_chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + packet.encode()))
+
+
 # ----------------------------------------------------------------------------- the corpus
 
 @functools.cache
@@ -552,3 +604,18 @@ def run_capped(args: list[str], *, mem_mb: int = 2048, cpu_s: int = 120, wall_s:
         out.seek(0), err.seek(0)
         return Capped(proc.returncode, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"),
                       seconds, usage.ru_maxrss / 1024)
+
+
+def check_child(capped: Capped, expected: int) -> list[dict]:
+    """The results a capped ``capped_entry.py`` child printed: it must have ended within its caps
+    (else: which input it was on, its peak and its stderr) and reported ``expected`` inputs."""
+    import json
+
+    lines = [json.loads(line) for line in capped.stdout.splitlines() if line.startswith("{")]
+    started = next((r["start"] for r in reversed(lines) if "start" in r), "?")
+    assert not capped.hit_cap and capped.returncode == 0, (
+        f"child hit its caps or failed (exit {capped.returncode}, {capped.seconds:.0f} s, peak {capped.peak_mb:.0f} MB)"
+        f" on {started!r}: {capped.stderr[-1500:]}")
+    results = [r for r in lines if "name" in r]
+    assert len(results) == expected, capped.stdout
+    return results

@@ -25,23 +25,7 @@ ENTRY = [sys.executable, str(REPO / "tests" / "capped_entry.py")]
 PER_FILE_S = 20.0  # a refusal takes milliseconds; before the fixes these took 17-155 s each
 
 
-def _results(capped: hostile.Capped) -> list[dict]:
-    lines = [json.loads(line) for line in capped.stdout.splitlines() if line.startswith("{")]
-    return [r for r in lines if "name" in r]
-
-
-def _started(capped: hostile.Capped) -> str:
-    lines = [json.loads(line) for line in capped.stdout.splitlines() if line.startswith("{")]
-    return next((r["start"] for r in reversed(lines) if "start" in r), "?")
-
-
-def _check_child(capped: hostile.Capped, expected: int) -> list[dict]:
-    assert not capped.hit_cap and capped.returncode == 0, (
-        f"child hit its caps or failed (exit {capped.returncode}, {capped.seconds:.0f} s, peak {capped.peak_mb:.0f} MB)"
-        f" on {_started(capped)!r}: {capped.stderr[-1500:]}")
-    results = _results(capped)
-    assert len(results) == expected, capped.stdout
-    return results
+_check_child = hostile.check_child
 
 
 @pytest.fixture(scope="module")
