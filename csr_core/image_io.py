@@ -217,14 +217,19 @@ def _check_bytes(nbytes: int, max_pixels: int, what: str) -> None:
 
 def _read_png(data: bytes, max_pixels: int) -> _Decoded:
     """Walk the chunks (size limit, metadata, critical-chunk CRCs, whole chunks), vet the image
-    data (``png_guard``: libpng must never fail on it), then decode with libpng."""
+    data (``png_guard``: libpng must never fail on it), then decode with libpng. Text chunks are
+    kept from libpng: it would inflate every one (up to 8 MB each) for nothing, as csr reads the
+    text itself within the metadata budget (``metadata.read``)."""
     ihdr = None
     idat: list[memoryview] = []
     view = memoryview(data)
     others = 0
     pos = 8
+    text: list[tuple[int, int]] = []
     while pos + 12 <= len(data):
         length, ctype = struct.unpack_from(">I4s", data, pos)
+        if ctype in (b"tEXt", b"zTXt", b"iTXt"):
+            text.append((pos, pos + 12 + length))
         others += ctype != b"IDAT"
         if others > MAX_PNG_CHUNKS or len(idat) > MAX_PNG_CHUNKS + len(data) // 1024:
             raise _Bad(f"damaged PNG file (more chunks than the limit: {MAX_PNG_CHUNKS} besides image data)")
@@ -258,6 +263,9 @@ def _read_png(data: bytes, max_pixels: int) -> _Decoded:
         png_guard.check_image_data(ihdr, idat)
     except png_guard.PngDataError as exc:
         raise _Bad(str(exc)) from None
+    if text:
+        keep = [0, *(at for span in text for at in span), len(data)]
+        data = b"".join(view[keep[i]:keep[i + 1]] for i in range(0, len(keep), 2))
     return _Decoded(imagecodecs.png_decode(data), "PNG")
 
 

@@ -261,6 +261,13 @@ def png_with_xmp(packet: str) -> bytes:
     return png_insert(png, png_chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + packet.encode()))
 
 
+def png_compressed_text(count: int, inflated: int = 8_000_000) -> bytes:
+    """A small PNG with ``count`` zTXt chunks of zeros, each inflating to ``inflated`` bytes
+    (libpng's default cap per chunk is 8 MB: 990 of them make an 8 MB file of 7.9 GB of text)."""
+    body = b"Comment\0\0" + zlib.compress(bytes(inflated), 9)
+    png = encode(Image.fromarray(pixels(12, 16, seed=7)), "PNG")
+    return png_insert(png, png_chunk(b"zTXt", body) * count)
+
 # ----------------------------------------------------------------------------- the corpus
 
 @functools.cache

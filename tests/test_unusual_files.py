@@ -72,3 +72,24 @@ def test_extended_xmp_of_many_properties_is_split_quickly(tmp_path):
     assert r["outcome"] == "ok" and r["s"] < 5, r
     meta = load_photo(tmp_path / "out" / "extended-2500.jpg").meta
     assert sum(d.key().startswith("Xmp.t.") for d in meta.xmp) == 2500
+
+
+# ----------------------------------------------------------------------------- cost out of proportion
+
+COSTLY = {  # name: (bytes, expected outcome) at the sizes the issue measured
+    "text-990x8mb.png": (lambda: hostile.png_compressed_text(990), "ok"),  # item 7: 19-29 s in libpng
+}
+
+
+@pytest.fixture(scope="module")
+def costly(tmp_path_factory) -> Path:
+    return _write(tmp_path_factory.mktemp("costly"), {name: make() for name, (make, _) in COSTLY.items()})
+
+
+@pytest.mark.parametrize("entry", ["core", "cli", "web"])
+def test_costly_files_stay_within_bounds(costly, tmp_path, entry):
+    """Items 3-7: each file is refused with one line, or retouched, within the bound."""
+    for r in _run(costly, tmp_path / "out", entry):
+        assert r["outcome"] == COSTLY[r["name"]][1], r
+        if r["outcome"] == "error":
+            _one_line(r)
