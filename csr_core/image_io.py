@@ -57,7 +57,7 @@ from PIL import Image, ImageCms, UnidentifiedImageError
 from . import camera, jpeg_guard, metadata, png_guard
 from .errors import ImageError
 from .fsutil import atomic_write
-from .pixels import from_float, to_float
+from .pixels import clipped_float, from_float, to_float
 
 __all__ = ["Photo", "load_photo", "save_photo", "format_for_path", "to_float", "from_float",
            "SUPPORTED_EXTENSIONS", "DEFAULT_MAX_PIXELS"]
@@ -78,8 +78,13 @@ def _env_max_pixels(default: int = 200_000_000) -> int:
 
 
 DEFAULT_MAX_PIXELS = _env_max_pixels()
-#: Decoded-bytes budget per allowed pixel: 200 MP -> 2.4 GB (float32 RGB fits; float64 RGBA does not).
+#: Memory budget per allowed pixel: 200 MP -> 2.4 GB, for the decoder and for the whole run.
 BYTES_PER_PIXEL = 12
+#: The run after decoding (retouching in place, the encoder's conversions, its output and exiv2's
+#: copies of it) holds at most this many copies of the working pixels, HxWx3 at 1, 2 or 4 bytes a
+#: sample (measured: 2 for float32 TIFF to TIFF, under 3 for 8-bit to WebP). So a 200 MP budget
+#: takes 8-bit photos of 200 MP, 16-bit of 133 MP and float of 67 MP.
+RUN_COPIES = 3
 #: Most scans a JPEG may have (libjpeg's default progressive script has 10) ...
 MAX_JPEG_SCANS = 100
 #: ... and at most this many full-image scan passes per allowed pixel (a 200 MP JPEG: 32 scans).
@@ -196,6 +201,8 @@ def _sniff(data: bytes, name: str) -> str | None:
         return "TIFF"
     if data[:3] == b"\xff\xd8\xff":
         return "JPEG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
     return None
 
 
@@ -207,11 +214,13 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
                    f"limit of {max_pixels / 1e6:g} MP (set CSR_MAX_PIXELS to raise it)")
 
 
-def _check_bytes(nbytes: int, max_pixels: int, what: str) -> None:
-    """The decoder's allocation (``nbytes``) against the budget of BYTES_PER_PIXEL per allowed pixel."""
+def _check_bytes(decoder: int, max_pixels: int, what: str, width: int, height: int, sample_bytes: int) -> None:
+    """The decoder's allocation (``decoder`` bytes), and the run's (RUN_COPIES of the width x height
+    working pixels of ``sample_bytes``), against the budget of BYTES_PER_PIXEL per allowed pixel."""
     budget = max_pixels * BYTES_PER_PIXEL
+    nbytes = max(decoder, RUN_COPIES * width * height * 3 * sample_bytes)
     if nbytes > budget:
-        raise _Bad(f"image too large: decoding {what} needs {nbytes / 1e6:,.0f} MB, more than the limit of "
+        raise _Bad(f"image too large: retouching {what} needs {nbytes / 1e6:,.0f} MB, more than the limit of "
                    f"{budget / 1e6:,.0f} MB ({BYTES_PER_PIXEL} bytes per allowed pixel; set CSR_MAX_PIXELS to raise it)")
 
 
@@ -247,7 +256,8 @@ def _read_png(data: bytes, max_pixels: int) -> _Decoded:
             width, height = struct.unpack_from(">II", body)
             _check_size(width, height, max_pixels)
             try:
-                _check_bytes(png_guard.decoded_bytes(body), max_pixels, "this PNG")
+                _check_bytes(png_guard.decoded_bytes(body), max_pixels, "this PNG", width, height,
+                             2 if body[8] == 16 else 1)
             except png_guard.PngDataError as exc:
                 raise _Bad(str(exc)) from None
         elif ctype == b"acTL" and len(body) == 8 and struct.unpack(">I", body[:4])[0] > 1:
@@ -286,7 +296,8 @@ def _read_jpeg(data: bytes, max_pixels: int) -> _Decoded:
     if info.too_little_data():
         raise _Bad(f"truncated JPEG ({info.scan_bytes:,} bytes of scan data cannot code {width}x{height} pixels)")
     gray = im.mode == "L"
-    _check_bytes(width * height * (1 if gray else 3) + info.coefficient_bytes(), max_pixels, "this JPEG")
+    _check_bytes(width * height * (1 if gray else 3) + info.coefficient_bytes(), max_pixels, "this JPEG",
+                 width, height, 1)
     try:
         pixels = simplejpeg.decode_jpeg(data, colorspace="GRAY" if gray else "RGB", strict=True)
     except ValueError as exc:
@@ -307,6 +318,33 @@ def _read_pillow(data: bytes, max_pixels: int) -> _Decoded:
         raise _Bad(_CMYK)
     orientation = im.getexif().get(0x0112) if fmt == "AVIF" else None  # Pillow's, from irot/imir
     return _Decoded(_pil_pixels(im), fmt, orientation)
+
+
+def _read_webp(data: bytes, max_pixels: int) -> _Decoded:
+    """libwebp through imagecodecs, straight into the array (Pillow's decoder holds two more
+    canvases: a flat 196 MP lossless file took 3.4 GB there), budgeted as the output plus the
+    lossless decoder's own 4 bytes per pixel."""
+    width, height, alpha, animated = _webp_header(data)
+    _check_size(width, height, max_pixels)
+    if animated:
+        raise _Bad("animated images are not supported")
+    _check_bytes(width * height * (4 + 4 if alpha else 3 + 4), max_pixels, "this WebP", width, height, 1)
+    return _Decoded(imagecodecs.webp_decode(data), "WEBP")
+
+
+def _webp_header(data: bytes) -> tuple[int, int, bool, bool]:
+    """(width, height, alpha, animated) from a WebP's first chunk. Read here because neither
+    imagecodecs nor Pillow tells them without allocating the canvas (Pillow: two, on opening)."""
+    chunk, body = data[12:16], data[20:30]
+    if chunk == b"VP8X" and len(body) == 10:
+        return (int.from_bytes(body[4:7], "little") + 1, int.from_bytes(body[7:10], "little") + 1,
+                bool(body[0] & 0x10), bool(body[0] & 0x02))
+    if chunk == b"VP8L" and len(body) >= 5 and body[0] == 0x2F:
+        bits = int.from_bytes(body[1:5], "little")
+        return (bits & 0x3FFF) + 1, (bits >> 14 & 0x3FFF) + 1, bool(bits >> 28 & 1), False
+    if chunk == b"VP8 " and body[3:6] == b"\x9d\x01\x2a":
+        return int.from_bytes(body[6:8], "little") & 0x3FFF, int.from_bytes(body[8:10], "little") & 0x3FFF, False, False
+    raise _Bad("not a supported image (damaged WebP header)")
 
 
 def _pil_open(data: bytes) -> Image.Image:
@@ -361,8 +399,10 @@ def _read_tiff(data: bytes, max_pixels: int) -> _Decoded:
             raise _Bad(f"image too large: {page.imagewidth}x{page.imagelength} with {page.samplesperpixel} "
                        "samples per pixel")
         itemsize = page.dtype.itemsize if page.dtype is not None else max(1, page.bitspersample // 8)
+        floating = page.dtype is not None and page.dtype.kind == "f" or itemsize > 2  # worked on as float32
         _check_bytes(page.imagewidth * page.imagelength * page.samplesperpixel * itemsize, max_pixels,
-                     f"this {page.imagewidth}x{page.imagelength}x{page.samplesperpixel} {itemsize * 8}-bit TIFF")
+                     f"this {page.imagewidth}x{page.imagelength}x{page.samplesperpixel} {itemsize * 8}-bit TIFF",
+                     page.imagewidth, page.imagelength, 4 if floating else min(itemsize, 2))
         referenced = sum(page.databytecounts)
         if referenced > len(data):  # strips/tiles pointing at the same bytes: decoding them repeats work
             raise _Bad(f"damaged TIFF file (its strips or tiles add up to {referenced:,} bytes in a file of "
@@ -414,9 +454,12 @@ def _normalise_samples(a: np.ndarray) -> np.ndarray:
         return np.multiply(a, 255, dtype=np.uint8)
     if a.dtype.kind == "u" and a.dtype.itemsize <= 2:
         return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
-    if a.dtype.kind == "f":
-        a = np.nan_to_num(a.astype(np.float32), copy=False, nan=0.0, posinf=1.0, neginf=0.0)
-        return np.clip(a, 0.0, 1.0, out=a)
+    if a.dtype.kind == "f":  # in place: the decoder's array is ours, and a copy would double the peak
+        a = a.astype(np.float32, copy=False)
+        if not a.flags.writeable:
+            a = a.copy()
+        np.fmax(a, 0.0, out=a)  # NaN and -inf -> 0
+        return np.fmin(a, 1.0, out=a)  # +inf -> 1
     raise _Bad(f"unsupported sample type {a.dtype}")
 
 
@@ -653,7 +696,7 @@ def _encode_webp(rgb, alpha, quality) -> bytes:
 
 def _encode_tiff(rgb, alpha, quality) -> bytes:
     if rgb.dtype == np.float32:
-        rgb = from_float(rgb, np.float32)  # clip to [0, 1], NaN -> 0
+        rgb = clipped_float(rgb)
     pixels = _pixels_for(rgb, alpha, rgb.dtype)
     out = io.BytesIO()
     tifffile.imwrite(out, pixels, photometric="rgb", planarconfig="contig", byteorder="<",
@@ -662,7 +705,8 @@ def _encode_tiff(rgb, alpha, quality) -> bytes:
     return out.getvalue()
 
 
-_READERS = {"PNG": _read_png, "TIFF": _read_tiff, "JPEG": _read_jpeg, "RAW": _read_raw, "HEIF": _read_heif}
+_READERS = {"PNG": _read_png, "TIFF": _read_tiff, "JPEG": _read_jpeg, "WEBP": _read_webp, "RAW": _read_raw,
+            "HEIF": _read_heif}
 _ENCODERS = {"JPEG": _encode_jpeg, "PNG": _encode_png, "TIFF": _encode_tiff, "WEBP": _encode_webp}
 _DEFAULT_OUTPUT = {"RAW": "TIFF", "HEIF": "JPEG", "AVIF": "JPEG"}
 

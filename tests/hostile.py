@@ -99,8 +99,8 @@ def tiff_bytes(tags: dict[int, int | list[int]], payload: bytes = b"", types: di
                next_ifd: int | None = None) -> bytes:
     """A hand-made little-endian TIFF: one IFD at offset 8, SHORT/LONG tags, then ``payload``.
 
-    StripOffsets / TileOffsets (273 / 324) given as -1 point at ``payload``. ``next_ifd`` (default 0) lets
-    the IFD chain loop or dangle.
+    StripOffsets / TileOffsets (273 / 324) given as -1 point at ``payload``, -1 - k at its byte k.
+    ``next_ifd`` (default 0) lets the IFD chain loop or dangle.
     """
     types = types or {}
     entries = sorted(tags.items())
@@ -117,7 +117,7 @@ def tiff_bytes(tags: dict[int, int | list[int]], payload: bytes = b"", types: di
     payload_at = extra_at + blob_sizes
     ifd = bytearray(struct.pack("<H", len(entries)))
     for tag, typ, vals in values:
-        vals = [payload_at if (tag in (273, 324) and v == -1) else v for v in vals]
+        vals = [payload_at - 1 - v if (tag in (273, 324) and v < 0) else v for v in vals]
         raw = struct.pack("<" + _TYPE[typ] * len(vals), *vals)
         if len(raw) <= 4:
             ifd += struct.pack("<HHI", tag, typ, len(vals)) + raw.ljust(4, b"\0")
@@ -267,6 +267,24 @@ def png_compressed_text(count: int, inflated: int = 8_000_000) -> bytes:
     body = b"Comment\0\0" + zlib.compress(bytes(inflated), 9)
     png = encode(Image.fromarray(pixels(12, 16, seed=7)), "PNG")
     return png_insert(png, png_chunk(b"zTXt", body) * count)
+
+def webp_flat_lossless(width: int, height: int) -> bytes:
+    """A lossless WebP of one flat colour at any size up to 16384 a side (~40 bytes: a one-colour
+    image codes every pixel in zero bits, so only the VP8L header's size changes)."""
+    data = bytearray(encode(Image.new("RGB", (64, 64), (40, 90, 160)), "WEBP", lossless=True, method=0))
+    assert data[12:16] == b"VP8L" and data[20] == 0x2F
+    bits = struct.unpack_from("<I", data, 21)[0] & ~((1 << 28) - 1)
+    struct.pack_into("<I", data, 21, bits | (width - 1) | (height - 1) << 14)
+    return bytes(data)
+
+def tiff_float32_tiles(width: int, height: int, tile: int = 256) -> bytes:
+    """A deflated, tiled float32 RGB TIFF, every tile its own copy of one flat tile (nothing
+    overlaps), yet 14000x14000 (2.35 GB decoded) is a ~2.4 MB file."""
+    body = zlib.compress(np.full((tile, tile, 3), 0.25, "<f4").tobytes(), 9)
+    n = -(-width // tile) * -(-height // tile)
+    tags = {256: width, 257: height, 258: [32] * 3, 259: 8, 262: 2, 277: 3, 284: 1, 322: tile, 323: tile,
+            324: [-1 - i * len(body) for i in range(n)], 325: [len(body)] * n, 339: [3] * 3}
+    return tiff_bytes(tags, body * n)
 
 # ----------------------------------------------------------------------------- the corpus
 

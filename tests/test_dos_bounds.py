@@ -57,8 +57,8 @@ def test_amplifying_images_are_refused_within_caps(amplifiers, tmp_path, entry, 
 
 
 def test_decoded_bytes_budget_not_pixels(monkeypatch):
-    """A 4 MP float64 RGBA TIFF (128 MB decoded) under a 5 MP limit is refused: 12 bytes per allowed
-    pixel make a 60 MB budget. The decoder never runs."""
+    """A 4 MP float64 RGBA TIFF (128 MB decoded; retouched as float32 RGB, RUN_COPIES x 48 MB) under a
+    5 MP limit is refused: 12 bytes per allowed pixel make a 60 MB budget. The decoder never runs."""
     import tifffile
 
     from csr_core.errors import ImageError
@@ -67,7 +67,7 @@ def test_decoded_bytes_budget_not_pixels(monkeypatch):
     data = hostile.tiff_float64_rgba(2000, 2000)
     assert len(data) < 200_000
     monkeypatch.setattr(tifffile.TiffPage, "asarray", lambda *a, **k: pytest.fail("decoder ran"))
-    with pytest.raises(ImageError, match=r"needs 128 MB, more than the limit of 60 MB"):
+    with pytest.raises(ImageError, match=r"needs 144 MB, more than the limit of 60 MB"):
         load_photo(data, max_pixels=5_000_000)
     monkeypatch.undo()
     assert load_photo(data, max_pixels=20_000_000).rgb.shape == (2000, 2000, 3)
