@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 import hostile
 
@@ -74,6 +75,35 @@ def test_extended_xmp_of_many_properties_is_split_quickly(tmp_path):
     assert sum(d.key().startswith("Xmp.t.") for d in meta.xmp) == 2500
 
 
+THIN = {"4096x1.png": (1, 4096), "10000x3.jpg": (3, 10000), "2x20000.tif": (20000, 2)}
+
+
+def test_thin_strips_are_retouched(tmp_path):
+    """Item 16: valid photos one to three pixels high or wide are retouched, not refused with
+    "unexpected error (OpenCV ... resize)"."""
+    import numpy as np
+
+    from csr_core.image_io import load_photo
+
+    folder = _write(tmp_path / "in", {name: hostile.encode(Image.fromarray(hostile.pixels(h, w)), fmt) for
+                                      (name, (h, w)), fmt in zip(THIN.items(), ("PNG", "JPEG", "TIFF"))})
+    for r in _run(folder, tmp_path / "out"):
+        assert r["outcome"] == "ok", r
+        out = load_photo(tmp_path / "out" / f"{Path(r['name']).stem}.png").rgb
+        assert out.shape == (*THIN[r["name"]], 3) and np.ptp(out) > 0
+
+
+def test_thin_strips_are_scored(tmp_path, toy_registry):
+    """Item 16: ``csr eval`` on pairs of thin strips scores them instead of aborting."""
+    from pairs_util import write_pairs
+
+    from csr_core.evaluate import evaluate
+
+    for h, w in THIN.values():
+        res = evaluate(write_pairs(tmp_path / f"{h}x{w}", 2, size=(h, w)), "auto", registry=toy_registry)
+        assert [r["size"] for r in res["pairs"]] == [[w, h]] * 2 and res["mean"]["auto"]["psnr"] > 0
+
+
 # ----------------------------------------------------------------------------- cost out of proportion
 
 COSTLY = {  # name: (bytes, expected outcome, or one per entry) at the sizes the issue measured
@@ -93,7 +123,7 @@ def costly(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("entry", ["core", "cli", "web"])
 def test_costly_files_stay_within_bounds(costly, tmp_path, entry):
     """Items 3-7: each file is refused with one line, or retouched, within the bound."""
-    for r in _run(costly, tmp_path / "out", entry):
+    for r in _run(costly, tmp_path / "out", entry, ext=".jpg"):  # JPEG: the quickest encoder, for margin
         expected = COSTLY[r["name"]][1]
         assert r["outcome"] == (expected if isinstance(expected, str) else expected[entry]), r
         if r["outcome"] == "error":
