@@ -42,6 +42,7 @@ exiv2.XmpProperties.registerNs("http://ns.adobe.com/xmp/note/", "xmpNote")
 _XMP_EXT_HEAD = b"http://ns.adobe.com/xmp/extension/\0"
 _XMP_JPEG_MAX = 65000  # a JPEG APP1 holds 65533 bytes, less its 29-byte header
 _EXT_PART = 65400      # extended-XMP payload per segment (the spec allows 65458)
+_JPEG_ICC_MAX = 255 * 65496 - 1  # exiv2 writes ICC into at most 255 APP2 chunks of 65,496 bytes
 # PNG text keys that mean one XMP property (as exiftool maps them); the rest stay PNG-only
 _PNG_TEXT_XMP = {"Title": "Xmp.dc.title", "Author": "Xmp.dc.creator", "Description": "Xmp.dc.description",
                  "Copyright": "Xmp.dc.rights"}
@@ -305,7 +306,9 @@ def write(data: bytes, fmt: str, meta: Metadata, *, icc: bytes | None, size: tup
         packet, extended = _split_xmp(xmp)
     image.setXmpPacket(packet)
     image.writeXmpFromPacket(True)
-    if icc:
+    if icc and fmt == "JPEG" and len(icc) > _JPEG_ICC_MAX:
+        lost.append(f"an ICC profile of {len(icc) / 1e6:.0f} MB (its limit is {_JPEG_ICC_MAX / 1e6:.1f} MB)")
+    elif icc:
         image.setIccProfile(exiv2.DataBuf(icc))
     image.writeMetadata()
     out = image.io()

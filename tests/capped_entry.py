@@ -6,7 +6,7 @@
     python tests/capped_entry.py import FILE                      # csr styles import
     python tests/capped_entry.py styles                           # csr styles list ($CSR_HOME)
 
-Each input prints {"start": name} before and {"name", "outcome", "message", "s"} after, so a child
+Each input prints {"start": name} before and {"name", "outcome", "message", "s", "warnings"} after, so a child
 killed by its resource caps still shows which input it was on.
 """
 from __future__ import annotations
@@ -31,14 +31,15 @@ def _attempt(name: str, fn) -> None:
 
     _emit(start=name)
     t0 = time.monotonic()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
             message = fn() or ""
-        outcome = "ok"
-    except CsrError as exc:
-        outcome, message = "error", str(exc)
-    _emit(name=name, outcome=outcome, message=message, s=round(time.monotonic() - t0, 3))
+            outcome = "ok"
+        except CsrError as exc:
+            outcome, message = "error", str(exc)
+    _emit(name=name, outcome=outcome, message=message, s=round(time.monotonic() - t0, 3),
+          warnings=[str(w.message) for w in caught])
 
 
 def _cli(*args: str) -> str:

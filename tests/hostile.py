@@ -286,6 +286,20 @@ def tiff_float32_tiles(width: int, height: int, tile: int = 256) -> bytes:
             324: [-1 - i * len(body) for i in range(n)], 325: [len(body)] * n, 339: [3] * 3}
     return tiff_bytes(tags, body * n)
 
+def icc_padded(size: int) -> bytes:
+    """LittleCMS's sRGB profile grown to ``size`` bytes by one private tag (still a valid sRGB profile)."""
+    icc = bytearray(imagecodecs.cms_profile("srgb"))
+    count = struct.unpack_from(">I", icc, 128)[0]
+    shift = 12  # one more tag-table entry moves every tag's data
+    for i in range(count):
+        struct.pack_into(">I", icc, 132 + 12 * i + 4, struct.unpack_from(">I", icc, 132 + 12 * i + 4)[0] + shift)
+    pad = size - len(icc) - shift
+    entry = struct.pack(">4sII", b"csrP", len(icc) + shift, pad)
+    data = icc[:128] + struct.pack(">I", count + 1) + icc[132:132 + 12 * count] + entry + icc[132 + 12 * count:]
+    data += b"zzzz" + bytes(pad - 4)
+    struct.pack_into(">I", data, 0, len(data))
+    return bytes(data)
+
 # ----------------------------------------------------------------------------- the corpus
 
 @functools.cache

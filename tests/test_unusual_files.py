@@ -104,6 +104,18 @@ def test_thin_strips_are_scored(tmp_path, toy_registry):
         assert [r["size"] for r in res["pairs"]] == [[w, h]] * 2 and res["mean"]["auto"]["psnr"] > 0
 
 
+def test_icc_profile_too_large_for_jpeg_is_dropped_with_a_warning(tmp_path):
+    """Item 17: a 60 MB (sRGB) profile cannot go into JPEG (exiv2 writes at most 255 APP2 chunks):
+    the photo is written without it and one warning says so, as for what other formats cannot hold."""
+    from csr_core.image_io import load_photo
+
+    folder = _write(tmp_path / "in", {"icc-60mb.tif": hostile.tiff(hostile.pixels(12, 16),
+                                                                     iccprofile=hostile.icc_padded(60 << 20))})
+    [r] = _run(folder, tmp_path / "out", ext=".jpg")
+    assert r["outcome"] == "ok" and any("cannot hold an ICC profile of 63 MB" in w for w in r["warnings"]), r
+    assert load_photo(tmp_path / "out" / "icc-60mb.jpg").icc_profile is None
+
+
 # ----------------------------------------------------------------------------- cost out of proportion
 
 COSTLY = {  # name: (bytes, expected outcome, or one per entry) at the sizes the issue measured
