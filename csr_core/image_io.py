@@ -369,6 +369,13 @@ def _pil_pixels(im: Image.Image) -> np.ndarray:
 
 
 def _read_raw(data: bytes, max_pixels: int) -> _Decoded:
+    if data[:4] in (b"II*\0", b"MM\0*"):  # DNG and the TIFF-based RAWs: LibRaw trusts their tile tables
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            page = tif.pages.first
+            _check_segments(page, len(data))
+            subs = page.pages or ()  # the raw image is usually a SubIFD
+            for i in range(min(len(subs), 8)):
+                _check_segments(subs[i], len(data))
     return _Decoded(_camera(camera.develop_raw, data, max_pixels), "RAW", 1)
 
 
@@ -391,6 +398,7 @@ def _read_tiff(data: bytes, max_pixels: int) -> _Decoded:
         page = tif.pages.first
         if page.is_dng or page.photometric in (ph.CFA, ph.LINEAR_RAW):
             return _read_raw(data, max_pixels)
+        _check_segments(page, len(data))
         _check_size(page.imagewidth, page.imagelength, max_pixels)
         # the decoder allocates whole tiles and every sample: a tiny image can declare huge ones
         if page.is_tiled:
@@ -403,10 +411,6 @@ def _read_tiff(data: bytes, max_pixels: int) -> _Decoded:
         _check_bytes(page.imagewidth * page.imagelength * page.samplesperpixel * itemsize, max_pixels,
                      f"this {page.imagewidth}x{page.imagelength}x{page.samplesperpixel} {itemsize * 8}-bit TIFF",
                      page.imagewidth, page.imagelength, 4 if floating else min(itemsize, 2))
-        referenced = sum(page.databytecounts)
-        if referenced > len(data):  # strips/tiles pointing at the same bytes: decoding them repeats work
-            raise _Bad(f"damaged TIFF file (its strips or tiles add up to {referenced:,} bytes in a file of "
-                       f"{len(data):,}: they overlap or lie past the end)")
         pm = page.photometric
         if pm == ph.SEPARATED:
             raise _Bad(_CMYK)
@@ -429,6 +433,15 @@ def _read_tiff(data: bytes, max_pixels: int) -> _Decoded:
     elif arr.dtype.kind == "i":
         raise _Bad(f"signed integer samples ({arr.dtype}) are not supported")
     return _Decoded(arr, "TIFF", None if orientation is None else int(orientation))
+
+
+def _check_segments(page, size: int) -> None:
+    """Strips/tiles pointing at the same bytes (or past the end) would make the decoder (tifffile's
+    or LibRaw's) repeat work the file never paid for: their byte counts must fit in the file."""
+    referenced = sum(page.databytecounts)
+    if referenced > size:
+        raise _Bad(f"damaged TIFF file (its strips or tiles add up to {referenced:,} bytes in a file of "
+                   f"{size:,}: they overlap or lie past the end)")
 
 
 def _assemble(dec: _Decoded, meta: metadata.Metadata, name: str) -> Photo:

@@ -300,6 +300,28 @@ def icc_padded(size: int) -> bytes:
     struct.pack_into(">I", data, 0, len(data))
     return bytes(data)
 
+def dng_shared_tiles(width: int, height: int, tile: int = 256) -> bytes:
+    """A 16-bit CFA DNG whose tile offsets all point at its one stored tile: ~130 kB that LibRaw
+    would develop as ``width`` x ``height``. Written by tifffile at one tile, then its size tags
+    patched and its tile tables rewritten at the end of the file."""
+    extratags = [(33421, "H", 2, (2, 2)), (33422, "B", 4, (0, 1, 1, 2)), (50706, "B", 4, (1, 4, 0, 0)),
+                 (50708, "s", 0, "csr hostile", True),
+                 (50721, "2i", 9, (10000, 10000, 0, 10000, 0, 10000, 0, 10000, 0, 10000, 0, 10000,
+                                   0, 10000, 0, 10000, 10000, 10000), True)]
+    out = io.BytesIO()
+    tifffile.imwrite(out, np.full((tile, tile), 4000, np.uint16), photometric="cfa", tile=(tile, tile),
+                     extratags=extratags, byteorder="<")
+    data = bytearray(out.getvalue())
+    tags = tifffile.TiffFile(io.BytesIO(bytes(data))).pages.first.tags
+    n = -(-width // tile) * -(-height // tile)
+    for code, values in ((324, [tags[324].value[0]] * n), (325, [tags[325].value[0]] * n)):
+        struct.pack_into("<HI", data, tags[code].offset + 2, 4, n)  # LONG x n, at the end
+        struct.pack_into("<I", data, tags[code].offset + 8, len(data))
+        data += struct.pack(f"<{n}I", *values)
+    for code, value in ((256, width), (257, height)):
+        struct.pack_into("<HII", data, tags[code].offset + 2, 4, 1, value)
+    return bytes(data)
+
 # ----------------------------------------------------------------------------- the corpus
 
 @functools.cache

@@ -122,6 +122,8 @@ COSTLY = {  # name: (bytes, expected outcome, or one per entry) at the sizes the
     "text-990x8mb.png": (lambda: hostile.png_compressed_text(990), "ok"),  # item 7: 19-29 s in libpng
     # item 5: 3.4 GB to decode; now as its pixels cost (the web app's 50 MP limit refuses it)
     "flat-14000.webp": (lambda: hostile.webp_flat_lossless(14000, 14000), {"core": "ok", "cli": "ok", "web": "error"}),
+    # item 3: developed by LibRaw as 196 MP (84 s, 3.1 GB), past the TIFF tile-overlap check
+    "tiles-shared-14000.dng": (lambda: hostile.dng_shared_tiles(14000, 14000), "error"),
     # item 6: passed the decode budget, then took 62 s and 7.4 GB; refused: the run needs 7 GB
     "float32-14000.tif": (lambda: hostile.tiff_float32_tiles(14000, 14000), "error"),
 }
