@@ -116,6 +116,20 @@ def test_icc_profile_too_large_for_jpeg_is_dropped_with_a_warning(tmp_path):
     assert load_photo(tmp_path / "out" / "icc-60mb.jpg").icc_profile is None
 
 
+def test_fifo_input_is_named_as_such(tmp_path):
+    """Item 19: a FIFO given as the photo is refused as what it is (it was "no such file or folder"),
+    without blocking on it."""
+    import os
+
+    os.mkfifo(tmp_path / "photo.jpg")
+    run = lambda name: hostile.run_capped([sys.executable, "-m", "csr_cli.main", "retouch",  # noqa: E731
+                                           str(tmp_path / name), "-o", str(tmp_path / "out.jpg")], cwd=REPO, wall_s=60)
+    fifo, missing = run("photo.jpg"), run("missing.jpg")
+    assert fifo.returncode == missing.returncode != 0 and not fifo.hit_cap
+    assert fifo.stderr.splitlines()[0].endswith("photo.jpg: not a regular file (a pipe or device); to read a stream, "
+                                                "pass '-' for stdin"), fifo.stderr
+
+
 # ----------------------------------------------------------------------------- cost out of proportion
 
 COSTLY = {  # name: (bytes, expected outcome, or one per entry) at the sizes the issue measured
