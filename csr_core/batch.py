@@ -98,6 +98,8 @@ def expand_inputs(inputs: Iterable[str], output: str | None = None) -> tuple[lis
             if not files:
                 problems.append(f"{item}: pattern matches no supported images")
             found += [(f, f.parent) for f in files]
+        elif p.exists():  # a FIFO, socket or device: reading it may block or never end
+            problems.append(f"{item}: not a regular file (a pipe or device); to read a stream, pass '-' for stdin")
         else:
             problems.append(f"{item}: no such file or folder")
     return found, problems

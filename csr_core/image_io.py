@@ -57,7 +57,7 @@ from PIL import Image, ImageCms, UnidentifiedImageError
 from . import __version__, camera, jpeg_guard, metadata, png_guard
 from .errors import ImageError
 from .fsutil import atomic_write
-from .pixels import from_float, to_float
+from .pixels import clipped_float, from_float, to_float
 
 __all__ = ["Photo", "load_photo", "save_photo", "format_for_path", "to_float", "from_float",
            "SUPPORTED_EXTENSIONS", "DEFAULT_MAX_PIXELS"]
@@ -78,8 +78,13 @@ def _env_max_pixels(default: int = 200_000_000) -> int:
 
 
 DEFAULT_MAX_PIXELS = _env_max_pixels()
-#: Decoded-bytes budget per allowed pixel: 200 MP -> 2.4 GB (float32 RGB fits; float64 RGBA does not).
+#: Memory budget per allowed pixel: 200 MP -> 2.4 GB, for the decoder and for the whole run.
 BYTES_PER_PIXEL = 12
+#: The run after decoding (retouching in place, the encoder's conversions, its output and exiv2's
+#: copies of it) holds at most this many copies of the working pixels, HxWx3 at 1, 2 or 4 bytes a
+#: sample (measured: 2 for float32 TIFF to TIFF, under 3 for 8-bit to WebP). So a 200 MP budget
+#: takes 8-bit photos of 200 MP, 16-bit of 133 MP and float of 67 MP.
+RUN_COPIES = 3
 #: Most scans a JPEG may have (libjpeg's default progressive script has 10) ...
 MAX_JPEG_SCANS = 100
 #: ... and at most this many full-image scan passes per allowed pixel (a 200 MP JPEG: 32 scans).
@@ -196,6 +201,8 @@ def _sniff(data: bytes, name: str) -> str | None:
         return "TIFF"
     if data[:3] == b"\xff\xd8\xff":
         return "JPEG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
     return None
 
 
@@ -207,24 +214,31 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
                    f"limit of {max_pixels / 1e6:g} MP (set CSR_MAX_PIXELS to raise it)")
 
 
-def _check_bytes(nbytes: int, max_pixels: int, what: str) -> None:
-    """The decoder's allocation (``nbytes``) against the budget of BYTES_PER_PIXEL per allowed pixel."""
+def _check_bytes(decoder: int, max_pixels: int, what: str, width: int, height: int, sample_bytes: int) -> None:
+    """The decoder's allocation (``decoder`` bytes), and the run's (RUN_COPIES of the width x height
+    working pixels of ``sample_bytes``), against the budget of BYTES_PER_PIXEL per allowed pixel."""
     budget = max_pixels * BYTES_PER_PIXEL
+    nbytes = max(decoder, RUN_COPIES * width * height * 3 * sample_bytes)
     if nbytes > budget:
-        raise _Bad(f"image too large: decoding {what} needs {nbytes / 1e6:,.0f} MB, more than the limit of "
+        raise _Bad(f"image too large: retouching {what} needs {nbytes / 1e6:,.0f} MB, more than the limit of "
                    f"{budget / 1e6:,.0f} MB ({BYTES_PER_PIXEL} bytes per allowed pixel; set CSR_MAX_PIXELS to raise it)")
 
 
 def _read_png(data: bytes, max_pixels: int) -> _Decoded:
     """Walk the chunks (size limit, metadata, critical-chunk CRCs, whole chunks), vet the image
-    data (``png_guard``: libpng must never fail on it), then decode with libpng."""
+    data (``png_guard``: libpng must never fail on it), then decode with libpng. Text chunks are
+    kept from libpng: it would inflate every one (up to 8 MB each) for nothing, as csr reads the
+    text itself within the metadata budget (``metadata.read``)."""
     ihdr = None
     idat: list[memoryview] = []
     view = memoryview(data)
     others = 0
     pos = 8
+    text: list[tuple[int, int]] = []
     while pos + 12 <= len(data):
         length, ctype = struct.unpack_from(">I4s", data, pos)
+        if ctype in (b"tEXt", b"zTXt", b"iTXt"):
+            text.append((pos, pos + 12 + length))
         others += ctype != b"IDAT"
         if others > MAX_PNG_CHUNKS or len(idat) > MAX_PNG_CHUNKS + len(data) // 1024:
             raise _Bad(f"damaged PNG file (more chunks than the limit: {MAX_PNG_CHUNKS} besides image data)")
@@ -242,7 +256,8 @@ def _read_png(data: bytes, max_pixels: int) -> _Decoded:
             width, height = struct.unpack_from(">II", body)
             _check_size(width, height, max_pixels)
             try:
-                _check_bytes(png_guard.decoded_bytes(body), max_pixels, "this PNG")
+                _check_bytes(png_guard.decoded_bytes(body), max_pixels, "this PNG", width, height,
+                             2 if body[8] == 16 else 1)
             except png_guard.PngDataError as exc:
                 raise _Bad(str(exc)) from None
         elif ctype == b"acTL" and len(body) == 8 and struct.unpack(">I", body[:4])[0] > 1:
@@ -258,6 +273,9 @@ def _read_png(data: bytes, max_pixels: int) -> _Decoded:
         png_guard.check_image_data(ihdr, idat)
     except png_guard.PngDataError as exc:
         raise _Bad(str(exc)) from None
+    if text:
+        keep = [0, *(at for span in text for at in span), len(data)]
+        data = b"".join(view[keep[i]:keep[i + 1]] for i in range(0, len(keep), 2))
     return _Decoded(imagecodecs.png_decode(data), "PNG")
 
 
@@ -278,7 +296,8 @@ def _read_jpeg(data: bytes, max_pixels: int) -> _Decoded:
     if info.too_little_data():
         raise _Bad(f"truncated JPEG ({info.scan_bytes:,} bytes of scan data cannot code {width}x{height} pixels)")
     gray = im.mode == "L"
-    _check_bytes(width * height * (1 if gray else 3) + info.coefficient_bytes(), max_pixels, "this JPEG")
+    _check_bytes(width * height * (1 if gray else 3) + info.coefficient_bytes(), max_pixels, "this JPEG",
+                 width, height, 1)
     try:
         pixels = simplejpeg.decode_jpeg(data, colorspace="GRAY" if gray else "RGB", strict=True)
     except ValueError as exc:
@@ -299,6 +318,33 @@ def _read_pillow(data: bytes, max_pixels: int) -> _Decoded:
         raise _Bad(_CMYK)
     orientation = im.getexif().get(0x0112) if fmt == "AVIF" else None  # Pillow's, from irot/imir
     return _Decoded(_pil_pixels(im), fmt, orientation)
+
+
+def _read_webp(data: bytes, max_pixels: int) -> _Decoded:
+    """libwebp through imagecodecs, straight into the array (Pillow's decoder holds two more
+    canvases: a flat 196 MP lossless file took 3.4 GB there), budgeted as the output plus the
+    lossless decoder's own 4 bytes per pixel."""
+    width, height, alpha, animated = _webp_header(data)
+    _check_size(width, height, max_pixels)
+    if animated:
+        raise _Bad("animated images are not supported")
+    _check_bytes(width * height * (4 + 4 if alpha else 3 + 4), max_pixels, "this WebP", width, height, 1)
+    return _Decoded(imagecodecs.webp_decode(data), "WEBP")
+
+
+def _webp_header(data: bytes) -> tuple[int, int, bool, bool]:
+    """(width, height, alpha, animated) from a WebP's first chunk. Read here because neither
+    imagecodecs nor Pillow tells them without allocating the canvas (Pillow: two, on opening)."""
+    chunk, body = data[12:16], data[20:30]
+    if chunk == b"VP8X" and len(body) == 10:
+        return (int.from_bytes(body[4:7], "little") + 1, int.from_bytes(body[7:10], "little") + 1,
+                bool(body[0] & 0x10), bool(body[0] & 0x02))
+    if chunk == b"VP8L" and len(body) >= 5 and body[0] == 0x2F:
+        bits = int.from_bytes(body[1:5], "little")
+        return (bits & 0x3FFF) + 1, (bits >> 14 & 0x3FFF) + 1, bool(bits >> 28 & 1), False
+    if chunk == b"VP8 " and body[3:6] == b"\x9d\x01\x2a":
+        return int.from_bytes(body[6:8], "little") & 0x3FFF, int.from_bytes(body[8:10], "little") & 0x3FFF, False, False
+    raise _Bad("not a supported image (damaged WebP header)")
 
 
 def _pil_open(data: bytes) -> Image.Image:
@@ -323,6 +369,13 @@ def _pil_pixels(im: Image.Image) -> np.ndarray:
 
 
 def _read_raw(data: bytes, max_pixels: int) -> _Decoded:
+    if data[:4] in (b"II*\0", b"MM\0*"):  # DNG and the TIFF-based RAWs: LibRaw trusts their tile tables
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            page = tif.pages.first
+            _check_segments(page, len(data))
+            subs = page.pages or ()  # the raw image is usually a SubIFD
+            for i in range(min(len(subs), 8)):
+                _check_segments(subs[i], len(data))
     return _Decoded(_camera(camera.develop_raw, data, max_pixels), "RAW", 1)
 
 
@@ -345,6 +398,7 @@ def _read_tiff(data: bytes, max_pixels: int) -> _Decoded:
         page = tif.pages.first
         if page.is_dng or page.photometric in (ph.CFA, ph.LINEAR_RAW):
             return _read_raw(data, max_pixels)
+        _check_segments(page, len(data))
         _check_size(page.imagewidth, page.imagelength, max_pixels)
         # the decoder allocates whole tiles and every sample: a tiny image can declare huge ones
         if page.is_tiled:
@@ -353,12 +407,10 @@ def _read_tiff(data: bytes, max_pixels: int) -> _Decoded:
             raise _Bad(f"image too large: {page.imagewidth}x{page.imagelength} with {page.samplesperpixel} "
                        "samples per pixel")
         itemsize = page.dtype.itemsize if page.dtype is not None else max(1, page.bitspersample // 8)
+        floating = page.dtype is not None and page.dtype.kind == "f" or itemsize > 2  # worked on as float32
         _check_bytes(page.imagewidth * page.imagelength * page.samplesperpixel * itemsize, max_pixels,
-                     f"this {page.imagewidth}x{page.imagelength}x{page.samplesperpixel} {itemsize * 8}-bit TIFF")
-        referenced = sum(page.databytecounts)
-        if referenced > len(data):  # strips/tiles pointing at the same bytes: decoding them repeats work
-            raise _Bad(f"damaged TIFF file (its strips or tiles add up to {referenced:,} bytes in a file of "
-                       f"{len(data):,}: they overlap or lie past the end)")
+                     f"this {page.imagewidth}x{page.imagelength}x{page.samplesperpixel} {itemsize * 8}-bit TIFF",
+                     page.imagewidth, page.imagelength, 4 if floating else min(itemsize, 2))
         pm = page.photometric
         if pm == ph.SEPARATED:
             raise _Bad(_CMYK)
@@ -381,6 +433,15 @@ def _read_tiff(data: bytes, max_pixels: int) -> _Decoded:
     elif arr.dtype.kind == "i":
         raise _Bad(f"signed integer samples ({arr.dtype}) are not supported")
     return _Decoded(arr, "TIFF", None if orientation is None else int(orientation))
+
+
+def _check_segments(page, size: int) -> None:
+    """Strips/tiles pointing at the same bytes (or past the end) would make the decoder (tifffile's
+    or LibRaw's) repeat work the file never paid for: their byte counts must fit in the file."""
+    referenced = sum(page.databytecounts)
+    if referenced > size:
+        raise _Bad(f"damaged TIFF file (its strips or tiles add up to {referenced:,} bytes in a file of "
+                   f"{size:,}: they overlap or lie past the end)")
 
 
 def _assemble(dec: _Decoded, meta: metadata.Metadata, name: str) -> Photo:
@@ -406,9 +467,12 @@ def _normalise_samples(a: np.ndarray) -> np.ndarray:
         return np.multiply(a, 255, dtype=np.uint8)
     if a.dtype.kind == "u" and a.dtype.itemsize <= 2:
         return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
-    if a.dtype.kind == "f":
-        a = np.nan_to_num(a.astype(np.float32), copy=False, nan=0.0, posinf=1.0, neginf=0.0)
-        return np.clip(a, 0.0, 1.0, out=a)
+    if a.dtype.kind == "f":  # in place: the decoder's array is ours, and a copy would double the peak
+        a = a.astype(np.float32, copy=False)
+        if not a.flags.writeable:
+            a = a.copy()
+        np.fmax(a, 0.0, out=a)  # NaN and -inf -> 0
+        return np.fmin(a, 1.0, out=a)  # +inf -> 1
     raise _Bad(f"unsupported sample type {a.dtype}")
 
 
@@ -650,7 +714,7 @@ def _encode_webp(rgb, alpha, quality) -> bytes:
 
 def _encode_tiff(rgb, alpha, quality) -> bytes:
     if rgb.dtype == np.float32:
-        rgb = from_float(rgb, np.float32)  # clip to [0, 1], NaN -> 0
+        rgb = clipped_float(rgb)
     pixels = _pixels_for(rgb, alpha, rgb.dtype)
     out = io.BytesIO()
     tifffile.imwrite(out, pixels, photometric="rgb", planarconfig="contig", byteorder="<",
@@ -659,7 +723,8 @@ def _encode_tiff(rgb, alpha, quality) -> bytes:
     return out.getvalue()
 
 
-_READERS = {"PNG": _read_png, "TIFF": _read_tiff, "JPEG": _read_jpeg, "RAW": _read_raw, "HEIF": _read_heif}
+_READERS = {"PNG": _read_png, "TIFF": _read_tiff, "JPEG": _read_jpeg, "WEBP": _read_webp, "RAW": _read_raw,
+            "HEIF": _read_heif}
 _ENCODERS = {"JPEG": _encode_jpeg, "PNG": _encode_png, "TIFF": _encode_tiff, "WEBP": _encode_webp}
 _DEFAULT_OUTPUT = {"RAW": "TIFF", "HEIF": "JPEG", "AVIF": "JPEG"}
 

@@ -94,7 +94,7 @@ def condition_input(rgb: np.ndarray, size: int) -> np.ndarray:
     oh, ow = condition_hw(h, w, size)
     if (oh, ow) == (h, w):
         return to_float(a)
-    k = int(max(h, w) / size) // PRESHRINK
+    k = min(int(max(h, w) / size) // PRESHRINK, h // oh, w // ow)  # never below the copy on either side
     scale_h, scale_w = h / oh, w / ow
     if k >= 2 and (a.dtype == np.uint8 or a.dtype == np.uint16):
         a = cv2.resize(a[:h - h % k, :w - w % k], (w // k, h // k), interpolation=cv2.INTER_AREA)

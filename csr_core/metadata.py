@@ -35,10 +35,14 @@ __all__ = ["Metadata", "read", "write", "budget", "made_by_csr", "CSR_NS"]
 exiv2.LogMsg.setLevel(exiv2.LogMsg.Level.mute)  # exiv2 prints warnings on stderr otherwise
 CSR_NS = "https://github.com/csr-retouch/csr/ns/1.0/"
 exiv2.XmpProperties.registerNs(CSR_NS, "csr")
+# exiv2 knows the extended-XMP note only once a photo that uses it has been read: splitting a large
+# packet for JPEG must not depend on what this process happened to read before
+exiv2.XmpProperties.registerNs("http://ns.adobe.com/xmp/note/", "xmpNote")
 
 _XMP_EXT_HEAD = b"http://ns.adobe.com/xmp/extension/\0"
 _XMP_JPEG_MAX = 65000  # a JPEG APP1 holds 65533 bytes, less its 29-byte header
 _EXT_PART = 65400      # extended-XMP payload per segment (the spec allows 65458)
+_JPEG_ICC_MAX = 255 * 65496 - 1  # exiv2 writes ICC into at most 255 APP2 chunks of 65,496 bytes
 # PNG text keys that mean one XMP property (as exiftool maps them); the rest stay PNG-only
 _PNG_TEXT_XMP = {"Title": "Xmp.dc.title", "Author": "Xmp.dc.creator", "Description": "Xmp.dc.description",
                  "Copyright": "Xmp.dc.rights"}
@@ -309,7 +313,9 @@ def write(data: bytes, fmt: str, meta: Metadata, *, icc: bytes | None, size: tup
         packet, extended = _split_xmp(xmp)
     image.setXmpPacket(packet)
     image.writeXmpFromPacket(True)
-    if icc:
+    if icc and fmt == "JPEG" and len(icc) > _JPEG_ICC_MAX:
+        lost.append(f"an ICC profile of {len(icc) / 1e6:.0f} MB (its limit is {_JPEG_ICC_MAX / 1e6:.1f} MB)")
+    elif icc:
         image.setIccProfile(exiv2.DataBuf(icc))
     image.writeMetadata()
     out = image.io()
@@ -385,28 +391,33 @@ def _output_xmp(meta: Metadata, width: int, height: int, converted: bool, made: 
 
 def _split_xmp(xmp: exiv2.XmpData) -> tuple[str, bytes]:
     """(main packet for one JPEG segment, extended packet) per the XMP spec: the largest top-level
-    properties move to the extended packet until the main one fits."""
+    properties move to the extended packet, as few as keep the main one within a segment (found by
+    bisection: a few serialisations, however many properties the photo has)."""
+    tops = [re.split(r"[\[/]", datum.key(), maxsplit=1)[0] for datum in xmp]
     sizes: dict[str, int] = {}
-    for datum in xmp:
-        top = re.split(r"[\[/]", datum.key(), maxsplit=1)[0]
+    for datum, top in zip(xmp, tops):
         sizes[top] = sizes.get(top, 0) + len(str(datum.value())) + len(datum.key())
     keep = ("Xmp.xmp.CreatorTool", "Xmp.csr.")
-    moved: set[str] = set()
-    main = ext = None
-    for top in sorted(sizes, key=lambda k: -sizes[k]):
-        if top.startswith(keep):
-            continue
-        moved.add(top)
+    order = [top for top in sorted(sizes, key=lambda k: -sizes[k]) if not top.startswith(keep)]
+
+    def split(count: int) -> tuple[str, bytes]:
+        moved = set(order[:count])
         main, ext = exiv2.XmpData(), exiv2.XmpData()
-        for datum in xmp:
-            (ext if re.split(r"[\[/]", datum.key(), maxsplit=1)[0] in moved else main).add(datum)
+        for datum, top in zip(xmp, tops):
+            (ext if top in moved else main).add(datum)
         packet = _encode_xmp(ext, int(exiv2.XmpParser.XmpFormatFlags.omitPacketWrapper) |
                              int(exiv2.XmpParser.XmpFormatFlags.useCompactFormat)).encode()
         main["Xmp.xmpNote.HasExtendedXMP"] = hashlib.md5(packet).hexdigest().upper()
-        main_packet = _encode_xmp(main, int(exiv2.XmpParser.XmpFormatFlags.useCompactFormat))
-        if len(main_packet.encode()) <= _XMP_JPEG_MAX:
-            return main_packet, packet
-    raise ValueError("XMP too large for JPEG even when extended")
+        return _encode_xmp(main, int(exiv2.XmpParser.XmpFormatFlags.useCompactFormat)), packet
+
+    fits = lambda count: len(split(count)[0].encode()) <= _XMP_JPEG_MAX  # noqa: E731
+    lo, hi = 1, len(order)
+    if not order or not fits(hi):
+        raise ValueError("XMP too large for JPEG even when extended")
+    while lo < hi:  # moving more properties only shrinks the main packet
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if fits(mid) else (mid + 1, hi)
+    return split(lo)
 
 
 def _jpeg_insert_app1(data: bytes, ext: bytes) -> bytes:

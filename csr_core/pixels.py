@@ -28,3 +28,14 @@ def from_float(x: np.ndarray, dtype) -> np.ndarray:
     np.fmax(y, 0.0, out=y)
     np.fmin(y, top, out=y)
     return np.rint(y, out=y).astype(dt, order="C")
+
+
+def clipped_float(x: np.ndarray) -> np.ndarray:
+    """float32 pixels clipped to [0, 1] (NaN -> 0): ``x`` itself when it already is (checked a strip
+    at a time, so a retouched photo costs no full-size copy), else a clipped copy."""
+    a = np.asarray(x)
+    rows = max(1, (1 << 20) // max(a[:1].size, 1))
+    if a.dtype == np.float32 and a.size and all(
+            0 <= a[y:y + rows].min() and a[y:y + rows].max() <= 1 for y in range(0, len(a), rows)):
+        return a  # (a NaN fails both comparisons)
+    return from_float(a, np.float32)

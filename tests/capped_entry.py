@@ -1,6 +1,6 @@
 """Child process for test_dos_bounds.py: run one entry point over hostile inputs, one JSON line each.
 
-    python tests/capped_entry.py photos core|cli|web FOLDER OUT   # every file of FOLDER
+    python tests/capped_entry.py photos core|cli|web FOLDER OUT [.EXT]   # every file of FOLDER (to .EXT)
     python tests/capped_entry.py spec PARTS                       # a style mix of PARTS parts
     python tests/capped_entry.py zip FILE                         # a teaching upload
     python tests/capped_entry.py import FILE                      # csr styles import
@@ -8,7 +8,7 @@
     python tests/capped_entry.py app                              # build the web app ($CSR_HOME)
     python tests/capped_entry.py profiles COUNT MB                # web renders of photos with big ICC profiles
 
-Each input prints {"start": name} before and {"name", "outcome", "message", "s"} after, so a child
+Each input prints {"start": name} before and {"name", "outcome", "message", "s", "warnings"} after, so a child
 killed by its resource caps still shows which input it was on.
 """
 from __future__ import annotations
@@ -33,14 +33,15 @@ def _attempt(name: str, fn) -> None:
 
     _emit(start=name)
     t0 = time.monotonic()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
             message = fn() or ""
-        outcome = "ok"
-    except CsrError as exc:
-        outcome, message = "error", str(exc)
-    _emit(name=name, outcome=outcome, message=message, s=round(time.monotonic() - t0, 3))
+            outcome = "ok"
+        except CsrError as exc:
+            outcome, message = "error", str(exc)
+    _emit(name=name, outcome=outcome, message=message, s=round(time.monotonic() - t0, 3),
+          warnings=[str(w.message) for w in caught])
 
 
 def _cli(*args: str) -> str:
@@ -57,14 +58,14 @@ def _cli(*args: str) -> str:
     return res.output.strip()
 
 
-def photos(entry: str, folder: str, out: str) -> None:
+def photos(entry: str, folder: str, out: str, ext: str = ".png") -> None:
     from csr_core.image_io import load_photo
     from csr_core.pipeline import default_registry
     from csr_plugins.gradio_app.service import Limits, Service
 
     service = Service(default_registry(), Limits()) if entry == "web" else None
     for path in sorted(Path(folder).iterdir()):
-        dest = Path(out) / f"{path.stem}.png"
+        dest = Path(out) / f"{path.stem}{ext}"
         fn = {"core": lambda: load_photo(path) and None,
               "cli": lambda: _cli("retouch", str(path), "-o", str(dest)),
               "web": lambda: service.render(str(path), "auto", 1.0) and None}[entry]

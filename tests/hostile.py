@@ -99,8 +99,8 @@ def tiff_bytes(tags: dict[int, int | list[int]], payload: bytes = b"", types: di
                next_ifd: int | None = None) -> bytes:
     """A hand-made little-endian TIFF: one IFD at offset 8, SHORT/LONG tags, then ``payload``.
 
-    StripOffsets / TileOffsets (273 / 324) given as -1 point at ``payload``. ``next_ifd`` (default 0) lets
-    the IFD chain loop or dangle.
+    StripOffsets / TileOffsets (273 / 324) given as -1 point at ``payload``, -1 - k at its byte k.
+    ``next_ifd`` (default 0) lets the IFD chain loop or dangle.
     """
     types = types or {}
     entries = sorted(tags.items())
@@ -117,7 +117,7 @@ def tiff_bytes(tags: dict[int, int | list[int]], payload: bytes = b"", types: di
     payload_at = extra_at + blob_sizes
     ifd = bytearray(struct.pack("<H", len(entries)))
     for tag, typ, vals in values:
-        vals = [payload_at if (tag in (273, 324) and v == -1) else v for v in vals]
+        vals = [payload_at - 1 - v if (tag in (273, 324) and v < 0) else v for v in vals]
         raw = struct.pack("<" + _TYPE[typ] * len(vals), *vals)
         if len(raw) <= 4:
             ifd += struct.pack("<HHI", tag, typ, len(vals)) + raw.ljust(4, b"\0")
@@ -208,6 +208,119 @@ def png_tiny_idats(count: int) -> bytes:
     at = base.index(b"IDAT") - 4
     return base[:at] + png_chunk(b"IDAT", b"") * count + base[at:]
 
+
+# ----------------------------------------------------------------------------- issue 35
+# Unusual but honest metadata, and more files whose cost is out of proportion to their size.
+
+_XMP_HEAD = b"http://ns.adobe.com/xap/1.0/\0"
+_XMP_EXT_HEAD = b"http://ns.adobe.com/xmp/extension/\0"
+
+
+def xmp_packet(body: str, namespaces: str = "") -> str:
+    """An XMP packet with one rdf:Description holding ``body`` (``namespaces``: extra xmlns attributes)."""
+    return ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+            '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+            f'xmlns:dc="http://purl.org/dc/elements/1.1/" {namespaces}>{body}</rdf:Description></rdf:RDF>'
+            '</x:xmpmeta><?xpacket end="w"?>')
+
+
+def xmp_keywords(count: int) -> str:
+    """A packet of ``count`` dc:subject keywords, as Lightroom writes them (2,000: ~48 KB)."""
+    items = "".join(f"<rdf:li>kw{i:05d}</rdf:li>" for i in range(count))
+    return xmp_packet(f"<dc:subject><rdf:Bag>{items}</rdf:Bag></dc:subject>")
+
+
+def jpeg_with_xmp(packet: str, extended: str = "", size: tuple[int, int] = (16, 12)) -> bytes:
+    """A JPEG whose APP1 holds ``packet`` (one ordinary segment: at most ~65 KB); with ``extended``,
+    also that packet as extended XMP (Adobe XMP spec part 3), its GUID named in the main packet."""
+    data = encode(Image.fromarray(pixels(size[1], size[0], seed=5)), "JPEG", quality=90)
+    segments = [_XMP_HEAD + packet.encode()]
+    if extended:
+        ext = extended.encode()
+        guid = hashlib.md5(ext).hexdigest().upper().encode()
+        segments[0] = _XMP_HEAD + packet.replace(
+            "</rdf:Description>", f"<xmpNote:HasExtendedXMP>{guid.decode()}</xmpNote:HasExtendedXMP>"
+                                  "</rdf:Description>").replace(
+            "rdf:about=\"\"", 'rdf:about="" xmlns:xmpNote="http://ns.adobe.com/xmp/note/"').encode()
+        for at in range(0, len(ext), 65400):
+            segments.append(_XMP_EXT_HEAD + guid + struct.pack(">II", len(ext), at) + ext[at:at + 65400])
+    for body in reversed(segments):
+        data = _jpeg_app(data, 0xE1, body)
+    return data
+
+
+def xmp_many_properties(count: int, value: str = "v" * 24) -> str:
+    """An extended-XMP packet of ``count`` small top-level properties (2,000: ~100 KB)."""
+    body = "".join(f"<t:p{i:05d}>{value}</t:p{i:05d}>" for i in range(count))
+    return xmp_packet(body, 'xmlns:t="http://example.com/t/1.0/"').split("?>", 1)[1].rsplit("<?", 1)[0]
+
+
+def png_with_xmp(packet: str) -> bytes:
+    """A small PNG carrying ``packet`` in an uncompressed iTXt XML:com.adobe.xmp chunk."""
+    png = encode(Image.fromarray(pixels(12, 16, seed=6)), "PNG")
+    return png_insert(png, png_chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + packet.encode()))
+
+
+def png_compressed_text(count: int, inflated: int = 8_000_000) -> bytes:
+    """A small PNG with ``count`` zTXt chunks of zeros, each inflating to ``inflated`` bytes
+    (libpng's default cap per chunk is 8 MB: 990 of them make an 8 MB file of 7.9 GB of text)."""
+    body = b"Comment\0\0" + zlib.compress(bytes(inflated), 9)
+    png = encode(Image.fromarray(pixels(12, 16, seed=7)), "PNG")
+    return png_insert(png, png_chunk(b"zTXt", body) * count)
+
+def webp_flat_lossless(width: int, height: int) -> bytes:
+    """A lossless WebP of one flat colour at any size up to 16384 a side (~40 bytes: a one-colour
+    image codes every pixel in zero bits, so only the VP8L header's size changes)."""
+    data = bytearray(encode(Image.new("RGB", (64, 64), (40, 90, 160)), "WEBP", lossless=True, method=0))
+    assert data[12:16] == b"VP8L" and data[20] == 0x2F
+    bits = struct.unpack_from("<I", data, 21)[0] & ~((1 << 28) - 1)
+    struct.pack_into("<I", data, 21, bits | (width - 1) | (height - 1) << 14)
+    return bytes(data)
+
+def tiff_float32_tiles(width: int, height: int, tile: int = 256) -> bytes:
+    """A deflated, tiled float32 RGB TIFF, every tile its own copy of one flat tile (nothing
+    overlaps), yet 14000x14000 (2.35 GB decoded) is a ~2.4 MB file."""
+    body = zlib.compress(np.full((tile, tile, 3), 0.25, "<f4").tobytes(), 9)
+    n = -(-width // tile) * -(-height // tile)
+    tags = {256: width, 257: height, 258: [32] * 3, 259: 8, 262: 2, 277: 3, 284: 1, 322: tile, 323: tile,
+            324: [-1 - i * len(body) for i in range(n)], 325: [len(body)] * n, 339: [3] * 3}
+    return tiff_bytes(tags, body * n)
+
+def icc_padded(size: int) -> bytes:
+    """LittleCMS's sRGB profile grown to ``size`` bytes by one private tag (still a valid sRGB profile)."""
+    icc = bytearray(imagecodecs.cms_profile("srgb"))
+    count = struct.unpack_from(">I", icc, 128)[0]
+    shift = 12  # one more tag-table entry moves every tag's data
+    for i in range(count):
+        struct.pack_into(">I", icc, 132 + 12 * i + 4, struct.unpack_from(">I", icc, 132 + 12 * i + 4)[0] + shift)
+    pad = size - len(icc) - shift
+    entry = struct.pack(">4sII", b"csrP", len(icc) + shift, pad)
+    data = icc[:128] + struct.pack(">I", count + 1) + icc[132:132 + 12 * count] + entry + icc[132 + 12 * count:]
+    data += b"zzzz" + bytes(pad - 4)
+    struct.pack_into(">I", data, 0, len(data))
+    return bytes(data)
+
+def dng_shared_tiles(width: int, height: int, tile: int = 256) -> bytes:
+    """A 16-bit CFA DNG whose tile offsets all point at its one stored tile: ~130 kB that LibRaw
+    would develop as ``width`` x ``height``. Written by tifffile at one tile, then its size tags
+    patched and its tile tables rewritten at the end of the file."""
+    extratags = [(33421, "H", 2, (2, 2)), (33422, "B", 4, (0, 1, 1, 2)), (50706, "B", 4, (1, 4, 0, 0)),
+                 (50708, "s", 0, "csr hostile", True),
+                 (50721, "2i", 9, (10000, 10000, 0, 10000, 0, 10000, 0, 10000, 0, 10000, 0, 10000,
+                                   0, 10000, 0, 10000, 10000, 10000), True)]
+    out = io.BytesIO()
+    tifffile.imwrite(out, np.full((tile, tile), 4000, np.uint16), photometric="cfa", tile=(tile, tile),
+                     extratags=extratags, byteorder="<")
+    data = bytearray(out.getvalue())
+    tags = tifffile.TiffFile(io.BytesIO(bytes(data))).pages.first.tags
+    n = -(-width // tile) * -(-height // tile)
+    for code, values in ((324, [tags[324].value[0]] * n), (325, [tags[325].value[0]] * n)):
+        struct.pack_into("<HI", data, tags[code].offset + 2, 4, n)  # LONG x n, at the end
+        struct.pack_into("<I", data, tags[code].offset + 8, len(data))
+        data += struct.pack(f"<{n}I", *values)
+    for code, value in ((256, width), (257, height)):
+        struct.pack_into("<HII", data, tags[code].offset + 2, 4, 1, value)
+    return bytes(data)
 
 # ----------------------------------------------------------------------------- the corpus
 
@@ -553,3 +666,18 @@ def run_capped(args: list[str], *, mem_mb: int = 2048, cpu_s: int = 120, wall_s:
         out.seek(0), err.seek(0)
         return Capped(proc.returncode, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"),
                       seconds, usage.ru_maxrss / 1024)
+
+
+def check_child(capped: Capped, expected: int) -> list[dict]:
+    """The results a capped ``capped_entry.py`` child printed: it must have ended within its caps
+    (else: which input it was on, its peak and its stderr) and reported ``expected`` inputs."""
+    import json
+
+    lines = [json.loads(line) for line in capped.stdout.splitlines() if line.startswith("{")]
+    started = next((r["start"] for r in reversed(lines) if "start" in r), "?")
+    assert not capped.hit_cap and capped.returncode == 0, (
+        f"child hit its caps or failed (exit {capped.returncode}, {capped.seconds:.0f} s, peak {capped.peak_mb:.0f} MB)"
+        f" on {started!r}: {capped.stderr[-1500:]}")
+    results = [r for r in lines if "name" in r]
+    assert len(results) == expected, capped.stdout
+    return results

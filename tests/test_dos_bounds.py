@@ -25,23 +25,7 @@ ENTRY = [sys.executable, str(REPO / "tests" / "capped_entry.py")]
 PER_FILE_S = 20.0  # a refusal takes milliseconds; before the fixes these took 17-155 s each
 
 
-def _results(capped: hostile.Capped) -> list[dict]:
-    lines = [json.loads(line) for line in capped.stdout.splitlines() if line.startswith("{")]
-    return [r for r in lines if "name" in r]
-
-
-def _started(capped: hostile.Capped) -> str:
-    lines = [json.loads(line) for line in capped.stdout.splitlines() if line.startswith("{")]
-    return next((r["start"] for r in reversed(lines) if "start" in r), "?")
-
-
-def _check_child(capped: hostile.Capped, expected: int) -> list[dict]:
-    assert not capped.hit_cap and capped.returncode == 0, (
-        f"child hit its caps or failed (exit {capped.returncode}, {capped.seconds:.0f} s, peak {capped.peak_mb:.0f} MB)"
-        f" on {_started(capped)!r}: {capped.stderr[-1500:]}")
-    results = _results(capped)
-    assert len(results) == expected, capped.stdout
-    return results
+_check_child = hostile.check_child
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +57,8 @@ def test_amplifying_images_are_refused_within_caps(amplifiers, tmp_path, entry, 
 
 
 def test_decoded_bytes_budget_not_pixels(monkeypatch):
-    """A 4 MP float64 RGBA TIFF (128 MB decoded) under a 5 MP limit is refused: 12 bytes per allowed
-    pixel make a 60 MB budget. The decoder never runs."""
+    """A 4 MP float64 RGBA TIFF (128 MB decoded; retouched as float32 RGB, RUN_COPIES x 48 MB) under a
+    5 MP limit is refused: 12 bytes per allowed pixel make a 60 MB budget. The decoder never runs."""
     import tifffile
 
     from csr_core.errors import ImageError
@@ -83,7 +67,7 @@ def test_decoded_bytes_budget_not_pixels(monkeypatch):
     data = hostile.tiff_float64_rgba(2000, 2000)
     assert len(data) < 200_000
     monkeypatch.setattr(tifffile.TiffPage, "asarray", lambda *a, **k: pytest.fail("decoder ran"))
-    with pytest.raises(ImageError, match=r"needs 128 MB, more than the limit of 60 MB"):
+    with pytest.raises(ImageError, match=r"needs 144 MB, more than the limit of 60 MB"):
         load_photo(data, max_pixels=5_000_000)
     monkeypatch.undo()
     assert load_photo(data, max_pixels=20_000_000).rgb.shape == (2000, 2000, 3)
