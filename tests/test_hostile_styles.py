@@ -174,7 +174,7 @@ def test_a_checkpoint_view_declaring_a_billion_values_is_refused_before_copying(
     capped = hostile.run_capped([*ENTRY, "import", str(pth)], cwd=REPO, env=dict(os.environ, CSR_HOME=str(tmp_path)))
     assert not capped.hit_cap and capped.returncode == 0, capped
     [r] = [json.loads(line) for line in capped.stdout.splitlines() if '"name"' in line]
-    assert r["outcome"] == "error" and r["s"] < 5, r
+    assert r["outcome"] == "error" and r["s"] < 20, r
     assert r["message"].endswith("view.pth: checkpoint declares 1,073,741,824 values; a CSRNet has 36,489"), r
 
 

@@ -70,7 +70,7 @@ def test_extended_xmp_of_many_properties_is_split_quickly(tmp_path):
                                                         extended=hostile.xmp_many_properties(2500))}
     assert len(files["extended-2500.jpg"]) > 100_000
     [r] = _run(_write(tmp_path / "in", files), tmp_path / "out", ext=".jpg")
-    assert r["outcome"] == "ok" and r["s"] < 5, r
+    assert r["outcome"] == "ok" and r["s"] < 20, r
     meta = load_photo(tmp_path / "out" / "extended-2500.jpg").meta
     assert sum(d.key().startswith("Xmp.t.") for d in meta.xmp) == 2500
 
