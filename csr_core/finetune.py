@@ -60,6 +60,7 @@ class FinetuneConfig:
     pseudo_per: int = 2           # pseudo-inputs per finished photo
     pseudo_exposure: float = 0.15  # each one's exposure factor is drawn from 1 +- this
     pseudo_views: int = 2         # condition views per pseudo-pair (the photo and its mirror)
+    pseudo_ema: float = 0.99      # the weights' moving average is validated and kept (a smooth curve)
     finished_side: int = 256      # finished photos are read at this long side (only their colours matter)
     finished_limit: int = 400     # at most this many finished photos (an even sample of a larger folder)
 
@@ -119,15 +120,15 @@ class _Tuner:
 
     def run(self, train: Sequence[int], val: Sequence[int], steps: int, patience: int,
             extra: RealPairs | None = None) -> tuple[CSRNet, dict]:
-        """Fit on pairs ``train`` (and ``extra``); the history has per-eval ``curve`` [(step, [psnr per val
-        pair])] and snapshots."""
+        """Fit on pairs ``train`` (or on ``extra`` instead: pseudo-pairs); the history has per-eval ``curve``
+        [(step, [psnr per val pair])] and snapshots."""
         cfg = self.cfg
         tc = TrainConfig(steps=steps, batch=cfg.batch, lr=cfg.lr, lr_min=cfg.lr, pixels=cfg.pixels,
                          seed=cfg.seed, eval_every=cfg.eval_every if val else steps,
-                         checkpoint_every=10 ** 9, patience=patience if val else 0, condition_only=True)
+                         checkpoint_every=10 ** 9, patience=patience if val else 0, condition_only=True,
+                         ema=cfg.pseudo_ema if extra is not None else 0.0)
         model = self.model()
-        sub = self.data.subset(train)
-        sub = sub.extended(extra) if extra is not None else sub
+        sub = self.data.subset(train) if extra is None else extra  # pseudo-pairs: the pairs only validate
         curve, snaps = [], {}
 
         def validate(m: CSRNet) -> float:
@@ -185,7 +186,8 @@ def finetune_style(pairs: str | Path | list[Pair], name: str, base: str = "auto"
     """Fine-tune the condition net + GFM of ``base`` on before/after pairs; save and return the new Style.
 
     ``finished``: a folder of finished photos in the same look (or the photos, uint8 arrays): the pairs'
-    inverse colour maps turn them into pseudo-pairs that the style also learns from (``csr_core.pseudo``).
+    inverse colour maps turn them into pseudo-pairs that the style learns from (``csr_core.pseudo``),
+    while the real pairs give those maps and validate.
 
     ``on_progress`` gets dicts with step (done so far, all runs), steps (an upper bound of the total that
     only shrinks), loss and phase, plus val_psnr when a validation ran; the last one has step == steps.
@@ -248,9 +250,10 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
     method = (f"condition-only fine-tune: {TRAINED[cfg.train]} train, the base net is frozen; L1 on sampled pixels, "
               "flip + mild-crop views, constant-lr Adam, step count chosen by validation")
     if finished is not None:
-        method += (f"; the finished photos become pseudo-pairs ({cfg.pseudo_per} 'before' photos each: a random "
+        method += (f"; trained on the finished photos made into pseudo-pairs ({cfg.pseudo_per} 'before' photos each: a random "
                    "blend of two of the pairs' inverse colour maps times an exposure factor of "
-                   f"1 +- {cfg.pseudo_exposure:g}); a validation fold's pseudo-pairs use only the other folds' maps")
+                   f"1 +- {cfg.pseudo_exposure:g}), weights averaged (EMA {cfg.pseudo_ema:g}); the pairs give the maps and validate: a "
+                   "fold's pseudo-pairs use only the other folds' maps")
     card = dict(
         description=f"{who} look, fine-tuned from '{base}' on {len(found)} before/after pairs{photos}",
         cond_size=start_style.cond_size,
@@ -329,8 +332,9 @@ class _Pseudo:
 def _kfold(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo: _Pseudo | None = None):
     """k-fold: the pooled held-out curve picks the step count; the style is then trained on all pairs.
 
-    With ``pseudo`` (finished photos), each fold also trains on pseudo-pairs made with its own training
-    pairs' colour maps only, and the same folds are run on the pairs alone for comparison.
+    With ``pseudo`` (finished photos), each fold trains on pseudo-pairs made with its own training pairs'
+    colour maps only (the pairs give the maps and validate), and the same folds are run on the pairs alone
+    for comparison.
     """
     cfg = tuner.cfg
     k = min(cfg.folds, n)
@@ -385,7 +389,7 @@ def _snapshot(tuner: _Tuner, run: dict, step: int) -> CSRNet:
 
 def _holdout(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo: _Pseudo | None = None):
     """~20% held out: early stopping on it; the best weights are the style. With ``pseudo``, the style
-    also trains on pseudo-pairs made with the training pairs' maps, and a run on the pairs alone compares."""
+    trains on pseudo-pairs made with the training pairs' maps, and a run on the pairs alone compares."""
     cfg = tuner.cfg
     train, val = holdout_split(n, cfg.holdout, cfg.seed)
     runs = {}

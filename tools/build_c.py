@@ -1,0 +1,149 @@
+"""Build the built-in style ``C`` (MIT-Adobe FiveK expert C) and score it on every set.
+
+    python tools/build_c.py             # build C into weights/ (C.safetensors + its card in manifest.json)
+    python tools/build_c.py --plain     # the plain-recipe baseline, as the user style 'plain-recipe'
+
+``C`` is exactly what ``csr finetune --pairs PAIRS --finished FOLDER --from auto`` makes of the 14 real
+expert-C pairs of ../shared (fivek-c-dev + fivek-c-extra) and the 221 expert-C finished photos of
+fivek-c-targets: the same code (``csr_core.finetune.finetune_style``), its k-fold validation on the 14
+pairs. The plain recipe is the baseline it must beat: the same pseudo-pairs written to a folder and fine-tuned
+on as ordinary pairs (``csr finetune --pairs <pseudo-pairs>`` with its defaults). Both are then scored on
+fivek-c-val (FiveK test split: evaluation only, never trained on) and fivek-c-renderings. Needs ../shared.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared" / "data"
+TRAIN_SETS = ("fivek-c-dev", "fivek-c-extra")
+SCORE_SETS = {"fivek_c_val": ("fivek-c-val",), "renderings": ("fivek-c-renderings",), "in_sample_14": TRAIN_SETS}
+STRENGTHS = (1.0, 1.15, 1.3)
+
+from csr_core.evaluate import evaluate  # noqa: E402
+from csr_core.pairs import discover_pairs  # noqa: E402
+from csr_core.registry import Registry  # noqa: E402
+
+
+def train_pairs():
+    return [p for d in TRAIN_SETS for p in discover_pairs(DATA / d)[0]]
+
+
+def scores(look_spec, registry) -> dict:
+    """Mean PSNR / dE on every set at each of STRENGTHS, with wins over autocontrast-tone, per pair."""
+    out = {}
+    for key, dirs in SCORE_SETS.items():
+        for s in STRENGTHS:
+            res = [evaluate(DATA / d, look_spec, strength=s, registry=registry, baselines=("autocontrast-tone",))
+                   for d in dirs]
+            rows = [r for x in res for r in x["pairs"]]
+            entry = out.setdefault(key, dict(pairs=len(rows), by_strength={}))
+            style = [r[look_spec]["psnr"] for r in rows]
+            entry["by_strength"][f"{s:g}"] = dict(
+                psnr=round(float(np.mean(style)), 2),
+                delta_e=round(float(np.mean([r[look_spec]["delta_e"] for r in rows])), 2),
+                wins_vs_autocontrast_tone=int(sum(a > r["autocontrast-tone"]["psnr"] for a, r in zip(style, rows))))
+            if s == 1.0:
+                entry.update({m: round(float(np.mean([r[m]["psnr"] for r in rows])), 2)
+                              for m in ("do-nothing", "autocontrast-tone")},
+                             per_pair={r["name"]: round(r[look_spec]["psnr"], 2) for r in rows})
+        print(key, json.dumps({k: v["psnr"] for k, v in out[key]["by_strength"].items()}), flush=True)
+    return out
+
+
+def build_c(user: Path) -> None:
+    from csr_core.finetune import FinetuneConfig, finetune_style
+
+    t0 = time.time()
+    style = finetune_style(train_pairs(), "C-build", "auto", expert="C", registry=Registry(ROOT / "weights", user),
+                           finished=DATA / "fivek-c-targets", config=FinetuneConfig(), on_progress=_progress(t0))
+    seconds = time.time() - t0
+    print(f"built in {seconds:.0f} s", flush=True)
+    card = dict(style.card)
+    card["training"]["seconds"] = round(seconds)
+    _publish(style.path.read_bytes(), card)
+    card["scores"]["sets"] = scores("C", Registry(ROOT / "weights", user / "none"))
+    _publish(style.path.read_bytes(), card)
+
+
+def _progress(t0: float):
+    last = [0.0]
+
+    def show(info: dict) -> None:
+        if time.time() - last[0] > 30:
+            last[0] = time.time()
+            print(f"{time.time() - t0:5.0f} s  {info.get('phase')}  step {info['step']}/{info['steps']}", flush=True)
+    return show
+
+
+def _publish(blob: bytes, card: dict) -> None:
+    """C's weights into weights/C.safetensors and its card into the manifest (atomically)."""
+    from csr_core.fsutil import atomic_write
+
+    manifest_path = ROOT / "weights" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text("utf-8"))
+    old = manifest["styles"].get("C", {})
+    card = dict(card, file="C.safetensors", sha256=hashlib.sha256(blob).hexdigest())
+    card.pop("created", None)
+    card.setdefault("compared_not_shipped", old.get("compared_not_shipped") or old.get("validation", {}).get(
+        "compared_not_shipped", []))
+    with atomic_write(ROOT / "weights" / "C.safetensors") as fh:
+        fh.write(blob)
+    manifest["styles"]["C"] = card
+    with atomic_write(manifest_path, "w") as fh:
+        json.dump(manifest, fh, indent=1)
+        fh.write("\n")
+
+
+def build_plain(user: Path) -> None:
+    """The plain recipe: 2 pseudo-inputs per finished photo (the same pseudo-pairs code), written as
+    ordinary pairs and fine-tuned on with ``csr finetune``'s defaults (a held-out split of them)."""
+    from PIL import Image
+
+    from csr_core.finetune import finetune_style
+    from csr_core.finished import load_finished
+    from csr_core.metrics import to_uint8
+    from csr_core.pairs import load_pair
+    from csr_core.pseudo import fit_inverse_map, pseudo_pairs
+
+    maps = [fit_inverse_map(*(to_uint8(a) for a in load_pair(p, 512)[:2])) for p in train_pairs()]
+    finished, _ = load_finished(DATA / "fivek-c-targets")
+    reg = Registry(ROOT / "weights", user)
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, (x, y) in enumerate(pseudo_pairs(finished, maps, seed=0)):
+            Image.fromarray(x).save(Path(tmp, f"p{k:04d}_input.png"))
+            Image.fromarray(y).save(Path(tmp, f"p{k:04d}_target.png"))
+        finetune_style(tmp, "plain-recipe", "auto", registry=reg, overwrite=True)
+    scores_ = scores("plain-recipe", reg)
+    (user / "plain-recipe.scores.json").write_text(json.dumps(scores_, indent=1))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--plain", action="store_true", help="build the plain-recipe baseline instead")
+    args = ap.parse_args()
+    if not DATA.is_dir():
+        print("build_c: ../shared/data is absent; nothing to build")
+        return 0
+    if args.plain:
+        from csr_core.registry import user_dir
+        build_plain(Path(os.environ.get("CSR_HOME", "")) / "styles" if os.environ.get("CSR_HOME") else user_dir())
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            build_c(Path(tmp))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
