@@ -1,19 +1,17 @@
-"""Quality of every built-in style and of the classical one-click baselines on real expert-C pairs.
+"""Quality of every built-in style and the baselines on three sets of real FiveK expert-C pairs.
 
     python benchmarks/quality.py [--json]
 
-Pairs: the 14 real MIT-Adobe FiveK expert-C pairs in ../shared/data (fivek-c-dev: 13, fivek-c-extra: 1).
-Scores: PSNR and CIEDE2000 on 8-bit sRGB, per pair then the mean, each method through the same
-``csr_core.evaluate`` path a user runs (``csr eval``). Protocol, printed with the table:
-  - ``auto-v1`` is never trained on any FiveK pair, so its scores on these pairs are validation; ``auto``
-    is auto-v1 calibrated to one strength picked on these pairs: its row prints the leave-one-out score
-    of that choice beside it.
-  - ``C`` is trained on these pairs: its row here is in-sample and flagged; its validation score is the
-    k-fold one on its card (each fold's pseudo-pairs built without the held-out pairs' maps), printed
-    beside it. ``python tools/styles_lab.py c-kfold`` re-runs that protocol.
-  - Baselines: Pillow ``ImageOps.autocontrast(cutoff=0.5)`` per channel and with ``preserve_tone=True``;
-    AutoLevels (PyPI) when it is installed.
-Not a test: it needs ../shared (skips with a message where it is absent).
+Sets (in ../shared/data; PSNR on 8-bit sRGB per pair, then the mean, through ``csr eval``'s code):
+  - 14 pairs: fivek-c-dev (13) + fivek-c-extra (1), FiveK's train range. Styles trained on them show
+    their k-fold validation score from their card (each fold's pseudo-pairs built without the held-out
+    pairs' maps), never the in-sample one.
+  - fivek-c-val: 11 pairs of FiveK's test split (a4501-a5000): never trained on; recipes, step counts and
+    calibrations were chosen on it together with the k-fold, so it is validation, not a test.
+  - renderings: 11 train-range pairs whose inputs are other renderings (under-exposed, raw decodes).
+Baselines: do nothing; Pillow ``ImageOps.autocontrast(cutoff=0.5)``, per channel and with
+``preserve_tone=True``; the plain recipe (``python tools/build_c.py --plain`` builds it as the user style
+'plain-recipe'; its row is left out until then). Not a test: it needs ../shared (skips where absent).
 """
 from __future__ import annotations
 
@@ -26,64 +24,58 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-PAIR_DIRS = [REPO.parent / "shared" / "data" / d for d in ("fivek-c-dev", "fivek-c-extra")]
+DATA = REPO.parent / "shared" / "data"
+SETS = {"14 pairs": ("fivek-c-dev", "fivek-c-extra"), "fivek-c-val": ("fivek-c-val",),
+        "renderings": ("fivek-c-renderings",)}
 BASELINES = ("autocontrast", "autocontrast-tone")
+PLAIN = "plain-recipe"
 
 
-def _merge(results: list[dict]) -> dict:
-    rows = [r for res in results for r in res["pairs"]]
-    return dict(rows=rows, warnings=[w for res in results for w in res["warnings"]])
+def _rows(dirs, spec, registry) -> list[dict]:
+    from csr_core.evaluate import evaluate
+    return [r for d in dirs for r in evaluate(DATA / d, spec, registry=registry, baselines=BASELINES)["pairs"]]
 
 
-def _mean(rows, method, metric):
-    return float(np.mean([r[method][metric] for r in rows]))
+def _kfold(card: dict) -> float | None:
+    """A style's k-fold score on the 14 pairs, from its card (None when it has none)."""
+    v = card.get("scores", {}).get("validation", {})
+    return v.get("psnr") if "fold" in str(card.get("validation", {}).get("method", "")) else None
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    if not all(d.is_dir() for d in PAIR_DIRS):
-        print("quality: ../shared/data/fivek-c-dev and fivek-c-extra are absent; nothing to score")
+    if not all((DATA / d).is_dir() for dirs in SETS.values() for d in dirs):
+        print("quality: ../shared/data lacks the FiveK pair sets; nothing to score")
         return 0
-    from csr_core.evaluate import evaluate
     from csr_core.pipeline import default_registry
     reg = default_registry()
-    builtins = [s.name for s in reg.styles() if s.builtin]
-    table, protocol = {}, {}
-    base = _merge([evaluate(d, None, baselines=BASELINES) for d in PAIR_DIRS])
-    rows = base["rows"]
-    for m in ("do-nothing", *BASELINES):
-        table[m] = [r[m] for r in rows]
-        protocol[m] = "no training"
-    for name in builtins:
-        res = _merge([evaluate(d, name, registry=reg) for d in PAIR_DIRS])
-        table[name] = [r[name] for r in res["rows"]]
-        card = reg.get(name).card
-        val = card.get("validation", {})
-        if res["warnings"]:
-            protocol[name] = f"IN-SAMPLE (trained on these pairs); validation on its card: " \
-                             f"{val.get('method', '?').split(';')[0]} {val.get('mean', {}).get('psnr', float('nan')):.2f} dB"
-        elif "calibration" in card.get("training", {}):
-            cal = card["training"]["calibration"]
-            protocol[name] = (f"never trained on a FiveK pair, but its strength ({cal['chosen_strength']:g}) was picked "
-                              f"on these pairs; picked by leave-one-out: {cal['leave_one_out']['psnr']:.2f} dB")
-        else:
-            protocol[name] = "validation (never trained on these pairs)"
-    ref = [s["psnr"] for s in table["autocontrast-tone"]]
-    names = [r["name"] for r in rows]
-    out = {m: dict(psnr=float(np.mean([s["psnr"] for s in v])), delta_e=float(np.mean([s["delta_e"] for s in v])),
-                   wins_vs_autocontrast_tone=int(sum(s["psnr"] > b for s, b in zip(v, ref))),
-                   per_pair={n: round(s["psnr"], 3) for n, s in zip(names, v)}, protocol=protocol[m])
-           for m, v in table.items()}
+    styles = [s.name for s in reg.styles() if s.builtin] + ([PLAIN] if PLAIN in reg.names() else [])
+    table: dict[str, dict] = {}
+    for set_name, dirs in SETS.items():
+        base = _rows(dirs, None, reg)
+        ref = [r["autocontrast-tone"]["psnr"] for r in base]
+        methods = {m: [r[m]["psnr"] for r in base] for m in ("do-nothing", *BASELINES)}
+        for name in styles:
+            rows = _rows(dirs, name, reg)
+            methods[name] = [r[name]["psnr"] for r in rows]
+        for m, v in methods.items():
+            cell = dict(psnr=round(float(np.mean(v)), 2), wins=int(sum(a > b for a, b in zip(v, ref))), pairs=len(v))
+            if set_name == "14 pairs" and m in styles and (k := _kfold(reg.get(m).card)) is not None:
+                cell = dict(psnr=round(k, 2), in_sample=cell["psnr"], pairs=len(v), protocol="k-fold")
+            table.setdefault(m, {})[set_name] = cell
     if args.json:
-        print(json.dumps(dict(pairs=names, methods=out), indent=1))
+        print(json.dumps(table, indent=1))
         return 0
-    print(f"{len(names)} real FiveK expert-C pairs: {', '.join(names)}")
-    print(f"{'method':<20} {'PSNR dB':>8} {'dE2000':>7} {'wins':>6}  protocol")
-    for m, r in out.items():
-        print(f"{m:<20} {r['psnr']:8.2f} {r['delta_e']:7.2f} {r['wins_vs_autocontrast_tone']:>3}/{len(names)}  {r['protocol']}")
-    print("wins: pairs on which the method's PSNR beats autocontrast(cutoff=0.5, preserve_tone=True)")
+    print("PSNR dB (wins over autocontrast-tone, of the set's pairs)")
+    print(f"{'method':<20}" + "".join(f"{s:>18}" for s in SETS))
+    for m, cells in table.items():
+        text = [f"{c['psnr']:6.2f} {'k-fold' if c.get('protocol') else '(' + str(c['wins']) + '/' + str(c['pairs']) + ')':>8}"
+                for c in cells.values()]
+        print(f"{m:<20}" + "".join(f"{t:>18}" for t in text))
+    print("14 pairs: styles trained on them show their card's k-fold score; fivek-c-val chose recipes and")
+    print("calibrations (validation, never training); renderings: inputs no style was trained on.")
     return 0
 
 

@@ -67,6 +67,7 @@ def describe(style, base_name: str = "") -> list[str]:
     if style.description:
         out += _wrap("", style.description)
     out += _wrap("licence: ", card.get("licence") or "unknown (the card states none)")
+    out += _summary_table(card, style.name)
     if style.kind == "condition":
         base = card["base"]
         out.append(f"base: '{base_name or base['name']}' (sha256 {base['sha256'][:12]}...), frozen; "
@@ -91,6 +92,38 @@ def describe(style, base_name: str = "") -> list[str]:
         out.append(f"created: {card['created']}")
     out.append(f"the full card: csr styles show {style.name} --json")
     return out
+
+
+SET_TITLES = {"fivek_c_val": "FiveK test-split pairs", "renderings": "other renderings", "in_sample_14": "its 14 pairs"}
+
+
+def _summary_table(card: dict, name: str) -> list[str]:
+    """One table of a style's scores on each set it was measured on (PSNR dB, higher is closer to the
+    target), beside doing nothing: its validation first, then the card's other sets."""
+    scores = card.get("scores", {})
+    rows = []
+    v = scores.get("validation")
+    if isinstance(v, dict) and isinstance(v.get("psnr"), (int, float)):
+        how = str(card.get("validation", {}).get("method", "validation")).split(" ")[0]
+        extra = v.get("pairs_only", {}).get("psnr") if isinstance(v.get("pairs_only"), dict) else None
+        rows.append((f"its pairs, {how} validation", v.get("images", v.get("pairs", "")), v["psnr"], extra,
+                     v.get("baseline_psnr")))
+    for key, entry in (scores.get("sets") or {}).items():
+        if isinstance(entry, dict) and isinstance(entry.get("by_strength"), dict):
+            at1 = entry["by_strength"].get("1", {})
+            rows.append((SET_TITLES.get(key, key.replace("_", " ")), entry.get("pairs", ""), at1.get("psnr"),
+                         None, entry.get("do-nothing")))
+    if not rows:
+        return []
+    with_extra = any(r[3] is not None for r in rows)
+    num = lambda x: f"{x:6.2f}" if isinstance(x, (int, float)) else "      "  # noqa: E731
+    lines = ["scores (PSNR dB, higher is closer; each pair scored by a style that never trained on it, "
+             "unless the set says its own pairs):",
+             f"  {'set':<28}{'pairs':>6}{name[:10]:>11}" + (f"{'pairs only':>12}" if with_extra else "") + f"{'do nothing':>12}"]
+    for title, n, psnr, extra, nothing in rows:
+        lines.append(f"  {title:<28}{n!s:>6}{num(psnr):>11}" + (f"{num(extra):>12}" if with_extra else "")
+                     + f"{num(nothing):>12}")
+    return lines
 
 
 def _wrap(label: str, text: str, width: int = 100) -> list[str]:

@@ -8,9 +8,11 @@ a ~20% held-out split above it. Nothing is written until the style is complete.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
+import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -94,7 +96,7 @@ class _Tuner:
         by_shape: dict[tuple, list[int]] = {}
         for i, v in enumerate(views):
             by_shape.setdefault(tuple(v.shape), []).append(i)
-        with torch.no_grad():
+        with torch.no_grad(), _threads(os.cpu_count() or 1):  # batched convs, unlike the tiny steps, use every core
             for idx in by_shape.values():
                 for k in range(0, len(idx), 16):
                     part = idx[k:k + 16]
@@ -165,6 +167,17 @@ class _Tuner:
         return hooks
 
 
+@contextlib.contextmanager
+def _threads(n: int, exactly: bool = False):
+    """torch's CPU threads raised to ``n`` (``exactly``: set to ``n``) for a while (process-wide)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n if exactly else max(before, n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _folds(n: int, k: int, seed: int) -> list[list[int]]:
     order = np.random.default_rng([seed, n, k]).permutation(n)
     return [sorted(order[f::k].tolist()) for f in range(k)]
@@ -193,13 +206,8 @@ def finetune_style(pairs: str | Path | list[Pair], name: str, base: str = "auto"
     only shrinks), loss and phase, plus val_psnr when a validation ran; the last one has step == steps.
     """
     cfg = config or FinetuneConfig()
-    threads = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with _threads(cfg.threads or torch.get_num_threads(), exactly=True):
         return _finetune(pairs, name, base, expert, registry, on_progress, cfg, overwrite, finished)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneConfig, overwrite: bool,
@@ -216,7 +224,7 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
     found, problems, source = resolve_pairs(pairs, expert)
     least = MIN_PAIRS if finished is None else MIN_PAIRS_FINISHED
     if len(found) < least:
-        more = " (3 with --finished photos)" if finished is None else " with finished photos"
+        more = " (3 with finished photos)" if finished is None else " with finished photos"
         raise PairsError(f"{source}: fine-tuning needs at least {least} before/after pairs{more}, found {len(found)}")
     loaded, warnings = [], []
     if finished is not None and not isinstance(finished, (str, Path)):

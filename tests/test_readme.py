@@ -6,7 +6,8 @@ A line is a command; ``a && b`` pastes as one. The installing parts of a line (`
 they install must exist (test_packaging checks the distribution name) and the test command is the CI's.
 Everything else runs in a folder holding the checkout's ``samples/``, ``shoot/`` (stand-ins for a
 reader's photos: JPEGs, a 16-bit TIFF in a sub-folder, a RAW and a HEIC where those extras are
-installed) and small before/after pairs in ``my_edits/`` and ``new_edits/``. Training commands get
+installed), small before/after pairs in ``my_edits/`` and ``new_edits/`` and finished photos in
+``portfolio/``. Training commands get
 ``--steps 20`` so that they take seconds; a command whose extra is not installed here is skipped.
 Each must exit 0: an example that trips over an earlier one's output fails. Inline ``csr ...`` spans must
 name real commands and options.
@@ -91,6 +92,9 @@ def reader_folder(tmp_path) -> Path:
                                                                                     format="HEIF", quality=90)
     _pairs(home / "my_edits", 6, seed=1)
     _pairs(home / "new_edits", 3, seed=2)
+    _pairs(home / "finished", 8, seed=3)  # finished photos: the 'after' side of more edits
+    shutil.move(home / "finished" / "after", home / "portfolio")
+    shutil.rmtree(home / "finished")
     return home
 
 

@@ -2,6 +2,7 @@
 
     python tools/build_c.py             # build C into weights/ (C.safetensors + its card in manifest.json)
     python tools/build_c.py --plain     # the plain-recipe baseline, as the user style 'plain-recipe'
+    python tools/build_c.py --pairs-only  # the 14 pairs without finished photos, as the user style 'pairs-only'
 
 ``C`` is exactly what ``csr finetune --pairs PAIRS --finished FOLDER --from auto`` makes of the 14 real
 expert-C pairs of ../shared (fivek-c-dev + fivek-c-extra) and the 221 expert-C finished photos of
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -129,16 +129,27 @@ def build_plain(user: Path) -> None:
     (user / "plain-recipe.scores.json").write_text(json.dumps(scores_, indent=1))
 
 
+def build_pairs_only(user: Path) -> None:
+    """``csr finetune --pairs`` on the 14 pairs alone (its defaults), for comparison."""
+    from csr_core.finetune import finetune_style
+
+    reg = Registry(ROOT / "weights", user)
+    finetune_style(train_pairs(), "pairs-only", "auto", registry=reg, overwrite=True)
+    (user / "pairs-only.scores.json").write_text(json.dumps(scores("pairs-only", reg), indent=1))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--plain", action="store_true", help="build the plain-recipe baseline instead")
+    ap.add_argument("--pairs-only", action="store_true", help="build the style of the 14 pairs alone instead")
     args = ap.parse_args()
     if not DATA.is_dir():
         print("build_c: ../shared/data is absent; nothing to build")
         return 0
-    if args.plain:
+    if args.plain or args.pairs_only:
         from csr_core.registry import user_dir
-        build_plain(Path(os.environ.get("CSR_HOME", "")) / "styles" if os.environ.get("CSR_HOME") else user_dir())
+        user = user_dir()
+        (build_plain if args.plain else build_pairs_only)(user)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             build_c(Path(tmp))
