@@ -1,4 +1,5 @@
-"""Teaching a style from uploaded before/after pairs: safe staging, one fine-tuning job at a time."""
+"""Teaching a style from uploaded before/after pairs and finished photos: safe staging, one fine-tuning
+job at a time."""
 from __future__ import annotations
 
 import shutil
