@@ -60,6 +60,7 @@ def test_request_round_trip_and_sizes():
     (dict(strength="lots"), "strength"),
     (dict(style=3), "style"),
     (dict(dtype="f64"), "dtype"),
+    (dict(op="teach", finished=3), "finished must be a folder path"),
 ])
 def test_bad_requests_are_one_line_errors(change, message):
     with pytest.raises(BridgeError, match=message) as err:
@@ -290,6 +291,60 @@ def test_worker_teach_makes_a_user_style(toy_worker, rng):
     style = toy_worker.get("warm")
     assert style.kind == "condition" and not style.builtin
     assert not bad["ok"] and "invalid style name" in bad["error"]
+
+
+def _finished_folder(folder, rng, n: int):
+    """``n`` finished photos in the look the teach tests use (x * 0.8 + 0.15) and one unreadable file."""
+    from PIL import Image
+
+    folder.mkdir()
+    for i in range(n):
+        y, x = np.mgrid[0:30, 0:40] / 40
+        photo = np.clip(rng.random(3) * 0.5 + 0.3 * np.stack([x, y, x * y], -1), 0, 1) * 0.8 + 0.15
+        Image.fromarray((photo * 255).astype(np.uint8)).save(folder / f"f{i}.png")
+    (folder / "broken.jpg").write_bytes(b"not a photo")
+    return folder
+
+
+def test_worker_teach_learns_from_finished_photos(toy_worker, rng, tmp_path):
+    """The teach request's ``finished`` folder reaches finetune_style: the card counts its readable photos
+    and compares with the pair alone; a relative path, a missing folder, one without photos: one line each."""
+    before = _layer(rng, 40, 48, 3)
+    after = np.clip(before * 0.8 + 0.15, 0, 1).astype(np.float32)
+    folder = _finished_folder(tmp_path / "portfolio", rng, 5)
+    (tmp_path / "empty").mkdir()
+    listing = sorted(p.name for p in folder.iterdir())
+    tiny = dict(steps=2, pixels=256, views=1, folds=2, val_pixels=256)
+    req = bridge.check_request(bridge.request("teach", width=48, height=40, channels=3, name="mine", config=tiny,
+                                             finished=str(folder)))
+    payload = before.tobytes() + after.tobytes()
+    out = io.BytesIO()
+    worker.serve(_session((req, payload), (dict(req, name="rel", finished="portfolio"), payload),
+                          (dict(req, name="gone", finished=str(tmp_path / "nope")), payload),
+                          (dict(req, name="none", finished=str(tmp_path / "empty")), payload)), out)
+    (ok, _), (rel, _), (gone, _), (empty, _) = _replies(out)
+    assert ok["ok"] and ok["style"] == "mine" and ok["finished"] == 5 and "5 finished photos" in ok["note"], ok
+    card = toy_worker.get("mine").card
+    assert card["training"]["data"]["finished"] == 5 and "psnr" in card["scores"]["validation"]["pairs_only"]
+    assert not rel["ok"] and "'portfolio': give its full path" in rel["error"]
+    assert not gone["ok"] and gone["error"].endswith("nope: not a folder of finished photos")
+    assert not empty["ok"] and "no photos found" in empty["error"]
+    assert set(toy_worker.names()) & {"rel", "gone", "none"} == set()
+    assert sorted(p.name for p in folder.iterdir()) == listing  # the user's folder is only read
+
+
+def test_plugin_passes_the_finished_folder_to_the_worker():
+    """The GIMP-side teach procedure declares the optional folder argument and sends it with the request."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse((Path(bridge.__file__).parent / "csr_retouch" / "csr_retouch.py").read_text())
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)]
+    declared = {c.args[0].value: c.func.attr for c in calls if c.func.attr.startswith("add_") and c.args
+                and isinstance(c.args[0], ast.Constant)}
+    assert declared["finished"] == "add_string_argument"
+    (teach,) = [c for c in calls if c.func.attr == "ask" and c.args and getattr(c.args[0], "value", None) == "teach"]
+    assert "finished" in {k.arg for k in teach.keywords}
 
 
 def test_install_records_styles_for_the_fallback(installed):

@@ -94,15 +94,24 @@ before = timg.get_layers()[0]
 after = before.copy()
 timg.insert_layer(after, None, 0)
 after.brightness_contrast(0.15, 0.2)
-cfg = teach.create_config()
-cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
-cfg.set_property("image", timg)
-cfg.set_core_object_array("drawables", [after])
-cfg.set_property("before", before)
-cfg.set_property("after", after)
-cfg.set_property("name", "taught")
-r = teach.run(cfg)
-res["teach"] = dict(status=r.index(0).value_nick, message=pdb.get_last_error())
+
+def teach_call(key, name, finished=None):
+    cfg = teach.create_config()
+    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    cfg.set_property("image", timg)
+    cfg.set_core_object_array("drawables", [after])
+    cfg.set_property("before", before)
+    cfg.set_property("after", after)
+    cfg.set_property("name", name)
+    if finished is not None:  # the optional folder; left out, it is empty
+        cfg.set_property("finished", finished)
+    r = teach.run(cfg)
+    msg = r.index(1) if r.length() > 1 and isinstance(r.index(1), str) else pdb.get_last_error()
+    res[key] = dict(status=r.index(0).value_nick, message=msg)
+
+teach_call("teach", "taught")
+teach_call("teach_finished", "taught_finished", os.path.join(D, "finished"))
+teach_call("teach_no_folder", "taught_nowhere", os.path.join(D, "no_such_folder"))
 
 cfg_path = os.path.join(%(plugin_dir)r, "csr_retouch.json")
 with open(cfg_path) as fh:
@@ -152,6 +161,12 @@ def test_gimp_filter_matches_csr_retouch(tmp_path, tmp_path_factory, csr_home):
     work = tmp_path / "work"
     work.mkdir()
     rgba, u16 = _write_inputs(work)
+    (work / "finished").mkdir()  # finished photos for the teach procedure's optional folder
+    from PIL import Image
+
+    for i in range(4):
+        Image.fromarray(np.clip(rgba[i * 40:i * 40 + 200, i * 60:i * 60 + 300, :3] * 1.1 + 12, 0, 255)
+                        .astype(np.uint8)).save(work / "finished" / f"f{i}.png")
     try:
         mounts = mount_paths(REPO, tmp_path_factory.getbasetemp())
     except ChrootError as exc:
@@ -208,6 +223,15 @@ def test_gimp_filter_matches_csr_retouch(tmp_path, tmp_path_factory, csr_home):
     # "Teach style from layers": a before/after layer pair -> a user style every front end sees
     assert res["teach"]["status"] == "success", res["teach"]
     assert Registry().get("taught").kind == "condition"
+    # ... and with the optional folder of finished photos, which the card counts
+    assert res["teach_finished"]["status"] == "success", res["teach_finished"]
+    assert Registry().get("taught_finished").card["training"]["data"]["finished"] == 4
+    assert res["teach_no_folder"]["status"] == "execution-error", res["teach_no_folder"]
+    assert "not a folder of finished photos" in (res["teach_no_folder"]["message"] or ""), res["teach_no_folder"]
+    assert "taught_nowhere" not in Registry().names()
+    # the plug-in recorded the new styles, so GIMP offers them in its style list after its next start
+    recorded = json.loads((Path(plugin_dir) / "csr_retouch.json").read_text())["styles"]
+    assert {"taught", "taught_finished"} <= set(recorded), recorded
 
     # refusals and failures come back as GIMP errors with one clear line
     for key, words in (("gray", "RGB images only"), ("group", "layer group"), ("not_installed", "csr gimp install"),

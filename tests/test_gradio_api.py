@@ -353,3 +353,99 @@ def test_sample_photos_are_thumbnails_that_fill_the_upload(tmp_path):
         assert fn(gr.SelectData(None, {"index": 1, "value": None})) == str(samples[1])
     finally:
         demo.csr["service"].close()
+
+
+# -- finished photos (issue 30): a second upload, three pairs enough ----------------------------
+def _finished_zip(path: Path, n: int, broken: int = 0) -> Path:
+    """n finished photos in the pairs' look (``_pairs_zip``'s warm tint), ``broken`` unreadable .jpg files
+    and a README, in a zip."""
+    rng = np.random.default_rng(1)
+    from PIL import Image
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(n):
+            y, x = np.mgrid[0:40, 0:56] / 56
+            before = np.clip(rng.random(3) * 0.5 + 0.1 + 0.3 * np.stack([x, y, x * y], -1), 0, 1)
+            buf = io.BytesIO()
+            Image.fromarray((np.clip(before * [1.15, 1.0, 0.85] + 0.03, 0, 1) * 255).astype(np.uint8)).save(buf, "PNG")
+            zf.writestr(f"portfolio/f{i}.png", buf.getvalue())
+        for i in range(broken):
+            zf.writestr(f"portfolio/broken{i}.jpg", b"\xff\xd8\xff\xe0 not really a JPEG")
+        zf.writestr("portfolio/README.txt", "ignored")
+    return path
+
+
+def test_teach_with_finished_photos_from_three_pairs(server, tmp_path):
+    """3 pairs + a zip of finished photos: the style is made, its card counts the readable finished photos,
+    and the summary compares it with the same pairs alone (an unreadable photo is skipped and named)."""
+    client, reg = server
+    params = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/teach"]["parameters"]
+    assert [p["parameter_name"] for p in params][-1] == "finished"
+    pairs, finished = _pairs_zip(tmp_path / "pairs.zip", 3), _finished_zip(tmp_path / "finished.zip", 6, broken=1)
+    with pytest.raises(AppError, match="at least 5 before/after pairs"):  # 3 pairs alone are not enough
+        client.predict([handle_file(pairs)], "three", "auto", "auto", "(none)", None, api_name="/teach")
+    summary, *_ = client.predict([handle_file(pairs)], "with_finished", "auto", "auto", "(none)", None,
+                                 [handle_file(finished)], api_name="/teach")
+    card = reg.get("with_finished").card
+    assert card["training"]["data"]["pairs"] == 3 and card["training"]["data"]["finished"] == 6
+    only = card["scores"]["validation"]["pairs_only"]["psnr"]
+    assert f"without the 6 finished photos: {only:.2f} dB" in summary, summary
+    assert "Skipped 1 finished photo(s) that could not be read (the first: broken0.jpg: " in summary, summary
+    assert "/tmp" not in summary and "csr-teach" not in summary
+
+
+@pytest.mark.parametrize("content, message", [
+    (dict(broken=2), r"finished photos: no readable photo in the upload \(2 skipped; the first: broken0.jpg: "),
+    (dict(), "finished photos: the upload holds no photo; upload finished photos in your look"),
+])
+def test_finished_upload_with_nothing_readable_is_one_error(server, tmp_path, content, message):
+    client, reg = server
+    pairs, finished = _pairs_zip(tmp_path / "pairs.zip", 3), _finished_zip(tmp_path / "finished.zip", 0, **content)
+    with pytest.raises(AppError, match=message) as err:
+        client.predict([handle_file(pairs)], "unread", "auto", "auto", "(none)", None, [handle_file(finished)],
+                       api_name="/teach")
+    assert "\n" not in str(err.value) and "/tmp" not in str(err.value)
+    assert "unread" not in reg.names()
+
+
+def test_upload_caps_apply_to_the_finished_photos(tmp_path):
+    """The teaching upload's caps (files, bytes per file, pixels, bytes unzipped per job: shared with the
+    pairs) bind the finished-photo upload too; the live app says so in one line before any fine-tuning."""
+    from PIL import Image
+
+    from csr_core.errors import CsrError
+    from csr_plugins.gradio_app.teach import Teacher
+
+    reg = toy_registry(tmp_path / "reg")
+    limits = Limits(max_files=4, max_mb=1, max_pixels=64 * 64)
+    pairs = _pairs_zip(tmp_path / "pairs.zip", 2)  # 4 files of 64 x 48: within every cap
+    with running_app(reg, limits=limits, finetune_kwargs=dict(config=FAST_FINETUNE), allow_edits=True) as (_, url):
+        client = Client(url, verbose=False, download_files=str(tmp_path / "dl"))
+        with pytest.raises(AppError, match="finished photos: many.zip: more than 4 files in one upload"):
+            client.predict([handle_file(pairs)], "x", "auto", "auto", "(none)", None,
+                           [handle_file(_finished_zip(tmp_path / "many.zip", 5))], api_name="/teach")
+
+    def never(*_, **__):
+        raise AssertionError("fine-tuning must not start")
+
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("f.png", b"\0" * (3 * 2**20))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    big = tmp_path / "big.png"
+    Image.new("RGB", (70, 70), (90, 120, 150)).save(big)
+    one = _finished_zip(tmp_path / "one.zip", 1)
+    used, extra = (sum(i.file_size for i in zipfile.ZipFile(z).infolist() if i.filename.endswith(".png"))
+                   for z in (pairs, one))
+    shared = Limits(max_files=4, max_mb=1, max_pixels=64 * 64, max_unzipped_mb=(used + extra // 2) / 2**20)
+    assert extra < used + extra // 2 < used + extra  # the finished zip fits alone, not after the pairs
+    for lim, finished, message in (
+            (limits, bomb, r"finished photos: bomb.zip: f.png unpacks to 3 MB; the limit is 1 MB per file"),
+            (limits, notes, "finished photos: notes.txt: not an image or a .zip; expected finished photos"),
+            (limits, big, r"no readable photo .*big.png: image too large: 70x70 \(0.0049 MP\) exceeds the limit"
+                          r" of 0.004096 MP\)$"),
+            (shared, one, r"finished photos: one.zip: archive unpacks to more than the allowed size")):
+        with pytest.raises(CsrError, match=message):
+            Teacher(reg, lim, finetune=never, allow_edits=True).run([str(pairs)], "x", finished=[str(finished)])
+    assert "x" not in reg.names()

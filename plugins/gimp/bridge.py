@@ -11,7 +11,8 @@ f32 (everything else: float, half, linear precisions), so nothing is squeezed th
 - ``styles``: reply ``styles`` (names) and ``default``.
 - ``retouch`` (width, height, channels, style, strength, region [x, y, w, h], exact): the whole layer
   in; the region out, retouched with the condition vector of the whole layer, alpha passed through.
-- ``teach`` (width, height, channels, name): before + after layers in; reply ``style``.
+- ``teach`` (width, height, channels, name, finished: a folder of finished photos in the same look, "" for
+  none): before + after layers in; reply ``style`` (and ``finished``, the photos used).
 
 A worker that dies leaves its last ``csr: error:`` stderr line as the message. This file is copied
 beside the plug-in by ``csr gimp install``: keep it free of project imports.
@@ -124,6 +125,8 @@ def check_request(req: dict) -> dict:
         if not isinstance(req.setdefault("style", "auto"), str):
             raise BridgeError("bad request: style must be a string")
         req["exact"] = bool(req.get("exact", False))
+    if req["op"] == "teach" and not isinstance(req.setdefault("finished", ""), str):
+        raise BridgeError("bad request: finished must be a folder path (text)")
     return req
 
 

@@ -80,7 +80,8 @@ def teach(req: dict, before, after, registry=None) -> dict:
     """Condition-only fine-tune of a new user style from one before/after layer pair.
 
     csr finetune wants 5+ pairs, so the pair is written whole plus five 80% crops (corners, centre):
-    the fine-tune's validation is then optimistic, which the reply says.
+    the fine-tune's validation is then optimistic, which the reply says. ``finished`` (a folder of
+    finished photos in the same look, "" for none) is passed to ``finetune_style``.
     """
     import numpy as np
     import tifffile
@@ -95,6 +96,9 @@ def teach(req: dict, before, after, registry=None) -> dict:
     reg = registry or _registry()
     name = validate_name(req.get("name", ""))
     reg.check_new_name(name, bool(req.get("overwrite")))
+    finished = os.path.expanduser((req.get("finished") or "").strip())
+    if finished and not os.path.isabs(finished):  # the worker runs in the plug-in's folder: no guessing
+        raise BridgeError(f"finished photos folder {finished!r}: give its full path")
     base = req.get("base") or (DEFAULT_STYLE if DEFAULT_STYLE in reg.names() else
                                next((s.name for s in reg.styles() if s.kind == "full"), DEFAULT_STYLE))
     h, w = before.shape[:2]
@@ -111,10 +115,13 @@ def teach(req: dict, before, after, registry=None) -> dict:
             for i, (y, x, hh, ww) in enumerate(crops):
                 tifffile.imwrite(os.path.join(tmp, role, f"layer_{i}.tif"), u16[y:y + hh, x:x + ww],
                                  photometric="rgb")
-        style = finetune_style(tmp, name, base, registry=reg, config=cfg, overwrite=bool(req.get("overwrite")))
+        style = finetune_style(tmp, name, base, registry=reg, config=cfg, overwrite=bool(req.get("overwrite")),
+                               finished=finished or None)
     psnr = style.card.get("scores", {}).get("validation", {}).get("psnr")
-    return {"style": style.name, "base": base, "psnr": psnr,
-            "note": "taught from one photo (and crops of it): check it on other photos"}
+    count = style.card.get("training", {}).get("data", {}).get("finished")
+    photos = f" and {count} finished photos" if count else ""
+    return {"style": style.name, "base": base, "psnr": psnr, "finished": count,
+            "note": f"taught from one photo (and crops of it){photos}: check it on other photos"}
 
 
 def serve(stdin, stdout) -> int:

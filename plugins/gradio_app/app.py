@@ -13,7 +13,7 @@ from csr_core.inference import MAX_STRENGTH
 from csr_core.registry import DEFAULT_STYLE, Registry
 
 from .service import NO_MIX, READ_ONLY, Limits, Service, public, sample_photos, style_spec
-from .teach import PAIRS_HINT, Teacher
+from .teach import FINISHED_HINT, PAIRS_HINT, Teacher
 from .uploads import UPLOAD_TTL_S, UploadGuard
 
 log = logging.getLogger("csr.app")
@@ -82,9 +82,10 @@ def build_app(registry: Registry | None = None, *, limits: Limits | None = None,
         return str(svc.render(path, style_spec(style, mix, weight), strength))
 
     @friendly
-    def teach(files, name, base, style, mix, chosen, progress=gr.Progress()):
+    def teach(files, name, base, style, mix, chosen, finished=None, progress=gr.Progress()):
         progress(0, desc="preparing pairs")
-        summary = teacher.run(files, name, base, on_progress=lambda f, text: progress(f, desc=text))
+        summary = teacher.run(files, name, base, on_progress=lambda f, text: progress(f, desc=text),
+                              finished=finished)
         return summary, *refresh(style, mix, base, chosen)
 
     @friendly
@@ -129,10 +130,14 @@ def build_app(registry: Registry | None = None, *, limits: Limits | None = None,
                         note = gr.Markdown(elem_id="note")
             with gr.Tab("Teach a style", id="teach") as tab_teach:
                 if allow_edits:
-                    gr.Markdown(f"Upload at least 5 before/after pairs: {PAIRS_HINT}. Only the condition network "
+                    gr.Markdown(f"Upload at least 5 before/after pairs: {PAIRS_HINT}. With finished photos in the "
+                                "same look (a portfolio, an exported album) 3 pairs are enough: the pairs' colour "
+                                "changes turn them into more examples to learn from. Only the condition network "
                                 "is fine-tuned (minutes on a CPU); one job runs at a time, others wait in the queue.")
                     pairs = gr.File(file_count="multiple", file_types=[*SUPPORTED_EXTENSIONS, ".zip"],
                                     label="Before/after pairs", elem_id="pairs")
+                    finished = gr.File(file_count="multiple", file_types=[*SUPPORTED_EXTENSIONS, ".zip"],
+                                       label=f"Finished photos (optional): {FINISHED_HINT}", elem_id="finished")
                 else:
                     gr.Markdown(f"Teaching is off: {READ_ONLY.format(what='teach new styles')}.", elem_id="read_only")
                 with gr.Row(visible=allow_edits):
@@ -177,7 +182,7 @@ def build_app(registry: Registry | None = None, *, limits: Limits | None = None,
                        show_progress="minimal", api_visibility="undocumented", **retouch)
         render_btn.click(render, inputs, result, api_name="render", **retouch)
         if allow_edits:  # otherwise these endpoints do not exist at all
-            teach_btn.click(teach, [pairs, new_name, base, style, mix, chosen], [teach_out, *refreshed],
+            teach_btn.click(teach, [pairs, new_name, base, style, mix, chosen, finished], [teach_out, *refreshed],
                             api_name="teach", concurrency_id="teach", concurrency_limit=1, show_progress_on=teach_out)
             delete_btn.click(delete, [chosen, style, mix, base], [styles_msg, *refreshed], api_name="delete_style",
                              show_progress_on=styles_msg)

@@ -1,4 +1,5 @@
-"""Teaching a style from uploaded before/after pairs: safe staging, one fine-tuning job at a time."""
+"""Teaching a style from uploaded before/after pairs and finished photos: safe staging, one fine-tuning
+job at a time."""
 from __future__ import annotations
 
 import shutil
@@ -9,18 +10,17 @@ import zipfile
 from pathlib import Path
 from typing import Callable, Sequence
 
-from csr_core.errors import PairsError, StyleExistsError, require
+from csr_core.errors import ImageError, PairsError, StyleExistsError, require
 from csr_core.image_io import SUPPORTED_EXTENSIONS
-from csr_core.registry import Registry
+from csr_core.registry import Registry, score_summary
 
-from csr_core.registry import score_summary
-
-from .service import Limits, check_edits, check_pixels
+from .service import Limits, check_edits, check_pixels, public
 
 #: Entries of any kind (folders, sidecars, __MACOSX copies) a zip may list, per file of the limit.
 ZIP_ENTRIES_PER_FILE = 2
 _ZIP_ENTRY_BYTES = 1024  # central-directory bytes allowed per entry (46 + name + extra fields)
 PAIRS_HINT = "X_input + X_target (or X_before + X_after) images, or a .zip of them (before/ + after/ folders work too)"
+FINISHED_HINT = "finished photos in your look (JPEG, PNG, TIFF, WebP, HEIC, ...), or a .zip of them"
 
 
 def check_new_name(registry: Registry, name: str) -> str:
@@ -48,12 +48,16 @@ def _safe_parts(member: str) -> list[str] | None:
 
 
 class Stager:
-    """Copies uploads into one folder, extracting zips safely under size and count caps."""
+    """Copies uploads into one folder, extracting zips safely under size and count caps.
 
-    def __init__(self, root: Path, limits: Limits):
-        self.root, self.limits = root, limits
+    ``unzipped``: bytes already extracted for the same job (its uploads share ``max_unzipped_mb``);
+    ``hint``: what the upload should hold, for the error on a file of another kind.
+    """
+
+    def __init__(self, root: Path, limits: Limits, unzipped: int = 0, hint: str = PAIRS_HINT):
+        self.root, self.limits, self.hint = root, limits, hint
         self.files = 0
-        self.unzipped = 0
+        self.unzipped = unzipped
 
     def _count(self, what: str) -> None:
         self.files += 1
@@ -67,7 +71,7 @@ class Stager:
         if path.suffix.lower() == ".zip":
             return self._unzip(path)
         if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
-            raise PairsError(f"{path.name}: not an image or a .zip; expected {PAIRS_HINT}")
+            raise PairsError(f"{path.name}: not an image or a .zip; expected {self.hint}")
         self._count(path.name)
         dest = self.root / path.name
         if dest.exists():
@@ -141,6 +145,21 @@ class Stager:
             if p.is_file():
                 check_pixels(p, self.limits)
 
+    def keep_readable(self) -> tuple[int, list[str]]:
+        """Delete the staged photos that cannot be read within the limits, as ``csr finetune --finished``
+        skips them; (photos kept, one line per photo deleted)."""
+        kept, skipped = 0, []
+        for p in sorted(self.root.rglob("*")):
+            if not p.is_file() or p.name.startswith("."):
+                continue
+            try:
+                check_pixels(p, self.limits)
+                kept += 1
+            except ImageError as exc:
+                p.unlink()
+                skipped.append(public(str(exc)))
+        return kept, skipped
+
 
 class Teacher:
     """Runs condition-only fine-tuning jobs one at a time (the rest wait on a lock)."""
@@ -165,8 +184,10 @@ class Teacher:
         return self._finetune
 
     def run(self, files: Sequence[str] | None, name: str, base: str = "auto",
-            on_progress: Callable[[float, str], None] | None = None) -> str:
-        """Stage ``files``, fine-tune a new style ``name`` on them; returns a one-paragraph summary."""
+            on_progress: Callable[[float, str], None] | None = None,
+            finished: Sequence[str] | None = None) -> str:
+        """Stage ``files`` (and the ``finished`` photos), fine-tune a new style ``name`` on them; returns a
+        one-paragraph summary."""
         check_edits(self.allow_edits, "teach new styles")
         name = check_new_name(self.registry, name)
         if not files:
@@ -178,20 +199,41 @@ class Teacher:
             if ahead:
                 report(0.0, f"queued: {ahead} teaching job(s) ahead")
             with self._lock, tempfile.TemporaryDirectory(prefix="csr-teach-") as tmp:
-                stager = Stager(Path(tmp), self.limits)
-                for f in files:
-                    stager.add(Path(f))
-                stager.check_pixels()
+                pairs = self._stage(Path(tmp, "pairs"), files)
+                pairs.check_pixels()
+                photos, skipped = None, []
+                if finished:
+                    report(0.0, "reading the finished photos")
+                    photos, skipped = self._stage_finished(Path(tmp, "finished"), finished, pairs.unzipped)
                 name = check_new_name(self.registry, name)  # it may have been taken while we waited
                 report(0.0, "fine-tuning")
-                style = self._call(stager.folder(), name, base, report)
+                style = self._call(pairs.folder(), name, base, report, photos)
         finally:
             with self._guard:
                 self._jobs -= 1
-        score = score_summary(style.card)
-        return f"Style **{style.name}** saved" + (f" — validation PSNR {score}." if score else ".")
+        return summary(style, skipped)
 
-    def _call(self, folder: Path, name: str, base: str, report: Callable):
+    def _stage(self, root: Path, files: Sequence[str], **kwargs) -> Stager:
+        root.mkdir()
+        stager = Stager(root, self.limits, **kwargs)
+        for f in files:
+            stager.add(Path(f))
+        return stager
+
+    def _stage_finished(self, root: Path, files: Sequence[str], unzipped: int) -> tuple[Path, list[str]]:
+        """(folder of the readable finished photos, a line per skipped one); PairsError when none is."""
+        try:
+            stager = self._stage(root, files, unzipped=unzipped, hint=FINISHED_HINT)
+        except PairsError as exc:
+            raise PairsError(f"finished photos: {exc}") from None
+        kept, skipped = stager.keep_readable()
+        if not kept:
+            raise PairsError(f"finished photos: no readable photo in the upload ({len(skipped)} skipped; the first: "
+                             f"{skipped[0]})"
+                             if skipped else f"finished photos: the upload holds no photo; upload {FINISHED_HINT}")
+        return stager.root, skipped
+
+    def _call(self, folder: Path, name: str, base: str, report: Callable, finished: Path | None):
         last: dict = {}
 
         def on_progress(info: dict) -> None:
@@ -199,7 +241,22 @@ class Teacher:
             report(*progress_info({**last, **info}))
 
         return self.finetune()(folder, name, base or "auto", registry=self.registry, on_progress=on_progress,
-                               **self.finetune_kwargs)
+                               finished=finished, **self.finetune_kwargs)
+
+
+def summary(style, skipped: Sequence[str] = ()) -> str:
+    """What teaching made: the validation score and, with finished photos, the same pairs without them."""
+    card = style.card
+    score = score_summary(card)
+    text = f"Style **{style.name}** saved" + (f" — validation PSNR {score}" if score else "")
+    only = card.get("scores", {}).get("validation", {}).get("pairs_only", {})
+    count = card.get("training", {}).get("data", {}).get("finished")
+    if isinstance(only, dict) and isinstance(only.get("psnr"), (int, float)):
+        text += f"; the same pairs without the {f'{count} ' if count else ''}finished photos: {only['psnr']:.2f} dB"
+    text += "."
+    if skipped:
+        text += f" Skipped {len(skipped)} finished photo(s) that could not be read (the first: {skipped[0]})."
+    return text
 
 
 def progress_info(info: dict) -> tuple[float, str]:

@@ -160,7 +160,7 @@ def retouch_run(procedure, run_mode, image, drawables, config, data):
 def teach_run(procedure, run_mode, image, drawables, config, data):
     if run_mode == Gimp.RunMode.INTERACTIVE and not show_dialog(procedure, config, "Teach CSRNet Style"):
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
-    before, after, name = (config.get_property(k) for k in ("before", "after", "name"))
+    before, after, name, finished = (config.get_property(k) for k in ("before", "after", "name", "finished"))
     if image.get_base_type() != Gimp.ImageBaseType.RGB:
         return fail(procedure, "works on RGB images only; convert with Image > Mode > RGB first")
     if before is None or after is None or before.get_id() == after.get_id():
@@ -172,13 +172,25 @@ def teach_run(procedure, run_mode, image, drawables, config, data):
         Gimp.progress_init(f"CSRNet: teaching style '{name}' (this takes a while)")
         b, w, h, _, _ = read_layer(before, "f32", 3)
         a, _, _, _, _ = read_layer(after, "f32", 3)
-        reply, _ = worker.ask("teach", b + a, width=w, height=h, channels=3, dtype="f32", name=name)
+        reply, _ = worker.ask("teach", b + a, width=w, height=h, channels=3, dtype="f32", name=name,
+                              finished=finished or "")
     except bridge.BridgeError as exc:
         return fail(procedure, str(exc))
+    remember_styles(*bridge.list_styles(worker, _STYLES[0])[::2])
     Gimp.progress_end()
     Gimp.message(f"CSRNet: style '{reply.get('style', name)}' saved (fine-tuned from '{reply.get('base')}'); "
                  f"{reply.get('note', '')}. It is listed the next time you open CSRNet Retouch.")
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+def remember_styles(names, why):
+    """Record a style list the worker gave (``why`` None); when it changed during a run, GIMP re-queries the
+    plug-in at its next start, so the PDB's style choices include new styles (a style just taught)."""
+    try:
+        if why is None and bridge.record_styles(HERE, names) and "-run" in sys.argv:
+            os.utime(__file__)
+    except OSError:
+        pass
 
 
 class CsrRetouch(Gimp.PlugIn):
@@ -211,6 +223,10 @@ class CsrRetouch(Gimp.PlugIn):
             proc.add_layer_argument("before", "_Before", "The photo before your edit", False, RW)
             proc.add_layer_argument("after", "_After", "The same photo after your edit", False, RW)
             proc.add_string_argument("name", "Style _name", "Name of the new style", "my-style", RW)
+            proc.add_string_argument("finished", "_Finished photos folder",
+                                     "Optional: the full path of a folder of finished photos in the same look "
+                                     "(a portfolio, an exported album) to learn from as well; empty for none",
+                                     "", RW)
         else:
             return None
         proc.set_image_types("RGB*")
@@ -232,11 +248,7 @@ class CsrRetouch(Gimp.PlugIn):
                 worker.close()
         except bridge.BridgeError as exc:
             names, default, why = list(fallback), fallback[0], str(exc)
-        try:
-            if why is None and bridge.record_styles(HERE, names) and running:
-                os.utime(__file__)  # the list changed: GIMP re-queries us (new PDB choices) at its next start
-        except OSError:
-            pass
+        remember_styles(names, why)
         _STYLES = (names, default)
         mark(f"styles listed ({why or 'ok'})")
         choice = Gimp.Choice.new()
