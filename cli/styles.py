@@ -79,11 +79,13 @@ def describe(style, base_name: str = "") -> list[str]:
         out.append(f"started from: '{training['initialised_from']}'")
     if "recipe" in training:
         out += _wrap("recipe: ", _recipe_text(training["recipe"], card.get("validation", {})))
+    if training.get("chosen_by"):
+        out += _wrap("chosen by: ", training["chosen_by"])
     scores = card.get("scores", {})
     if scores:
         out.append("scores (PSNR dB / SSIM / CIEDE2000; per-pair PSNR capped at 100 dB):")
         for key, value in scores.items():
-            if isinstance(value, dict):
+            if isinstance(value, dict) and key != "sets":  # the sets are in the table above
                 out += _score_lines(key, value, style.name)
     for w in card.get("warnings", []) or []:
         out += _wrap("warning: ", str(w))
@@ -94,7 +96,8 @@ def describe(style, base_name: str = "") -> list[str]:
     return out
 
 
-SET_TITLES = {"fivek_c_val": "FiveK test-split pairs", "renderings": "other renderings", "in_sample_14": "its 14 pairs"}
+SET_TITLES = {"fivek_c_val": "FiveK test-split pairs", "renderings": "other renderings",
+              "in_sample_14": "its own pairs (learned from)"}
 
 
 def _summary_table(card: dict, name: str) -> list[str]:
@@ -117,8 +120,7 @@ def _summary_table(card: dict, name: str) -> list[str]:
         return []
     with_extra = any(r[3] is not None for r in rows)
     num = lambda x: f"{x:6.2f}" if isinstance(x, (int, float)) else "      "  # noqa: E731
-    lines = ["scores (PSNR dB, higher is closer; each pair scored by a style that never trained on it, "
-             "unless the set says its own pairs):",
+    lines = ["scores (PSNR dB, higher is closer to the target; no set but its own pairs was learned from):",
              f"  {'set':<28}{'pairs':>6}{name[:10]:>11}" + (f"{'pairs only':>12}" if with_extra else "") + f"{'do nothing':>12}"]
     for title, n, psnr, extra, nothing in rows:
         lines.append(f"  {title:<28}{n!s:>6}{num(psnr):>11}" + (f"{num(extra):>12}" if with_extra else "")

@@ -42,7 +42,7 @@ def training_ids(card: dict) -> set[str]:
     data = card.get("training", {}).get("data", {})
     if not isinstance(data, dict):
         return set()
-    ids = [*data.get("ids", []), *data.get("target_ids", [])]
+    ids = [*data.get("ids", []), *data.get("target_ids", []), *data.get("names", [])]
     return {str(i).casefold() for i in ids}
 
 
