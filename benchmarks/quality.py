@@ -10,7 +10,7 @@ Scores: PSNR and CIEDE2000 on 8-bit sRGB, per pair then the mean, each method th
     of that choice beside it.
   - ``C`` is trained on these pairs: its row here is in-sample and flagged; its validation score is the
     k-fold one on its card (each fold's pseudo-pairs built without the held-out pairs' maps), printed
-    beside it. ``python tools/styles_lab.py c-kfold`` re-runs that protocol.
+    beside it. ``python tools/build_c.py`` rebuilds C with that protocol.
   - Baselines: Pillow ``ImageOps.autocontrast(cutoff=0.5)`` per channel and with ``preserve_tone=True``;
     AutoLevels (PyPI) when it is installed.
 Not a test: it needs ../shared (skips with a message where it is absent).
