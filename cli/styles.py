@@ -97,7 +97,7 @@ def describe(style, base_name: str = "") -> list[str]:
 
 
 SET_TITLES = {"fivek_c_val": "FiveK test-split pairs", "renderings": "other renderings",
-              "in_sample_14": "its own pairs (learned from)"}
+              "in_sample_14": "14 FiveK train-range pairs"}
 
 
 def _summary_table(card: dict, name: str) -> list[str]:
@@ -114,16 +114,20 @@ def _summary_table(card: dict, name: str) -> list[str]:
     for key, entry in (scores.get("sets") or {}).items():
         if isinstance(entry, dict) and isinstance(entry.get("by_strength"), dict):
             at1 = entry["by_strength"].get("1", {})
-            rows.append((SET_TITLES.get(key, key.replace("_", " ")), entry.get("pairs", ""), at1.get("psnr"),
+            title = SET_TITLES.get(key, key.replace("_", " "))
+            data = card.get("training", {}).get("data")
+            learned = isinstance(data, dict) and set(entry.get("per_pair", {})) & set(data.get("ids", []))
+            rows.append((title + (" (learned from)" if learned else ""), entry.get("pairs", ""), at1.get("psnr"),
                          None, entry.get("do-nothing")))
     if not rows:
         return []
     with_extra = any(r[3] is not None for r in rows)
     num = lambda x: f"{x:6.2f}" if isinstance(x, (int, float)) else "      "  # noqa: E731
-    lines = ["scores (PSNR dB, higher is closer to the target; no set but its own pairs was learned from):",
-             f"  {'set':<28}{'pairs':>6}{name[:10]:>11}" + (f"{'pairs only':>12}" if with_extra else "") + f"{'do nothing':>12}"]
+    lines = ["scores (PSNR dB, higher is closer to the expert's edit; only sets marked 'learned from' were "
+             "trained on):",
+             f"  {'set':<42}{'pairs':>6}{name[:10]:>11}" + (f"{'pairs only':>12}" if with_extra else "") + f"{'do nothing':>12}"]
     for title, n, psnr, extra, nothing in rows:
-        lines.append(f"  {title:<28}{n!s:>6}{num(psnr):>11}" + (f"{num(extra):>12}" if with_extra else "")
+        lines.append(f"  {title:<42}{n!s:>6}{num(psnr):>11}" + (f"{num(extra):>12}" if with_extra else "")
                      + f"{num(nothing):>12}")
     return lines
 
