@@ -7,6 +7,7 @@ process (capped_entry.py) runs it through an entry point under RLIMIT_AS = 2 GB 
 """
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -175,3 +176,28 @@ def test_run_budget_covers_the_whole_run(tmp_path):
         [r] = hostile.check_child(capped, 1)
         assert r["outcome"] == "ok", r
         assert capped.peak_mb - base.peak_mb < max_pixels * BYTES_PER_PIXEL / 2**20, (capped.peak_mb, base.peak_mb)
+
+
+HEIF = {  # item 4: each cost 4-9 s and up to 2.2 GB, decoded at the size declared
+    "ispe-14000.avif": lambda: hostile.heif_declaring("AVIF", 14000, 14000),  # libavif scales 8x8 up to it
+    "ispe-14000.heic": lambda: hostile.heif_declaring("HEIC", 14000, 14000),
+    "grid-shared-14000.avif": lambda: hostile.heif_shared_grid("AVIF", 14000, 14000),  # 3,025 tiles, ~140 kB
+    # 784 tiles of 512: libheif itself refuses more than 1,000 items
+    "grid-shared-14000.heic": lambda: hostile.heif_shared_grid("HEIC", 14000, 14000, tile=512),
+}
+
+
+@pytest.mark.parametrize("entry", ["core", "cli", "web"])
+def test_heif_declaring_more_than_its_data_is_refused_at_once(tmp_path, entry):
+    """Item 4: a size box claiming 14000x14000 on an 8x8 image, and grids whose tiles all point at
+    one tile's data, are refused from their structure (heif_guard) in well under a second."""
+    from PIL import features
+
+    pytest.importorskip("pillow_heif", reason="the 'heif' extra (pillow-heif) is not installed")
+    if not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF support")
+    folder = _write(tmp_path / "in", {name: make() for name, make in HEIF.items()})
+    for r in _run(folder, tmp_path / "out", entry, ext=".jpg"):
+        assert r["outcome"] == "error" and r["s"] < 1, r
+        assert re.search(r": refusing (an AVIF|a HEIF) (image that declares 14000x14000|grid whose [\d,]+ tiles share)",
+                         _one_line(r)), r
