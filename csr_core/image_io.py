@@ -401,7 +401,7 @@ def _check_heif(data: bytes) -> None:
 def _camera(decode, data: bytes, max_pixels: int) -> np.ndarray:
     try:
         return decode(data, lambda w, h: _check_size(w, h, max_pixels))
-    except camera.MissingExtra as exc:
+    except (camera.MissingExtra, camera.Unreadable) as exc:
         raise _Bad(str(exc)) from None
 
 

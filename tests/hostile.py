@@ -300,17 +300,20 @@ def icc_padded(size: int) -> bytes:
     struct.pack_into(">I", data, 0, len(data))
     return bytes(data)
 
+#: The tags LibRaw needs in a CFA DNG: CFA layout and pattern, DNG version, camera model, colour matrix.
+_DNG_TAGS = [(33421, "H", 2, (2, 2)), (33422, "B", 4, (0, 1, 1, 2)), (50706, "B", 4, (1, 4, 0, 0)),
+             (50708, "s", 0, "csr hostile", True),
+             (50721, "2i", 9, (10000, 10000, 0, 10000, 0, 10000, 0, 10000, 0, 10000, 0, 10000,
+                               0, 10000, 0, 10000, 10000, 10000), True)]
+
+
 def dng_shared_tiles(width: int, height: int, tile: int = 256) -> bytes:
     """A 16-bit CFA DNG whose tile offsets all point at its one stored tile: ~130 kB that LibRaw
     would develop as ``width`` x ``height``. Written by tifffile at one tile, then its size tags
     patched and its tile tables rewritten at the end of the file."""
-    extratags = [(33421, "H", 2, (2, 2)), (33422, "B", 4, (0, 1, 1, 2)), (50706, "B", 4, (1, 4, 0, 0)),
-                 (50708, "s", 0, "csr hostile", True),
-                 (50721, "2i", 9, (10000, 10000, 0, 10000, 0, 10000, 0, 10000, 0, 10000, 0, 10000,
-                                   0, 10000, 0, 10000, 10000, 10000), True)]
     out = io.BytesIO()
     tifffile.imwrite(out, np.full((tile, tile), 4000, np.uint16), photometric="cfa", tile=(tile, tile),
-                     extratags=extratags, byteorder="<")
+                     extratags=_DNG_TAGS, byteorder="<")
     data = bytearray(out.getvalue())
     tags = tifffile.TiffFile(io.BytesIO(bytes(data))).pages.first.tags
     n = -(-width // tile) * -(-height // tile)
@@ -437,6 +440,19 @@ def _heic_size(data: bytes) -> tuple[int, int]:
     import pillow_heif
 
     return pillow_heif.open_heif(io.BytesIO(data)).size
+
+
+def dng_cut_short() -> bytes:
+    """A 64x96 CFA DNG cut off 2,000 bytes into its strip, whose byte count claims only 100 bytes:
+    the strip check passes, and LibRaw runs off the end of the data (printing "unknown file:
+    Unexpected end of file" on fd 2 itself)."""
+    out = io.BytesIO()
+    tifffile.imwrite(out, pixels(64, 96, 1, np.uint16) >> 4, photometric="cfa", extratags=_DNG_TAGS, byteorder="<")
+    data = bytearray(out.getvalue())
+    page = tifffile.TiffFile(io.BytesIO(bytes(data))).pages.first
+    counts = page.tags[279]
+    struct.pack_into("<HII", data, counts.offset + 2, 4, 1, 100)
+    return bytes(data[:page.dataoffsets[0] + 2000])
 
 
 # ----------------------------------------------------------------------------- the corpus
