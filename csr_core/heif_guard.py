@@ -24,7 +24,6 @@ FREE_PIXELS = 1 << 22
 MAX_BOXES = 1 << 17
 MAX_ITEMS = 1 << 17
 _MAX_DEPTH = 4
-_CODED = {b"av01", b"hvc1", b"hev1", b"avc1", b"jpeg", b"vvc1", b"j2k1", b"unci"}
 
 
 class HeifDataError(ValueError):
@@ -105,8 +104,9 @@ def inspect(data: bytes) -> HeifInfo:
     primary, idat = None, (0, 0)
     for kind, start, end in _boxes(data, meta[1] + 4, meta[2]):  # meta is a FullBox
         r = _Reader(data, start, end)
-        version = r.uint(1)
-        r.uint(3)
+        if kind in (b"pitm", b"iinf", b"iloc", b"iref"):  # FullBoxes: version and flags first
+            version = r.uint(1)
+            r.uint(3)
         if kind == b"pitm":
             primary = r.uint(2 if version == 0 else 4)
         elif kind == b"iinf":

@@ -82,6 +82,15 @@ def test_flat_large_avif_is_not_refused():
     assert info.width * info.height < info.coded_bytes * heif_guard.PIXELS_PER_BYTE / 10
 
 
+def test_empty_boxes_in_meta_are_skipped():
+    """A box the guard does not read (here an empty 'free' box) is passed over, whatever its size."""
+    data = hostile.heif_encode(Image.fromarray(hostile.pixels(20, 30)), "AVIF", quality=50)
+    at = data.index(b"meta") - 4
+    size = struct.unpack_from(">I", data, at)[0]
+    padded = data[:at] + struct.pack(">I", size + 8) + data[at + 4:at + 12] + b"\0\0\0\x08free" + data[at + 12:]
+    assert heif_guard.inspect(padded) == heif_guard.inspect(data)
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_declared_size_beyond_the_data_is_refused(fmt):
     data = hostile.heif_declaring(fmt, 14000, 14000)
