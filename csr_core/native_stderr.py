@@ -16,7 +16,6 @@ import contextlib
 import os
 import re
 import sys
-import tempfile
 import threading
 
 #: LibRaw's default data and memory callbacks (libraw_datastream.cpp, libraw_alloc.h).
@@ -49,6 +48,8 @@ def libraw_quiet():
         return
     with _lock:
         if _state["users"] == 0:
+            import tempfile  # here: the csr command imports this module at start
+
             sink = tempfile.TemporaryFile()
             _state["saved"], _state["sink"] = os.dup(2), sink
             os.dup2(sink.fileno(), 2)
