@@ -5,7 +5,7 @@ import importlib
 
 import click
 
-from csr_core import __version__
+from csr_core import __version__, native_stderr
 
 from .common import quiet_warnings
 
@@ -44,6 +44,7 @@ def cli() -> None:
 
 def main() -> None:
     quiet_warnings()
+    native_stderr.divert_python_stderr()  # LibRaw's own lines then stay out of csr's output
     cli(prog_name="csr")
 
 

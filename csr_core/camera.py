@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import native_stderr
 from .errors import install_command
 
 __all__ = ["RAW_EXTENSIONS", "HEIF_EXTENSIONS", "develop_raw", "decode_heif", "sniff"]
@@ -26,6 +27,10 @@ _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b
 
 class MissingExtra(Exception):
     """The decoder for this file type is an optional extra that is not installed."""
+
+
+class Unreadable(ValueError):
+    """The file is damaged or not one the decoder reads (the message says which)."""
 
 
 def sniff(data: bytes, name: str) -> str | None:
@@ -55,20 +60,28 @@ def develop_raw(data: bytes, check_size: Callable[[int, int], None]) -> np.ndarr
         import rawpy
     except ImportError:
         raise MissingExtra(f"RAW files need the 'raw' extra ({install_command('raw')})") from None
-    raw = rawpy.RawPy()
-    try:
-        raw.open_buffer(io.BytesIO(data))
-    except rawpy.LibRawError as exc:
-        raise ValueError(f"not a RAW file LibRaw can read ({type(exc).__name__})") from None
-    with raw:
-        sizes = raw.sizes
-        check_size(sizes.width, sizes.height)
-        check_size(sizes.raw_width, sizes.raw_height)
-        raw.unpack()
-        return raw.postprocess(use_camera_wb=True, no_auto_bright=True, bright=1.0, output_bps=16,
-                               gamma=(2.4, 12.92), output_color=rawpy.ColorSpace.sRGB,
-                               highlight_mode=rawpy.HighlightMode.Clip, user_flip=None,
-                               demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD)
+    with native_stderr.libraw_quiet():
+        raw = rawpy.RawPy()
+        try:
+            raw.open_buffer(io.BytesIO(data))
+        except rawpy.LibRawError as exc:
+            raise Unreadable(f"not a RAW file LibRaw can read ({type(exc).__name__})") from None
+        with raw:
+            sizes = raw.sizes
+            check_size(sizes.width, sizes.height)
+            check_size(sizes.raw_width, sizes.raw_height)
+            try:
+                raw.unpack()
+                return raw.postprocess(use_camera_wb=True, no_auto_bright=True, bright=1.0, output_bps=16,
+                                       gamma=(2.4, 12.92), output_color=rawpy.ColorSpace.sRGB,
+                                       highlight_mode=rawpy.HighlightMode.Clip, user_flip=None,
+                                       demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD)
+            except rawpy.LibRawIOError:
+                raise Unreadable("damaged or truncated RAW file: its image data ends early") from None
+            except rawpy.LibRawUnsufficientMemoryError:
+                raise MemoryError from None
+            except rawpy.LibRawError as exc:
+                raise Unreadable(f"damaged RAW file ({type(exc).__name__})") from None
 
 
 def decode_heif(data: bytes, check_size: Callable[[int, int], None]) -> np.ndarray:

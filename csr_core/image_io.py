@@ -29,8 +29,9 @@ Safety
     switched off (``Image.MAX_IMAGE_PIXELS = None``) since these checks replace it. Work that the file
     could repeat without paying for it is capped from its structure: JPEG scans (``MAX_JPEG_SCANS``),
     PNG chunks (``MAX_PNG_CHUNKS``) and image data beyond what the header needs, TIFF strips or tiles
-    that overlap. libjpeg's warnings (missing or corrupt data) are errors. Every failure is an
-    ``ImageError`` with one line: "<name>: <reason>".
+    that overlap, HEIF/AVIF sizes that their coded data cannot fill (``heif_guard``). libjpeg's
+    warnings (missing or corrupt data) are errors. Every failure is an ``ImageError`` with one line:
+    "<name>: <reason>".
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ import simplejpeg
 import tifffile
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from . import __version__, camera, jpeg_guard, metadata, png_guard
+from . import __version__, camera, heif_guard, jpeg_guard, metadata, png_guard
 from .errors import ImageError
 from .fsutil import atomic_write
 from .pixels import clipped_float, from_float, to_float
@@ -380,13 +381,27 @@ def _read_raw(data: bytes, max_pixels: int) -> _Decoded:
 
 
 def _read_heif(data: bytes, max_pixels: int) -> _Decoded:
+    _check_heif(data)
     return _Decoded(_camera(camera.decode_heif, data, max_pixels), "HEIF", 1)
+
+
+def _read_avif(data: bytes, max_pixels: int) -> _Decoded:
+    _check_heif(data)
+    return _read_pillow(data, max_pixels)
+
+
+def _check_heif(data: bytes) -> None:
+    """Refuse a declared size that the coded data cannot fill, and grid tiles sharing data (heif_guard)."""
+    try:
+        heif_guard.inspect(data)
+    except heif_guard.HeifDataError as exc:
+        raise _Bad(str(exc)) from None
 
 
 def _camera(decode, data: bytes, max_pixels: int) -> np.ndarray:
     try:
         return decode(data, lambda w, h: _check_size(w, h, max_pixels))
-    except camera.MissingExtra as exc:
+    except (camera.MissingExtra, camera.Unreadable) as exc:
         raise _Bad(str(exc)) from None
 
 
@@ -724,7 +739,7 @@ def _encode_tiff(rgb, alpha, quality) -> bytes:
 
 
 _READERS = {"PNG": _read_png, "TIFF": _read_tiff, "JPEG": _read_jpeg, "WEBP": _read_webp, "RAW": _read_raw,
-            "HEIF": _read_heif}
+            "HEIF": _read_heif, "AVIF": _read_avif}
 _ENCODERS = {"JPEG": _encode_jpeg, "PNG": _encode_png, "TIFF": _encode_tiff, "WEBP": _encode_webp}
 _DEFAULT_OUTPUT = {"RAW": "TIFF", "HEIF": "JPEG", "AVIF": "JPEG"}
 

@@ -300,17 +300,20 @@ def icc_padded(size: int) -> bytes:
     struct.pack_into(">I", data, 0, len(data))
     return bytes(data)
 
+#: The tags LibRaw needs in a CFA DNG: CFA layout and pattern, DNG version, camera model, colour matrix.
+_DNG_TAGS = [(33421, "H", 2, (2, 2)), (33422, "B", 4, (0, 1, 1, 2)), (50706, "B", 4, (1, 4, 0, 0)),
+             (50708, "s", 0, "csr hostile", True),
+             (50721, "2i", 9, (10000, 10000, 0, 10000, 0, 10000, 0, 10000, 0, 10000, 0, 10000,
+                               0, 10000, 0, 10000, 10000, 10000), True)]
+
+
 def dng_shared_tiles(width: int, height: int, tile: int = 256) -> bytes:
     """A 16-bit CFA DNG whose tile offsets all point at its one stored tile: ~130 kB that LibRaw
     would develop as ``width`` x ``height``. Written by tifffile at one tile, then its size tags
     patched and its tile tables rewritten at the end of the file."""
-    extratags = [(33421, "H", 2, (2, 2)), (33422, "B", 4, (0, 1, 1, 2)), (50706, "B", 4, (1, 4, 0, 0)),
-                 (50708, "s", 0, "csr hostile", True),
-                 (50721, "2i", 9, (10000, 10000, 0, 10000, 0, 10000, 0, 10000, 0, 10000, 0, 10000,
-                                   0, 10000, 0, 10000, 10000, 10000), True)]
     out = io.BytesIO()
     tifffile.imwrite(out, np.full((tile, tile), 4000, np.uint16), photometric="cfa", tile=(tile, tile),
-                     extratags=extratags, byteorder="<")
+                     extratags=_DNG_TAGS, byteorder="<")
     data = bytearray(out.getvalue())
     tags = tifffile.TiffFile(io.BytesIO(bytes(data))).pages.first.tags
     n = -(-width // tile) * -(-height // tile)
@@ -321,6 +324,136 @@ def dng_shared_tiles(width: int, height: int, tile: int = 256) -> bytes:
     for code, value in ((256, width), (257, height)):
         struct.pack_into("<HII", data, tags[code].offset + 2, 4, 1, value)
     return bytes(data)
+
+
+def heif_encode(im: Image.Image, fmt: str, **kw) -> bytes:
+    """A real single-image AVIF (Pillow, libavif) or HEIC (pillow-heif, x265) of ``im``."""
+    if fmt == "AVIF":
+        return encode(im, "AVIF", **kw)
+    import pillow_heif
+
+    out = io.BytesIO()
+    pillow_heif.from_pillow(im).save(out, **kw)
+    return out.getvalue()
+
+
+def _boxes(data: bytes, start: int = 0, end: int | None = None) -> dict[bytes, bytes]:
+    """The boxes in data[start:end] (type -> whole box), for files of one box each type."""
+    found, pos, end = {}, start, len(data) if end is None else end
+    while pos < end:
+        size = struct.unpack_from(">I", data, pos)[0]
+        found[data[pos + 4:pos + 8]] = data[pos:pos + size]
+        pos += size
+    return found
+
+
+def _box(kind: bytes, body: bytes, full: int | None = None) -> bytes:
+    head = b"" if full is None else struct.pack(">I", full)  # FullBox: version << 24 | flags
+    return struct.pack(">I", 8 + len(head) + len(body)) + kind + head + body
+
+
+def heif_single_parts(data: bytes) -> tuple[bytes, bytes, list[bytes], bytes]:
+    """(ftyp box, item type, property boxes other than ispe, coded data) of a one-item HEIF/AVIF as
+    Pillow and pillow-heif write it (no alpha: the mdat holds exactly the one item's data)."""
+    top = _boxes(data)
+    meta = _boxes(top[b"meta"], 12)
+    ipco = _boxes(_boxes(meta[b"iprp"], 8)[b"ipco"], 8)
+    props = [b for k, b in ipco.items() if k != b"ispe"]
+    kind = b"av01" if b"av1C" in ipco else b"hvc1"
+    return top[b"ftyp"], kind, props, top[b"mdat"][8:]
+
+
+def heif_file(ftyp: bytes, kind: bytes, tiles: list[tuple[list[bytes], bytes]], tile_size: tuple[int, int],
+              grid: tuple[int, int, int, int] | None = None) -> bytes:
+    """A HEIF/AVIF of coded ``tiles`` ((property boxes, coded data) each, ``kind`` items) of
+    ``tile_size``; with ``grid`` = (rows, columns, width, height) they are the tiles of a grid image
+    of that output size, else one image. Tiles given the same data object share one copy of it.
+    The grid descriptor lies in 'idat' (iloc version 1), as libheif and Apple write it."""
+    ipco: list[bytes] = [_box(b"ispe", struct.pack(">II", *(grid[2:] if grid else tile_size)), 0),
+                         _box(b"ispe", struct.pack(">II", *tile_size), 0)]
+    first = 2 if grid else 1  # first tile's item ID
+    infe = [(1, b"grid")] if grid else []
+    ipma = [(1, [1])] if grid else []
+    stored: dict[int, int] = {}  # id(data) -> offset in mdat
+    mdat = b""
+    places = []
+    for i, (props, coded) in enumerate(tiles):
+        indices = []
+        for prop in props:
+            if prop not in ipco:
+                ipco.append(prop)
+            essential = 0x80 if prop[4:8] in (b"av1C", b"hvcC") else 0
+            indices.append(essential | ipco.index(prop) + 1)
+        infe.append((first + i, kind))
+        ipma.append((first + i, [2, *indices]))
+        if id(coded) not in stored:
+            stored[id(coded)] = len(mdat)
+            mdat += coded
+        places.append((stored[id(coded)], len(coded)))
+    descriptor = struct.pack(">BBBBII", 0, 1, grid[0] - 1, grid[1] - 1, grid[2], grid[3]) if grid else b""
+
+    def meta(mdat_at: int) -> bytes:
+        iloc = [struct.pack(">HHHHII", 1, 1, 0, 1, 0, len(descriptor))] if grid else []  # method 1: idat
+        iloc += [struct.pack(">HHHHII", first + i, 0, 0, 1, mdat_at + off, n) for i, (off, n) in enumerate(places)]
+        entries = [struct.pack(">HB", item, len(idx)) + bytes(idx) for item, idx in ipma]
+        refs = _box(b"dimg", struct.pack(f">HH{len(tiles)}H", 1, len(tiles), *range(first, first + len(tiles)))) if grid else b""
+        return _box(b"meta", b"".join([
+            _box(b"hdlr", bytes(4) + b"pict" + bytes(13), 0),
+            _box(b"pitm", struct.pack(">H", 1), 0),
+            _box(b"iinf", struct.pack(">H", len(infe)) + b"".join(
+                _box(b"infe", struct.pack(">HH", item, 0) + t + b"\0", 2 << 24) for item, t in infe), 0),
+            _box(b"iloc", struct.pack(">BBH", 0x44, 0, len(iloc)) + b"".join(iloc), 1 << 24),
+            _box(b"iref", refs, 0) if grid else b"",
+            _box(b"iprp", _box(b"ipco", b"".join(ipco)) + _box(b"ipma", struct.pack(">I", len(ipma)) + b"".join(entries), 0)),
+            _box(b"idat", descriptor) if grid else b""]), 0)
+
+    at = len(ftyp) + len(meta(0)) + 8
+    return ftyp + meta(at) + _box(b"mdat", mdat)
+
+
+def heif_declaring(fmt: str, width: int, height: int) -> bytes:
+    """A real 8x8 AVIF or HEIC whose size box ('ispe') declares ``width`` x ``height`` (~300-500 bytes)."""
+    data = bytearray(heif_encode(Image.fromarray(pixels(8, 8, seed=8)), fmt, quality=50))
+    at = data.index(b"ispe")
+    struct.pack_into(">II", data, at + 8, width, height)
+    return bytes(data)
+
+
+def heif_shared_grid(fmt: str, width: int, height: int, tile: int = 256) -> bytes:
+    """A grid image of ``width`` x ``height`` whose tiles (3,025 at 14000x14000) all point at the
+    coded data of one real ``tile`` x ``tile`` image."""
+    ftyp, kind, props, coded = heif_single_parts(heif_encode(Image.fromarray(pixels(tile, tile, seed=9)), fmt,
+                                                             quality=30))
+    rows, cols = -(-height // tile), -(-width // tile)
+    return heif_file(ftyp, kind, [(props, coded)] * (rows * cols), (tile, tile), (rows, cols, width, height))
+
+
+def heif_grid(tiles: list[bytes], rows: int, cols: int) -> bytes:
+    """An honest grid image of ``tiles``: real single-image files of one format and size, each
+    coded on its own, row-major."""
+    parts = [heif_single_parts(t) for t in tiles]
+    (w, h) = Image.open(io.BytesIO(tiles[0])).size if parts[0][1] == b"av01" else _heic_size(tiles[0])
+    return heif_file(parts[0][0], parts[0][1], [(p[2], p[3]) for p in parts], (w, h), (rows, cols, w * cols, h * rows))
+
+
+def _heic_size(data: bytes) -> tuple[int, int]:
+    import pillow_heif
+
+    return pillow_heif.open_heif(io.BytesIO(data)).size
+
+
+def dng_cut_short() -> bytes:
+    """A 64x96 CFA DNG cut off 2,000 bytes into its strip, whose byte count claims only 100 bytes:
+    the strip check passes, and LibRaw runs off the end of the data (printing "unknown file:
+    Unexpected end of file" on fd 2 itself)."""
+    out = io.BytesIO()
+    tifffile.imwrite(out, pixels(64, 96, 1, np.uint16) >> 4, photometric="cfa", extratags=_DNG_TAGS, byteorder="<")
+    data = bytearray(out.getvalue())
+    page = tifffile.TiffFile(io.BytesIO(bytes(data))).pages.first
+    counts = page.tags[279]
+    struct.pack_into("<HII", data, counts.offset + 2, 4, 1, 100)
+    return bytes(data[:page.dataoffsets[0] + 2000])
+
 
 # ----------------------------------------------------------------------------- the corpus
 

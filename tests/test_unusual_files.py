@@ -7,6 +7,7 @@ process (capped_entry.py) runs it through an entry point under RLIMIT_AS = 2 GB 
 """
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -175,3 +176,65 @@ def test_run_budget_covers_the_whole_run(tmp_path):
         [r] = hostile.check_child(capped, 1)
         assert r["outcome"] == "ok", r
         assert capped.peak_mb - base.peak_mb < max_pixels * BYTES_PER_PIXEL / 2**20, (capped.peak_mb, base.peak_mb)
+
+
+HEIF = {  # item 4: each cost 4-9 s and up to 2.2 GB, decoded at the size declared
+    "ispe-14000.avif": lambda: hostile.heif_declaring("AVIF", 14000, 14000),  # libavif scales 8x8 up to it
+    "ispe-14000.heic": lambda: hostile.heif_declaring("HEIC", 14000, 14000),
+    "grid-shared-14000.avif": lambda: hostile.heif_shared_grid("AVIF", 14000, 14000),  # 3,025 tiles, ~140 kB
+    # 784 tiles of 512: libheif itself refuses more than 1,000 items
+    "grid-shared-14000.heic": lambda: hostile.heif_shared_grid("HEIC", 14000, 14000, tile=512),
+}
+
+
+@pytest.mark.parametrize("entry", ["core", "cli", "web"])
+def test_heif_declaring_more_than_its_data_is_refused_at_once(tmp_path, entry):
+    """Item 4: a size box claiming 14000x14000 on an 8x8 image, and grids whose tiles all point at
+    one tile's data, are refused from their structure (heif_guard) in well under a second."""
+    from PIL import features
+
+    pytest.importorskip("pillow_heif", reason="the 'heif' extra (pillow-heif) is not installed")
+    if not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF support")
+    folder = _write(tmp_path / "in", {name: make() for name, make in HEIF.items()})
+    for r in _run(folder, tmp_path / "out", entry, ext=".jpg"):
+        assert r["outcome"] == "error" and r["s"] < 1, r
+        assert re.search(r": refusing (an AVIF|a HEIF) (image that declares 14000x14000|grid whose [\d,]+ tiles share)",
+                         _one_line(r)), r
+
+
+def test_damaged_raw_gives_one_error_line(tmp_path):
+    """Item 19: LibRaw prints "unknown file: Unexpected end of file" on fd 2 itself; the csr command
+    keeps it out (native_stderr), alone and in a batch beside a good RAW, and says it in one line."""
+    pytest.importorskip("rawpy", reason="the 'raw' extra (rawpy) is not installed")
+    from test_metadata import write_dng
+
+    (tmp_path / "cut.dng").write_bytes(hostile.dng_cut_short())
+    write_dng(tmp_path / "good.dng")
+    csr = [sys.executable, "-m", "csr_cli.main", "retouch"]
+    alone = hostile.run_capped([*csr, str(tmp_path / "cut.dng"), "-o", str(tmp_path / "cut.tif")], cwd=REPO, wall_s=120)
+    assert alone.returncode == 1 and not alone.hit_cap
+    assert alone.stderr.splitlines() == [f"csr: error: {tmp_path / 'cut.dng'}: damaged or truncated RAW file: its "
+                                         "image data ends early"], alone.stderr
+    batch = hostile.run_capped([*csr, str(tmp_path / "good.dng"), str(tmp_path / "cut.dng"), "-o", str(tmp_path / "out")],
+                               cwd=REPO, wall_s=120)
+    assert batch.returncode == 1 and (tmp_path / "out" / "good.tif").exists()
+    assert [line for line in batch.stderr.splitlines() if "cut.dng" in line or "Unexpected" in line] == \
+        alone.stderr.splitlines(), batch.stderr
+
+
+def test_other_native_output_is_passed_on(tmp_path):
+    """While LibRaw's fd 2 is captured, what other native code prints there is passed on afterwards,
+    and Python's own stderr (messages, progress, warnings) is never held back."""
+    script = (
+        "import os, sys\n"
+        "from csr_core import native_stderr\n"
+        "native_stderr.divert_python_stderr()\n"
+        "with native_stderr.libraw_quiet():\n"
+        "    with native_stderr.libraw_quiet():  # a second thread's decode\n"
+        "        os.write(2, b'unknown file: Unexpected end of file\\nnative line\\n')\n"
+        "    print('python line', file=sys.stderr)\n"
+        "    os.write(2, b'shot.nef: data corrupted at 4096\\n')\n"
+        "os.write(2, b'after\\n')\n")
+    capped = hostile.run_capped([sys.executable, "-c", script], cwd=REPO, wall_s=60)
+    assert capped.returncode == 0 and capped.stderr.splitlines() == ["python line", "native line", "after"], capped.stderr
