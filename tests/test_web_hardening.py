@@ -32,7 +32,8 @@ def test_big_colour_profiles_do_not_outlive_their_request():
     results = _results(hostile.run_capped([*ENTRY, "profiles", "8", "16"], cwd=REPO))
     assert [r["outcome"] for r in results] == ["ok"] * 8, results
     rss = [int(r["message"]) for r in results]
-    assert rss[-1] - rss[0] < 24, f"resident MB after each request: {rss}"
+    # a kept profile per request would add 7 x 16 MB = 112 MB; allocator noise on a busy machine is ~60 MB
+    assert min(rss[-3:]) - rss[0] < 64, f"resident MB after each request: {rss}"
 
 
 # ----------------------------------------------------------------------------- item 14: what uploads may hold
