@@ -63,6 +63,7 @@ class FinetuneConfig:
     pseudo_exposure: float = 0.15  # each one's exposure factor is drawn from 1 +- this
     pseudo_views: int = 2         # condition views per pseudo-pair (the photo and its mirror)
     pseudo_ema: float = 0.99      # the weights' moving average is validated and kept (a smooth curve)
+    pseudo_steps: int = 400       # steps of each run on pseudo-pairs (their curve peaks near 250)
     finished_side: int = 256      # finished photos are read at this long side (only their colours matter)
     finished_limit: int = 400     # at most this many finished photos (an even sample of a larger folder)
 
@@ -327,7 +328,7 @@ class _Pseudo:
     """Pseudo-pairs from finished photos: those of a run use only its training pairs' colour maps."""
 
     def __init__(self, tuner: _Tuner, loaded, finished: Sequence[np.ndarray], cfg: FinetuneConfig):
-        self.tuner, self.loaded, self.finished, self.steps = tuner, loaded, finished, cfg.steps
+        self.tuner, self.loaded, self.finished, self.steps = tuner, loaded, finished, min(cfg.pseudo_steps, cfg.steps)
         self.recipe = PseudoRecipe(per=cfg.pseudo_per, exposure=cfg.pseudo_exposure)
         self.views = cfg.pseudo_views
 
