@@ -1,7 +1,9 @@
 """The ``csr`` command: retouch photos with CSRNet styles from the shell."""
 from __future__ import annotations
 
+import gc
 import importlib
+import os
 
 import click
 
@@ -43,8 +45,14 @@ def cli() -> None:
 
 
 def main() -> None:
+    # csr spreads its work over its own threads with BLAS on one (csr_core.threads): OpenBLAS's own pool,
+    # started when numpy is imported, would only cost start-up time (a user's setting is kept)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     quiet_warnings()
-    cli(prog_name="csr")
+    try:
+        cli(prog_name="csr")
+    finally:
+        gc.freeze()  # the process ends here: its final garbage collection over every object is spared
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 For many small operations this beats the libraries' own thread pools: those gain little on idle
 cores and, when the cores are busy, every call waits at a barrier for a descheduled thread (measured
 up to 10x slower). The libraries' settings are process-wide, so they are switched to one thread when
-the first user enters and restored when the last one leaves (two batch jobs may overlap).
+the first user enters and restored when the last one leaves (two batch jobs may overlap). Where OpenBLAS
+starts with one thread (``OPENBLAS_NUM_THREADS=1``, as the ``csr`` command sets it) BLAS is left alone.
 """
 from __future__ import annotations
 
@@ -14,11 +15,24 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Sequence
 
 import cv2
-from threadpoolctl import threadpool_limits
 
 _lock = threading.Lock()
 _users = 0
 _saved: tuple = ()
+_blas = None  # threadpoolctl's view of the BLAS libraries, made once (it inspects every loaded library)
+
+
+def _limit_blas():
+    """BLAS on one thread (threadpoolctl's limit, to restore later), or None when OpenBLAS was started
+    with one thread and there is nothing to limit."""
+    global _blas
+    if os.environ.get("OPENBLAS_NUM_THREADS") == "1":
+        return None
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+
+        _blas = ThreadpoolController().select(user_api="blas")
+    return _blas.limit(limits=1)
 
 
 def cores() -> int:
@@ -32,7 +46,7 @@ def serial_libraries() -> Iterator[None]:
     global _users, _saved
     with _lock:
         if _users == 0:
-            _saved = (cv2.getNumThreads(), threadpool_limits(1, user_api="blas"))
+            _saved = (cv2.getNumThreads(), _limit_blas())
             cv2.setNumThreads(1)
         _users += 1
     try:
@@ -42,7 +56,8 @@ def serial_libraries() -> Iterator[None]:
             _users -= 1
             if _users == 0:
                 cv2.setNumThreads(_saved[0])
-                _saved[1].restore_original_limits()
+                if _saved[1] is not None:
+                    _saved[1].restore_original_limits()
 
 
 def for_each(fn: Callable[[int], object], starts: Sequence[int], workers: int | None = None) -> None:
