@@ -12,6 +12,7 @@ Photoshop, GIMP/G'MIC, darktable and friends.
 from __future__ import annotations
 
 import os
+import queue
 import re
 import threading
 from typing import Callable
@@ -159,13 +160,28 @@ def _apply_u8(rgb: np.ndarray, lut: np.ndarray, out: np.ndarray, rows: int,
     pos = v.astype(np.float32).reshape(256, 1)  # lattice coordinate of a g or b value
     row0 = (np.arange(256) * size).astype(np.float32).reshape(256, 1)  # first row of r's slice
 
-    def strip(y0: int) -> None:
-        r, g, b = cv2.split(np.ascontiguousarray(rgb[y0:y0 + rows]))
-        y = cv2.add(cv2.LUT(g, pos), cv2.LUT(r, row0))
-        mapped = cv2.remap(planes, cv2.LUT(b, pos), y, cv2.INTER_LINEAR)
-        out[y0:y0 + rows] = cv2.convertScaleAbs(mapped, alpha=255)
+    h, w = rgb.shape[:2]
+    spare: queue.SimpleQueue = queue.SimpleQueue()  # each worker's strip buffers, reused strip after strip
 
-    for_each(strip, range(0, rgb.shape[0], rows))
+    def strip(y0: int) -> None:
+        k = min(rows, h - y0)
+        try:
+            bufs = spare.get_nowait()
+        except queue.Empty:
+            bufs = ([np.empty((rows, w), np.uint8) for _ in range(3)],
+                    [np.empty((rows, w), np.float32) for _ in range(3)], np.empty((rows, w, 3), np.float32))
+        (r, g, b), (x, y, y_r), mapped = [c[:k] for c in bufs[0]], [c[:k] for c in bufs[1]], bufs[2][:k]
+        cv2.split(np.ascontiguousarray(rgb[y0:y0 + k]), [r, g, b])
+        cv2.add(cv2.LUT(g, pos, dst=y), cv2.LUT(r, row0, dst=y_r), dst=y)
+        cv2.remap(planes, cv2.LUT(b, pos, dst=x), y, cv2.INTER_LINEAR, dst=mapped)
+        dest = out[y0:y0 + k]
+        if dest.flags.c_contiguous:  # (out may be rgb itself: the strip was read above)
+            cv2.convertScaleAbs(mapped, dst=dest, alpha=255)
+        else:
+            dest[...] = cv2.convertScaleAbs(mapped, alpha=255)
+        spare.put(bufs)
+
+    for_each(strip, range(0, h, rows))
 
 
 def trilinear(x: np.ndarray, lut: np.ndarray) -> np.ndarray:
