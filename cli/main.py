@@ -4,6 +4,7 @@ from __future__ import annotations
 import gc
 import importlib
 import os
+import sys
 
 import click
 
@@ -46,8 +47,9 @@ def cli() -> None:
 
 def main() -> None:
     # csr spreads its work over its own threads with BLAS on one (csr_core.threads): OpenBLAS's own pool,
-    # started when numpy is imported, would only cost start-up time (a user's setting is kept)
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # started when numpy is first imported, would only cost start-up time (a user's setting is kept)
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     quiet_warnings()
     try:
         cli(prog_name="csr")

@@ -5,8 +5,7 @@ interpolates it trilinearly: 8-bit pixels with one OpenCV ``remap`` per pixel in
 all cores (measured ~3x faster than Pillow's ``Color3DLUT``, >10x faster than vectorised numpy
 trilinear, and faster than a full 256^3 table once its expansion is counted), 16-bit and float pixels
 with numpy trilinear in float32. ``LazyLut`` bakes only the lattice points that the 8-bit pixels it is
-applied to can reach (a photo's colours touch a few percent of the cells), with the same values and so
-the same output as a full bake. ``write_cube`` / ``write_hald`` export the lattice for Resolve,
+applied to can reach (a photo's colours touch a few percent of the cells), with a full bake's values. ``write_cube`` / ``write_hald`` export the lattice for Resolve,
 Photoshop, GIMP/G'MIC, darktable and friends.
 """
 from __future__ import annotations
@@ -106,8 +105,9 @@ class LazyLut:
     """The colour map ``fn`` as a size^3 LUT baked on demand: applied to 8-bit pixels, only the corners
     of the cells their colours fall in are baked (those are all the 8-bit path reads with a non-zero
     weight; the rest stays 0); applied to 16-bit or float pixels, the whole lattice. Each point is baked
-    once, with the same values as ``bake_lut``, so the output equals a full bake's. Callable as
-    ``apply(pixels, out=None)`` like ``apply_lut``; thread-safe."""
+    once, with ``bake_lut``'s values (up to BLAS rounding, a few 1e-7), so the output is a full bake's
+    (8-bit: within 1/255, in about one value in a million). Callable as ``apply(pixels, out=None)`` like
+    ``apply_lut``; thread-safe."""
 
     def __init__(self, fn: Callable[[np.ndarray], np.ndarray], size: int = DEFAULT_SIZE):
         if not 2 <= size <= _U8_MAX_SIZE:
@@ -160,7 +160,7 @@ def _apply_u8(rgb: np.ndarray, lut: np.ndarray, out: np.ndarray, rows: int,
     pos = v.astype(np.float32).reshape(256, 1)  # lattice coordinate of a g or b value
     row0 = (np.arange(256) * size).astype(np.float32).reshape(256, 1)  # first row of r's slice
 
-    h, w = rgb.shape[:2]
+    h, width = rgb.shape[:2]
     spare: queue.SimpleQueue = queue.SimpleQueue()  # each worker's strip buffers, reused strip after strip
 
     def strip(y0: int) -> None:
@@ -168,8 +168,8 @@ def _apply_u8(rgb: np.ndarray, lut: np.ndarray, out: np.ndarray, rows: int,
         try:
             bufs = spare.get_nowait()
         except queue.Empty:
-            bufs = ([np.empty((rows, w), np.uint8) for _ in range(3)],
-                    [np.empty((rows, w), np.float32) for _ in range(3)], np.empty((rows, w, 3), np.float32))
+            bufs = ([np.empty((rows, width), np.uint8) for _ in range(3)],
+                    [np.empty((rows, width), np.float32) for _ in range(3)], np.empty((rows, width, 3), np.float32))
         (r, g, b), (x, y, y_r), mapped = [c[:k] for c in bufs[0]], [c[:k] for c in bufs[1]], bufs[2][:k]
         cv2.split(np.ascontiguousarray(rgb[y0:y0 + k]), [r, g, b])
         cv2.add(cv2.LUT(g, pos, dst=y), cv2.LUT(r, row0, dst=y_r), dst=y)

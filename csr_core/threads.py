@@ -24,7 +24,8 @@ _blas = None  # threadpoolctl's view of the BLAS libraries, made once (it inspec
 
 def _limit_blas():
     """BLAS on one thread (threadpoolctl's limit, to restore later), or None when OpenBLAS was started
-    with one thread and there is nothing to limit."""
+    with one thread and there is nothing to limit (OpenBLAS reads the variable when numpy is first
+    imported: it must not be set after that, as the csr command makes sure)."""
     global _blas
     if os.environ.get("OPENBLAS_NUM_THREADS") == "1":
         return None
