@@ -8,6 +8,7 @@ import sys
 
 import click
 
+import csr_core
 from csr_core import __version__
 
 from .common import quiet_warnings
@@ -48,8 +49,8 @@ def cli() -> None:
 def main() -> None:
     # csr spreads its work over its own threads with BLAS on one (csr_core.threads): OpenBLAS's own pool,
     # started when numpy is first imported, would only cost start-up time (a user's setting is kept)
-    if "numpy" not in sys.modules:
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if "numpy" not in sys.modules and os.environ.setdefault("OPENBLAS_NUM_THREADS", "1") == "1":
+        csr_core.BLAS_STARTED_SERIAL = True
     quiet_warnings()
     try:
         cli(prog_name="csr")

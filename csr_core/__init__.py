@@ -11,6 +11,9 @@ DEVICES = ("cpu", "cuda", "mps", "auto")
 #: Long side of the copy the condition net sees: a style's ``cond_size`` lies in this range. The net's cost
 #: grows with its square: 1024 takes ~1 s and 0.2 GB on any photo, 4096 would take ~13 s and 2.3 GB.
 COND_SIZES = (32, 1024)
+#: True where the program started OpenBLAS with one thread (OPENBLAS_NUM_THREADS=1 before numpy's first
+#: import, as the csr command does): ``csr_core.threads`` then has no BLAS threads to limit.
+BLAS_STARTED_SERIAL = False
 
 
 def data_dir(name: str) -> Path:

@@ -4,7 +4,7 @@ For many small operations this beats the libraries' own thread pools: those gain
 cores and, when the cores are busy, every call waits at a barrier for a descheduled thread (measured
 up to 10x slower). The libraries' settings are process-wide, so they are switched to one thread when
 the first user enters and restored when the last one leaves (two batch jobs may overlap). Where OpenBLAS
-starts with one thread (``OPENBLAS_NUM_THREADS=1``, as the ``csr`` command sets it) BLAS is left alone.
+was started with one thread (the ``csr`` command sets ``OPENBLAS_NUM_THREADS=1``) BLAS is left alone.
 """
 from __future__ import annotations
 
@@ -16,24 +16,21 @@ from typing import Callable, Iterator, Sequence
 
 import cv2
 
+import csr_core
+
 _lock = threading.Lock()
 _users = 0
 _saved: tuple = ()
-_blas = None  # threadpoolctl's view of the BLAS libraries, made once (it inspects every loaded library)
 
 
 def _limit_blas():
     """BLAS on one thread (threadpoolctl's limit, to restore later), or None when OpenBLAS was started
-    with one thread and there is nothing to limit (OpenBLAS reads the variable when numpy is first
-    imported: it must not be set after that, as the csr command makes sure)."""
-    global _blas
-    if os.environ.get("OPENBLAS_NUM_THREADS") == "1":
+    with one thread (``csr_core.BLAS_STARTED_SERIAL``) and there is nothing to limit."""
+    if csr_core.BLAS_STARTED_SERIAL:
         return None
-    if _blas is None:
-        from threadpoolctl import ThreadpoolController
+    from threadpoolctl import threadpool_limits  # it inspects every loaded library: libraries loaded since count
 
-        _blas = ThreadpoolController().select(user_api="blas")
-    return _blas.limit(limits=1)
+    return threadpool_limits(1, user_api="blas")
 
 
 def cores() -> int:
