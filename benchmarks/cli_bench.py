@@ -15,8 +15,8 @@ decoding + encoding every file of DIR (--folder N x MP), and csr --version / csr
 ``--baseline DIR`` also runs another checkout's CLI (e.g. ``git archive`` of an older commit) with this
 interpreter, in the same rounds, for before/after on the same machine. ``--repo DIR`` times DIR instead
 of this checkout. Each checkout's modules are byte-compiled first, as an installed package's are (so
-PYTHONDONTWRITEBYTECODE=1 does not make every run compile them). Photos: an upscaled real photo plus grain, q92 (bench.py). The load average is
-printed at the start, per job and at the end. Not a test.
+PYTHONDONTWRITEBYTECODE=1 does not make every run compile them). Photos: an upscaled real photo plus
+grain, q92 (bench.py). The load average is printed at the start, per job and at the end. Not a test.
 """
 from __future__ import annotations
 

@@ -187,8 +187,8 @@ def colour_map(look: Look, rgb: np.ndarray, strength: float = 1.0, device: str =
     ``apply(pixels, out=None)``; ``out`` may be ``pixels`` itself (in place).
 
     By default the modulated base net is baked into a ``LUT_SIZE``^3 LUT and interpolated, baked where
-    the pixels it is applied to need it (``csr_core.lut.LazyLut``); ``exact`` runs the net on every pixel. Images with fewer pixels than the LUT
-    has points always take the exact path (it is then the cheaper one).
+    the pixels it is applied to need it (``csr_core.lut.LazyLut``); ``exact`` runs the net on every
+    pixel. Images with fewer pixels than the LUT has points always take the exact path.
     """
     check_strength(strength)
     dev = resolve_device(device)

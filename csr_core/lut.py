@@ -5,8 +5,9 @@ interpolates it trilinearly: 8-bit pixels with one OpenCV ``remap`` per pixel in
 all cores (measured ~3x faster than Pillow's ``Color3DLUT``, >10x faster than vectorised numpy
 trilinear, and faster than a full 256^3 table once its expansion is counted), 16-bit and float pixels
 with numpy trilinear in float32. ``LazyLut`` bakes only the lattice points that the 8-bit pixels it is
-applied to can reach (a photo's colours touch a few percent of the cells), with a full bake's values. ``write_cube`` / ``write_hald`` export the lattice for Resolve,
-Photoshop, GIMP/G'MIC, darktable and friends.
+applied to can reach (a photo's colours touch a few percent of the cells), with a full bake's values.
+``write_cube`` / ``write_hald`` export the lattice for Resolve, Photoshop, GIMP/G'MIC, darktable and
+friends.
 """
 from __future__ import annotations
 
