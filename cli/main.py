@@ -1,10 +1,14 @@
 """The ``csr`` command: retouch photos with CSRNet styles from the shell."""
 from __future__ import annotations
 
+import gc
 import importlib
+import os
+import sys
 
 import click
 
+import csr_core
 from csr_core import __version__, native_stderr
 
 from .common import quiet_warnings
@@ -43,9 +47,16 @@ def cli() -> None:
 
 
 def main() -> None:
+    # csr spreads its work over its own threads with BLAS on one (csr_core.threads): OpenBLAS's own pool,
+    # started when numpy is first imported, would only cost start-up time (a user's setting is kept)
+    if "numpy" not in sys.modules and os.environ.setdefault("OPENBLAS_NUM_THREADS", "1") == "1":
+        csr_core.BLAS_STARTED_SERIAL = True
     quiet_warnings()
     native_stderr.divert_python_stderr()  # LibRaw's own lines then stay out of csr's output
-    cli(prog_name="csr")
+    try:
+        cli(prog_name="csr")
+    finally:
+        gc.freeze()  # the process ends here: its final garbage collection over every object is spared
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import io
 import os
 import stat
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -65,12 +66,14 @@ def command(inputs, output, style, strength, quality, fmt, overwrite, skip_exist
     """
     from csr_core import batch
     from csr_core.image_io import format_for_path
-    from csr_core.inference import resolve_device
-    from csr_core.pipeline import retouch_file
 
     if overwrite and skip_existing:
         fail("--overwrite and --skip-existing exclude each other", EXIT_USAGE)
     inputs, output = _locations(inputs, output, storage_options)
+    early = _EarlyLoad.of(inputs, output, cluster)
+    from csr_core.inference import resolve_device
+    from csr_core.pipeline import retouch_file
+
     try:
         resolve_device(device)
         look = registry().look(style)
@@ -82,7 +85,7 @@ def command(inputs, output, style, strength, quality, fmt, overwrite, skip_exist
     options = dict(strength=strength, quality=quality, fmt=fmt_name, device=device, exact=exact)
 
     def run_one(src, dest):
-        retouch_file(src, dest, style=look, **options)
+        retouch_file(early.photo() if early and early.path == src else src, dest, style=look, **options)
 
     if "-" in inputs or output == "-":
         if cluster:
@@ -99,6 +102,40 @@ def command(inputs, output, style, strength, quality, fmt, overwrite, skip_exist
         process = lambda job: run_one(job.src, job.dest)  # noqa: E731
         failed = _run_batch(jobs, lambda report: batch.run(jobs, process, overwrite, skip_existing, report))
     sys.exit(EXIT_FAILED if failed or problems else EXIT_OK)
+
+
+class _EarlyLoad:
+    """One local input file decoded on a thread from the moment the command knows it, while the rest of csr
+    starts up (the JPEG decoder runs without the GIL). A daemon thread: an error elsewhere exits at once."""
+
+    def __init__(self, path: str):
+        from csr_core.image_io import load_photo
+
+        self.path, self._done, self._result = Path(path), threading.Event(), (None, None)
+
+        def load():
+            try:
+                self._result = (load_photo(path), None)
+            except BaseException as exc:  # raised where the photo is needed, as loading it there would
+                self._result = (None, exc)
+            finally:
+                self._done.set()
+
+        threading.Thread(target=load, name="csr-early-load", daemon=True).start()
+
+    @classmethod
+    def of(cls, inputs, output, cluster) -> "_EarlyLoad | None":
+        """For a single regular file retouched here (not stdin or stdout, not a store URL, not on a cluster)."""
+        if cluster or output == "-" or len(inputs) != 1 or not isinstance(inputs[0], str) or inputs[0] == "-":
+            return None
+        return cls(inputs[0]) if os.path.isfile(inputs[0]) else None
+
+    def photo(self):
+        self._done.wait()
+        photo, exc = self._result
+        if exc is not None:
+            raise exc
+        return photo
 
 
 def _locations(inputs, output, storage_options):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from . import metadata, storage
+from . import storage
 from .errors import CsrError
 from .image_io import SUPPORTED_EXTENSIONS, format_for_path, output_extension
 
@@ -164,6 +164,8 @@ def _earlier_result(job: Job, outputs: dict[Identity, Path]) -> bool:
     owner = outputs.get(job.src_id) if job.src_id else None
     if owner is None or owner == job.src:
         return False
+    from . import metadata
+
     try:
         return metadata.made_by_csr(Path(job.src).read_bytes(), format_for_path(job.src))
     except (OSError, CsrError):

@@ -26,7 +26,7 @@ Safety
     Declared dimensions are checked against ``max_pixels`` before anything is decoded, by every
     decoder, and so are the bytes the decoder will allocate (``BYTES_PER_PIXEL`` per allowed pixel:
     samples x sample size, plus a progressive JPEG's coefficient buffers); Pillow's own bomb limit is
-    switched off (``Image.MAX_IMAGE_PIXELS = None``) since these checks replace it. Work that the file
+    switched off (``csr_core.pillow``) since these checks replace it. Work that the file
     could repeat without paying for it is capped from its structure: JPEG scans (``MAX_JPEG_SCANS``),
     PNG chunks (``MAX_PNG_CHUNKS``) and image data beyond what the header needs, TIFF strips or tiles
     that overlap, HEIF/AVIF sizes that their coded data cannot fill (``heif_guard``). libjpeg's
@@ -52,18 +52,16 @@ from typing import BinaryIO, Callable
 import imagecodecs
 import numpy as np
 import simplejpeg
-import tifffile
-from PIL import Image, ImageCms, UnidentifiedImageError
 
 from . import __version__, camera, heif_guard, jpeg_guard, metadata, png_guard
 from .errors import ImageError
 from .fsutil import atomic_write
+from .pillow import pil_image
 from .pixels import clipped_float, from_float, to_float
 
 __all__ = ["Photo", "load_photo", "save_photo", "format_for_path", "to_float", "from_float",
            "SUPPORTED_EXTENSIONS", "DEFAULT_MAX_PIXELS"]
 
-Image.MAX_IMAGE_PIXELS = None  # replaced by our own max_pixels check, done before any decoding
 # tifffile logs damaged-file details that would reach stderr through logging's last resort handler;
 # our ImageError already says it (configured logging still receives them)
 logging.getLogger("tifffile").addHandler(logging.NullHandler())
@@ -283,10 +281,12 @@ def _read_png(data: bytes, max_pixels: int) -> _Decoded:
 def _read_jpeg(data: bytes, max_pixels: int) -> _Decoded:
     """Budget the decode from the file's structure (jpeg_guard), then libjpeg-turbo (simplejpeg) in
     strict mode: a warning about missing or corrupt data is an error, never a grey-padded picture."""
-    im = _pil_open(data)
-    width, height = im.size
+    try:
+        height, width, space, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError as exc:
+        raise _Bad(f"damaged or truncated JPEG ({_one_line(exc)})") from None
     _check_size(width, height, max_pixels)
-    if im.mode == "CMYK":
+    if space in ("CMYK", "YCCK"):
         raise _Bad(_CMYK)
     max_scans = min(MAX_JPEG_SCANS, SCAN_PASSES_PER_PIXEL * max_pixels // (width * height))
     try:
@@ -296,7 +296,7 @@ def _read_jpeg(data: bytes, max_pixels: int) -> _Decoded:
                    "images)") from None
     if info.too_little_data():
         raise _Bad(f"truncated JPEG ({info.scan_bytes:,} bytes of scan data cannot code {width}x{height} pixels)")
-    gray = im.mode == "L"
+    gray = space == "Gray"
     _check_bytes(width * height * (1 if gray else 3) + info.coefficient_bytes(), max_pixels, "this JPEG",
                  width, height, 1)
     try:
@@ -348,14 +348,16 @@ def _webp_header(data: bytes) -> tuple[int, int, bool, bool]:
     raise _Bad("not a supported image (damaged WebP header)")
 
 
-def _pil_open(data: bytes) -> Image.Image:
+def _pil_open(data: bytes):
+    from PIL import UnidentifiedImageError
+
     try:
-        return Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS)
+        return pil_image().open(io.BytesIO(data), formats=_PILLOW_FORMATS)
     except UnidentifiedImageError:
         raise _Bad("not a supported image (unrecognised format or corrupt data)") from None
 
 
-def _pil_pixels(im: Image.Image) -> np.ndarray:
+def _pil_pixels(im) -> np.ndarray:
     mode = im.mode
     if mode in ("P", "PA"):
         im = im.convert("RGBA" if mode == "PA" or "transparency" in im.info else "RGB")
@@ -371,6 +373,8 @@ def _pil_pixels(im: Image.Image) -> np.ndarray:
 
 def _read_raw(data: bytes, max_pixels: int) -> _Decoded:
     if data[:4] in (b"II*\0", b"MM\0*"):  # DNG and the TIFF-based RAWs: LibRaw trusts their tile tables
+        import tifffile
+
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
             page = tif.pages.first
             _check_segments(page, len(data))
@@ -399,6 +403,7 @@ def _check_heif(data: bytes) -> None:
 
 
 def _camera(decode, data: bytes, max_pixels: int) -> np.ndarray:
+    pil_image()  # pillow-heif decodes through Pillow: its bomb limit must be off first
     try:
         return decode(data, lambda w, h: _check_size(w, h, max_pixels))
     except (camera.MissingExtra, camera.Unreadable) as exc:
@@ -406,6 +411,8 @@ def _camera(decode, data: bytes, max_pixels: int) -> np.ndarray:
 
 
 def _read_tiff(data: bytes, max_pixels: int) -> _Decoded:
+    import tifffile
+
     ph = tifffile.PHOTOMETRIC
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
         if not tif.pages:
@@ -584,6 +591,8 @@ def _measure_space(icc: bytes, gray: bool) -> str:
     if np.abs(_cms_to_srgb(probe, icc, gray) - expect).max() <= 1 / 255:
         return "sRGB"
     try:
+        from PIL import ImageCms
+
         desc = ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile.profile_description
     except Exception:
         desc = ""
@@ -723,11 +732,13 @@ def _encode_png(rgb, alpha, quality) -> bytes:
 def _encode_webp(rgb, alpha, quality) -> bytes:
     _check_dims(rgb, 16383, "WebP")
     out = io.BytesIO()
-    Image.fromarray(_pixels_for(rgb, alpha, np.uint8)).save(out, "WEBP", quality=quality, method=4)
+    pil_image().fromarray(_pixels_for(rgb, alpha, np.uint8)).save(out, "WEBP", quality=quality, method=4)
     return out.getvalue()
 
 
 def _encode_tiff(rgb, alpha, quality) -> bytes:
+    import tifffile
+
     if rgb.dtype == np.float32:
         rgb = clipped_float(rgb)
     pixels = _pixels_for(rgb, alpha, rgb.dtype)

@@ -18,7 +18,7 @@ import numpy as np
 from . import DEVICES, MAX_STRENGTH
 from .engine import Modulation, Net
 from .errors import CsrError, require
-from .lut import DEFAULT_SIZE as LUT_SIZE, apply_lut, bake_lut
+from .lut import DEFAULT_SIZE as LUT_SIZE, LazyLut, bake_lut
 from .pixels import from_float, to_float
 from .threads import for_each, serial_libraries
 
@@ -70,13 +70,16 @@ def _resize_weights(n_in: int, n_out: int, scale: float | None = None) -> np.nda
     (default n_in / n_out; given when the input is a box-averaged copy missing its last rows)."""
     scale = n_in / n_out if scale is None else scale
     support, inv = max(scale, 1.0), 1.0 / max(scale, 1.0)
-    m = np.zeros((n_out, n_in), np.float64)
-    for i in range(n_out):
-        c = (i + 0.5) * scale
-        lo, hi = max(int(c - support + 0.5), 0), min(int(c + support + 0.5), n_in)
-        w = np.maximum(0.0, 1.0 - np.abs((np.arange(lo, hi) - c + 0.5) * inv))
-        m[i, lo:hi] = w / w.sum()
-    return m.astype(np.float32)
+    c = (np.arange(n_out) + 0.5) * scale  # each output's centre, in input pixels
+    lo = np.maximum((c - support + 0.5).astype(np.int64), 0)
+    hi = np.minimum((c + support + 0.5).astype(np.int64), n_in)
+    j = lo[:, None] + np.arange(int(2 * support) + 2)  # each output's support, and beyond it
+    inside = j < hi[:, None]
+    w = np.where(inside, np.maximum(0.0, 1.0 - np.abs((j - c[:, None] + 0.5) * inv)), 0.0)
+    w /= w.sum(axis=1, keepdims=True)
+    m = np.zeros((n_out, n_in), np.float32)
+    m[np.nonzero(inside)[0], j[inside]] = w[inside]
+    return m
 
 
 def condition_input(rgb: np.ndarray, size: int) -> np.ndarray:
@@ -183,9 +186,9 @@ def colour_map(look: Look, rgb: np.ndarray, strength: float = 1.0, device: str =
     any pixels (the image itself, or a crop of it as the GIMP plug-in does for a selection), as
     ``apply(pixels, out=None)``; ``out`` may be ``pixels`` itself (in place).
 
-    By default the modulated base net is baked into a ``LUT_SIZE``^3 LUT and interpolated (see
-    ``csr_core.lut``); ``exact`` runs the net on every pixel. Images with fewer pixels than the LUT
-    has points always take the exact path (it is then the cheaper one).
+    By default the modulated base net is baked into a ``LUT_SIZE``^3 LUT and interpolated, baked where
+    the pixels it is applied to need it (``csr_core.lut.LazyLut``); ``exact`` runs the net on every
+    pixel. Images with fewer pixels than the LUT has points always take the exact path.
     """
     check_strength(strength)
     dev = resolve_device(device)
@@ -194,8 +197,7 @@ def colour_map(look: Look, rgb: np.ndarray, strength: float = 1.0, device: str =
     mod = look_modulation(look, rgb)
     if exact or rgb.shape[0] * rgb.shape[1] <= LUT_SIZE ** 3:
         return lambda px, out=None: apply_base(look.base, px, mod, strength, dev, out=out)
-    lut = bake_lut(base_fn(look.base, mod, strength, dev), LUT_SIZE)
-    return lambda px, out=None: apply_lut(px, lut, out=out)
+    return LazyLut(base_fn(look.base, mod, strength, dev), LUT_SIZE)
 
 
 def look_lut(rgb: np.ndarray, look: Look, size: int = LUT_SIZE, strength: float = 1.0,

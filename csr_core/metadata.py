@@ -258,8 +258,9 @@ def _with_extended_xmp(data: bytes, packet: str, limit: int) -> str:
         return packet
     guid = match.group(1).encode()
     parts, full = {}, 0
-    from PIL import Image  # its JPEG header parse lists every APP segment
-    with Image.open(io.BytesIO(data)) as im:
+    from .pillow import pil_image  # its JPEG header parse lists every APP segment
+
+    with pil_image().open(io.BytesIO(data)) as im:
         for marker, body in getattr(im, "applist", []):
             if marker == "APP1" and body.startswith(_XMP_EXT_HEAD) and body[35:67] == guid:
                 full, offset = struct.unpack_from(">II", body, 67)
@@ -359,8 +360,10 @@ def _output_exif(meta: Metadata, width: int, height: int, converted: bool, fmt: 
 
 
 def _thumbnail(rgb: np.ndarray) -> bytes:
-    from PIL import Image
+    from .pillow import pil_image
     from .pixels import from_float
+
+    Image = pil_image()
     small = Image.fromarray(rgb if rgb.dtype == np.uint8 else from_float(rgb, np.uint8))
     small.thumbnail((160, 160), Image.Resampling.BOX)
     out = io.BytesIO()

@@ -39,7 +39,7 @@ def retouch_photo(photo: Photo, style: str | Look = DEFAULT_STYLE, strength: flo
     return retouch(photo.rgb, style, strength, device, registry, exact=exact)
 
 
-def retouch_file(src: str | os.PathLike | bytes | BinaryIO | Url, dest: str | os.PathLike | BinaryIO | Url, *,
+def retouch_file(src: str | os.PathLike | bytes | BinaryIO | Url | Photo, dest: str | os.PathLike | BinaryIO | Url, *,
                  style: str | Look = DEFAULT_STYLE, strength: float = 1.0, quality: int = 95,
                  fmt: str | None = None, device: str = "cpu", registry: Registry | None = None,
                  exact: bool = False, max_pixels: int | None = None) -> None:
@@ -49,9 +49,15 @@ def retouch_file(src: str | os.PathLike | bytes | BinaryIO | Url, dest: str | os
     The decoded pixels are retouched in place (they are not needed again), which saves a full-size
     buffer. ``max_pixels`` lowers the decompression-bomb limit (checked from the header, before decoding).
     ``src`` and ``dest`` may be store URLs (:class:`csr_core.storage.Url`): the same bytes, one upload.
+    ``src`` may also be a Photo already loaded (with the default limit) from the file.
     """
     limit = {} if max_pixels is None else {"max_pixels": max_pixels}
-    photo = load_photo(src.read_bytes(), name=str(src), **limit) if isinstance(src, Url) else load_photo(src, **limit)
+    if isinstance(src, Photo):
+        photo = src
+    elif isinstance(src, Url):
+        photo = load_photo(src.read_bytes(), name=str(src), **limit)
+    else:
+        photo = load_photo(src, **limit)
     look = style if isinstance(style, Look) else (registry or default_registry()).look(style)
     pixels = photo.rgb
     rgb = colour_map(look, pixels, strength, device, exact)(pixels, out=pixels if pixels.flags.writeable else None)

@@ -8,7 +8,6 @@ its base by sha256. Every weights file is checked against the sha256 in its card
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import io
 import json
@@ -16,9 +15,7 @@ import os
 import re
 import stat
 import warnings
-import zipfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping
 
@@ -331,6 +328,8 @@ class Registry:
                 f"distributed with csr. Create it from your own FiveK copy: "
                 f"csr finetune --pairs /path/to/fivek --expert {name} --name {name}")
         names = self.names()
+        import difflib
+
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         close += [n for n in names if n.lower() == str(name).lower() and n not in close]
         hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
@@ -439,6 +438,8 @@ class Registry:
         digest = hashlib.sha256(blob).hexdigest()
         card = dict(card, architecture=ARCHITECTURE, kind="condition" if base else "full",
                     file=f"{name}.{digest[:12]}.safetensors", sha256=digest)
+        from datetime import datetime, timezone
+
         card.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
         card.setdefault("cond_size", 256)
         if base is not None:
@@ -536,6 +537,8 @@ class Registry:
 def _check_unpacked_size(blob: bytes, path) -> None:
     """A zip-format .pth must not unpack (its members' declared sizes) past MAX_WEIGHTS_BYTES: a 1 MB
     deflated archive can hold a 1 GiB tensor. Checked before torch reads it."""
+    import zipfile
+
     if not zipfile.is_zipfile(io.BytesIO(blob)):
         return  # legacy format: tensors are stored raw, so the file size bounds them
     try:

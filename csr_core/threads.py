@@ -3,7 +3,8 @@
 For many small operations this beats the libraries' own thread pools: those gain little on idle
 cores and, when the cores are busy, every call waits at a barrier for a descheduled thread (measured
 up to 10x slower). The libraries' settings are process-wide, so they are switched to one thread when
-the first user enters and restored when the last one leaves (two batch jobs may overlap).
+the first user enters and restored when the last one leaves (two batch jobs may overlap). Where OpenBLAS
+was started with one thread (the ``csr`` command sets ``OPENBLAS_NUM_THREADS=1``) BLAS is left alone.
 """
 from __future__ import annotations
 
@@ -14,11 +15,22 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Sequence
 
 import cv2
-from threadpoolctl import threadpool_limits
+
+import csr_core
 
 _lock = threading.Lock()
 _users = 0
 _saved: tuple = ()
+
+
+def _limit_blas():
+    """BLAS on one thread (threadpoolctl's limit, to restore later), or None when OpenBLAS was started
+    with one thread (``csr_core.BLAS_STARTED_SERIAL``) and there is nothing to limit."""
+    if csr_core.BLAS_STARTED_SERIAL:
+        return None
+    from threadpoolctl import threadpool_limits  # it inspects every loaded library: libraries loaded since count
+
+    return threadpool_limits(1, user_api="blas")
 
 
 def cores() -> int:
@@ -32,7 +44,7 @@ def serial_libraries() -> Iterator[None]:
     global _users, _saved
     with _lock:
         if _users == 0:
-            _saved = (cv2.getNumThreads(), threadpool_limits(1, user_api="blas"))
+            _saved = (cv2.getNumThreads(), _limit_blas())
             cv2.setNumThreads(1)
         _users += 1
     try:
@@ -42,7 +54,8 @@ def serial_libraries() -> Iterator[None]:
             _users -= 1
             if _users == 0:
                 cv2.setNumThreads(_saved[0])
-                _saved[1].restore_original_limits()
+                if _saved[1] is not None:
+                    _saved[1].restore_original_limits()
 
 
 def for_each(fn: Callable[[int], object], starts: Sequence[int], workers: int | None = None) -> None:

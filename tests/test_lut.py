@@ -83,6 +83,47 @@ def test_bake_equals_net_on_lattice(look, strength):
     assert np.abs(lut - exact).max() < 1e-5
 
 
+@pytest.mark.parametrize("size", [65, 17, 10])  # 10: cells that are not OpenCV's uniform bins
+def test_used_cells_are_the_cells_the_8bit_path_reads(rng, size):
+    img = np.concatenate([photo_like(60, 80), rng.integers(0, 256, (3, 80, 3), dtype=np.uint8)])
+    img[0, :4] = [[0, 0, 0], [255, 255, 255], [254, 1, 128], [3, 252, 255]]  # both ends of every axis
+    v = np.arange(256) * ((size - 1) / 255)
+    cell = np.minimum(np.floor(v).astype(int), size - 2)  # textbook: the lower lattice point of a level
+    expected = np.zeros((size - 1,) * 3, bool)
+    expected[cell[img[..., 0]], cell[img[..., 1]], cell[img[..., 2]]] = True
+    assert np.array_equal(L.used_cells(img, size), expected)
+    assert np.array_equal(L.used_cells(img[:, ::-1][5:], size), L.used_cells(np.ascontiguousarray(img[5:]), size))
+    assert not L.used_cells(img[:0], size).any()
+    corners = L.cell_corners(expected)
+    r, g, b = np.nonzero(expected)
+    assert corners.shape == (size,) * 3 and corners[r + 1, g, b + 1].all() and corners[r, g + 1, b].all()
+    assert corners.sum() <= 8 * expected.sum()
+
+
+@pytest.mark.parametrize("kind", ["photo", "random"])
+def test_lazy_lut_bakes_only_what_pixels_reach_and_matches_a_full_bake(look, rng, kind):
+    img = photo_like(90, 120) if kind == "photo" else rng.integers(0, 256, (50, 60, 3), dtype=np.uint8)
+    fn = base_fn(look.base, look_modulation(look, img))
+    full = L.bake_lut(fn, 33)
+    lazy = L.LazyLut(fn, 33)
+    out = lazy(img)
+    if kind == "photo":
+        assert lazy.baked.mean() < 0.5  # a photo's colours reach a fraction of the lattice
+    assert np.array_equal(lazy.baked, L.cell_corners(L.used_cells(img, 33)))
+    assert np.abs(lazy.lut[lazy.baked] - full[lazy.baked]).max() < 1e-6
+    assert np.abs(lazy.lut[~lazy.baked]).max(initial=0) == 0
+    ref = L.apply_lut(img, full)
+    assert np.abs(out.astype(int) - ref).max() <= 1 and (out != ref).mean() < 1e-3  # BLAS rounding at most
+    other = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)  # other pixels: the rest is baked on demand
+    assert np.abs(lazy(other).astype(int) - L.apply_lut(other, full)).max() <= 1
+    in_place = img.copy()
+    assert lazy(in_place, out=in_place) is in_place and np.array_equal(in_place, out)
+    img16 = img.astype(np.uint16) * 257  # 16-bit: the whole lattice, and the float path's precision
+    out16 = lazy(img16)
+    assert lazy.baked.all() and out16.dtype == np.uint16
+    assert np.abs(out16.astype(int) - L.apply_lut(img16, full)).max() <= 1
+
+
 def test_bake_rejects_bad_arguments(look):
     mod = look_modulation(look, np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(CsrError, match="strength"):

@@ -12,10 +12,11 @@ import json
 import zipfile
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from csr_core import camera
 from csr_core.image_io import SUPPORTED_EXTENSIONS
+from csr_core.pillow import pil_image
 
 from .service import Limits
 
@@ -36,7 +37,7 @@ def is_photo_or_zip(path: Path) -> bool:
     if camera.sniff(head, path.name):
         return True
     try:
-        with Image.open(path) as im:
+        with pil_image().open(path) as im:
             return bool(im.format)
     except (UnidentifiedImageError, OSError, ValueError):
         return False
