@@ -3,7 +3,8 @@
 On a terminal one status line is redrawn in place; otherwise (a log, a pipe, CI) a line is printed at
 every phase change and every ``interval`` seconds, so a long job never looks stuck. The rate is measured
 on this process's own steps (a resumed job does not count the steps it inherited); the time left is
-shown once the rate is known, as an upper bound ("at most") when the total is one (early stopping).
+shown once the rate is known; when the total is an upper bound (early stopping) the steps say "at most" and the
+time "about", since work between runs (making pseudo-pairs, scoring) is not counted in steps.
 """
 from __future__ import annotations
 
@@ -72,7 +73,8 @@ class StepProgress:
         rate = self.rate(now)
         if rate:
             left = max(0, info.get("steps", 0) - info.get("step", 0)) / rate
-            parts.append(f"{rate:.1f} steps/s, {clock(now - self.t0)} elapsed, {upto}{clock(left)} left")
+            # the step count is a bound, the time is not (work between runs is not in steps): "about"
+            parts.append(f"{rate:.1f} steps/s, {clock(now - self.t0)} elapsed, {'about ' if upto else ''}{clock(left)} left")
         if info.get("loss") is not None:
             parts.append(f"loss {info['loss']:.4f}")
         if self.val is not None:
