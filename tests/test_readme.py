@@ -34,6 +34,7 @@ from test_packaging import install_hints
 README = (REPO / "README.md").read_text("utf-8")
 SETUP = ("git clone ", "cd ", "python3 -m venv ", ". .venv/bin/activate", "pip install ")
 TEST_COMMAND = "python -m pytest -q"
+CI_TORCH = "pip install torch==2.13.0"  # the CPU build of torch the CI installs first
 #: commands that need an extra, by a piece of their text -> the module the extra brings
 NEEDS = {"--cluster": "distributed", "export-onnx": "onnx", "csr finetune": "torch", "csr train": "torch"}
 
@@ -104,8 +105,8 @@ def _check_setup(part: str) -> None:
         assert hints, part
         for name, _ in hints:
             assert name in (".", "torch"), part  # the checkout itself, or PyTorch first
-        if "torch" in dict(hints):
-            assert "--index-url https://download.pytorch.org/whl/cpu" in part, part
+        if "torch" in dict(hints):  # PyTorch's CPU-only build, or the CI's pin of it (the test command)
+            assert "--index-url https://download.pytorch.org/whl/cpu" in part or part == CI_TORCH, part
     elif part.startswith("git clone "):
         assert part.split()[2].startswith("https://"), part
 
@@ -135,6 +136,7 @@ def test_every_readme_command_runs_in_order(reader_folder, tmp_path):
             if TEST_COMMAND in parts:  # the CI runs the same tests with the same extras
                 ci = (REPO / ".ci" / "run").read_text()
                 assert ci.rstrip().splitlines()[-1] == TEST_COMMAND
+                assert CI_TORCH in parts and f"python -m {CI_TORCH}" in ci  # the same torch, installed first
                 extras = [set(e.split(",")) for n, e in install_hints(" ".join(parts) + "\n" + ci) if n == "." and e]
                 assert len(extras) == 2 and extras[0] == extras[1], extras
             for part in runnable:
