@@ -312,12 +312,15 @@ class _Scorer:
     def __init__(self, loaded, cond_size: int, base: CSRNet):
         self.loaded, self.cond_size, self.base = loaded, cond_size, base
 
-    def __call__(self, model: CSRNet, idx: Sequence[int]) -> dict[int, dict]:
+    def __call__(self, model: CSRNet, idx: Sequence[int], pairs_only: CSRNet | None = None) -> dict[int, dict]:
+        """Each pair's scores; ``pairs_only``: also that model's, beside the same yardsticks."""
         out = {}
         for i in idx:
             b8, a8 = self.loaded[i]
             out[i] = {"style": score(self._retouch(model, b8), a8), "base": score(self._retouch(self.base, b8), a8),
                       "do-nothing": score(b8, a8), "autocontrast": score(autocontrast(b8), a8)}
+            if pairs_only is not None:
+                out[i]["pairs_only"] = score(self._retouch(pairs_only, b8), a8)
         return out
 
     def _retouch(self, model: CSRNet, rgb: np.ndarray) -> np.ndarray:
@@ -328,12 +331,13 @@ class _Pseudo:
     """Pseudo-pairs from finished photos: those of a run use only its training pairs' colour maps."""
 
     def __init__(self, tuner: _Tuner, loaded, finished: Sequence[np.ndarray], cfg: FinetuneConfig):
-        self.tuner, self.loaded, self.finished, self.steps = tuner, loaded, finished, min(cfg.pseudo_steps, cfg.steps)
+        self.tuner, self.finished, self.steps = tuner, finished, min(cfg.pseudo_steps, cfg.steps)
+        self.maps = [fit_inverse_map(*pair) for pair in loaded]  # each pair's map, fitted once for every run
         self.recipe = PseudoRecipe(per=cfg.pseudo_per, exposure=cfg.pseudo_exposure)
         self.views = cfg.pseudo_views
 
     def pairs(self, train: Sequence[int], seed: int) -> RealPairs:
-        maps = [fit_inverse_map(*self.loaded[i]) for i in train]
+        maps = [self.maps[i] for i in train]
         made = pseudo_pairs(self.finished, maps, seed=self.tuner.cfg.seed * 1000 + seed, recipe=self.recipe)
         return self.tuner.dataset(made, self.views, seed=seed)
 
@@ -364,9 +368,8 @@ def _kfold(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo: 
     picked = {kind: _pooled(h) for kind, h in runs.items()}
     per: dict[int, dict] = {}
     for f, val in enumerate(folds):
-        scores = {kind: scorer(_snapshot(tuner, runs[kind][f], picked[kind][0]), val) for kind in kinds}
-        for i in val:
-            per[i] = dict(scores["style"][i], **({"pairs_only": scores["pairs_only"][i]["style"]} if pseudo else {}))
+        models = {kind: _snapshot(tuner, runs[kind][f], picked[kind][0]) for kind in kinds}
+        per.update(scorer(models["style"], val, models.get("pairs_only")))
     chosen, axis, pooled = picked["style"]
     progress.start("final (all pairs)", chosen, later=0, validating=False)
     extra = pseudo.pairs(list(range(n)), seed=0) if pseudo and chosen else None
@@ -411,10 +414,7 @@ def _holdout(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo
         chosen = h["best_step"] if h["best"] > float(np.mean(h["curve"][0][1])) else 0
         runs[kind] = (tuner.restore(model) if chosen else copy.deepcopy(tuner.start), h, chosen)
     model, h, chosen = runs["style"]
-    per = scorer(model, val)
-    if pseudo:
-        for i, row in scorer(runs["pairs_only"][0], val).items():
-            per[i]["pairs_only"] = row["style"]
+    per = scorer(model, val, runs["pairs_only"][0] if pseudo else None)
     validation = dict(method="held-out", val_pairs=val, chosen_steps=chosen,
                       curve=[[s, round(float(np.mean(p)), 3)] for s, p in h["curve"]])
     if pseudo:

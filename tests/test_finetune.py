@@ -201,9 +201,20 @@ def test_finished_fold_maps_exclude_held_out_pairs(toy_registry, tmp_path, monke
     """A validation fold's pseudo-pairs are made only with the other folds' colour maps."""
     import csr_core.finetune as ft
 
-    seen = []
-    real = ft.fit_inverse_map
-    monkeypatch.setattr(ft, "fit_inverse_map", lambda b, a: seen.append(b.tobytes()) or real(b, a))
+    seen, fitted = [], {}  # the 'before' photo of every map each pseudo-pair run is given, in order
+    real_fit, real_pairs = ft.fit_inverse_map, ft.pseudo_pairs
+
+    def fit(b, a):
+        coef = real_fit(b, a)
+        fitted[id(coef)] = b.tobytes()
+        return coef
+
+    def pairs(finished, maps, **kw):
+        seen.extend(fitted[id(m)] for m in maps)
+        return real_pairs(finished, maps, **kw)
+
+    monkeypatch.setattr(ft, "fit_inverse_map", fit)
+    monkeypatch.setattr(ft, "pseudo_pairs", pairs)
     finetune_style(write_pairs(tmp_path / "p", 4), "mine", registry=toy_registry,
                    finished=_finished_folder(tmp_path / "f", 4), config=FinetuneConfig(**dict(FAST, folds=4)))
     from csr_core.pairs import discover_pairs, load_pair
