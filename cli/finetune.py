@@ -33,10 +33,10 @@ def summary_lines(card: dict) -> list[str]:
               help="Style to start from (its base network stays frozen).")
 @click.option("--expert", type=click.Choice(list("ABCDE"), case_sensitive=False),
               help="FiveK expert whose folder (expertX/) holds the 'after' photos.")
-@click.option("--steps", type=click.IntRange(1), help="Most training steps per run (default 600).")
+@click.option("--steps", type=click.IntRange(1),
+              help="Most training steps per run (default 600; 1200 with --finished).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing user style of that name.")
-@click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
-              help="CPU threads for torch (the per-step tensors are tiny: one thread is usually fastest).")
+@click.option("--threads", type=click.IntRange(1), help="CPU threads for training (default: every core).")
 @handle_errors
 def command(pairs_dir, finished_dir, name, base, expert, steps, overwrite, threads):
     """Teach a new style your look from before/after pairs (5 or more), or from
@@ -65,7 +65,7 @@ def command(pairs_dir, finished_dir, name, base, expert, steps, overwrite, threa
     for line in problems:
         say("skipped", line)
     click.echo(f"{plural(len(found), 'pair')} in {pairs_dir}", err=True)
-    cfg = FinetuneConfig(threads=threads, **({"steps": steps} if steps else {}))
+    cfg = FinetuneConfig(threads=threads, **({"steps": steps, "pseudo_steps": steps} if steps else {}))
     with StepProgress("fine-tuning", bound=True) as progress:  # early stopping: the total is an upper bound
         style = finetune_style(pairs_dir, name, base, expert=expert, registry=reg, on_progress=progress,
                                config=cfg, overwrite=overwrite, finished=finished_dir)

@@ -57,13 +57,15 @@ class FinetuneConfig:
     folds: int = 5
     holdout: float = 0.2
     seed: int = 0
-    threads: int | None = 1   # torch CPU threads while tuning (process-wide); tiny tensors run fastest on 1
+    threads: int | None = None  # torch CPU threads while tuning (process-wide); None: every core
     # With finished photos (``finished=``): pseudo-pairs made with the real pairs' inverse colour maps.
     pseudo_per: int = 2           # pseudo-inputs per finished photo
     pseudo_exposure: float = 0.15  # each one's exposure factor is drawn from 1 +- this
+    pseudo_stretch: float = 2.0    # each one's change to the photo scaled by 1/sqrt(2)..2 (log-uniform): edits
+                                   # milder and, more often, stronger than the pairs show (typical photos need more)
     pseudo_views: int = 2         # condition views per pseudo-pair (the photo and its mirror)
     pseudo_ema: float = 0.99      # the weights' moving average is validated and kept (a smooth curve)
-    pseudo_steps: int = 400       # steps of each run on pseudo-pairs (their curve peaks near 250)
+    pseudo_steps: int = 1200      # steps of every run on pseudo-pairs (a fixed count; k-fold scores it)
     finished_side: int = 256      # finished photos are read at this long side (only their colours matter)
     finished_limit: int = 400     # at most this many finished photos (an even sample of a larger folder)
 
@@ -207,7 +209,7 @@ def finetune_style(pairs: str | Path | list[Pair], name: str, base: str = "auto"
     only shrinks), loss and phase, plus val_psnr when a validation ran; the last one has step == steps.
     """
     cfg = config or FinetuneConfig()
-    with _threads(cfg.threads or torch.get_num_threads(), exactly=True):
+    with _threads(cfg.threads or os.cpu_count() or 1, exactly=True):
         return _finetune(pairs, name, base, expert, registry, on_progress, cfg, overwrite, finished)
 
 
@@ -257,12 +259,13 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
     if finished is not None:
         data["finished"] = len(finished)
     method = (f"condition-only fine-tune: {TRAINED[cfg.train]} train, the base net is frozen; L1 on sampled pixels, "
-              "flip + mild-crop views, constant-lr Adam, step count chosen by validation")
+              "flip + mild-crop views, constant-lr Adam" + (", step count chosen by validation" if finished is None else ""))
     if finished is not None:
         method += (f"; trained on the finished photos made into pseudo-pairs ({cfg.pseudo_per} 'before' photos each: a random "
-                   "blend of two of the pairs' inverse colour maps times an exposure factor of "
-                   f"1 +- {cfg.pseudo_exposure:g}), weights averaged (EMA {cfg.pseudo_ema:g}); the pairs give the maps and validate: a "
-                   "fold's pseudo-pairs use only the other folds' maps")
+                   "blend of two of the pairs' inverse colour maps, its change to the photo scaled by "
+                   f"{cfg.pseudo_stretch ** -0.5:.2g}-{cfg.pseudo_stretch:g}x, times an exposure factor of "
+                   f"1 +- {cfg.pseudo_exposure:g}), weights averaged (EMA {cfg.pseudo_ema:g}), {cfg.pseudo_steps} steps; the pairs give "
+                   "the maps and validate: a fold's pseudo-pairs use only the other folds' maps")
     card = dict(
         description=f"{who} look, fine-tuned from '{base}' on {len(found)} before/after pairs{photos}",
         cond_size=start_style.cond_size,
@@ -331,9 +334,9 @@ class _Pseudo:
     """Pseudo-pairs from finished photos: those of a run use only its training pairs' colour maps."""
 
     def __init__(self, tuner: _Tuner, loaded, finished: Sequence[np.ndarray], cfg: FinetuneConfig):
-        self.tuner, self.finished, self.steps = tuner, finished, min(cfg.pseudo_steps, cfg.steps)
+        self.tuner, self.finished, self.steps = tuner, finished, cfg.pseudo_steps
         self.maps = [fit_inverse_map(*pair) for pair in loaded]  # each pair's map, fitted once for every run
-        self.recipe = PseudoRecipe(per=cfg.pseudo_per, exposure=cfg.pseudo_exposure)
+        self.recipe = PseudoRecipe(per=cfg.pseudo_per, exposure=cfg.pseudo_exposure, stretch=cfg.pseudo_stretch)
         self.views = cfg.pseudo_views
 
     def pairs(self, train: Sequence[int], seed: int) -> RealPairs:
@@ -346,8 +349,8 @@ def _kfold(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo: 
     """k-fold: the pooled held-out curve picks the step count; the style is then trained on all pairs.
 
     With ``pseudo`` (finished photos), each fold trains on pseudo-pairs made with its own training pairs'
-    colour maps only (the pairs give the maps and validate), and the same folds are run on the pairs alone
-    for comparison.
+    colour maps only (the pairs give the maps and validate) for a fixed ``pseudo_steps``, and the same folds
+    are run on the pairs alone for comparison.
     """
     cfg = tuner.cfg
     k = min(cfg.folds, n)
@@ -366,6 +369,9 @@ def _kfold(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo: 
         progress.finish(runs[kind][-1]["step"])
         limit[kind] = min(limit[kind], runs[kind][-1]["curve"][-1][0])  # only steps every fold reached are pooled
     picked = {kind: _pooled(h) for kind, h in runs.items()}
+    if pseudo:  # pseudo-pair runs have a fixed length (their pooled curve is flat; harder photos want every step)
+        _, axis, pooled = picked["style"]
+        picked["style"] = (axis[-1] if pooled[-1] > pooled[0] else 0, axis, pooled)  # unless they lose to the start
     per: dict[int, dict] = {}
     for f, val in enumerate(folds):
         models = {kind: _snapshot(tuner, runs[kind][f], picked[kind][0]) for kind in kinds}

@@ -12,7 +12,7 @@ from csr_core.finetune import FinetuneConfig, finetune_style
 from csr_core.registry import Registry
 from pairs_util import write_pairs
 
-FAST = dict(steps=40, batch=4, pixels=512, eval_every=10, views=2, lr=3e-3, val_pixels=2048)
+FAST = dict(steps=40, pseudo_steps=40, batch=4, pixels=512, eval_every=10, views=2, lr=3e-3, val_pixels=2048)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -192,7 +192,8 @@ def test_finished_photos_teach_from_three_pairs(toy_registry, tmp_path):
     s, v = card["scores"]["validation"], card["validation"]
     assert v["method"] == "3-fold" and s["images"] == 3 and set(v["pairs_only"]) >= {"chosen_steps"}
     assert {"psnr", "delta_e"} <= set(s["pairs_only"]) and s["psnr"] > s["base_style"]["psnr"]
-    assert "pseudo-pairs" in card["training"]["recipe"]["method"]
+    assert "pseudo-pairs" in card["training"]["recipe"]["method"] and "scaled by" in card["training"]["recipe"]["method"]
+    assert v["chosen_steps"] == FAST["pseudo_steps"]  # with finished photos every run has the same fixed length
     assert any("pairs only" in i["phase"] for i in log) and log[-1]["step"] == log[-1]["steps"]
     assert {p: p.stat().st_mtime_ns for p in [*pairs.rglob("*"), *finished.rglob("*")]} == before
 
