@@ -155,7 +155,8 @@ def _recipe_text(recipe, validation: dict) -> str:
     text = recipe.get("method", "")
     chosen = validation.get("chosen_steps", recipe.get("chosen_steps"))
     if chosen is not None:
-        text += f"; {chosen} steps chosen by {validation.get('method', 'validation')} validation"
+        if f"{chosen} steps" not in text:  # a fixed step count is in the method already
+            text += f"; {chosen} steps chosen by {validation.get('method', 'validation')} validation"
     elif "steps" in recipe:
         text += f"; {recipe['steps']} steps"
     if recipe.get("command"):

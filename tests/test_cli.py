@@ -253,3 +253,13 @@ def test_files_are_read_by_their_content_not_their_name(run, tmp_path):
     assert len(errors) == 1 and "notes.jpg" in errors[0], res.output
     assert load_photo(tmp_path / "phone_retouched.jpg").format == "JPEG"
     assert load_photo(tmp_path / "flat_retouched.jpg").format == "JPEG"
+
+
+def test_recipe_text_names_the_step_count_once():
+    """A fixed step count (finished photos) is not also called 'chosen by validation'; a chosen one is."""
+    from csr_cli.styles import _recipe_text
+
+    fixed = _recipe_text({"method": "pseudo-pairs, 40 steps", "steps": 600}, {"chosen_steps": 40, "method": "3-fold"})
+    chosen = _recipe_text({"method": "pairs", "steps": 600}, {"chosen_steps": 120, "method": "5-fold"})
+    assert fixed == "pseudo-pairs, 40 steps"
+    assert chosen == "pairs; 120 steps chosen by 5-fold validation"
