@@ -119,11 +119,27 @@ def test_c_card_validation_is_consistent_and_honest():
 
 
 def test_c_clears_the_autocontrast_bar_on_the_pairs_it_learned_from(shared_dir):
-    """A regression guard, not validation (C saw these pairs; its honest k-fold score is on its card)."""
+    """A regression guard, not validation (C saw these pairs; its honest k-fold score is on its card). C is
+    chosen for typical FiveK photos, which need more correction than these easy pairs: the bar is lower
+    than on the test split below."""
     rows, _ = _real_pairs(shared_dir)("C", ("autocontrast-tone",))
     c = np.mean([r["C"]["psnr"] for r in rows])
-    assert c > np.mean([r["autocontrast-tone"]["psnr"] for r in rows]) + 2.5
-    assert c > np.mean([r["do-nothing"]["psnr"] for r in rows]) + 3.0
+    assert c > np.mean([r["autocontrast-tone"]["psnr"] for r in rows]) + 2.0
+    assert c > np.mean([r["do-nothing"]["psnr"] for r in rows]) + 2.5
+
+
+def test_c_clears_the_autocontrast_bar_on_test_split_pairs(shared_dir):
+    """On FiveK test-split pairs no style learned from, C beats Pillow's autocontrast by a wide margin, on
+    most pairs, and matches the score on its card."""
+    from csr_core.evaluate import evaluate
+
+    rows = evaluate(shared_dir / "data" / "fivek-c-val", "C", baselines=("autocontrast-tone",))["pairs"]
+    c = [r["C"]["psnr"] for r in rows]
+    tone = [r["autocontrast-tone"]["psnr"] for r in rows]
+    assert len(rows) == 11 and np.mean(c) > np.mean(tone) + 2.5
+    assert sum(a > b for a, b in zip(c, tone)) >= 9
+    card = json.loads((WEIGHTS / "manifest.json").read_text())["styles"]["C"]["scores"]["sets"]["fivek_c_val"]
+    assert abs(card["by_strength"]["1"]["psnr"] - np.mean(c)) < 0.01
 
 
 def test_built_in_styles_share_one_base_network_and_mix():
