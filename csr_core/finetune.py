@@ -12,7 +12,6 @@ import contextlib
 import copy
 import io
 import json
-import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from .pairs import Pair, load_pair
 from .pseudo import PseudoRecipe, fit_inverse_map, pseudo_pairs
 from .fsutil import write_bytes_atomic
 from .registry import Style
+from .threads import cores
 from .train import RealPairs, TrainConfig, fit, fixed_pixels, holdout_split, pixel_psnr, trainable_parameters
 
 MIN_PAIRS = 5
@@ -57,7 +57,7 @@ class FinetuneConfig:
     folds: int = 5
     holdout: float = 0.2
     seed: int = 0
-    threads: int | None = None  # torch CPU threads while tuning (process-wide); None: every core
+    threads: int | None = None  # torch CPU threads while tuning (process-wide); None: this process's cores, up to 8
     # With finished photos (``finished=``): pseudo-pairs made with the real pairs' inverse colour maps.
     pseudo_per: int = 2           # pseudo-inputs per finished photo
     pseudo_exposure: float = 0.15  # each one's exposure factor is drawn from 1 +- this
@@ -99,7 +99,7 @@ class _Tuner:
         by_shape: dict[tuple, list[int]] = {}
         for i, v in enumerate(views):
             by_shape.setdefault(tuple(v.shape), []).append(i)
-        with torch.no_grad(), _threads(os.cpu_count() or 1):  # batched convs, unlike the tiny steps, use every core
+        with torch.no_grad(), _threads(cores()):  # batched convs, unlike the tiny steps, use every core
             for idx in by_shape.values():
                 for k in range(0, len(idx), 16):
                     part = idx[k:k + 16]
@@ -209,7 +209,7 @@ def finetune_style(pairs: str | Path | list[Pair], name: str, base: str = "auto"
     only shrinks), loss and phase, plus val_psnr when a validation ran; the last one has step == steps.
     """
     cfg = config or FinetuneConfig()
-    with _threads(cfg.threads or os.cpu_count() or 1, exactly=True):
+    with _threads(cfg.threads or min(cores(), 8), exactly=True):
         return _finetune(pairs, name, base, expert, registry, on_progress, cfg, overwrite, finished)
 
 
@@ -259,13 +259,15 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
     if finished is not None:
         data["finished"] = len(finished)
     method = (f"condition-only fine-tune: {TRAINED[cfg.train]} train, the base net is frozen; L1 on sampled pixels, "
-              "flip + mild-crop views, constant-lr Adam" + (", step count chosen by validation" if finished is None else ""))
-    if finished is not None:
-        method += (f"; trained on the finished photos made into pseudo-pairs ({cfg.pseudo_per} 'before' photos each: a random "
-                   "blend of two of the pairs' inverse colour maps, its change to the photo scaled by "
+              "flip + mild-crop views, constant-lr Adam")
+    if finished is None:
+        method += ", step count chosen by validation"
+    else:
+        method += (f"; trained on the finished photos made into pseudo-pairs ({cfg.pseudo_per} 'before' photos each: "
+                   "a random blend of two of the pairs' inverse colour maps, its change to the photo scaled by "
                    f"{cfg.pseudo_stretch ** -0.5:.2g}-{cfg.pseudo_stretch:g}x, times an exposure factor of "
-                   f"1 +- {cfg.pseudo_exposure:g}), weights averaged (EMA {cfg.pseudo_ema:g}), {cfg.pseudo_steps} steps; the pairs give "
-                   "the maps and validate: a fold's pseudo-pairs use only the other folds' maps")
+                   f"1 +- {cfg.pseudo_exposure:g}), weights averaged (EMA {cfg.pseudo_ema:g}), {cfg.pseudo_steps} "
+                   "steps; the pairs give the maps and validate: a fold's pseudo-pairs use only the other folds' maps")
     card = dict(
         description=f"{who} look, fine-tuned from '{base}' on {len(found)} before/after pairs{photos}",
         cond_size=start_style.cond_size,
