@@ -409,18 +409,27 @@ def _snapshot(tuner: _Tuner, run: dict, step: int) -> CSRNet:
 
 def _holdout(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo: _Pseudo | None = None):
     """~20% held out: early stopping on it; the best weights are the style. With ``pseudo``, the style
-    trains on pseudo-pairs made with the training pairs' maps, and a run on the pairs alone compares."""
+    trains on pseudo-pairs made with the training pairs' maps for a fixed ``pseudo_steps`` (as in k-fold),
+    and a run on the pairs alone compares."""
     cfg = tuner.cfg
     train, val = holdout_split(n, cfg.holdout, cfg.seed)
     runs = {}
     for kind in ("style", "pairs_only") if pseudo else ("style",):
-        extra = pseudo.pairs(train, seed=1) if kind == "style" and pseudo else None
-        later = cfg.steps if pseudo and kind == "style" else 0
-        progress.start("train (held-out validation)" + (", pairs only" if kind == "pairs_only" else ""), cfg.steps, later)
-        model, h = tuner.run(train, val, cfg.steps, cfg.patience, extra)
+        fixed = kind == "style" and pseudo is not None
+        extra = pseudo.pairs(train, seed=1) if fixed else None
+        steps, patience = (pseudo.steps, 0) if fixed else (cfg.steps, cfg.patience)
+        name = "train (held-out validation)" + (", pairs only" if kind == "pairs_only" else "")
+        progress.start(name, steps, later=cfg.steps if fixed else 0)
+        model, h = tuner.run(train, val, steps, patience, extra)
         progress.finish(h["step"])
-        chosen = h["best_step"] if h["best"] > float(np.mean(h["curve"][0][1])) else 0
-        runs[kind] = (tuner.restore(model) if chosen else copy.deepcopy(tuner.start), h, chosen)
+        start = float(np.mean(h["curve"][0][1]))
+        if fixed:  # the last weights, unless they lose to the start
+            chosen = h["curve"][-1][0] if np.mean(h["curve"][-1][1]) > start else 0
+            model = _snapshot(tuner, h, chosen) if chosen else copy.deepcopy(tuner.start)
+        else:
+            chosen = h["best_step"] if h["best"] > start else 0
+            model = tuner.restore(model) if chosen else copy.deepcopy(tuner.start)
+        runs[kind] = (model, h, chosen)
     model, h, chosen = runs["style"]
     per = scorer(model, val, runs["pairs_only"][0] if pseudo else None)
     validation = dict(method="held-out", val_pairs=val, chosen_steps=chosen,

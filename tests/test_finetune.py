@@ -198,6 +198,18 @@ def test_finished_photos_teach_from_three_pairs(toy_registry, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in [*pairs.rglob("*"), *finished.rglob("*")]} == before
 
 
+def test_finished_photos_with_a_held_out_split_train_a_fixed_length(toy_registry, tmp_path):
+    """Above ``kfold_below`` pairs: the held-out pairs validate; the pseudo-pair run has the same fixed
+    length as in k-fold, beside the pairs alone with early stopping."""
+    cfg = FinetuneConfig(**dict(FAST, kfold_below=5, pseudo_steps=60))
+    style = finetune_style(write_pairs(tmp_path / "p", 6, seed=2), "mine", registry=toy_registry,
+                           finished=_finished_folder(tmp_path / "f", 6), config=cfg)
+    v, s = style.card["validation"], style.card["scores"]["validation"]
+    assert v["method"] == "held-out" and len(v["val_pairs"]) == 1
+    assert v["chosen_steps"] == 60 and v["curve"][-1][0] == 60
+    assert s["psnr"] > s["base_style"]["psnr"] and "pairs_only" in s
+
+
 def test_finished_fold_maps_exclude_held_out_pairs(toy_registry, tmp_path, monkeypatch):
     """A validation fold's pseudo-pairs are made only with the other folds' colour maps."""
     import csr_core.finetune as ft
