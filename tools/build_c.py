@@ -117,6 +117,12 @@ OTHER_DRAWS = [
     dict(how="python tools/build_c.py --draw 2",
          scores={"14 pairs, 5-fold": 23.16, "14 pairs, 5-fold, pairs only": 23.34, "fivek_c_val": 24.57,
                  "fivek_c_val, pairs only": 24.05, "renderings": 17.38, "in_sample_14": 23.76}),
+    dict(how="python tools/build_c.py --draw 3 (the pairs alone found no gain over auto: that style equals it)",
+         scores={"14 pairs, 5-fold": 23.30, "14 pairs, 5-fold, pairs only": 22.37, "fivek_c_val": 24.77,
+                 "fivek_c_val, pairs only": 21.83, "renderings": 17.22, "in_sample_14": 23.57}),
+    dict(how="python tools/build_c.py --draw 4",
+         scores={"14 pairs, 5-fold": 22.96, "14 pairs, 5-fold, pairs only": 22.90, "fivek_c_val": 24.07,
+                 "fivek_c_val, pairs only": 22.70, "renderings": 16.81, "in_sample_14": 23.80}),
 ]
 
 
