@@ -336,7 +336,7 @@ class _Pseudo:
     """Pseudo-pairs from finished photos: those of a run use only its training pairs' colour maps."""
 
     def __init__(self, tuner: _Tuner, loaded, finished: Sequence[np.ndarray], cfg: FinetuneConfig):
-        self.tuner, self.finished, self.steps = tuner, finished, cfg.pseudo_steps
+        self.tuner, self.finished = tuner, finished
         self.maps = [fit_inverse_map(*pair) for pair in loaded]  # each pair's map, fitted once for every run
         self.recipe = PseudoRecipe(per=cfg.pseudo_per, exposure=cfg.pseudo_exposure, stretch=cfg.pseudo_stretch)
         self.views = cfg.pseudo_views
@@ -358,7 +358,7 @@ def _kfold(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo: 
     k = min(cfg.folds, n)
     folds = _folds(n, k, cfg.seed)
     kinds = ("style", "pairs_only") if pseudo else ("style",)
-    limit = {"style": pseudo.steps if pseudo else cfg.steps, "pairs_only": cfg.steps}
+    limit = {"style": cfg.pseudo_steps if pseudo else cfg.steps, "pairs_only": cfg.steps}
     patience = {"style": 0 if pseudo else cfg.patience, "pairs_only": cfg.patience}
     runs: dict[str, list] = {kind: [] for kind in kinds}
     plan = [(f, kind) for f in range(k) for kind in kinds]
@@ -373,7 +373,7 @@ def _kfold(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo: 
     picked = {kind: _pooled(h) for kind, h in runs.items()}
     if pseudo:  # pseudo-pair runs have a fixed length (their pooled curve is flat; harder photos want every step)
         _, axis, pooled = picked["style"]
-        picked["style"] = (axis[-1] if pooled[-1] > pooled[0] else 0, axis, pooled)  # unless they lose to the start
+        picked["style"] = (_fixed_length(axis, pooled), axis, pooled)
     per: dict[int, dict] = {}
     for f, val in enumerate(folds):
         models = {kind: _snapshot(tuner, runs[kind][f], picked[kind][0]) for kind in kinds}
@@ -400,6 +400,11 @@ def _pooled(runs: list[dict]) -> tuple[int, list[int], list[float]]:
     return axis[int(np.argmax(pooled))], axis, pooled
 
 
+def _fixed_length(axis: list[int], scores: list[float]) -> int:
+    """The step a fixed-length run keeps: its last, unless it scores below the start (0: the start weights)."""
+    return axis[-1] if scores[-1] > scores[0] else 0
+
+
 def _snapshot(tuner: _Tuner, run: dict, step: int) -> CSRNet:
     """A run's model as it was at ``step``."""
     m = tuner.model()
@@ -417,17 +422,16 @@ def _holdout(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo
     for kind in ("style", "pairs_only") if pseudo else ("style",):
         fixed = kind == "style" and pseudo is not None
         extra = pseudo.pairs(train, seed=1) if fixed else None
-        steps, patience = (pseudo.steps, 0) if fixed else (cfg.steps, cfg.patience)
+        steps, patience = (cfg.pseudo_steps, 0) if fixed else (cfg.steps, cfg.patience)
         name = "train (held-out validation)" + (", pairs only" if kind == "pairs_only" else "")
         progress.start(name, steps, later=cfg.steps if fixed else 0)
         model, h = tuner.run(train, val, steps, patience, extra)
         progress.finish(h["step"])
-        start = float(np.mean(h["curve"][0][1]))
-        if fixed:  # the last weights, unless they lose to the start
-            chosen = h["curve"][-1][0] if np.mean(h["curve"][-1][1]) > start else 0
+        if fixed:
+            chosen = _fixed_length([s for s, _ in h["curve"]], [float(np.mean(p)) for _, p in h["curve"]])
             model = _snapshot(tuner, h, chosen) if chosen else copy.deepcopy(tuner.start)
         else:
-            chosen = h["best_step"] if h["best"] > start else 0
+            chosen = h["best_step"] if h["best"] > float(np.mean(h["curve"][0][1])) else 0
             model = tuner.restore(model) if chosen else copy.deepcopy(tuner.start)
         runs[kind] = (model, h, chosen)
     model, h, chosen = runs["style"]
