@@ -15,6 +15,10 @@ COND_SIZES = (32, 1024)
 #: import, as the csr command does): ``csr_core.threads`` then has no BLAS threads to limit.
 BLAS_STARTED_SERIAL = False
 
+#: The bundled sample photos (``data_dir("samples")``). Only these are samples: the quick start writes its
+#: result beside them (``coffee_dark_retouched.jpg``), and that is the reader's photo, not one of ours.
+SAMPLE_PHOTOS = ("astronaut.jpg", "cat_cast_flat.jpg", "coffee_dark.jpg")
+
 
 def data_dir(name: str) -> Path:
     """The folder of the bundled ``weights`` or ``samples``: installed as ``csr_core.<name>``, or the

@@ -449,3 +449,21 @@ def test_upload_caps_apply_to_the_finished_photos(tmp_path):
         with pytest.raises(CsrError, match=message):
             Teacher(reg, lim, finetune=never, allow_edits=True).run([str(pairs)], "x", finished=[str(finished)])
     assert "x" not in reg.names()
+
+
+def test_sample_photos_are_the_bundled_ones_only(tmp_path, monkeypatch):
+    """The quick start writes coffee_dark_retouched.jpg beside the samples: the gallery still shows the
+    bundled photos only, and those are every photo the repository ships in samples/."""
+    import shutil
+
+    from csr_core import SAMPLE_PHOTOS, data_dir
+    from csr_plugins.gradio_app import service
+
+    bundled = data_dir("samples")
+    assert sorted(p.name for p in bundled.iterdir() if p.suffix.lower() in (".jpg", ".png")
+                  and not p.stem.endswith("_retouched")) == sorted(SAMPLE_PHOTOS)
+    for name in SAMPLE_PHOTOS:
+        shutil.copy(bundled / name, tmp_path / name)
+    shutil.copy(bundled / "coffee_dark.jpg", tmp_path / "coffee_dark_retouched.jpg")
+    monkeypatch.setattr(service, "data_dir", lambda name: tmp_path)
+    assert [p.name for p in service.sample_photos()] == list(SAMPLE_PHOTOS)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from csr_core import data_dir
+from csr_core import SAMPLE_PHOTOS, data_dir
 from csr_core.errors import CsrError, ImageError, StyleError
 from csr_core.image_io import SUPPORTED_EXTENSIONS, from_float, load_photo, output_extension, to_float
 from csr_core.inference import MAX_STRENGTH
@@ -219,6 +219,6 @@ class Service:
 
 
 def sample_photos() -> list[Path]:
-    """The bundled sample photos (``csr_core.samples``)."""
+    """The bundled sample photos (``csr_core.SAMPLE_PHOTOS``; a reader's own results beside them are not samples)."""
     folder = data_dir("samples")
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".png")) if folder.is_dir() else []
+    return [folder / name for name in SAMPLE_PHOTOS if (folder / name).is_file()]
