@@ -1,6 +1,8 @@
 """``csr retouch``: files, folders, globs or stdin in; retouched photos out."""
 from __future__ import annotations
 
+import contextlib
+import gc
 import io
 import os
 import stat
@@ -64,23 +66,23 @@ def command(inputs, output, style, strength, quality, fmt, overwrite, skip_exist
     INPUTS are files, folders (searched recursively) or glob patterns; '-' reads stdin.
     Exit status: 0 all done, 1 some files failed (each is named), 2 usage error.
     """
-    from csr_core import batch
-    from csr_core.image_io import format_for_path
+    with _starting_up():
+        if overwrite and skip_existing:
+            fail("--overwrite and --skip-existing exclude each other", EXIT_USAGE)
+        early = _EarlyLoad.of(inputs, output, cluster)  # first: the photo decodes while the rest loads
+        from csr_core import batch
+        from csr_core.image_io import format_for_path
 
-    if overwrite and skip_existing:
-        fail("--overwrite and --skip-existing exclude each other", EXIT_USAGE)
-    inputs, output = _locations(inputs, output, storage_options)
-    early = _EarlyLoad.of(inputs, output, cluster)
-    from csr_core.inference import resolve_device
-    from csr_core.pipeline import retouch_file
+        inputs, output = _locations(inputs, output, storage_options)
+        from csr_core.inference import resolve_device
+        from csr_core.pipeline import retouch_file
 
-    try:
-        resolve_device(device)
-        look = registry().look(style)
-    except CsrError as exc:
-        fail(str(exc), EXIT_USAGE)
-
-    fmt_name = format_for_path(f"x.{fmt}") if fmt else None
+        try:
+            resolve_device(device)
+            look = registry().look(style)
+        except CsrError as exc:
+            fail(str(exc), EXIT_USAGE)
+        fmt_name = format_for_path(f"x.{fmt}") if fmt else None
 
     options = dict(strength=strength, quality=quality, fmt=fmt_name, device=device, exact=exact)
 
@@ -104,11 +106,24 @@ def command(inputs, output, style, strength, quality, fmt, overwrite, skip_exist
     sys.exit(EXIT_FAILED if failed or problems else EXIT_OK)
 
 
+@contextlib.contextmanager
+def _starting_up():
+    """No garbage collection while csr loads (its libraries make ~10^5 objects and no garbage: collecting
+    meanwhile only costs time); then what it made is frozen, so a batch's collections skip it."""
+    gc.disable()
+    try:
+        yield
+        gc.freeze()
+    finally:
+        gc.enable()
+
+
 class _EarlyLoad:
     """One local input file decoded on a thread from the moment the command knows it, while the rest of csr
     starts up (the JPEG decoder runs without the GIL). A daemon thread: an error elsewhere exits at once."""
 
     def __init__(self, path: str):
+        from csr_core import metadata
         from csr_core.image_io import load_photo
 
         self.path, self._done, self._result = Path(path), threading.Event(), (None, None)
@@ -122,6 +137,7 @@ class _EarlyLoad:
                 self._done.set()
 
         threading.Thread(target=load, name="csr-early-load", daemon=True).start()
+        metadata.library()  # the reading of the photo's metadata needs it; it loads while the pixels decode
 
     @classmethod
     def of(cls, inputs, output, cluster) -> "_EarlyLoad | None":

@@ -84,9 +84,10 @@ def _conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray, conv: Conv) -> np.ndarr
     p, k, s = conv.padding, conv.kernel, conv.stride
     if p:
         x = np.pad(x, ((p, p), (p, p), (0, 0)))
-    win = sliding_window_view(x, (k, k), axis=(0, 1))[::s, ::s]  # H' x W' x Cin x k x k
+    # H' x W' x k x k x Cin: channels innermost, so the im2col copy moves runs of Cin values
+    win = sliding_window_view(x, (k, k), axis=(0, 1))[::s, ::s].transpose(0, 1, 3, 4, 2)
     h, wd = win.shape[:2]
-    y = win.reshape(h * wd, -1) @ w.reshape(conv.cout, -1).T
+    y = win.reshape(h * wd, -1) @ w.transpose(0, 2, 3, 1).reshape(conv.cout, -1).T
     y += b
     if conv.relu:
         np.maximum(y, 0, out=y)

@@ -18,7 +18,7 @@ import numpy as np
 from . import DEVICES, MAX_STRENGTH
 from .engine import Modulation, Net
 from .errors import CsrError, require
-from .lut import DEFAULT_SIZE as LUT_SIZE, LazyLut, bake_lut
+from .lut import DEFAULT_SIZE as LUT_SIZE, LazyLut, bake_lut, cells_meanwhile
 from .pixels import from_float, to_float
 from .threads import for_each, serial_libraries
 
@@ -29,6 +29,7 @@ MIN_CONDITION_SIDE = 5
 #: Big 8/16-bit photos are box-averaged to at least this many pixels per condition pixel first.
 PRESHRINK = 4
 _RESIZE_ROWS = 4  # output rows per group of the condition resize (bounds its float copy)
+_RESIZE_COLS = 32  # output columns per group of its column pass
 
 __all__ = ["Look", "MAX_STRENGTH", "Modulation", "apply_base", "base_fn", "colour_map", "condition_hw",
            "condition_input", "look_lut", "look_modulation", "resolve_device", "retouch_array"]
@@ -82,11 +83,18 @@ def _resize_weights(n_in: int, n_out: int, scale: float | None = None) -> np.nda
     return m
 
 
+def _spans(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each output's first and past-the-last input with a non-zero weight (rows of ``_resize_weights``)."""
+    nz = weights != 0
+    return nz.argmax(axis=1), weights.shape[1] - nz[:, ::-1].argmax(axis=1)
+
+
 def condition_input(rgb: np.ndarray, size: int) -> np.ndarray:
     """The condition net's input: an h x w x 3 float32 copy in [0, 1] whose long side is ``size``
     (antialiased bilinear). Separable: the rows pass is a banded matmul per group of output rows on the
     raw values of just the input rows it needs (no full-size float copy; groups run on all cores),
-    the columns pass one small matmul; the scale to [0, 1] is applied to the small result.
+    the columns pass the same per group of output columns; the scale to [0, 1] is applied to the small
+    result.
 
     8/16-bit photos shrunk 8x or more are first box-averaged by an integer factor (OpenCV's INTER_AREA,
     to at least PRESHRINK pixels per output pixel; the last < k rows and columns are dropped): ~10x
@@ -107,8 +115,7 @@ def condition_input(rgb: np.ndarray, size: int) -> np.ndarray:
     else:
         raw, top = (lambda y0, y1: to_float(a[y0:y1])), np.float32(1)
     wv, wh = _resize_weights(h, oh, scale_h), _resize_weights(w, ow, scale_w)
-    nz = wv != 0
-    first, last = nz.argmax(axis=1), h - nz[:, ::-1].argmax(axis=1)  # each output row's input span
+    first, last = _spans(wv)
     rows = np.empty((oh, w * 3), np.float32)
 
     def group(i0: int) -> None:
@@ -117,7 +124,13 @@ def condition_input(rgb: np.ndarray, size: int) -> np.ndarray:
         rows[i0:i1] = wv[i0:i1, y0:y1] @ raw(y0, y1).reshape(y1 - y0, w * 3)
 
     for_each(group, range(0, oh, _RESIZE_ROWS))
-    cols = np.ascontiguousarray(rows.reshape(oh, w, 3).transpose(0, 2, 1)).reshape(oh * 3, w) @ wh.T
+    planar = np.ascontiguousarray(rows.reshape(oh, w, 3).transpose(0, 2, 1)).reshape(oh * 3, w)
+    first, last = _spans(wh)
+    cols = np.empty((oh * 3, ow), np.float32)
+    for j0 in range(0, ow, _RESIZE_COLS):  # banded too: a dense matmul would be mostly zeros
+        j1 = min(j0 + _RESIZE_COLS, ow)
+        x0, x1 = first[j0:j1].min(), last[j0:j1].max()
+        cols[:, j0:j1] = planar[:, x0:x1] @ wh[j0:j1, x0:x1].T
     out = cols.reshape(oh, 3, ow).transpose(0, 2, 1)
     return np.multiply(out, 1 / top, dtype=np.float32) if top != 1 else np.ascontiguousarray(out)
 
@@ -190,14 +203,23 @@ def colour_map(look: Look, rgb: np.ndarray, strength: float = 1.0, device: str =
     the pixels it is applied to need it (``csr_core.lut.LazyLut``); ``exact`` runs the net on every
     pixel. Images with fewer pixels than the LUT has points always take the exact path.
     """
+    return _colour_map(look, rgb, strength, device, exact, same_pixels=False)
+
+
+def _colour_map(look: Look, rgb: np.ndarray, strength: float, device: str, exact: bool,
+                same_pixels: bool) -> Callable[..., np.ndarray]:
+    """``colour_map``; ``same_pixels``: it will be applied to ``rgb`` itself, so (8-bit, through the LUT)
+    the lattice cells ``rgb`` reaches are found while the condition net runs."""
     check_strength(strength)
     dev = resolve_device(device)
     if strength == 0:
         return _unchanged
-    mod = look_modulation(look, rgb)
     if exact or rgb.shape[0] * rgb.shape[1] <= LUT_SIZE ** 3:
+        mod = look_modulation(look, rgb)
         return lambda px, out=None: apply_base(look.base, px, mod, strength, dev, out=out)
-    return LazyLut(base_fn(look.base, mod, strength, dev), LUT_SIZE)
+    known = (rgb, cells_meanwhile(rgb, LUT_SIZE)) if same_pixels and rgb.dtype == np.uint8 else None
+    mod = look_modulation(look, rgb)
+    return LazyLut(base_fn(look.base, mod, strength, dev), LUT_SIZE, known)
 
 
 def look_lut(rgb: np.ndarray, look: Look, size: int = LUT_SIZE, strength: float = 1.0,
@@ -207,6 +229,7 @@ def look_lut(rgb: np.ndarray, look: Look, size: int = LUT_SIZE, strength: float 
 
 
 def retouch_array(rgb: np.ndarray, look: Look, strength: float = 1.0, device: str = "cpu",
-                  exact: bool = False) -> np.ndarray:
-    """Retouch HxWx3 sRGB pixels (uint8 / uint16 / float32) with a prepared look (see ``colour_map``)."""
-    return colour_map(look, rgb, strength, device, exact)(rgb)
+                  exact: bool = False, out: np.ndarray | None = None) -> np.ndarray:
+    """Retouch HxWx3 sRGB pixels (uint8 / uint16 / float32) with a prepared look (see ``colour_map``),
+    into ``out`` if given (which may be ``rgb`` itself)."""
+    return _colour_map(look, rgb, strength, device, exact, same_pixels=True)(rgb, out=out)

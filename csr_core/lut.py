@@ -15,6 +15,7 @@ import os
 import queue
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import cv2
@@ -91,6 +92,15 @@ def used_cells(rgb: np.ndarray, size: int) -> np.ndarray:
     return np.logical_or.reduce(found)
 
 
+def cells_meanwhile(rgb: np.ndarray, size: int) -> Callable[[], np.ndarray]:
+    """``used_cells(rgb, size)`` found on a thread from now on; the function returned waits for it (and
+    re-raises what it raised). For work that can run while something else does (the condition net)."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="csr-cells")
+    found = pool.submit(used_cells, rgb, size)
+    pool.shutdown(wait=False)
+    return found.result
+
+
 def cell_corners(cells: np.ndarray) -> np.ndarray:
     """The lattice points (a size^3 bool array) at the corners of the ``cells`` (size-1)^3."""
     n = cells.shape[0]
@@ -110,16 +120,22 @@ class LazyLut:
     (8-bit: within 1/255, in about one value in a million). Callable as ``apply(pixels, out=None)`` like
     ``apply_lut``; thread-safe."""
 
-    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], size: int = DEFAULT_SIZE):
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], size: int = DEFAULT_SIZE,
+                 known: tuple[np.ndarray, Callable[[], np.ndarray]] | None = None):
+        """``known``: (pixels, their ``used_cells``), the latter a function (see ``cells_meanwhile``): a
+        call on those very pixels takes the cells from it."""
         if not 2 <= size <= _U8_MAX_SIZE:
             raise CsrError(f"LUT size must be between 2 and {_U8_MAX_SIZE}, got {size}")
-        self.fn, self.size = fn, size
+        self.fn, self.size, self._known = fn, size, known
         self.lut = np.zeros((size, size, size, 3), np.float32)
         self.baked = np.zeros((size, size, size), bool)
         self._lock = threading.Lock()
 
     def __call__(self, rgb: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        cells = used_cells(rgb, self.size) if rgb.dtype == np.uint8 else None
+        if self._known is not None and rgb is self._known[0]:
+            cells = self._known[1]()
+        else:
+            cells = used_cells(rgb, self.size) if rgb.dtype == np.uint8 else None
         self.bake(np.ones_like(self.baked) if cells is None else cell_corners(cells))
         return apply_lut(rgb, self.lut, out=out, cells=cells)
 

@@ -27,17 +27,33 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 
-import exiv2
+import threading
+
 import numpy as np
 
-__all__ = ["Metadata", "read", "write", "budget", "made_by_csr", "CSR_NS"]
+__all__ = ["Metadata", "read", "write", "budget", "made_by_csr", "library", "CSR_NS"]
 
-exiv2.LogMsg.setLevel(exiv2.LogMsg.Level.mute)  # exiv2 prints warnings on stderr otherwise
 CSR_NS = "https://github.com/csr-retouch/csr/ns/1.0/"
-exiv2.XmpProperties.registerNs(CSR_NS, "csr")
-# exiv2 knows the extended-XMP note only once a photo that uses it has been read: splitting a large
-# packet for JPEG must not depend on what this process happened to read before
-exiv2.XmpProperties.registerNs("http://ns.adobe.com/xmp/note/", "xmpNote")
+#: The exiv2 module once ``library()`` has loaded it (None before).
+exiv2 = None
+_loading = threading.Lock()
+
+
+def library():
+    """exiv2, imported and set up on first use: its import costs as much as decoding a 12 MP JPEG, so
+    ``csr retouch`` loads it while the photo decodes (the decoder does not need it). Thread-safe."""
+    global exiv2
+    with _loading:
+        if exiv2 is None:
+            import exiv2 as lib
+
+            lib.LogMsg.setLevel(lib.LogMsg.Level.mute)  # exiv2 prints warnings on stderr otherwise
+            lib.XmpProperties.registerNs(CSR_NS, "csr")
+            # exiv2 knows the extended-XMP note only once a photo that uses it has been read: splitting a
+            # large packet for JPEG must not depend on what this process happened to read before
+            lib.XmpProperties.registerNs("http://ns.adobe.com/xmp/note/", "xmpNote")
+            exiv2 = lib
+    return exiv2
 
 _XMP_EXT_HEAD = b"http://ns.adobe.com/xmp/extension/\0"
 _XMP_JPEG_MAX = 65000  # a JPEG APP1 holds 65533 bytes, less its 29-byte header
@@ -108,6 +124,7 @@ def read(data: bytes, fmt: str, name: str = "<image>") -> Metadata:
         warnings.warn(f"{name}: metadata dropped (its tags declare at least {declared >> 20} MiB of values, over "
                       f"the budget of {limit >> 20} MiB)", stacklevel=3)
         return Metadata()
+    library()
     try:
         image = exiv2.ImageFactory.open(data)
         image.readMetadata()
@@ -290,6 +307,7 @@ def write(data: bytes, fmt: str, meta: Metadata, *, icc: bytes | None, size: tup
     what the format cannot hold. ``size`` is the result's (width, height); ``converted`` says the
     pixels were converted to sRGB; ``made`` is recorded in XMP (``creator``, ``style``, ``strength``);
     ``thumb`` are the result's pixels, for the EXIF thumbnail when the source had one."""
+    library()
     width, height = size
     exif = _output_exif(meta, width, height, converted, fmt, thumb)
     xmp = _output_xmp(meta, width, height, converted, made)

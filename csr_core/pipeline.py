@@ -8,7 +8,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .image_io import Photo, format_for_path, load_photo, save_photo
-from .inference import Look, colour_map, retouch_array
+from .inference import Look, retouch_array
 from .registry import DEFAULT_STYLE, Registry
 from .storage import Url
 
@@ -60,7 +60,7 @@ def retouch_file(src: str | os.PathLike | bytes | BinaryIO | Url | Photo, dest: 
         photo = load_photo(src, **limit)
     look = style if isinstance(style, Look) else (registry or default_registry()).look(style)
     pixels = photo.rgb
-    rgb = colour_map(look, pixels, strength, device, exact)(pixels, out=pixels if pixels.flags.writeable else None)
+    rgb = retouch_array(pixels, look, strength, device, exact, out=pixels if pixels.flags.writeable else None)
     made = {"style": style if isinstance(style, str) else getattr(look, "name", "custom"),
             "strength": f"{strength:g}"}
     if isinstance(dest, Url):

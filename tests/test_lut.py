@@ -124,6 +124,28 @@ def test_lazy_lut_bakes_only_what_pixels_reach_and_matches_a_full_bake(look, rng
     assert np.abs(out16.astype(int) - L.apply_lut(img16, full)).max() <= 1
 
 
+def test_cells_found_meanwhile_serve_those_pixels_only(look):
+    img = photo_like(90, 120)
+    fn = base_fn(look.base, look_modulation(look, img))
+    plain = L.LazyLut(fn, 33)(img)
+    asked = []
+    found = L.cells_meanwhile(img, 33)
+    lazy = L.LazyLut(fn, 33, known=(img, lambda: asked.append(1) or found()))
+    assert np.array_equal(lazy(img), plain) and asked == [1]
+    crop = np.ascontiguousarray(img[10:50, 20:80])  # other pixels (a selection in GIMP): their own cells
+    assert np.array_equal(lazy(crop), L.LazyLut(fn, 33)(crop)) and asked == [1]
+
+
+def test_cells_meanwhile_reraises_where_they_are_needed(monkeypatch):
+    def broken(rgb, size):
+        raise ValueError("no histogram")
+
+    monkeypatch.setattr(L, "used_cells", broken)
+    wait = L.cells_meanwhile(photo_like(8, 8), 33)  # no error yet: it is raised by the wait
+    with pytest.raises(ValueError, match="no histogram"):
+        wait()
+
+
 def test_bake_rejects_bad_arguments(look):
     mod = look_modulation(look, np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(CsrError, match="strength"):
@@ -252,6 +274,8 @@ def test_retouch_array_default_is_lut_exact_flag_is_net(look, monkeypatch):
     mod = look_modulation(look, img)
     lut_out = L.apply_lut(img, L.bake_lut(base_fn(look.base, mod, 0.7), 17))
     assert np.array_equal(retouch_array(img, look, 0.7), lut_out)
+    buf = img.copy()
+    assert retouch_array(buf, look, 0.7, out=buf) is buf and np.array_equal(buf, lut_out)  # in place
     assert np.array_equal(retouch_array(img, look, 0.7, exact=True), apply_base(look.base, img, mod, 0.7))
     small = img[:40, :40]  # fewer pixels than lattice points: exact is cheaper and is used
     assert np.array_equal(retouch_array(small, look), retouch_array(small, look, exact=True))

@@ -49,3 +49,31 @@ def test_jpeg_and_png_runs_need_neither_pillow_nor_tifffile(lean_env, tmp_path, 
         assert np.array_equal(got, expected)
     else:  # JPEG: the same pixels, compressed
         assert np.abs(got.astype(int) - expected).mean() < 2
+
+
+def test_exiv2_loads_when_metadata_is_first_read(tmp_path):
+    """Importing the image code does not load exiv2 (csr retouch loads it while the photo decodes);
+    reading a photo does, and its metadata then reads as before."""
+    code = ("import sys; import csr_core.image_io as io, csr_core.metadata as m\n"
+            "assert 'exiv2' not in sys.modules and m.exiv2 is None\n"
+            "photo = io.load_photo(sys.argv[1])\n"
+            "assert m.exiv2 is sys.modules['exiv2']\n"
+            "print(photo.meta.get('Exif.Image.Make'))")
+    src = tmp_path / "tagged.jpg"
+    src.write_bytes(_jpeg_with_make(b"Acme"))
+    p = subprocess.run([sys.executable, "-c", code, str(src)], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "Acme"
+
+
+def _jpeg_with_make(make: bytes) -> bytes:
+    """A small JPEG whose EXIF (an APP1 segment, built by hand here) names its camera maker."""
+    import struct
+
+    value = make + b"\0"
+    ifd = struct.pack("<H", 1) + struct.pack("<HHII", 0x010F, 2, len(value), 26) + struct.pack("<I", 0)
+    tiff = b"II*\0" + struct.pack("<I", 8) + ifd + value
+    app1 = b"Exif\0\0" + tiff
+    jpeg = imagecodecs.jpeg8_encode(np.full((16, 16, 3), 128, np.uint8), level=90)
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]
