@@ -6,7 +6,6 @@ import errno
 import glob
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import IO, BinaryIO, Iterator
 
@@ -21,6 +20,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", replace: bool = True
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # only now: a failed job leaves no empty folders
+    import tempfile  # on first use: it is not needed before a photo is decoded (docs/speed.md)
+
     fd, tmp = tempfile.mkstemp(prefix=f".{_short(path.name)}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, mode) as fh:
