@@ -87,7 +87,8 @@ def command(inputs, output, style, strength, quality, fmt, overwrite, skip_exist
     options = dict(strength=strength, quality=quality, fmt=fmt_name, device=device, exact=exact)
 
     def run_one(src, dest):
-        retouch_file(early.photo() if early and early.path == src else src, dest, style=look, **options)
+        photo = early.photo() if early and early.path == src else None  # None: not decoded early, or given
+        retouch_file(src if photo is None else photo, dest, style=look, **options)
 
     if "-" in inputs or output == "-":
         if cluster:
@@ -108,14 +109,15 @@ def command(inputs, output, style, strength, quality, fmt, overwrite, skip_exist
 
 @contextlib.contextmanager
 def _starting_up():
-    """No garbage collection while csr loads (its libraries make ~10^5 objects and no garbage: collecting
-    meanwhile only costs time); then what it made is frozen, so a batch's collections skip it."""
+    """No garbage collection while csr loads: its libraries make ~10^5 objects and no garbage, so
+    collecting meanwhile only costs time. The collector's state is restored after."""
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
-        gc.freeze()
     finally:
-        gc.enable()
+        if was_enabled:
+            gc.enable()
 
 
 class _EarlyLoad:
@@ -141,14 +143,15 @@ class _EarlyLoad:
 
     @classmethod
     def of(cls, inputs, output, cluster) -> "_EarlyLoad | None":
-        """For a single regular file retouched here (not stdin or stdout, not a store URL, not on a cluster)."""
-        if cluster or output == "-" or len(inputs) != 1 or not isinstance(inputs[0], str) or inputs[0] == "-":
+        """For a single regular file retouched here (not stdin or stdout, not a URL, not on a cluster)."""
+        if cluster or output == "-" or len(inputs) != 1 or inputs[0] == "-" or "://" in inputs[0]:
             return None
         return cls(inputs[0]) if os.path.isfile(inputs[0]) else None
 
     def photo(self):
         self._done.wait()
         photo, exc = self._result
+        self._result = (None, None)  # given once (then None): the pixels or an error's frames stay nowhere here
         if exc is not None:
             raise exc
         return photo

@@ -122,8 +122,8 @@ class LazyLut:
 
     def __init__(self, fn: Callable[[np.ndarray], np.ndarray], size: int = DEFAULT_SIZE,
                  known: tuple[np.ndarray, Callable[[], np.ndarray]] | None = None):
-        """``known``: (pixels, their ``used_cells``), the latter a function (see ``cells_meanwhile``): a
-        call on those very pixels takes the cells from it."""
+        """``known``: (pixels, their ``used_cells``), the latter a function (see ``cells_meanwhile``): the
+        first call, if it is on those very pixels (unchanged since), takes the cells from it."""
         if not 2 <= size <= _U8_MAX_SIZE:
             raise CsrError(f"LUT size must be between 2 and {_U8_MAX_SIZE}, got {size}")
         self.fn, self.size, self._known = fn, size, known
@@ -132,8 +132,9 @@ class LazyLut:
         self._lock = threading.Lock()
 
     def __call__(self, rgb: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        if self._known is not None and rgb is self._known[0]:
-            cells = self._known[1]()
+        known, self._known = self._known, None
+        if known is not None and rgb is known[0]:
+            cells = known[1]()
         else:
             cells = used_cells(rgb, self.size) if rgb.dtype == np.uint8 else None
         self.bake(np.ones_like(self.baked) if cells is None else cell_corners(cells))

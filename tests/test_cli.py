@@ -34,6 +34,26 @@ def test_default_output_beside_input_and_strength_zero(run, tmp_path):
     assert np.array_equal(load_photo(tmp_path / "a_retouched.png").rgb, load_photo(src).rgb)
 
 
+def test_retouch_leaves_the_garbage_collector_as_it_found_it(run, tmp_path):
+    """The command pauses collection while it loads; run in-process (as here) it restores the state, and
+    an early-decoded photo that fails leaves no frames behind."""
+    import gc
+
+    src = _photo(tmp_path / "a.jpg")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(src.read_bytes()[:300])
+    frozen = gc.get_freeze_count()
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        try:
+            assert run("retouch", src, "--overwrite").exit_code == 0
+            assert run("retouch", broken, "-o", tmp_path / "b.jpg").exit_code == 1
+            assert run("retouch", src, "--style", "no-such-style").exit_code == 2
+            assert gc.isenabled() == enabled and gc.get_freeze_count() == frozen
+        finally:
+            gc.enable()
+
+
 def test_refuses_overwrite_then_overwrites_then_skips(run, tmp_path):
     src = _photo(tmp_path / "in.jpg")
     out = tmp_path / "out.jpg"

@@ -132,6 +132,8 @@ def test_cells_found_meanwhile_serve_those_pixels_only(look):
     found = L.cells_meanwhile(img, 33)
     lazy = L.LazyLut(fn, 33, known=(img, lambda: asked.append(1) or found()))
     assert np.array_equal(lazy(img), plain) and asked == [1]
+    img[:8] = 255 - img[:8]  # the same array, changed: later calls find its cells themselves
+    assert np.array_equal(lazy(img), L.LazyLut(fn, 33)(img)) and asked == [1]
     crop = np.ascontiguousarray(img[10:50, 20:80])  # other pixels (a selection in GIMP): their own cells
     assert np.array_equal(lazy(crop), L.LazyLut(fn, 33)(crop)) and asked == [1]
 
