@@ -32,7 +32,7 @@ from .pairs import Pair, load_pair
 from .pseudo import PseudoRecipe, fit_inverse_map, pseudo_pairs
 from .fsutil import write_bytes_atomic
 from .registry import Style
-from .threads import cores
+from .threads import cores, default_workers
 from .train import RealPairs, TrainConfig, fit, fixed_pixels, holdout_split, pixel_psnr, trainable_parameters
 
 MIN_PAIRS = 5
@@ -209,7 +209,7 @@ def finetune_style(pairs: str | Path | list[Pair], name: str, base: str = "auto"
     only shrinks), loss and phase, plus val_psnr when a validation ran; the last one has step == steps.
     """
     cfg = config or FinetuneConfig()
-    with _threads(cfg.threads or min(cores(), 8), exactly=True):
+    with _threads(cfg.threads or default_workers(), exactly=True):
         return _finetune(pairs, name, base, expert, registry, on_progress, cfg, overwrite, finished)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from .errors import CsrError
 from .fsutil import atomic_write, write_bytes_atomic
 from .pixels import from_float, to_float
-from .threads import cores, for_each
+from .threads import default_workers, for_each
 
 #: The lattice size retouching uses (chosen by benchmarks/lut_fidelity.py).
 DEFAULT_SIZE = 65
@@ -78,7 +78,7 @@ def used_cells(rgb: np.ndarray, size: int) -> np.ndarray:
     cell = _cell_of(size)[0]
     direct = n & (n - 1) == 0 and np.array_equal(np.arange(256) * n // 256, cell)
     h = rgb.shape[0]
-    rows = -(-h // min(cores(), 8)) if direct else max(1, _HIST_STRIP_PIXELS // max(rgb.shape[1], 1))
+    rows = -(-h // default_workers()) if direct else max(1, _HIST_STRIP_PIXELS // max(rgb.shape[1], 1))
     found: list[np.ndarray] = [np.zeros((n, n, n), bool)]
 
     def band(y0: int) -> None:

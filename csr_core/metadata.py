@@ -23,11 +23,10 @@ import hashlib
 import io
 import re
 import struct
+import threading
 import warnings
 import zlib
 from dataclasses import dataclass, field
-
-import threading
 
 import numpy as np
 

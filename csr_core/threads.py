@@ -38,6 +38,11 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def default_workers() -> int:
+    """How many threads csr spreads its own work over by default: this process's cores, at most 8."""
+    return min(cores(), 8)
+
+
 @contextlib.contextmanager
 def serial_libraries() -> Iterator[None]:
     """OpenCV and BLAS on one thread each while the block runs (reference-counted across threads)."""
@@ -61,7 +66,7 @@ def serial_libraries() -> Iterator[None]:
 def for_each(fn: Callable[[int], object], starts: Sequence[int], workers: int | None = None) -> None:
     """``fn(start)`` for every start, spread over up to ``workers`` (default: cores, at most 8) threads
     with the libraries single-threaded; the first exception is re-raised."""
-    n = max(1, min(len(starts), workers or min(cores(), 8)))
+    n = max(1, min(len(starts), workers or default_workers()))
     with serial_libraries():
         if n == 1:
             for s in starts:
