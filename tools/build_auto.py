@@ -133,7 +133,7 @@ def cmd_auto_neutral(args: list[str]) -> None:
     from csr_core.image_io import SUPPORTED_EXTENSIONS
     from csr_core.train import split_holdout
     a = _opts(args, {"base", "steps", "neutral", "identity", "per", "seed", "out"})
-    a = {"base": BASE, "steps": "1200", "neutral": "0.4", "identity": "0.25", "per": "2", "seed": "1", **a}
+    a = {"base": BASE, "steps": "1200", "neutral": "0.4", "identity": "0.25", "per": "2", "seed": "2", **a}
     torch.set_num_threads(1)
     out = RUNS / a.pop("out", "auto_neutral")
     out.mkdir(parents=True, exist_ok=True)
