@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 RUNS = ROOT / "runs"
 
-#: The uncalibrated full network: the base of every built-in style, and what auto is distilled from.
+#: The full network every built-in style runs on, and what auto is fine-tuned from.
 BASE = "auto-v1"
 
 from csr_core.evaluate import autocontrast  # noqa: E402
@@ -252,11 +252,7 @@ def cmd_publish_auto(args: list[str]) -> None:
                          f"held-out photos left alone (no FiveK set; above); the recipe was chosen on the "
                          f"FiveK test-split pairs (validation) and the 14 pairs",
         },
-        "previous": {
-            "recipe": "auto-v1 calibrated to strength 0.7 (its GFM layers distilled toward x + 0.7 (f(x) - x))",
-            "reproduce": "tools/build_auto.py auto-strength, auto-calibrate and publish-auto-cal at commit 92c8e8c",
-            "scores": previous.get("scores", {}),
-        },
+        "previous": _previous_card(previous),
         "scores": {},
         "licence": v1["licence"] + " The neutral renderings' ranges were set from five summary numbers of 14 "
                                    "MIT-Adobe FiveK pairs; no FiveK image reached the training.",
@@ -266,8 +262,19 @@ def cmd_publish_auto(args: list[str]) -> None:
     cmd_score_auto([])
 
 
-def _r3(d: dict) -> dict:
-    return {k: round(float(v), 3) for k, v in d.items()}
+def _previous_card(current: dict) -> dict:
+    """What the card keeps of the recipe that auto-neutral replaced (the calibrated auto-v1): taken from the
+    current card, which already carries it once auto-neutral has been published (so a rebuild keeps it)."""
+    if "previous" in current:
+        return current["previous"]
+    return {"recipe": "auto-v1 calibrated to strength 0.7 (its GFM layers distilled toward x + 0.7 (f(x) - x))",
+            "reproduce": "tools/build_auto.py auto-strength, auto-calibrate and publish-auto-cal at commit 92c8e8c",
+            "scores": current.get("scores", {})}
+
+
+def _r4(d: dict) -> dict:
+    """Means kept to 4 decimals: printed to 2, they round as the full values do."""
+    return {k: round(float(v), 4) for k, v in d.items()}
 
 
 def _read_manifest() -> dict:
@@ -289,7 +296,7 @@ def _real_scores(spec: str, baselines=()) -> tuple[list[dict], dict]:
     rows = [r for d in ("fivek-c-dev", "fivek-c-extra")
             for r in evaluate(SHARED / d, spec, registry=reg, baselines=baselines)["pairs"]]
     methods = [spec, *baselines, "do-nothing"]
-    return rows, {m: _r3({k: np.mean([r[m][k] for r in rows]) for k in rows[0][m]}) for m in methods}
+    return rows, {m: _r4({k: np.mean([r[m][k] for r in rows]) for k in rows[0][m]}) for m in methods}
 
 
 def cmd_score_auto(args: list[str]) -> None:
@@ -303,8 +310,10 @@ def cmd_score_auto(args: list[str]) -> None:
     scores["fivek_c_real"] = {
         "pairs": len(rows), **mean, "wins_vs_autocontrast_tone": sum(r["auto"]["psnr"] > r["autocontrast-tone"]["psnr"] for r in rows),
         "per_pair": {r["name"]: round(r["auto"]["psnr"], 3) for r in rows},
-        "note": "the 14 real expert-C pairs (../shared/data/fivek-c-dev + fivek-c-extra); never used for training"}
-    card["scores"] = {**scores, **{k: v for k, v in card.get("scores", {}).items() if k == "sets"}}  # sets: build_c.py
+        "note": "14 real expert-C pairs from MIT-Adobe FiveK's train range; never trained on"}
+    scores.pop("fivek_c_dev", None)  # 13 of those 14 pairs
+    from build_c import scores as set_scores  # the test split, the other renderings, the 14 pairs
+    card["scores"] = {**scores, "sets": set_scores("auto", _registry())}
     _write_manifest(manifest)
     print(json.dumps(scores, indent=1))
 
