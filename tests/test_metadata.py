@@ -186,10 +186,12 @@ _XYZ_TO_SRGB = tuple(v for x in (32404542, -15371385, -4985314, -9692660, 187601
                                   10572252) for v in (x // 100, 100000))
 
 
-def write_dng(path: Path, h: int = 64, w: int = 96) -> np.ndarray:
-    """A CFA DNG (RGGB, 12-bit) of ``scene()`` with the tags LibRaw needs; returns the scene."""
+def write_dng(path: Path, h: int = 64, w: int = 96, rgb: np.ndarray | None = None) -> np.ndarray:
+    """A CFA DNG (RGGB, 12-bit) of ``rgb`` (linear sRGB in [0, 1]; default ``scene()``) with the tags LibRaw
+    needs; returns the scene."""
+    rgb = scene(h, w) if rgb is None else rgb
+    h, w = rgb.shape[:2]
     y, x = np.mgrid[0:h, 0:w]
-    rgb = scene(h, w)
     channel = np.array([[0, 1], [1, 2]])[y % 2, x % 2]
     cfa = np.take_along_axis(rgb, channel[..., None], 2)[..., 0]
     tags = [(33421, "H", 2, (2, 2), True), (33422, "B", 4, (0, 1, 1, 2), True), (50706, "B", 4, (1, 4, 0, 0), True),
