@@ -8,7 +8,7 @@ import pytest
 from csr_core import data_dir
 from csr_core.architecture import CONDITION_KEYS
 from csr_core.image_io import load_photo
-from csr_core.metrics import delta_e2000, psnr
+from csr_core.metrics import delta_e2000, psnr, to_uint8
 from csr_core.pipeline import retouch
 from csr_core.registry import Registry, sha256_file
 
@@ -68,8 +68,7 @@ def test_auto_improves_a_neutral_raw_development(tmp_path):
         luma = (flat @ [0.2126, 0.7152, 0.0722])[..., None]
         write_dng(tmp_path / f"{name}.dng", rgb=_srgb_to_linear(luma + 0.8 * (flat - luma)))
         developed = load_photo(tmp_path / f"{name}.dng").rgb  # 16-bit sRGB
-        before = np.rint(developed / 257).astype(np.uint8)
-        after = np.rint(retouch(developed, "auto") / 257).astype(np.uint8)
+        before, after = to_uint8(developed), to_uint8(retouch(developed, "auto"))
         assert delta_e2000(after, truth) < delta_e2000(before, truth), name
         gains.append(psnr(after, truth) - psnr(before, truth))
     assert min(gains) > 0.5 and np.mean(gains) > 1.5, gains  # measured: +1.2, +4.0, +1.1 dB
