@@ -15,7 +15,8 @@ def summary_lines(card: dict) -> list[str]:
     """The validation scores of a fine-tuned style against its yardsticks, one line each."""
     s, v = card["scores"]["validation"], card["validation"]
     nothing = {k: s[f"baseline_{k}"] for k in ("psnr", "ssim", "delta_e")}
-    lines = [f"{v['method']} validation on {plural(s['images'], 'pair')} (steps chosen: {v['chosen_steps']}):"]
+    steps = f"{v['chosen_steps']} steps, fixed" if v.get("fixed_steps") else f"steps chosen: {v['chosen_steps']}"
+    lines = [f"{v['method']} validation on {plural(s['images'], 'pair')} ({steps}):"]
     rows = [("new style", s)] + ([("pairs only", s["pairs_only"])] if "pairs_only" in s else [])
     for label, m in rows + [("do-nothing", nothing), ("base style", s["base_style"]), ("autocontrast", s["autocontrast"])]:
         lines.append(f"  {label:<13} PSNR {m['psnr']:5.2f} dB  SSIM {m['ssim']:.3f}  dE2000 {m['delta_e']:5.2f}")

@@ -154,11 +154,11 @@ def _recipe_text(recipe, validation: dict) -> str:
         return str(recipe)
     text = recipe.get("method", "")
     chosen = validation.get("chosen_steps", recipe.get("chosen_steps"))
-    if chosen is not None:
-        if f"{chosen} steps" not in text:  # a fixed step count is in the method already
-            text += f"; {chosen} steps chosen by {validation.get('method', 'validation')} validation"
-    elif "steps" in recipe:
-        text += f"; {recipe['steps']} steps"
+    if chosen is None:
+        if "steps" in recipe:
+            text += f"; {recipe['steps']} steps"
+    elif not validation.get("fixed_steps"):  # a fixed step count is in the method already
+        text += f"; {chosen} steps chosen by {validation.get('method', 'validation')} validation"
     if recipe.get("command"):
         text += f"; reproduce: {recipe['command']}"
     return text.strip("; ") or json.dumps(recipe)

@@ -383,7 +383,7 @@ def _kfold(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo: 
     extra = pseudo.pairs(list(range(n)), seed=0) if pseudo and chosen else None
     model = tuner.restore(tuner.run(list(range(n)), [], chosen, 0, extra)[0]) if chosen else copy.deepcopy(tuner.start)
     progress.finish(chosen)
-    validation = dict(method=f"{k}-fold", folds=folds, chosen_steps=chosen,
+    validation = dict(method=f"{k}-fold", folds=folds, chosen_steps=chosen, fixed_steps=pseudo is not None,
                       curve=[[s, round(p, 3)] for s, p in zip(axis, pooled)],
                       fold_stopped_at=[h["curve"][-1][0] for h in runs["style"]])
     if pseudo:
@@ -436,7 +436,7 @@ def _holdout(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo
         runs[kind] = (model, h, chosen)
     model, h, chosen = runs["style"]
     per = scorer(model, val, runs["pairs_only"][0] if pseudo else None)
-    validation = dict(method="held-out", val_pairs=val, chosen_steps=chosen,
+    validation = dict(method="held-out", val_pairs=val, chosen_steps=chosen, fixed_steps=pseudo is not None,
                       curve=[[s, round(float(np.mean(p)), 3)] for s, p in h["curve"]])
     if pseudo:
         validation["pairs_only"] = dict(chosen_steps=runs["pairs_only"][2])

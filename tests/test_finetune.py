@@ -51,7 +51,7 @@ def test_honest_kfold_validation_beats_base(tuned):
     assert v["method"] == "5-fold"
     names = sorted(n for fold in v["folds"] for n in fold)
     assert names == [f"p{i:02d}" for i in range(6)] == sorted(v["per_pair"])  # each pair validated once
-    assert 0 < v["chosen_steps"] <= FAST["steps"]
+    assert 0 < v["chosen_steps"] <= FAST["steps"] and not v["fixed_steps"]
     assert s["images"] == 6 and s["psnr"] > s["base_style"]["psnr"] + 3
     assert {"baseline_psnr", "baseline_delta_e", "autocontrast", "ssim", "delta_e"} <= set(s)
     assert style.card["training"]["data"]["pairs"] == 6
@@ -193,7 +193,7 @@ def test_finished_photos_teach_from_three_pairs(toy_registry, tmp_path):
     assert v["method"] == "3-fold" and s["images"] == 3 and set(v["pairs_only"]) >= {"chosen_steps"}
     assert {"psnr", "delta_e"} <= set(s["pairs_only"]) and s["psnr"] > s["base_style"]["psnr"]
     assert "pseudo-pairs" in card["training"]["recipe"]["method"] and "scaled by" in card["training"]["recipe"]["method"]
-    assert v["chosen_steps"] == FAST["pseudo_steps"]  # with finished photos every run has the same fixed length
+    assert v["chosen_steps"] == FAST["pseudo_steps"] and v["fixed_steps"]  # with finished photos: a fixed length
     assert any("pairs only" in i["phase"] for i in log) and log[-1]["step"] == log[-1]["steps"]
     assert {p: p.stat().st_mtime_ns for p in [*pairs.rglob("*"), *finished.rglob("*")]} == before
 
