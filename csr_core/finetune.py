@@ -61,6 +61,7 @@ class FinetuneConfig:
     # With finished photos (``finished=``): pseudo-pairs made with the real pairs' inverse colour maps.
     pseudo_per: int = 2           # pseudo-inputs per finished photo
     pseudo_exposure: float = 0.15  # each one's exposure factor is drawn from 1 +- this
+    pseudo_exposure_ev: float = 0.0  # ... and shifted by this many stops (C: FiveK's photos are darker than its pairs)
     pseudo_stretch: float = 2.0    # each one's change to the photo scaled by 1/sqrt(2)..2 (log-uniform): edits
                                    # milder and, more often, stronger than the pairs show (typical photos need more)
     pseudo_views: int = 2         # condition views per pseudo-pair (the photo and its mirror)
@@ -266,7 +267,7 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
         method += (f"; trained on the finished photos made into pseudo-pairs ({cfg.pseudo_per} 'before' photos each: "
                    "a random blend of two of the pairs' inverse colour maps, its change to the photo scaled by "
                    f"{cfg.pseudo_stretch ** -0.5:.2g}-{cfg.pseudo_stretch:g}x, times an exposure factor of "
-                   f"1 +- {cfg.pseudo_exposure:g}), weights averaged (EMA {cfg.pseudo_ema:g}), {cfg.pseudo_steps} "
+                   f"1 +- {cfg.pseudo_exposure:g}{_ev_text(cfg.pseudo_exposure_ev)}), weights averaged (EMA {cfg.pseudo_ema:g}), {cfg.pseudo_steps} "
                    "steps; the pairs give the maps and validate: a fold's pseudo-pairs use only the other folds' maps")
     card = dict(
         description=f"{who} look, fine-tuned from '{base}' on {len(found)} before/after pairs{photos}",
@@ -338,7 +339,8 @@ class _Pseudo:
     def __init__(self, tuner: _Tuner, loaded, finished: Sequence[np.ndarray], cfg: FinetuneConfig):
         self.tuner, self.finished = tuner, finished
         self.maps = [fit_inverse_map(*pair) for pair in loaded]  # each pair's map, fitted once for every run
-        self.recipe = PseudoRecipe(per=cfg.pseudo_per, exposure=cfg.pseudo_exposure, stretch=cfg.pseudo_stretch)
+        self.recipe = PseudoRecipe(per=cfg.pseudo_per, exposure=cfg.pseudo_exposure, stretch=cfg.pseudo_stretch,
+                                   exposure_ev=cfg.pseudo_exposure_ev)
         self.views = cfg.pseudo_views
 
     def pairs(self, train: Sequence[int], seed: int) -> RealPairs:
@@ -398,6 +400,10 @@ def _pooled(runs: list[dict]) -> tuple[int, list[int], list[float]]:
     axis = [runs[0]["curve"][j][0] for j in range(common)]
     pooled = [float(np.mean([s for h in runs for s in h["curve"][j][1]])) for j in range(common)]
     return axis[int(np.argmax(pooled))], axis, pooled
+
+
+def _ev_text(ev: float) -> str:
+    return f" around {ev:+g} EV" if ev else ""
 
 
 def _fixed_length(axis: list[int], scores: list[float]) -> int:

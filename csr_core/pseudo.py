@@ -21,10 +21,13 @@ class PseudoRecipe:
     """How pseudo-inputs are drawn: ``per`` inputs per finished photo, each a uniform blend of two
     different inverse maps times one exposure factor drawn from 1 +- ``exposure``; with ``stretch`` > 1,
     the blend's change to the photo is scaled by a factor drawn log-uniformly from [1/stretch**0.5,
-    stretch] (milder and, more often, stronger edits than the pairs show)."""
+    stretch] (milder and, more often, stronger edits than the pairs show); ``exposure_ev`` shifts every
+    exposure factor by that many stops (negative: darker "before" photos than the pairs' maps make, for
+    photos that need more correction than the pairs show)."""
     per: int = 2
     exposure: float = 0.15
     stretch: float = 1.0
+    exposure_ev: float = 0.0
 
 
 def poly_terms(rgb: np.ndarray) -> np.ndarray:
@@ -68,7 +71,7 @@ def pseudo_before(after8: np.ndarray, maps: Sequence[np.ndarray], rng: np.random
     if recipe.stretch != 1.0:
         t = after8.astype(np.float32) / 255
         x = t + np.exp(rng.uniform(-0.5, 1.0) * np.log(recipe.stretch)) * (x - t)
-    x = x * rng.uniform(1 - recipe.exposure, 1 + recipe.exposure)
+    x = x * (rng.uniform(1 - recipe.exposure, 1 + recipe.exposure) * 2.0 ** recipe.exposure_ev)
     return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
 
 
