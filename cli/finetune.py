@@ -15,7 +15,8 @@ def summary_lines(card: dict) -> list[str]:
     """The validation scores of a fine-tuned style against its yardsticks, one line each."""
     s, v = card["scores"]["validation"], card["validation"]
     nothing = {k: s[f"baseline_{k}"] for k in ("psnr", "ssim", "delta_e")}
-    steps = f"{v['chosen_steps']} steps, fixed" if v.get("fixed_steps") else f"steps chosen: {v['chosen_steps']}"
+    steps = ("no gain: the style equals its start" if not v["chosen_steps"] else
+             f"{v['chosen_steps']} steps, fixed" if v.get("fixed_steps") else f"steps chosen: {v['chosen_steps']}")
     lines = [f"{v['method']} validation on {plural(s['images'], 'pair')} ({steps}):"]
     rows = [("new style", s)] + ([("pairs only", s["pairs_only"])] if "pairs_only" in s else [])
     for label, m in rows + [("do-nothing", nothing), ("base style", s["base_style"]), ("autocontrast", s["autocontrast"])]:

@@ -157,7 +157,8 @@ def _recipe_text(recipe, validation: dict) -> str:
     if chosen is None:
         if "steps" in recipe:
             text += f"; {recipe['steps']} steps"
-    elif not validation.get("fixed_steps"):  # a fixed step count is in the method already
+    elif not validation.get("fixed_steps", "pairs_only" in validation):  # a fixed count is in the method already
+        # (cards without the flag: runs with finished photos, the only fixed ones, also record "pairs_only")
         text += f"; {chosen} steps chosen by {validation.get('method', 'validation')} validation"
     if recipe.get("command"):
         text += f"; reproduce: {recipe['command']}"

@@ -403,7 +403,7 @@ def _pooled(runs: list[dict]) -> tuple[int, list[int], list[float]]:
 
 
 def _ev_text(ev: float) -> str:
-    return f" around {ev:+g} EV" if ev else ""
+    return f", then {abs(ev):g} EV {'darker' if ev < 0 else 'brighter'}" if ev else ""
 
 
 def _fixed_length(axis: list[int], scores: list[float]) -> int:

@@ -4,7 +4,7 @@ A retouch is (mostly) a global colour map. Fitting each real before/after pair's
 before: a 13-term cubic polynomial in R, G, B, least squares) gives a family of realistic "undo this
 edit" maps; a random blend of two of them, times a random exposure factor, turns any finished photo into
 a plausible unedited one. Fine-tuning on such pseudo-pairs teaches a look from a portfolio of finished
-photos and a few real pairs (``csr finetune --finished``; the built-in style ``C`` is made the same way).
+photos and a few real pairs (``csr finetune --finished``; the built-in style ``C`` is made the same way, with darker "before" photos).
 """
 from __future__ import annotations
 

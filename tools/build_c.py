@@ -3,12 +3,13 @@
     python tools/build_c.py             # build C into weights/ (C.safetensors + its card in manifest.json)
     python tools/build_c.py --plain     # the plain-recipe baseline, as the user style 'plain-recipe'
     python tools/build_c.py --pairs-only  # the 14 pairs without finished photos, as the user style 'pairs-only'
-    python tools/build_c.py --draw 1    # C's recipe and the pairs alone with another random draw (user styles)
+    python tools/build_c.py --draw 1    # csr finetune --finished's defaults and the pairs alone, another draw
 
 ``C`` is what ``csr finetune --pairs PAIRS --finished FOLDER --from auto`` makes of the 14 real expert-C
 pairs of ../shared (fivek-c-dev + fivek-c-extra) and the 221 expert-C finished photos of fivek-c-targets
 (the same code, ``csr_core.finetune.finetune_style``, with its k-fold validation on the 14 pairs), with one
-calibration: its pseudo "before" photos are ``C_EXPOSURE_EV`` darker (below). The plain recipe is the baseline it must beat: the same pseudo-pairs written to a folder and fine-tuned
+calibration: its pseudo "before" photos are ``C_EXPOSURE_EV`` darker (below). The plain recipe is the
+baseline it must beat: pseudo-pairs made the same way (without the scaling and the offset) written to a folder and fine-tuned
 on as ordinary pairs (``csr finetune --pairs <pseudo-pairs>`` with its defaults). Both are then scored on
 fivek-c-val (FiveK test split: evaluation only, never trained on) and fivek-c-renderings. Needs ../shared.
 """
@@ -200,7 +201,7 @@ def _publish(blob: bytes, card: dict) -> None:
 
 
 def build_plain(user: Path) -> None:
-    """The plain recipe: 2 pseudo-inputs per finished photo (the same pseudo-pairs code), written as
+    """The plain recipe: 2 pseudo-inputs per finished photo (the pseudo-pairs code, unscaled, no offset), written as
     ordinary pairs and fine-tuned on with ``csr finetune``'s defaults (a held-out split of them)."""
     from PIL import Image
 
@@ -234,7 +235,8 @@ def build_pairs_only(user: Path) -> None:
 
 
 def build_draw(user: Path, seed: int) -> None:
-    """C's recipe and the pairs alone with another random draw (``FinetuneConfig.seed``: other folds,
+    """``csr finetune --finished``'s defaults (C's recipe without its exposure offset) and the pairs alone
+    with another random draw (``FinetuneConfig.seed``: other folds,
     pseudo-pairs, pixel samples), as the user styles C-draw-N and pairs-only-draw-N, scored on every set
     (the spread a single build has: C's card lists these under validation.other_draws)."""
     from csr_core.finetune import FinetuneConfig, finetune_style
@@ -256,7 +258,7 @@ def main() -> int:
     ap.add_argument("--plain", action="store_true", help="build the plain-recipe baseline instead")
     ap.add_argument("--pairs-only", action="store_true", help="build the style of the 14 pairs alone instead")
     ap.add_argument("--draw", type=int, metavar="SEED",
-                    help="build C's recipe and the pairs alone with another random draw, as user styles")
+                    help="build csr finetune --finished's defaults and the pairs alone with another random draw, as user styles")
     ap.add_argument("--card", action="store_true", help="only rewrite C's card in plain words (no training)")
     ap.add_argument("--score", metavar="STYLE", help="only score a built-in style on every set, onto its card")
     args = ap.parse_args()
