@@ -61,7 +61,7 @@ class FinetuneConfig:
     # With finished photos (``finished=``): pseudo-pairs made with the real pairs' inverse colour maps.
     pseudo_per: int = 2           # pseudo-inputs per finished photo
     pseudo_exposure: float = 0.15  # each one's exposure factor is drawn from 1 +- this
-    pseudo_exposure_ev: float = 0.0  # ... and shifted by this many stops (C: FiveK's photos are darker than its pairs)
+    pseudo_exposure_ev: float = 0.0  # ... times 2**this (C: -0.1, 7% darker: FiveK's photos are darker than its pairs)
     pseudo_stretch: float = 2.0    # each one's change to the photo scaled by 1/sqrt(2)..2 (log-uniform): edits
                                    # milder and, more often, stronger than the pairs show (typical photos need more)
     pseudo_views: int = 2         # condition views per pseudo-pair (the photo and its mirror)
@@ -267,8 +267,9 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
         method += (f"; trained on the finished photos made into pseudo-pairs ({cfg.pseudo_per} 'before' photos each: "
                    "a random blend of two of the pairs' inverse colour maps, its change to the photo scaled by "
                    f"{cfg.pseudo_stretch ** -0.5:.2g}-{cfg.pseudo_stretch:g}x, times an exposure factor of "
-                   f"1 +- {cfg.pseudo_exposure:g}{_ev_text(cfg.pseudo_exposure_ev)}), weights averaged (EMA {cfg.pseudo_ema:g}), {cfg.pseudo_steps} "
-                   "steps; the pairs give the maps and validate: a fold's pseudo-pairs use only the other folds' maps")
+                   f"1 +- {cfg.pseudo_exposure:g}{_shift_text(cfg.pseudo_exposure_ev)}), weights averaged "
+                   f"(EMA {cfg.pseudo_ema:g}), {cfg.pseudo_steps} steps; the pairs give the maps and validate: a "
+                   "fold's pseudo-pairs use only the other folds' maps")
     card = dict(
         description=f"{who} look, fine-tuned from '{base}' on {len(found)} before/after pairs{photos}",
         cond_size=start_style.cond_size,
@@ -402,8 +403,9 @@ def _pooled(runs: list[dict]) -> tuple[int, list[int], list[float]]:
     return axis[int(np.argmax(pooled))], axis, pooled
 
 
-def _ev_text(ev: float) -> str:
-    return f", then {abs(ev):g} EV {'darker' if ev < 0 else 'brighter'}" if ev else ""
+def _shift_text(ev: float) -> str:
+    """``pseudo_exposure_ev`` in words: the factor it multiplies the pixel values by, as a percentage."""
+    return f", then {abs(1 - 2.0 ** ev):.0%} {'darker' if ev < 0 else 'brighter'}" if ev else ""
 
 
 def _fixed_length(axis: list[int], scores: list[float]) -> int:

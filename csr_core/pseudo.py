@@ -4,7 +4,8 @@ A retouch is (mostly) a global colour map. Fitting each real before/after pair's
 before: a 13-term cubic polynomial in R, G, B, least squares) gives a family of realistic "undo this
 edit" maps; a random blend of two of them, times a random exposure factor, turns any finished photo into
 a plausible unedited one. Fine-tuning on such pseudo-pairs teaches a look from a portfolio of finished
-photos and a few real pairs (``csr finetune --finished``; the built-in style ``C`` is made the same way, with darker "before" photos).
+photos and a few real pairs (``csr finetune --finished``; the built-in style ``C`` is made the same way,
+with darker "before" photos).
 """
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ class PseudoRecipe:
     """How pseudo-inputs are drawn: ``per`` inputs per finished photo, each a uniform blend of two
     different inverse maps times one exposure factor drawn from 1 +- ``exposure``; with ``stretch`` > 1,
     the blend's change to the photo is scaled by a factor drawn log-uniformly from [1/stretch**0.5,
-    stretch] (milder and, more often, stronger edits than the pairs show); ``exposure_ev`` shifts every
-    exposure factor by that many stops (negative: darker "before" photos than the pairs' maps make, for
-    photos that need more correction than the pairs show)."""
+    stretch] (milder and, more often, stronger edits than the pairs show); ``exposure_ev`` multiplies every
+    exposure factor by ``2**exposure_ev`` (on the sRGB-encoded values, as the whole factor is; negative:
+    darker "before" photos than the pairs' maps make, for photos that need more correction than the pairs
+    show)."""
     per: int = 2
     exposure: float = 0.15
     stretch: float = 1.0

@@ -282,7 +282,8 @@ def test_recipe_text_names_the_step_count_once():
     fixed = _recipe_text({"method": "pseudo-pairs, 40 steps", "steps": 600},
                          {"chosen_steps": 40, "fixed_steps": True, "method": "3-fold"})
     chosen = _recipe_text({"method": "pairs", "steps": 600}, {"chosen_steps": 120, "method": "5-fold"})
-    older = _recipe_text({"method": "pseudo-pairs, 40 steps"}, {"chosen_steps": 40, "pairs_only": {}, "method": "3-fold"})
+    older = _recipe_text({"method": "pseudo-pairs, 40 steps"},
+                         {"chosen_steps": 40, "pairs_only": {}, "method": "3-fold"})
     assert fixed == older == "pseudo-pairs, 40 steps"  # cards without the flag: "pairs_only" marks the fixed runs
     assert chosen == "pairs; 120 steps chosen by 5-fold validation"
 
@@ -292,7 +293,9 @@ def test_finetune_summary_says_whether_the_step_count_was_chosen():
 
     m = dict(psnr=20.0, ssim=0.9, delta_e=5.0)
     s = dict(m, images=3, baseline_psnr=18.0, baseline_ssim=0.8, baseline_delta_e=6.0, base_style=m, autocontrast=m)
-    head = [summary_lines(dict(scores=dict(validation=s), validation=dict(method="3-fold", chosen_steps=n, fixed_steps=f)))[0]
+    head = [summary_lines(dict(scores=dict(validation=s),
+                               validation=dict(method="3-fold", chosen_steps=n, fixed_steps=f)))[0]
             for n, f in ((1200, True), (120, False), (0, True))]
-    assert head == ["3-fold validation on 3 pairs (1200 steps, fixed):", "3-fold validation on 3 pairs (steps chosen: 120):",
+    assert head == ["3-fold validation on 3 pairs (1200 steps, fixed):",
+                    "3-fold validation on 3 pairs (steps chosen: 120):",
                     "3-fold validation on 3 pairs (no gain: the style equals its start):"]

@@ -256,3 +256,11 @@ def test_too_few_pairs_with_finished_is_clear(toy_registry, tmp_path):
     with pytest.raises(PairsError, match="at least 3 .* found 2"):
         finetune_style(write_pairs(tmp_path / "p", 2), "x", registry=toy_registry,
                        finished=_finished_folder(tmp_path / "f", 2))
+
+
+def test_recipe_text_names_the_exposure_shift_of_the_before_photos():
+    from csr_core.finetune import _shift_text
+
+    assert _shift_text(0.0) == ""  # csr finetune's default says nothing
+    assert _shift_text(-0.1) == ", then 7% darker"  # values x 2**-0.1 = 0.933
+    assert _shift_text(1.0) == ", then 100% brighter"

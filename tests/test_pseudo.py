@@ -33,7 +33,7 @@ def test_pseudo_before_with_one_map_and_no_jitter_is_that_map():
     assert np.abs(x.astype(int) - np.rint(apply_map(coef, after) * 255)).max() <= 1
 
 
-def test_exposure_ev_shifts_the_before_photo_by_that_many_stops():
+def test_exposure_ev_scales_the_before_photo_by_two_to_its_power():
     after = _photo()
     coef = fit_inverse_map(_darken(after), after)
     plain = pseudo_before(after, [coef], np.random.default_rng(0), PseudoRecipe(exposure=0.0)).astype(float)
