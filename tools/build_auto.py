@@ -30,6 +30,7 @@ RUNS = ROOT / "runs"
 #: The full network every built-in style runs on, and what auto is fine-tuned from.
 BASE = "auto-v1"
 
+from build_c import read_manifest, write_manifest  # noqa: E402  (the cards in weights/manifest.json)
 from csr_core.evaluate import autocontrast  # noqa: E402
 from csr_core.metrics import psnr  # noqa: E402
 
@@ -208,7 +209,7 @@ def cmd_publish_auto(args: list[str]) -> None:
     for f in folders:
         if not (f / "recipe.json").is_file() or not (f / "auto.safetensors").is_file():
             raise SystemExit(f"build_auto: {f} holds no auto-neutral output (recipe.json, auto.safetensors)")
-    wdir, manifest = ROOT / "weights", _read_manifest()
+    wdir, manifest = ROOT / "weights", read_manifest()
     styles = manifest["styles"]
     v1, previous = styles["auto-v1"], styles["auto"]
     base = load_file(str(wdir / "auto-v1.safetensors"))
@@ -258,7 +259,7 @@ def cmd_publish_auto(args: list[str]) -> None:
                                    "MIT-Adobe FiveK pairs; no FiveK image reached the training.",
     }
     styles["auto"] = card
-    _write_manifest(manifest)
+    write_manifest(manifest)
     cmd_score_auto([])
 
 
@@ -277,18 +278,6 @@ def _r4(d: dict) -> dict:
     return {k: round(float(v), 4) for k, v in d.items()}
 
 
-def _read_manifest() -> dict:
-    return json.loads((ROOT / "weights" / "manifest.json").read_text())
-
-
-def _write_manifest(manifest: dict) -> None:
-    """Replace weights/manifest.json atomically (the styles' cards)."""
-    from csr_core.fsutil import atomic_write
-    with atomic_write(ROOT / "weights" / "manifest.json", "w") as fh:
-        json.dump(manifest, fh, indent=1)
-        fh.write("\n")
-
-
 def _real_scores(spec: str, baselines=()) -> tuple[list[dict], dict]:
     """Per-pair rows and means of a registry style on the 14 real pairs (a fresh default registry)."""
     from csr_core.evaluate import evaluate
@@ -305,7 +294,7 @@ def cmd_score_auto(args: list[str]) -> None:
     from publish_auto import auto_scores
     scores = auto_scores(_registry().look("auto"), dev_pairs=False)  # the 14 pairs below hold those 13
     rows, mean = _real_scores("auto", ("autocontrast", "autocontrast-tone"))
-    manifest = _read_manifest()
+    manifest = read_manifest()
     card = manifest["styles"]["auto"]
     scores["fivek_c_real"] = {
         "pairs": len(rows), **mean, "wins_vs_autocontrast_tone": sum(r["auto"]["psnr"] > r["autocontrast-tone"]["psnr"] for r in rows),
@@ -313,7 +302,7 @@ def cmd_score_auto(args: list[str]) -> None:
         "note": "14 real expert-C pairs from MIT-Adobe FiveK's train range; never trained on"}
     from build_c import scores as set_scores  # the test split, the other renderings, the 14 pairs
     card["scores"] = {**scores, "sets": set_scores("auto", _registry())}
-    _write_manifest(manifest)
+    write_manifest(manifest)
     print(json.dumps(scores, indent=1))
 
 

@@ -235,21 +235,47 @@ def _progress(t0: float):
     return show
 
 
+def read_manifest() -> dict:
+    """weights/manifest.json: every built-in style's card."""
+    return json.loads((ROOT / "weights" / "manifest.json").read_text("utf-8"))
+
+
+def write_manifest(manifest: dict) -> None:
+    """Replace weights/manifest.json atomically."""
+    from csr_core.fsutil import atomic_write
+
+    with atomic_write(ROOT / "weights" / "manifest.json", "w") as fh:
+        json.dump(manifest, fh, indent=1)
+        fh.write("\n")
+
+
 def _publish(blob: bytes, card: dict) -> None:
     """C's weights into weights/C.safetensors and its card into the manifest (atomically)."""
     from csr_core.fsutil import atomic_write
 
-    manifest_path = ROOT / "weights" / "manifest.json"
-    manifest = json.loads(manifest_path.read_text("utf-8"))
+    manifest = read_manifest()
     card = dict(card, file="C.safetensors", sha256=hashlib.sha256(blob).hexdigest())
     card.pop("created", None)
     card["compared_not_shipped"] = [*VARIANTS, *PREVIOUS_C, SEVEN_FOLD_SCREEN]
     with atomic_write(ROOT / "weights" / "C.safetensors") as fh:
         fh.write(blob)
     manifest["styles"]["C"] = card
-    with atomic_write(manifest_path, "w") as fh:
-        json.dump(manifest, fh, indent=1)
-        fh.write("\n")
+    write_manifest(manifest)
+
+
+def _tune_and_score(user: Path, name: str, pairs, config, finished: Path | None = None) -> None:
+    """``csr finetune`` from auto as the user style ``name``, scored on every set; the time, its own validation
+    score and the scores go to NAME.scores.json beside the styles folder."""
+    from csr_core.finetune import finetune_style
+
+    reg = Registry(ROOT / "weights", user)
+    t0 = time.time()
+    style = finetune_style(pairs, name, "auto", registry=reg, overwrite=True, finished=finished, config=config)
+    v = style.card["validation"]["method"]
+    out = dict(seconds=round(time.time() - t0), validation={v: round(style.card["scores"]["validation"]["psnr"], 2)},
+               sets=scores(name, reg))
+    print(name, v, out["validation"][v], f"{out['seconds']} s", flush=True)
+    (user.parent / f"{name}.scores.json").write_text(json.dumps(out, indent=1))
 
 
 def build_plain(user: Path, seed: int = 0) -> None:
@@ -258,7 +284,7 @@ def build_plain(user: Path, seed: int = 0) -> None:
     both the pseudo-pairs and the fine-tune (0: the baseline row, 'plain-recipe'; N: 'plain-recipe-draw-N')."""
     from PIL import Image
 
-    from csr_core.finetune import FinetuneConfig, finetune_style
+    from csr_core.finetune import FinetuneConfig
     from csr_core.finished import load_finished
     from csr_core.metrics import to_uint8
     from csr_core.pairs import load_pair
@@ -266,44 +292,35 @@ def build_plain(user: Path, seed: int = 0) -> None:
 
     maps = [fit_inverse_map(*(to_uint8(a) for a in load_pair(p, 512)[:2])) for p in train_pairs()]
     finished, _ = load_finished(DATA / "fivek-c-targets")
-    reg = Registry(ROOT / "weights", user)
-    name = "plain-recipe" if seed == 0 else f"plain-recipe-draw-{seed}"
     with tempfile.TemporaryDirectory() as tmp:
         for k, (x, y) in enumerate(pseudo_pairs(finished, maps, seed=seed)):
             Image.fromarray(x).save(Path(tmp, f"p{k:04d}_input.png"))
             Image.fromarray(y).save(Path(tmp, f"p{k:04d}_target.png"))
-        finetune_style(tmp, name, "auto", registry=reg, overwrite=True, config=FinetuneConfig(seed=seed))
-    (user.parent / f"{name}.scores.json").write_text(json.dumps(scores(name, reg), indent=1))
+        _tune_and_score(user, "plain-recipe" if seed == 0 else f"plain-recipe-draw-{seed}", tmp,
+                        FinetuneConfig(seed=seed))
 
 
 def build_pairs_only(user: Path, seed: int | None = None) -> None:
     """``csr finetune --pairs`` on the 14 pairs alone (its defaults), for comparison: without ``seed`` the pairs
     as C's build reads them (a folder), as 'pairs-only'; with it another random draw, as 'pairs-only-draw-N'."""
-    from csr_core.finetune import FinetuneConfig, finetune_style
+    from csr_core.finetune import FinetuneConfig
 
-    reg = Registry(ROOT / "weights", user)
-    name = "pairs-only" if seed is None else f"pairs-only-draw-{seed}"
+    if seed is not None:
+        _tune_and_score(user, f"pairs-only-draw-{seed}", train_pairs(), FinetuneConfig(seed=seed))
+        return
     with tempfile.TemporaryDirectory() as tmp:
-        pairs = pairs_folder(Path(tmp)) if seed is None else train_pairs()
-        finetune_style(pairs, name, "auto", registry=reg, overwrite=True, config=FinetuneConfig(seed=seed or 0))
-    (user.parent / f"{name}.scores.json").write_text(json.dumps(scores(name, reg), indent=1))
+        _tune_and_score(user, "pairs-only", pairs_folder(Path(tmp)), FinetuneConfig())
 
 
 def build_draw(user: Path, seed: int, offset: bool = True) -> None:
     """C's recipe with another random draw (``FinetuneConfig.seed``: other folds, pseudo-pairs, pixel samples),
     as the user style C-draw-N, scored on every set: the spread a single build has (C's card lists these under
     validation.other_draws). Without ``offset``: csr finetune --finished's defaults, as C-no-offset-draw-N."""
-    from csr_core.finetune import FinetuneConfig, finetune_style
+    from csr_core.finetune import FinetuneConfig
 
-    reg = Registry(ROOT / "weights", user)
-    name = f"C-draw-{seed}" if offset else f"C-no-offset-draw-{seed}"
-    t0 = time.time()
-    style = finetune_style(train_pairs(), name, "auto", registry=reg, overwrite=True, finished=DATA / "fivek-c-targets",
-                           config=FinetuneConfig(seed=seed, pseudo_exposure_ev=C_EXPOSURE_EV if offset else 0.0))
-    out = dict(seconds=round(time.time() - t0), kfold=round(style.card["scores"]["validation"]["psnr"], 2),
-               sets=scores(name, reg))
-    print(name, "k-fold", out["kfold"], f"{out['seconds']} s", flush=True)
-    (user.parent / f"{name}.scores.json").write_text(json.dumps(out, indent=1))
+    _tune_and_score(user, f"C-draw-{seed}" if offset else f"C-no-offset-draw-{seed}", train_pairs(),
+                    FinetuneConfig(seed=seed, pseudo_exposure_ev=C_EXPOSURE_EV if offset else 0.0),
+                    finished=DATA / "fivek-c-targets")
 
 
 def _seed(text: str) -> int:
@@ -334,23 +351,20 @@ def main() -> int:
         print("build_c: ../shared/data is absent; nothing to build")
         return 0
     if args.score:
-        manifest_path = ROOT / "weights" / "manifest.json"
         sets = scores(args.score, Registry(ROOT / "weights", ROOT / "weights" / "none"))
-        manifest = json.loads(manifest_path.read_text("utf-8"))
+        manifest = read_manifest()
         manifest["styles"][args.score].setdefault("scores", {})["sets"] = sets
-        from csr_core.fsutil import atomic_write
-        with atomic_write(manifest_path, "w") as fh:
-            json.dump(manifest, fh, indent=1)
-            fh.write("\n")
+        write_manifest(manifest)
     elif args.card:
-        manifest = json.loads((ROOT / "weights" / "manifest.json").read_text("utf-8"))
-        _publish((ROOT / "weights" / "C.safetensors").read_bytes(), _plain_words(manifest["styles"]["C"]))
-    elif args.plain or args.pairs_only:
+        _publish((ROOT / "weights" / "C.safetensors").read_bytes(), _plain_words(read_manifest()["styles"]["C"]))
+    elif args.plain or args.pairs_only or args.draw is not None:
         from csr_core.registry import user_dir
-        build_plain(user_dir(), args.draw or 0) if args.plain else build_pairs_only(user_dir(), args.draw)
-    elif args.draw is not None:
-        from csr_core.registry import user_dir
-        build_draw(user_dir(), args.draw, offset=not args.no_offset)
+        if args.plain:
+            build_plain(user_dir(), args.draw or 0)
+        elif args.pairs_only:
+            build_pairs_only(user_dir(), args.draw)
+        else:
+            build_draw(user_dir(), args.draw, offset=not args.no_offset)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             build_c(Path(tmp))
