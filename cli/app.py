@@ -45,6 +45,7 @@ def command(host, port, share, max_mb, max_pixels, concurrency, device, allow_ed
     if allow_edits and not logins and (share or not auth.is_loopback(host)):
         fail(f"--allow-edits beyond this machine needs a login: add --auth-file FILE (user:password lines) "
              f"or set {auth.ENV}", EXIT_USAGE)
+    _check_host(host)
     resolve_device(device)
     limits = Limits.from_env(max_mb=max_mb, max_pixels=max_pixels, concurrency=concurrency)
     demo = build_app(limits=limits, device=device, allow_edits=allow_edits)
@@ -65,3 +66,17 @@ def command(host, port, share, max_mb, max_pixels, concurrency, device, allow_ed
         click.echo(f"csr app: reachable from your network on {host}{'' if logins else ' (no login)'}; "
                    "--share adds a public link")
     demo.block_thread()
+
+
+def _check_host(host: str) -> None:
+    """Fail at once on an address that does not resolve (the server would retry it for ever). An IPv6
+    address may come in brackets, [::1]; an empty one is the server's default, 127.0.0.1."""
+    import socket
+
+    try:
+        socket.getaddrinfo(host.removeprefix("[").removesuffix("]") or None, 0, type=socket.SOCK_STREAM,
+                           flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        fail(f"cannot serve on {host}: {exc.strerror or exc}")
+    except (UnicodeError, ValueError):  # too long, an empty label, a NUL character: no host name at all
+        fail(f"cannot serve on {host}: not a valid host name or address")

@@ -51,6 +51,7 @@ def command(photo, output, style, strength, size, level, device, overwrite):
         fail("--level is for Hald .png output; a .cube takes --size", EXIT_USAGE)
     if kind == "hald" and size:
         fail("--size is for .cube output; a Hald CLUT's size is set by --level", EXIT_USAGE)
+    _refuse_input(photo, output)
     if Path(output).exists() and not overwrite:
         fail(f"{output}: already exists (use --overwrite)")
     try:
@@ -72,3 +73,18 @@ def command(photo, output, style, strength, size, level, device, overwrite):
         raise CsrError(f"{output}: cannot write ({exc.strerror or exc})") from None
     what = f"{n}^3 .cube" if kind == "cube" else f"Hald CLUT level {level} ({n}^3)"
     click.echo(printable(f"wrote {output}: {what}, style {style!r} at strength {strength:g} for {photo}"))
+
+
+def _refuse_input(photo: str, output: str) -> None:
+    """Fail when OUTPUT is PHOTO itself (by identity: links and other spellings included), as retouch
+    does: the checks of an output that --overwrite never lifts."""
+    from csr_core import batch
+
+    try:
+        src_id = batch.identity(photo)
+    except OSError:  # an unreadable photo: loading it reports why
+        src_id = None
+    decided = batch.check_destination(batch.Job(photo, Path(output), src_id=src_id), overwrite=True,
+                                      skip_existing=False, protected=set())
+    if decided is not None:
+        fail(decided.message)

@@ -39,8 +39,19 @@ def plugin_dir(profile: Path) -> Path:
     return profile / "plug-ins" / NAME
 
 
+def missing_profile(profile: Path) -> str | None:
+    """Why ``profile`` cannot take the plug-in (GIMP 3 has not made it yet, or a mistyped --profile), else None."""
+    if profile.is_dir():
+        return None
+    return f"profile folder {profile} does not exist (start GIMP 3 once, or pass the right --profile)"
+
+
 def install(profile: Path, device: str = "cpu") -> Path:
-    """Copy the plug-in into ``profile``'s plug-ins folder and record this Python; returns the folder."""
+    """Copy the plug-in into ``profile``'s plug-ins folder and record this Python; returns the folder.
+    The profile must exist already (GIMP 3 makes it on its first start), as ``diagnose`` requires."""
+    why = missing_profile(profile)
+    if why:
+        raise CsrError(why)
     dest = plugin_dir(profile)
     try:
         dest.mkdir(parents=True, exist_ok=True)
@@ -137,8 +148,8 @@ def diagnose(profile: Path) -> list[tuple[str, str]]:
     out = []
     dest = plugin_dir(profile)
     script = dest / f"{NAME}.py"
-    out.append(("ok" if profile.is_dir() else "FAIL", f"profile folder {profile}"
-                + ("" if profile.is_dir() else " does not exist (start GIMP 3 once, or pass --profile)")))
+    why = missing_profile(profile)
+    out.append(("FAIL", why) if why else ("ok", f"profile folder {profile}"))
     flatpak = Path.home() / ".var/app/org.gimp.GIMP/config/GIMP/3.0"
     if flatpak.is_dir() and flatpak != profile:
         out.append(("warn", f"a Flatpak GIMP profile exists at {flatpak}: install there with --profile if "

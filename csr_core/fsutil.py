@@ -14,22 +14,22 @@ from typing import IO, BinaryIO, Iterator
 def atomic_write(path: str | os.PathLike, mode: str = "wb", replace: bool = True) -> Iterator[IO]:
     """Open a temp file beside ``path`` (creating its folder); on success it replaces ``path`` in one rename.
 
+    A new file gets the permissions any new file gets (0o666 less the umask); a replaced one keeps its own.
     With ``replace=False`` it becomes ``path`` only if no file of that name exists (one hard link, which
     fails with FileExistsError otherwise): of two writers racing for a new name, exactly one wins.
     On any exception (or KeyboardInterrupt) the temp file is removed and ``path`` is untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # only now: a failed job leaves no empty folders
-    import tempfile  # on first use: it is not needed before a photo is decoded (docs/speed.md)
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{_short(path.name)}.", suffix=".part", dir=path.parent)
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
         if replace:
+            with contextlib.suppress(OSError):  # nothing to replace (or nothing we may see): a new file's mode
+                os.chmod(tmp, os.stat(path).st_mode & 0o777)
             os.replace(tmp, path)
         else:
             _create_from(tmp, path)
@@ -37,6 +37,20 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", replace: bool = True
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new, empty temp file ``.NAME.XXXXXXXX.part`` beside ``path``: (descriptor, name). It is created
+    with mode 0o666, which the system narrows by the umask (and a folder's default ACL), as for any new file."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    prefix = os.path.join(path.parent, f".{_short(path.name)}.")
+    for _ in range(100):
+        tmp = f"{prefix}{os.urandom(4).hex()}.part"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(path.parent))
 
 
 def _create_from(tmp: str, path: Path) -> None:
@@ -47,7 +61,7 @@ def _create_from(tmp: str, path: Path) -> None:
     except FileExistsError:
         raise
     except OSError:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         os.replace(tmp, path)
         return
     os.unlink(tmp)
@@ -105,7 +119,7 @@ class StreamWriter:
 def remove_partials(path: str | os.PathLike) -> None:
     """Remove the temp files that writers of ``path`` killed mid-write left beside it (never ``path``)."""
     path = Path(path)
-    pattern = f".{glob.escape(_short(path.name))}.{'?' * 8}.part"  # atomic_write's names: mkstemp's 8 letters
+    pattern = f".{glob.escape(_short(path.name))}.{'?' * 8}.part"  # _create_temp's names
     for tmp in path.parent.glob(pattern):
         with contextlib.suppress(OSError):
             tmp.unlink()

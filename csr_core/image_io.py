@@ -54,7 +54,7 @@ import numpy as np
 import simplejpeg
 
 from . import __version__, camera, heif_guard, jpeg_guard, metadata, png_guard
-from .errors import ImageError
+from .errors import CsrError, ImageError
 from .fsutil import atomic_write
 from .pillow import pil_image
 from .pixels import clipped_float, from_float, to_float
@@ -69,11 +69,19 @@ logging.getLogger("imagecodecs").addHandler(logging.NullHandler())  # libpng's "
 
 
 def _env_max_pixels(default: int = 200_000_000) -> int:
-    try:
-        value = int(float(os.environ.get("CSR_MAX_PIXELS", "") or default))
-    except ValueError:
+    """CSR_MAX_PIXELS, the largest photo in pixels (unset or empty: ``default``). Anything but a finite
+    number >= 1 is an error, raised on import: a command reports it once, not once per photo."""
+    text = os.environ.get("CSR_MAX_PIXELS", "").strip()
+    if not text:
         return default
-    return value if value > 0 else default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 1 <= value < float("inf"):
+        raise CsrError(f"environment variable CSR_MAX_PIXELS={text!r}: expected the largest photo in pixels, "
+                         "a number such as 300000000 or 300e6")
+    return int(value)
 
 
 DEFAULT_MAX_PIXELS = _env_max_pixels()
@@ -209,8 +217,14 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
     if width <= 0 or height <= 0:
         raise _Bad(f"zero-size image ({width}x{height})")
     if width * height > max_pixels:
-        raise _Bad(f"image too large: {width}x{height} ({width * height / 1e6:.3g} MP) exceeds the "
+        raise _Bad(f"image too large: {width}x{height} ({_megapixels(width * height)} MP) exceeds the "
                    f"limit of {max_pixels / 1e6:g} MP (set CSR_MAX_PIXELS to raise it)")
+
+
+def _megapixels(pixels: int) -> str:
+    """Megapixels as people write them: '10000', '201' (whole from 10 up), '4.2', '0.06' (two digits)."""
+    mp = pixels / 1e6
+    return f"{mp:.0f}" if mp >= 10 else f"{mp:.2g}"
 
 
 def _check_bytes(decoder: int, max_pixels: int, what: str, width: int, height: int, sample_bytes: int) -> None:

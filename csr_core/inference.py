@@ -141,6 +141,7 @@ class Look:
 
     base: Net
     parts: Sequence[tuple[Net, int, float]]  # (net, cond_size, weight); weights sum to 1
+    name: str = "custom"  # the style or mix it was made from, as written (recorded in XMP); custom: a bare net
 
     @staticmethod
     def of(net: Net, cond_size: int) -> "Look":

@@ -61,8 +61,7 @@ def retouch_file(src: str | os.PathLike | bytes | BinaryIO | Url | Photo, dest: 
     look = style if isinstance(style, Look) else (registry or default_registry()).look(style)
     pixels = photo.rgb
     rgb = retouch_array(pixels, look, strength, device, exact, out=pixels if pixels.flags.writeable else None)
-    made = {"style": style if isinstance(style, str) else getattr(look, "name", "custom"),
-            "strength": f"{strength:g}"}
+    made = {"style": look.name, "strength": f"{strength:g}"}
     if isinstance(dest, Url):
         encoded = io.BytesIO()
         encoded.name = str(dest)  # named in messages

@@ -227,7 +227,9 @@ def parse_spec(spec: str) -> list[tuple[str, float]]:
         raise StyleError(f"bad style mix {spec[:60]!r}...: at most {MAX_MIX_PARTS} styles in one mix")
     parts: list[tuple[str, float]] = []
     for item in spec.split(","):
-        name, _, weight = item.strip().partition(":")
+        name, colon, weight = item.strip().partition(":")
+        if not name.strip() and ("," in spec or colon):
+            raise StyleError(f"bad style mix {spec!r}: empty entry (write STYLE or STYLE:WEIGHT between commas)")
         try:
             w = float(weight) if weight else 1.0
         except ValueError:
@@ -241,6 +243,8 @@ def parse_spec(spec: str) -> list[tuple[str, float]]:
     total = sum(merged.values())
     if not merged or total <= 0:
         raise StyleError(f"bad style mix {spec!r}: weights must add up to more than 0")
+    if total == float("inf"):
+        raise StyleError(f"bad style mix {spec!r}: weights too large (use weights such as 0.7 and 0.3)")
     return [(n, w / total) for n, w in merged.items()]
 
 
@@ -404,7 +408,7 @@ class Registry:
         if len(bases) > 1:
             raise StyleError(f"cannot mix {' and '.join(s.name for s, _ in parts)}: they do not share a base network")
         used = [(self.net(s), s.cond_size, w) for s, w in parts if w > 0]
-        return Look(self.net(self._base_style(parts[0][0])), used)
+        return Look(self.net(self._base_style(parts[0][0])), used, spec)
 
     # -- writing ------------------------------------------------------------------------------
     def check_new_name(self, name: str, overwrite: bool = False) -> None:

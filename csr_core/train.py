@@ -246,6 +246,10 @@ def train_synthetic(photo_dir: Path, cfg: TrainConfig, checkpoint: Path | None =
     from .image_io import SUPPORTED_EXTENSIONS, load_photo, to_float
     load = load or (lambda p: to_float(load_photo(p).rgb))
     paths = [p for p in Path(photo_dir).rglob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS]
+    if len(paths) < 2:
+        from .errors import CsrError
+        raise CsrError(f"{photo_dir}: training needs at least 2 photos (one of every 25 is held out to score the "
+                       f"style), found {len(paths)}")
     train_paths, val_paths = split_holdout(paths)
     train = SyntheticPairs((load(p) for p in train_paths), cfg.cond_size, cfg.pixels)
     val = SyntheticPairs((load(p) for p in val_paths), cfg.cond_size, cfg.pixels).fixed_set(seed=1234)

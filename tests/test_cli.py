@@ -28,6 +28,16 @@ def test_single_file(run, tmp_path):
     assert src.read_bytes() == before
 
 
+@pytest.mark.parametrize("style", [None, "auto", "auto:0.7,auto:0.3"])
+def test_output_records_the_style_as_given(run, tmp_path, style):
+    """The XMP names the style or mix the user gave (the default when none), and the strength."""
+    src = _photo(tmp_path / "in.jpg")
+    res = run("retouch", src, "-o", tmp_path / "out.jpg", "--strength", "0.7", *(["--style", style] if style else []))
+    assert res.exit_code == 0, res.output
+    meta = load_photo(tmp_path / "out.jpg").meta
+    assert (meta.get("Xmp.csr.Style"), meta.get("Xmp.csr.Strength")) == (style or "auto", "0.7")
+
+
 def test_default_output_beside_input_and_strength_zero(run, tmp_path):
     src = _photo(tmp_path / "a.png")
     assert run("retouch", src, "--strength", "0").exit_code == 0

@@ -83,6 +83,19 @@ def test_export_errors(reg, photo, tmp_path, args, code, message):
     assert (tmp_path / "exists.cube").read_text() == "keep"
 
 
+@pytest.mark.parametrize("link", [None, "symlink_to", "hardlink_to"])
+def test_export_never_replaces_the_photo(reg, photo, tmp_path, link):
+    """--overwrite replaces an earlier LUT, never PHOTO itself, however the output names it."""
+    out = photo if link is None else tmp_path / "link.png"
+    if link:
+        getattr(out, link)(photo)
+    before = photo.read_bytes()
+    r = invoke("export-lut", photo, "-o", out, "--overwrite")
+    assert r.exit_code == 1 and r.output.strip() == f"csr: error: {photo}: refusing to overwrite the input " \
+        "(choose another output)"
+    assert photo.read_bytes() == before
+
+
 def test_export_missing_photo(reg, tmp_path):
     r = invoke("export-lut", tmp_path / "none.jpg", "-o", tmp_path / "x.cube")
     assert r.exit_code == 1 and "none.jpg" in r.output and not (tmp_path / "x.cube").exists()

@@ -187,6 +187,7 @@ def installed(tmp_path, csr_home):
     from csr_core.registry import Registry
 
     Registry().save_style("tstyle", lively_model().state_dict(), {"description": "random test style", "cond_size": 64})
+    (tmp_path / "profile").mkdir()
     return install(tmp_path / "profile", device="cpu")
 
 
@@ -247,8 +248,17 @@ def test_cli_install_doctor_uninstall(tmp_path, monkeypatch):
     monkeypatch.setenv("GIMP3_DIRECTORY", str(tmp_path / "gimp3"))
     monkeypatch.setenv("PATH", str(tmp_path))  # no gimp binary: doctor only warns
     runner = CliRunner()
+
+    def missing(profile):
+        return f"profile folder {profile} does not exist (start GIMP 3 once, or pass the right --profile)"
+
     res = runner.invoke(cli, ["gimp", "doctor"])
-    assert res.exit_code == 1 and "does not exist" in res.output and "csr gimp install" in res.output
+    assert res.exit_code == 1 and f"FAIL  {missing(tmp_path / 'gimp3')}" in res.output
+    assert "csr gimp install" in res.output
+    for args, profile in (([], tmp_path / "gimp3"), (["--profile", str(tmp_path / "typo")], tmp_path / "typo")):
+        res = runner.invoke(cli, ["gimp", "install", "--device", "cpu", *args])  # never a folder GIMP did not make
+        assert res.exit_code == 1 and res.output == f"csr: error: {missing(profile)}\n" and not profile.exists()
+    (tmp_path / "gimp3").mkdir()  # GIMP 3 has run once
     res = runner.invoke(cli, ["gimp", "install", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     dest = tmp_path / "gimp3" / "plug-ins" / "csr_retouch"

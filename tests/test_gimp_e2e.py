@@ -172,6 +172,7 @@ def test_gimp_filter_matches_csr_retouch(tmp_path, tmp_path_factory, csr_home):
     except ChrootError as exc:
         pytest.skip(str(exc))
     profile = tmp_path / "profile"
+    profile.mkdir()
     plugin_dir = Checkout(REPO).install(profile, tmp_path, device="cpu")
     (tmp_path / "home").mkdir()
     batch = BATCH % dict(work=str(work), rect=RECT, rect16=RECT16, plugin_dir=str(plugin_dir))

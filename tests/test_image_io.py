@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+import os
+import re
 import struct
 import zlib
 
@@ -15,7 +17,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from csr_core import fsutil
 from csr_core import image_io as iio
-from csr_core.errors import ImageError
+from csr_core.errors import CsrError, ImageError
 from csr_core.image_io import Photo, format_for_path, from_float, load_photo, save_photo, to_float
 
 EXT = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "WEBP": ".webp"}
@@ -342,6 +344,37 @@ def test_pixel_limit_checked_before_decoding(monkeypatch, fmt):
         load_photo(out.getvalue(), max_pixels=599)
 
 
+@pytest.mark.parametrize("w, h, limit, size", [(100_000, 100_000, None, "10000"), (65_000, 65_000, None, "4225"),
+                                              (14_177, 14_177, None, "201"), (2100, 2000, 10**6, "4.2"),
+                                              (300, 200, 10**4, "0.06")])
+def test_size_limit_message_gives_readable_megapixels(w, h, limit, size):
+    header = _png_from(struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0), b"")
+    with pytest.raises(ImageError, match=rf"^<stdin>: image too large: {w}x{h} \({re.escape(size)} MP\) exceeds"):
+        load_photo(header, **({"max_pixels": limit} if limit else {}))
+
+
+@pytest.mark.parametrize("value, expected", [("", 200_000_000), ("3e8", 300_000_000), ("12345", 12345),
+                                             ("inf", None), ("nan", None), ("abc", None), ("0", None), ("-5", None)])
+def test_csr_max_pixels_takes_a_number_of_pixels_or_says_what_it_needs(monkeypatch, value, expected):
+    monkeypatch.setenv("CSR_MAX_PIXELS", value)
+    if expected is not None:
+        assert iio._env_max_pixels() == expected
+        return
+    with pytest.raises(CsrError, match=rf"^environment variable CSR_MAX_PIXELS={re.escape(repr(value))}: expected "
+                                       "the largest photo in pixels, a number such as 300000000 or 300e6$"):
+        iio._env_max_pixels()
+
+
+def test_a_bad_csr_max_pixels_is_one_line_for_any_command():
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "csr_cli.main", "styles", "list"], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "CSR_MAX_PIXELS": "inf"})
+    assert res.returncode == 1 and res.stderr.startswith("csr: error: environment variable CSR_MAX_PIXELS='inf'")
+    assert res.stderr.count("\n") == 1, res.stderr
+
+
 def test_missing_file_and_streams(tmp_path):
     with pytest.raises(ImageError, match="nope.png: no such file"):
         load_photo(tmp_path / "nope.png")
@@ -386,6 +419,22 @@ def test_failed_save_leaves_nothing(tmp_path, monkeypatch):
     (tmp_path / "a_file").write_bytes(b"")
     with pytest.raises(ImageError, match="cannot write"):
         save_photo(Photo(rgb), rgb, tmp_path / "a_file" / "o.png")
+
+
+@pytest.mark.parametrize("umask", [0o077, 0o022, 0o002])
+def test_new_output_follows_the_umask_and_a_replaced_one_keeps_its_mode(tmp_path, umask):
+    rgb = smooth(8, 8)
+    kept = tmp_path / "kept.png"
+    kept.write_bytes(b"old")
+    kept.chmod(0o640)
+    old = os.umask(umask)
+    try:
+        save_photo(Photo(rgb), rgb, tmp_path / "new.png")
+        save_photo(Photo(rgb), rgb, kept)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "new.png").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert kept.stat().st_mode & 0o777 == 0o640 and load_photo(kept).rgb.shape == (8, 8, 3)
 
 
 def _png_from(ihdr: bytes, stream: bytes) -> bytes:

@@ -1,6 +1,7 @@
 """The style registry: names, provenance, sha256 checks, condition styles, mixing, import."""
 import json
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -162,13 +163,18 @@ def test_mix_needs_shared_base(toy_registry):
     with pytest.raises(StyleError, match="do not share a base"):
         toy_registry.look("auto:0.5,full2:0.5")
 
-@pytest.mark.parametrize("spec", ["auto:x", "auto:-1", "auto:0", "auto:inf"])
-def test_bad_mix_specs(spec):
-    with pytest.raises(StyleError, match="bad style mix"):
+@pytest.mark.parametrize("spec, reason", [("auto:x", "is not a number"), ("auto:-1", "finite and >= 0"),
+                                          ("auto:0", "more than 0"), ("auto:inf", "finite and >= 0"),
+                                          ("C:1e308,auto:1e308", "too large"), ("C:1e308,C:1e308", "too large"),
+                                          ("C:0.5,", "empty entry"), (",C", "empty entry"), ("C, ,auto", "empty entry"),
+                                          (":0.5", "empty entry")])
+def test_bad_mix_specs(spec, reason):
+    with pytest.raises(StyleError, match=f"^bad style mix {re.escape(repr(spec))}: .*{reason}"):
         parse_spec(spec)
 
 def test_parse_spec_normalises():
     assert parse_spec("C:3,auto:1") == [("C", 0.75), ("auto", 0.25)]
+    assert parse_spec("C:1e307,auto:1e307") == [("C", 0.5), ("auto", 0.5)]  # large, but their sum is finite
 
 def test_remove_user_style_only(toy_registry):
     toy_registry.save_style("mine", CSRNet().state_dict(), {})

@@ -75,3 +75,22 @@ def test_cli_train_needs_exactly_one_source(tmp_path, toy_registry, monkeypatch)
     monkeypatch.setattr(csr_cli.train, "registry", lambda: toy_registry)
     out = CliRunner().invoke(csr_cli.train.command, ["--name", "x"])
     assert out.exit_code == 2 and "exactly one of --photos" in out.output
+
+
+@pytest.mark.parametrize("photos", [0, 1])
+def test_cli_train_photos_needs_two_photos(tmp_path, toy_registry, monkeypatch, photos):
+    import csr_cli.train
+    from PIL import Image
+
+    monkeypatch.setattr(csr_cli.train, "registry", lambda: toy_registry)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a photo")
+    for i in range(photos):
+        Image.new("RGB", (16, 16), "grey").save(folder / f"{i}.jpg")
+    out = CliRunner().invoke(csr_cli.train.command, ["--photos", str(folder), "--name", "x", "--checkpoint",
+                                                     str(tmp_path / "c.ckpt")])
+    assert out.exit_code == 1 and out.output.splitlines()[-1] == (
+        f"csr: error: {folder}: training needs at least 2 photos (one of every 25 is held out to score the style), "
+        f"found {photos}")
+    assert "x" not in toy_registry.names()

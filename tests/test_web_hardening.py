@@ -126,6 +126,24 @@ def test_allow_edits_beyond_this_machine_needs_a_login(run, tmp_path, monkeypatc
     assert res.exit_code == 1 and res.output.strip() == f"csr: error: {logins}, line 1: expected user:password"
 
 
+@pytest.mark.parametrize("host, served", [("no-such-host.invalid", False), ("999.1.1.1", False), ("a..b", False),
+                                           ("x" * 300, False), ("localhost", True), ("[::1]", True), ("", True)])
+def test_a_host_that_does_not_resolve_is_one_error(run, monkeypatch, host, served):
+    """Refused before the app is built (a server would retry the address for ever); a name or address
+    that resolves (an IPv6 one in brackets, an empty one: the default) goes on to build it."""
+    from csr_core.errors import CsrError
+    from csr_plugins.gradio_app import app
+
+    def build_app(**kw):
+        raise CsrError("the app would be built now")
+
+    monkeypatch.setattr(app, "build_app", build_app)
+    res = run("app", "--host", host)
+    assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
+    assert res.output.startswith("csr: error: the app would be built now" if served else
+                                 f"csr: error: cannot serve on {host}: "), res.output
+
+
 def test_credentials_come_from_a_file_or_the_environment(tmp_path, monkeypatch):
     from csr_plugins.gradio_app import auth
 
