@@ -181,3 +181,14 @@ def test_with_a_login_every_endpoint_needs_it(tmp_path):
         out = client.predict(handle_file(REPO / "samples" / "coffee_dark.jpg"), "auto", 1.0, "(none)", 0.5,
                              api_name="/render")
         assert Path(out).stat().st_size > 0
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "0", "-3", "abc"])
+def test_a_bad_app_limit_in_the_environment_is_one_error(monkeypatch, value):
+    from csr_core.errors import CsrError
+    from csr_plugins.gradio_app.service import Limits
+    monkeypatch.setenv("CSR_APP_MAX_MB", value)
+    with pytest.raises(CsrError, match="CSR_APP_MAX_MB"):
+        Limits.from_env()
+    monkeypatch.setenv("CSR_APP_MAX_MB", "7.5")
+    assert Limits.from_env().max_mb == 7.5

@@ -29,8 +29,8 @@ def _env_number(name: str, default: float) -> float:
         value = float(os.environ.get(name, "") or default)
     except ValueError:
         raise CsrError(f"environment variable {name}={os.environ[name]!r} is not a number") from None
-    if not value > 0:
-        raise CsrError(f"environment variable {name} must be > 0")
+    if not 0 < value < float("inf"):
+        raise CsrError(f"environment variable {name} must be a number above 0, got {os.environ[name]!r}")
     return value
 
 
