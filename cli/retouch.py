@@ -218,6 +218,8 @@ def _stream(inputs, output, fmt, run_one, overwrite, skip_existing):
         dest = StreamWriter(sys.stdout, "<stdout>")
     else:
         job = batch.Job(label, output if isinstance(output, batch.storage.Url) else Path(output), src_id=src_id)
+        if fmt:
+            batch.check_format(job.dest, fmt)
         decided = batch.check_destination(job, overwrite, skip_existing, {src_id} if src_id else set())
         if decided is not None and decided.status == "skipped":
             return

@@ -1,25 +1,33 @@
 """Batches: expand files, folders and globs into (source, destination) jobs, then run them.
 
-Rules: a folder is searched recursively and its sub-folder structure is kept under the output folder.
+Rules: a folder is searched recursively and its sub-folder structure is kept under the output folder; in a
+pattern, ``**`` stands for any depth of sub-folders. Links to folders are not followed inside either (a
+link loop cannot make the search endless), and a file reached twice (through a link, or named twice) is one
+input. A folder that cannot be read is an error line; the rest of the batch still runs.
 A re-run never takes its own results as inputs: the output folder, when it lies inside an input folder,
-is not searched, and a file that is another input's output (this batch's, or ``NAME_retouched.EXT``
-beside it) and carries csr's XMP record is an earlier run's result, no input at all: as this batch's
-output it is replaced with ``overwrite`` and kept with ``skip_existing``.
+is not searched, and a folder or pattern never yields a file that carries csr's XMP record (an earlier
+run's result, wherever it lies). A file named on its own is retouched whatever it carries, unless it is
+another input's output (this batch's, or ``NAME_retouched.EXT`` beside it) that carries the record: as
+this batch's output it is replaced with ``overwrite`` and kept with ``skip_existing``.
 Another input's output without that record is an original: it is skipped, not retouched, and never
-replaced. No output may be an input of the batch, compared by identity (device and inode: hard links,
-symbolic links and case-insensitive names included), whatever ``overwrite`` says. An existing output
-is an error unless ``overwrite`` or ``skip_existing``. Every check runs per file: one bad name never stops the batch.
+replaced; nor is an existing ``NAME_retouched.EXT`` without the record. No output may be an input of the
+batch, compared by identity (device and inode: hard links, symbolic links and case-insensitive names
+included), whatever ``overwrite`` says. An existing output is an error unless ``overwrite`` or
+``skip_existing``. An output name ending in a slash is a folder. Every check runs per file: one bad name
+never stops the batch.
 """
 from __future__ import annotations
 
 import glob
+import io
 import os
+import stat
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
-from . import storage
+from . import metadata, storage
 from .errors import CsrError
 from .image_io import SUPPORTED_EXTENSIONS, format_for_path, output_extension
 
@@ -36,6 +44,7 @@ class Job:
     error: str | None = None   # a planning problem (reported, the rest of the batch still runs)
     skip: str | None = None    # why this input is not retouched (it is another job's output)
     src_id: Identity | None = None  # (st_dev, st_ino) of the input, when it is a file
+    keep_dest: bool = False    # the existing output is a photo csr did not write: never replaced
 
 
 def identity(path: str | os.PathLike | int) -> Identity | None:
@@ -51,13 +60,21 @@ def identity(path: str | os.PathLike | int) -> Identity | None:
 
 
 def _is_image(p: Path) -> bool:
-    return p.suffix.lower() in SUPPORTED_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+    if p.suffix.lower() not in SUPPORTED_EXTENSIONS or p.name.startswith("."):
+        return False
+    try:
+        return p.is_file()
+    except OSError:  # it cannot be examined: tried, and reported as its own failure
+        return True
 
 
-def _walk(folder: Path, prune: Identity | None) -> list[Path]:
-    """Image files under ``folder``, recursively, skipping the sub-folder ``prune`` (the output)."""
-    files = []
-    for top, dirs, names in os.walk(folder):
+def _tree(folder: str | os.PathLike, prune: Identity | None, problems: list[str]) -> Iterator[tuple[str, list[str]]]:
+    """(folder, file names) for ``folder`` and each sub-folder, in name order, except the sub-folder
+    ``prune`` (the output); links to folders are not followed. An unreadable folder is a problem line."""
+    def unreadable(exc: OSError) -> None:
+        problems.append(f"{exc.filename}: cannot read folder ({exc.strerror or exc})")
+
+    for top, dirs, names in os.walk(folder, onerror=unreadable):
         kept = []
         for d in sorted(dirs):
             try:
@@ -66,8 +83,32 @@ def _walk(folder: Path, prune: Identity | None) -> list[Path]:
             except OSError:
                 kept.append(d)
         dirs[:] = kept
-        files += [Path(top, n) for n in names if _is_image(Path(top, n))]
-    return sorted(files)
+        yield top, names
+
+
+def _matches(pattern: str, prune: Identity | None, problems: list[str]) -> list[Path]:
+    """Paths matching a glob pattern; ``**`` matches any depth of sub-folders, searched as a folder is."""
+    parts = Path(pattern).parts
+    if "**" not in parts:
+        return [Path(f) for f in glob.glob(pattern)]
+    i = parts.index("**")
+    head, tail = str(Path(*parts[:i])), parts[i + 1:] or ("*",)
+    bases = glob.glob(head) if glob.has_magic(head) else [head]
+    return [f for base in bases if os.path.isdir(base) for top, _ in _tree(base, prune, problems)
+            for f in _matches(os.path.join(glob.escape(top), *tail), prune, problems)]
+
+
+def _photos(files: Iterable[Path], item: str, kind: str, problems: list[str], quiet: bool) -> list[Path]:
+    """The images among ``files`` that are not csr's own results, in name order; when there are none, a
+    problem line (unless ``quiet``: an unreadable folder was reported)."""
+    images = sorted(f for f in files if _is_image(f))
+    photos = [f for f in images if not metadata.made_by_csr(f)]
+    if images and not photos:
+        problems.append(f"{item}: {kind} only photos csr wrote ({len(images)}); to retouch them again, "
+                        "name them one by one")
+    elif not images and not quiet:
+        problems.append(f"{item}: {kind} no supported images ({', '.join(SUPPORTED_EXTENSIONS)})")
+    return photos
 
 
 def expand_inputs(inputs: Iterable[str], output: str | None = None) -> tuple[list[tuple[Path, Path]], list[str]]:
@@ -85,20 +126,23 @@ def expand_inputs(inputs: Iterable[str], output: str | None = None) -> tuple[lis
             files, lines = storage.expand(item, output)
             found, problems = found + files, problems + lines
             continue
-        p = Path(item)
-        if p.is_dir():
-            files = _walk(p, prune)
-            if not files:
-                problems.append(f"{item}: folder has no supported images ({', '.join(SUPPORTED_EXTENSIONS)})")
-            found += [(f, p) for f in files]
-        elif p.is_file():
+        try:
+            mode = os.stat(item).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            mode = None
+        except OSError as exc:  # no permission, a name too long, a link loop
+            problems.append(f"{item}: cannot read ({exc.strerror or exc})")
+            continue
+        p, before = Path(item), len(problems)
+        if mode is not None and stat.S_ISDIR(mode):
+            listed = [Path(top, n) for top, names in _tree(p, prune, problems) for n in names]
+            found += [(f, p) for f in _photos(listed, item, "folder has", problems, len(problems) > before)]
+        elif mode is not None and stat.S_ISREG(mode):
             found.append((p, p.parent))
-        elif glob.has_magic(item):
-            files = sorted(Path(f) for f in glob.glob(item, recursive=True) if _is_image(Path(f)))
-            if not files:
-                problems.append(f"{item}: pattern matches no supported images")
-            found += [(f, f.parent) for f in files]
-        elif p.exists():  # a FIFO, socket or device: reading it may block or never end
+        elif mode is None and glob.has_magic(item):
+            listed = _matches(item, prune, problems)
+            found += [(f, f.parent) for f in _photos(listed, item, "pattern matches", problems, len(problems) > before)]
+        elif mode is not None:  # a FIFO, socket or device: reading it may block or never end
             problems.append(f"{item}: not a regular file (a pipe or device); to read a stream, pass '-' for stdin")
         else:
             problems.append(f"{item}: no such file or folder")
@@ -114,30 +158,45 @@ def _destination(src: Path, root: Path, out: Path | None, to_file: bool, ext: st
 
 
 def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> tuple[list[Job], list[str]]:
-    """Jobs for the inputs. ``output``: a file (one input), a folder, or None (beside each input).
-    Inputs and ``output`` may be store URLs (:func:`csr_core.storage.location`)."""
+    """Jobs for the inputs. ``output``: a file (one input), a folder (always when it ends in a slash), or
+    None (beside each input). Inputs and ``output`` may be store URLs (:func:`csr_core.storage.location`)."""
     found, problems = expand_inputs(inputs, output)
     ext = _EXT[format_for_path(Path(f"x.{fmt}"))] if fmt else None
     out = output if isinstance(output, storage.Url) else Path(output) if output else None
-    to_file = out is not None and len(found) == 1 and not out.is_dir() and out.suffix != ""
-    if out is not None and not to_file and out.suffix and not out.is_dir() and len(found) > 1:
+    if out is not None and not (isinstance(output, str) and output.endswith(("/", os.sep))):
+        named_file = out.suffix != "" and not (out.is_dir() if isinstance(out, storage.Url) else os.path.isdir(out))
+    else:
+        named_file = False
+    if named_file and len(found) > 1:
         raise CsrError(f"{output}: several inputs need an output folder, not a file name")
+    to_file = named_file and len(found) == 1
+    if to_file and fmt:
+        check_format(out, fmt)
     jobs = [Job(src, _destination(src, root, out, to_file, ext)) for src, root in found]
     storage.list_outputs(jobs)
     outputs: dict[Identity, Path] = {}  # existing outputs of this batch -> their input
     beside: dict[Identity, Path] = {}   # existing NAME_retouched.EXT beside an input (an in-place run's) -> it
+    inputs_seen: set[Identity] = set()
+    unique = []
     for job in jobs:
         try:
             job.src_id = identity(job.src)
+            if job.src_id in inputs_seen:
+                continue  # the same file reached twice: one input
             dest_id = identity(job.dest)
             beside_id = identity(_destination(job.src, job.src.parent, None, False, ext)) if out else None
         except OSError:
+            unique.append(job)
             continue  # reported per file when the job runs
+        unique.append(job)
+        if job.src_id is not None:
+            inputs_seen.add(job.src_id)
         if dest_id is not None:
             outputs.setdefault(dest_id, job.src)
+            job.keep_dest = out is None and not isinstance(job.dest, storage.Url) and not metadata.made_by_csr(job.dest)
         if beside_id is not None:
             beside.setdefault(beside_id, job.src)
-    jobs = [job for job in jobs if not _earlier_result(job, {**beside, **outputs})]
+    jobs = [job for job in unique if not _earlier_result(job, {**beside, **outputs})]
     seen: dict[str, Path] = {}
     for job in jobs:
         owner = outputs.get(job.src_id) if job.src_id else None
@@ -156,6 +215,17 @@ def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> t
     return jobs, problems
 
 
+def check_format(output: Path | storage.Url | str, fmt: str) -> None:
+    """Refuse an output file whose extension names another format than ``fmt`` ('jpg', 'png', 'tif', 'webp')."""
+    try:
+        named = format_for_path(str(output))
+    except CsrError:
+        return  # no output format in the name: reported where the output is written
+    if named != format_for_path(f"x.{fmt}"):
+        raise CsrError(f"{output}: its extension means {named} but --format asks for {fmt.lower()}; "
+                       f"drop --format or end the name in .{fmt.lower()}")
+
+
 def _earlier_result(job: Job, outputs: dict[Identity, Path]) -> bool:
     """Whether the job's input is an earlier run's result: another input's output (in this batch, or
     beside it) that csr wrote.
@@ -164,11 +234,9 @@ def _earlier_result(job: Job, outputs: dict[Identity, Path]) -> bool:
     owner = outputs.get(job.src_id) if job.src_id else None
     if owner is None or owner == job.src:
         return False
-    from . import metadata
-
     try:
-        return metadata.made_by_csr(Path(job.src).read_bytes(), format_for_path(job.src))
-    except (OSError, CsrError):
+        return metadata.made_by_csr(io.BytesIO(job.src.read_bytes()) if isinstance(job.src, storage.Url) else job.src)
+    except CsrError:  # a store that cannot be read: not csr's
         return False
 
 
@@ -195,6 +263,9 @@ def check_destination(job: Job, overwrite: bool, skip_existing: bool,
     if dest_id in protected:
         return Outcome(job, "failed", f"{job.src}: refusing to replace {job.dest}, an input of this batch "
                                       "(choose another output)")
+    if job.keep_dest:
+        return Outcome(job, "failed", f"{job.src}: refusing to replace {job.dest}, a photo csr did not write "
+                                      "(choose another output with -o)")
     if not overwrite:
         return Outcome(job, "failed", f"{job.dest}: already exists (use --overwrite or --skip-existing)")
     return None

@@ -1,5 +1,6 @@
 """`csr retouch` / `csr styles` end to end through click: outputs, exit codes, safety rules."""
 import io
+import os
 import subprocess
 import sys
 
@@ -309,3 +310,100 @@ def test_finetune_summary_says_whether_the_step_count_was_chosen():
     assert head == ["3-fold validation on 3 pairs (1200 steps, fixed):",
                     "3-fold validation on 3 pairs (steps chosen: 120):",
                     "3-fold validation on 3 pairs (no gain: the style equals its start):"]
+
+
+def test_double_star_patterns_search_every_depth(run, tmp_path):
+    """``**`` stands for any depth of sub-folders (none included), whatever the folder names hold."""
+    raw = tmp_path / "raw"
+    for rel in ("a.tif", "x/y/b.tif", "[2024]/c.tif", "x/d.jpg"):
+        (raw / rel).parent.mkdir(parents=True, exist_ok=True)
+        _photo(raw / rel)
+    tifs = ["a.tif", "b.tif", "c.tif"]
+    cases = {f"{raw}/**/*.tif": tifs, f"{tmp_path}/r?w/**/*.tif": tifs, f"{raw}/**": [*tifs, "d.jpg"],
+             f"{raw}/**/y/*": ["b.tif"]}
+    for i, (pattern, names) in enumerate(cases.items()):
+        res = run("retouch", pattern, "-o", tmp_path / f"out{i}")
+        assert res.exit_code == 0, (pattern, res.output)
+        assert sorted(p.name for p in (tmp_path / f"out{i}").iterdir()) == names, pattern
+
+
+def test_a_photo_reached_twice_is_retouched_once(run, tmp_path):
+    """Named twice, through its folder and a pattern, or through a link: one input, one output."""
+    shoot = tmp_path / "shoot"
+    shoot.mkdir()
+    a = _photo(shoot / "a.jpg")
+    (shoot / "also-a.jpg").symlink_to(a)
+    res = run("retouch", a, f"{shoot}/./a.jpg", shoot, str(shoot / "*.jpg"), "-o", tmp_path / "out")
+    assert res.exit_code == 0 and "csr: error" not in res.output, res.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg"]
+
+
+def _errors(res) -> list[str]:
+    return [line for line in res.output.splitlines() if line.startswith("csr: error:")]
+
+
+def test_unreadable_folders_are_errors_and_the_rest_runs(run, tmp_path, monkeypatch):
+    """A sub-folder (or the folder itself) that cannot be listed is one error line each, exit 1."""
+    shoot, locked = tmp_path / "shoot", tmp_path / "locked"
+    for path in (shoot / "a.jpg", shoot / "sub" / "b.jpg", locked / "c.jpg"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _photo(path)
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) in (str(shoot / "sub"), str(locked)):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)  # as for a folder without read permission (root ignores chmod)
+    for i, source in enumerate((shoot, f"{shoot}/**/*.jpg")):
+        res = run("retouch", source, locked, "-o", tmp_path / f"out{i}")
+        assert res.exit_code == 1 and _errors(res) == [f"csr: error: {shoot / 'sub'}: cannot read folder "
+                                                       "(Permission denied)", f"csr: error: {locked}: cannot read "
+                                                       "folder (Permission denied)"], res.output
+        assert [p.name for p in (tmp_path / f"out{i}").iterdir()] == ["a.jpg"]
+
+
+def test_an_input_or_output_that_cannot_be_examined_fails_alone(run, tmp_path, monkeypatch):
+    ok = _photo(tmp_path / "ok.jpg")
+    locked, too_long = tmp_path / "locked" / "x.jpg", tmp_path / ("a" * 300 + ".jpg")
+    real = os.stat
+
+    def stat(path, *args, **kwargs):
+        if os.fspath(path) == str(locked):  # as for a file in a folder without search permission
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    res = run("retouch", ok, locked, too_long, "-o", tmp_path / "out")
+    assert res.exit_code == 1 and _errors(res) == [f"csr: error: {locked}: cannot read (Permission denied)",
+                                                   f"csr: error: {too_long}: cannot read (File name too long)"]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["ok.jpg"]
+    res = run("retouch", ok, "-o", tmp_path / ("b" * 300 + ".jpg"))
+    assert res.exit_code == 1 and len(_errors(res)) == 1 and "File name too long" in res.output, res.output
+    assert "unexpected" not in res.output
+
+
+def test_an_output_name_ending_in_a_slash_is_a_folder(run, tmp_path):
+    """Also a new folder with a dot in its name; without the slash, a name with an extension is a file."""
+    src = _photo(tmp_path / "in.jpg")
+    (tmp_path / "shoot").mkdir()
+    _photo(tmp_path / "shoot" / "a.jpg"), _photo(tmp_path / "shoot" / "b.jpg")
+    for name in ("edited.v2/", "2024.05 wedding/", "export.jpg/"):
+        res = run("retouch", src, "-o", f"{tmp_path}/{name}")
+        assert res.exit_code == 0 and (tmp_path / name / "in.jpg").is_file(), (name, res.output)
+    res = run("retouch", tmp_path / "shoot", "-o", f"{tmp_path}/shoot.v2/")
+    assert res.exit_code == 0 and sorted(p.name for p in (tmp_path / "shoot.v2").iterdir()) == ["a.jpg", "b.jpg"]
+    assert run("retouch", src, "-o", tmp_path / "plain.jpg").exit_code == 0 and (tmp_path / "plain.jpg").is_file()
+
+
+def test_a_format_that_contradicts_the_output_name_is_refused(run, tmp_path):
+    src = _photo(tmp_path / "in.jpg")
+    for source, stdin in ((src, None), ("-", src.read_bytes())):
+        res = run("retouch", source, "-o", tmp_path / "x.png", "--format", "jpg", stdin=stdin)
+        assert res.exit_code == 1 and _errors(res) == [
+            f"csr: error: {tmp_path / 'x.png'}: its extension means PNG but --format asks for jpg; drop --format "
+            "or end the name in .jpg"], res.output
+        assert not (tmp_path / "x.png").exists()
+    assert run("retouch", src, "-o", tmp_path / "x.jpeg", "--format", "jpg").exit_code == 0
+    assert load_photo(tmp_path / "x.jpeg").format == "JPEG"

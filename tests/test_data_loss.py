@@ -207,6 +207,44 @@ def test_rerun_into_a_folder_inside_the_input_folder(run, tmp_path):
     assert res.exit_code == 0 and sorted(snapshot(shoot)) == ["a.jpg", "b.jpg", "edited/a.jpg", "edited/b.jpg"]
 
 
+def test_rerun_into_another_folder_inside_the_input_folder(run, tmp_path):
+    """Two styles tried into two sub-folders of the shoot: the second run (and a pattern) takes the originals
+    only, not the first run's results (they carry csr's record); a result named on its own is retouched."""
+    shoot = tmp_path / "shoot"
+    _photo(shoot / "a.jpg", 1), _photo(shoot / "sub" / "b.png", 2)
+    assert run("retouch", shoot, "-o", shoot / "edited").exit_code == 0
+    res = run("retouch", shoot, "-o", shoot / "edited2")
+    assert res.exit_code == 0 and "2 retouched, 0 skipped, 0 failed" in res.output, res.output
+    res = run("retouch", shoot, "-o", shoot / "edited", "--skip-existing")
+    assert res.exit_code == 0 and "0 retouched, 2 skipped, 0 failed" in res.output, res.output
+    assert sorted(snapshot(shoot)) == ["a.jpg", "edited/a.jpg", "edited/sub/b.png", "edited2/a.jpg",
+                                       "edited2/sub/b.png", "sub/b.png"]
+    res = run("retouch", f"{shoot}/**/*.jpg", "-o", tmp_path / "flat")
+    assert res.exit_code == 0 and sorted(snapshot(tmp_path / "flat")) == ["a.jpg"], res.output
+    res = run("retouch", shoot / "edited", "-o", tmp_path / "again")
+    assert res.exit_code == 1 and _errors(res.output)[0] == (
+        f"csr: error: {shoot / 'edited'}: folder has only photos csr wrote (2); to retouch them again, "
+        "name them one by one"), res.output
+    res = run("retouch", shoot / "edited" / "a.jpg", shoot / "edited" / "sub" / "b.png", "-o", tmp_path / "again")
+    assert res.exit_code == 0 and sorted(snapshot(tmp_path / "again")) == ["a.jpg", "b.png"], res.output
+
+
+def test_single_photo_never_replaces_a_name_retouched_photo_csr_did_not_write(run, tmp_path):
+    """a.jpg beside the user's own a_retouched.jpg: refused, as in a folder run, even with --overwrite; an
+    earlier result of csr is replaced, and an output named with -o is the user's choice."""
+    a = _photo(tmp_path / "a.jpg", 1)
+    mine = _photo(tmp_path / "a_retouched.jpg", 2)
+    before = snapshot(tmp_path)
+    for flags in ((), ("--overwrite",)):
+        res = run("retouch", a, *flags)
+        assert res.exit_code == 1 and _errors(res.output) == [
+            f"csr: error: {a}: refusing to replace {mine}, a photo csr did not write (choose another output "
+            "with -o)"], res.output
+    assert run("retouch", a, "--skip-existing").exit_code == 0 and snapshot(tmp_path) == before
+    assert run("retouch", a, "-o", mine, "--overwrite").exit_code == 0 and snapshot(tmp_path) != before
+    assert run("retouch", a, "--overwrite").exit_code == 0  # now csr's own result
+
+
 # ----------------------------------------------------------------------------- item 5
 
 def test_an_over_long_name_fails_alone(run, tmp_path):

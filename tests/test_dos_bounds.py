@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 import hostile
 
@@ -213,3 +214,20 @@ def test_stdin_is_read_up_to_a_cap(tmp_path):
     photo = REPO / "samples" / "coffee_dark.jpg"
     capped = hostile.run_capped(csr, cwd=REPO, stdin=photo, wall_s=60)
     assert capped.returncode == 0 and out.stat().st_size > 0, capped
+
+
+def test_double_star_patterns_do_not_follow_links_to_folders(tmp_path):
+    """Two links to their own folder make a ``**`` search endless if links are followed; a link to the parent
+    finds each photo again under ever longer names. A pattern's ``**``, like a folder, does not follow them:
+    the run ends within its caps and retouches each photo once."""
+    shoot = tmp_path / "shoot"
+    (shoot / "a").mkdir(parents=True)
+    for i, name in enumerate(["p.jpg", "a/q.jpg"]):
+        (shoot / name).write_bytes(hostile.encode(Image.fromarray(hostile.pixels(16, 24, seed=i)), "JPEG"))
+    os.symlink(".", shoot / "x"), os.symlink(".", shoot / "y"), os.symlink("..", shoot / "a" / "up")
+    out = tmp_path / "out"
+    capped = hostile.run_capped([sys.executable, "-m", "csr_cli.main", "retouch", f"{shoot}/**/*.jpg", "-o", str(out)],
+                                cwd=REPO, cpu_s=60, wall_s=150)
+    assert not capped.hit_cap and capped.returncode == 0, capped.stderr[-1500:]
+    assert sorted(p.name for p in out.iterdir()) == ["p.jpg", "q.jpg"]
+    assert "2 retouched, 0 skipped, 0 failed" in capped.stderr, capped.stderr

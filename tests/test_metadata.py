@@ -352,3 +352,37 @@ def test_web_app_renders_raw_as_tiff_with_how_it_was_made(dng, toy_registry):
     assert result.rgb.dtype == np.uint16 and result.rgb.shape == (64, 96, 3)
     assert (result.meta.get("Xmp.csr.Style"), result.meta.get("Xmp.csr.Strength")) == ("auto", "0.5")
     assert result.meta.get("Exif.Image.Make") == "CsrCam"
+
+
+class _CountingReader(io.BytesIO):
+    """A file whose reads are counted (seeks are free)."""
+    read_bytes = 0
+
+    def read(self, size=-1):
+        data = super().read(size)
+        self.read_bytes += len(data)
+        return data
+
+
+@pytest.mark.parametrize("fmt", list(EXT))
+def test_made_by_csr_reads_the_record_not_the_pixels(tmp_path, fmt):
+    """Each batch input is checked for csr's record: only its XMP packet is read (here ~190 kB, the photo's own
+    description; in a JPEG, where it moves to extended XMP, csr's record stays in the 64 kB main packet)."""
+    from csr_core.metadata import made_by_csr
+
+    rng = np.random.default_rng(0)
+    src = tmp_path / "in.png"
+    info = PngInfo()
+    packet = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+              '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:description><rdf:Alt>'
+              f'<rdf:li xml:lang="x-default">{" ".join(f"word{i}" for i in range(20000))}</rdf:li></rdf:Alt>'
+              '</dc:description></rdf:Description></rdf:RDF></x:xmpmeta>')
+    info.add_itxt("XML:com.adobe.xmp", packet)
+    Image.fromarray(rng.integers(0, 255, (600, 800, 3), dtype=np.uint8)).save(src, pnginfo=info)
+    photo = load_photo(src)
+    out = tmp_path / f"out{EXT[fmt]}"
+    save_quietly(photo, photo.rgb, out, made={"style": "auto", "strength": "1"})
+    assert made_by_csr(out) and not made_by_csr(src)
+    data = _CountingReader(out.read_bytes())
+    assert made_by_csr(data) and data.read_bytes < 250_000 < len(data.getvalue()), data.read_bytes
+    assert not made_by_csr(tmp_path / "missing.jpg") and not made_by_csr(io.BytesIO(out.read_bytes()[:100]))
