@@ -19,7 +19,6 @@ chunks, would otherwise cost gigabytes. Metadata over budget is dropped with a w
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
@@ -32,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import numpy as np
+
+from .pillow import pil_image
 
 __all__ = ["Metadata", "read", "write", "budget", "made_by_csr", "library", "CSR_NS"]
 
@@ -154,101 +155,20 @@ def read(data: bytes, fmt: str, name: str = "<image>") -> Metadata:
 
 def made_by_csr(file: str | os.PathLike | BinaryIO) -> bool:
     """Whether a file (a path or a binary stream) carries the record csr writes into every output (XMP
-    ``csr:Style``). Only the XMP packet is read, found by walking the structure of the formats csr
-    writes (JPEG, PNG, TIFF, WebP): no pixels are read. A file that cannot be read is not csr's."""
+    ``csr:Style``). Pillow opens it lazily: its header and metadata are read, its pixels never decoded.
+    A file that cannot be read is not csr's."""
     try:
-        with open(file, "rb") if isinstance(file, (str, os.PathLike)) else contextlib.nullcontext(file) as f:
-            packet = _xmp_packet(f)
-    except (OSError, ValueError, struct.error, zlib.error):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # damaged metadata: simply not csr's record
+            with pil_image().open(file) as im:
+                packet = im.info.get("xmp")
+    except Exception:  # noqa: BLE001 -- unreadable, damaged or not an image Pillow knows: not csr's
         return False
-    if packet is None or CSR_NS.encode() not in packet:
+    if not isinstance(packet, bytes) or CSR_NS.encode() not in packet:
         return False
     library()
     xmp = _decode_xmp(packet.decode("utf-8", "replace"))
     return xmp is not None and "Xmp.csr.Style" in xmp
-
-
-_XMP_HEAD = b"http://ns.adobe.com/xap/1.0/\0"
-_XMP_READ_MAX = 16 << 20  # the largest XMP packet read to look for csr's record
-_MAX_PARTS = 1000         # segments or chunks walked before giving up (a photo has a few dozen)
-
-
-def _xmp_packet(f: BinaryIO) -> bytes | None:
-    """The XMP packet of a JPEG (its main packet), PNG, TIFF or WebP file; None for none or another format."""
-    head = f.read(16)
-    if head[:2] == b"\xff\xd8":
-        return _jpeg_xmp(f)
-    if head[:8] == b"\x89PNG\r\n\x1a\n":
-        return _png_xmp(f)
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return _webp_xmp(f)
-    if head[:4] in (b"II*\0", b"MM\0*"):
-        return _tiff_xmp(f, "<" if head[:2] == b"II" else ">", head)
-    return None
-
-
-def _jpeg_xmp(f: BinaryIO) -> bytes | None:
-    f.seek(2)
-    for _ in range(_MAX_PARTS):
-        marker = f.read(2)
-        if len(marker) < 2 or marker[0] != 0xFF or marker[1] in (0xD9, 0xDA):  # damaged, or the image data
-            return None
-        if marker[1] == 0xFF:  # a fill byte
-            f.seek(-1, os.SEEK_CUR)
-            continue
-        if marker[1] == 0x01 or 0xD0 <= marker[1] <= 0xD8:  # no length
-            continue
-        (length,) = struct.unpack(">H", f.read(2))
-        if length < 2:
-            return None
-        head = f.read(min(length - 2, len(_XMP_HEAD))) if marker[1] == 0xE1 else b""
-        if head == _XMP_HEAD:
-            return f.read(length - 2 - len(head))
-        f.seek(length - 2 - len(head), os.SEEK_CUR)  # EXIF, ICC...: skipped unread
-    return None
-
-
-def _png_xmp(f: BinaryIO) -> bytes | None:
-    f.seek(8)
-    for _ in range(_MAX_PARTS):
-        length, kind = struct.unpack(">I4s", f.read(8))
-        if kind in (b"IDAT", b"IEND"):  # metadata that csr writes comes before the image data
-            return None
-        if kind == b"iTXt" and length <= _XMP_READ_MAX:
-            body = f.read(length)
-            key, _, rest = body.partition(b"\0")
-            if key == b"XML:com.adobe.xmp" and len(rest) >= 2:
-                text = rest[2:].split(b"\0", 2)[-1]  # after the language tag and translated keyword
-                return zlib.decompressobj().decompress(text, _XMP_READ_MAX) if rest[0] else text
-            f.seek(4, os.SEEK_CUR)
-        else:
-            f.seek(length + 4, os.SEEK_CUR)
-    return None
-
-
-def _webp_xmp(f: BinaryIO) -> bytes | None:
-    f.seek(12)
-    for _ in range(_MAX_PARTS):
-        kind, size = struct.unpack("<4sI", f.read(8))
-        if kind == b"XMP ":
-            return f.read(min(size, _XMP_READ_MAX))
-        f.seek(size + (size & 1), os.SEEK_CUR)
-    return None
-
-
-def _tiff_xmp(f: BinaryIO, order: str, head: bytes) -> bytes | None:
-    """Tag 700 (XMP) of the first IFD (a BigTIFF, which csr writes without metadata, has none here)."""
-    f.seek(struct.unpack_from(order + "I", head, 4)[0])
-    (count,) = struct.unpack(order + "H", f.read(2))
-    entries = f.read(12 * count)
-    for i in range(len(entries) // 12):
-        tag, kind, n, value = struct.unpack_from(order + "HHI4s", entries, 12 * i)
-        if tag == 700 and kind in (1, 7) and n <= _XMP_READ_MAX:
-            if n <= 4:
-                return value[:n]
-            f.seek(struct.unpack(order + "I", value)[0])
-            return f.read(n)
-    return None
 
 
 class _OverBudget(Exception):
