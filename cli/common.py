@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 import warnings
@@ -13,10 +14,21 @@ from csr_core.errors import CsrError, UnknownStyleError, printable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+
+class FiniteFloatRange(click.FloatRange):
+    """A click.FloatRange that also refuses nan and inf (nan passes every range check)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 # Options several commands share: one definition each, so they read and behave the same everywhere.
 style_option = click.option("-s", "--style", default="auto", show_default=True,
                             help="Style name or a mix like 'C:0.7,auto:0.3' (see: csr styles list).")
-strength_option = click.option("--strength", type=click.FloatRange(0, MAX_STRENGTH), default=1.0,
+strength_option = click.option("--strength", type=FiniteFloatRange(0, MAX_STRENGTH), default=1.0,
                                show_default=True, help="0 = unchanged, 1 = full style, up to 2 = exaggerated.")
 device_option = click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
                              help="Where the network runs: cpu, or through PyTorch (the train extra) cuda, "
@@ -35,6 +47,27 @@ def fail(message: str, code: int = EXIT_FAILED) -> None:
     """Print ``csr: error: message`` on stderr and exit with ``code``."""
     say("error", message)
     sys.exit(code)
+
+
+class UsageLine(click.ClickException):
+    """A click usage error (a bad option value, an unknown option, a missing argument) shown as csr shows
+    every error: one ``csr: error:`` line, exit 2."""
+
+    exit_code = EXIT_USAGE
+
+    def show(self, file=None) -> None:
+        say("error", self.message)
+
+
+def usage_line(exc: click.UsageError, args: list[str]) -> UsageLine:
+    """``exc`` as one lower-case line; an unknown option that is a file name (``-dash.jpg``, among the
+    command line's ``args``) gets the hint that ``--`` ends the options."""
+    message = exc.format_message().rstrip(".")
+    if isinstance(exc, click.NoSuchOption):
+        name = next((a for a in args if a.startswith(exc.option_name) and ("." in a or "/" in a)), None)
+        if name is not None:
+            message += f"; for the file '{name}', write ./{name}, or put -- before it (after every option)"
+    return UsageLine(message[:1].lower() + message[1:])
 
 
 def handle_errors(fn):

@@ -32,8 +32,8 @@ def table(result: dict) -> str:
 @style_option
 @strength_option
 @click.option("--baseline", "baselines", type=click.Choice(["autocontrast", "autocontrast-tone"]), multiple=True,  # = evaluate.BASELINES
-              help="Extra baseline column: Pillow autocontrast (cutoff 0.5%) per channel, or "
-                   "'autocontrast-tone' (preserve_tone=True). Repeatable.")
+              help="Extra baseline column (repeatable): Pillow's autocontrast (cutoff 0.5%), per channel or, "
+                   "with -tone, keeping the tones (preserve_tone=True).")
 @click.option("--expert", type=click.Choice(list("ABCDE"), case_sensitive=False), help="FiveK expert folder to score against.")
 @click.option("--max-side", type=click.IntRange(16), help="Shrink pairs so the long side is at most this.")
 @device_option

@@ -22,9 +22,14 @@ Examples:
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @handle_errors
 def command(style, output, overwrite):
-    """Export STYLE as an ONNX graph (inputs: the condition copy and pixel rows; see the README).
+    """Export STYLE as an ONNX model, to run it from other programs and languages.
 
-    Needs the onnx extra: pip install "csr-retouch[onnx]".
+    The model takes two inputs, a small copy of the photo (long side 256 for the built-in styles) and
+    the photo's pixels as rows of RGB values from 0 to 1, and returns the retouched pixels. docs/onnx.md
+    in csr's source repository shows how to feed it, with an example in JavaScript.
+
+    \b
+    Needs the onnx extra: pip install "csr-retouch[onnx]"
     """
     from csr_core.onnx_export import export
 

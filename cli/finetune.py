@@ -17,9 +17,10 @@ def summary_lines(card: dict) -> list[str]:
     nothing = {k: s[f"baseline_{k}"] for k in ("psnr", "ssim", "delta_e")}
     steps = ("no gain: the style equals its start" if not v["chosen_steps"] else
              f"{v['chosen_steps']} steps, fixed" if v.get("fixed_steps") else f"steps chosen: {v['chosen_steps']}")
+    start = card.get("training", {}).get("initialised_from", "start style")  # the style --from named
     lines = [f"{v['method']} validation on {plural(s['images'], 'pair')} ({steps}):"]
     rows = [("new style", s)] + ([("pairs only", s["pairs_only"])] if "pairs_only" in s else [])
-    for label, m in rows + [("do-nothing", nothing), ("base style", s["base_style"]), ("autocontrast", s["autocontrast"])]:
+    for label, m in rows + [("do-nothing", nothing), (start, s["base_style"]), ("autocontrast", s["autocontrast"])]:
         lines.append(f"  {label:<13} PSNR {m['psnr']:5.2f} dB  SSIM {m['ssim']:.3f}  dE2000 {m['delta_e']:5.2f}")
     return lines
 
@@ -50,6 +51,8 @@ def command(pairs_dir, finished_dir, name, base, expert, steps, overwrite, threa
     --finished, a fold's extra examples use only the other folds' pairs, and the
     same folds on the pairs alone are shown for comparison. Your folders are
     only read.
+
+    \b
     Examples:
       csr finetune --pairs my_edits/ --name mine
       csr finetune --pairs my_edits/ --finished portfolio/ --name mine
@@ -73,7 +76,8 @@ def command(pairs_dir, finished_dir, name, base, expert, steps, overwrite, threa
                                config=cfg, overwrite=overwrite, finished=finished_dir)
     for line in style.card.get("warnings", []):
         say("warning", line)
-    click.echo(f"saved style '{style.name}' (on base '{style.card['base']['name']}') -> {style.path}")
+    click.echo(f"saved style '{style.name}' (fine-tuned from '{style.card['training']['initialised_from']}', on "
+               f"the network '{style.card['base']['name']}') -> {style.path}")
     for line in summary_lines(style.card):
         click.echo(line)
     s = style.card["scores"]["validation"]

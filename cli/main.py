@@ -1,6 +1,7 @@
 """The ``csr`` command: retouch photos with CSRNet styles from the shell."""
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import os
@@ -11,10 +12,12 @@ import click
 import csr_core
 from csr_core import __version__, native_stderr
 
-from .common import quiet_warnings
+from .common import quiet_warnings, usage_line
 
 #: One module per command in this package, each defining ``command`` (a click command or group).
 COMMANDS = ("retouch", "styles", "train", "app", "gimp", "finetune", "eval", "export_lut", "export_onnx")
+#: The usage error click raises to show a group's help when it is called without a command (click 8.2+).
+_HELP_INSTEAD = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 class _Commands(click.Group):
@@ -29,6 +32,31 @@ class _Commands(click.Group):
         if module not in COMMANDS:
             return None
         return importlib.import_module(f".{module}", __package__).command
+
+    # A usage error anywhere on the command line (parsed here, or in a command's or sub-command's context,
+    # which this group's invoke makes) is one ``csr: error:`` line, exit 2, not click's usage block.
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        typed = list(args)  # click's parser consumes the list it is given
+        with _one_line_usage_errors(typed):
+            ctx = super().make_context(info_name, args, parent=parent, **extra)
+        ctx.meta["csr.args"] = typed
+        return ctx
+
+    def invoke(self, ctx: click.Context):
+        with _one_line_usage_errors(ctx.meta.get("csr.args", [])):
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors(args: list[str]):
+    """Re-raise a click usage error as common.usage_line's one line (a bare group's help stays)."""
+    try:
+        yield
+    except click.UsageError as exc:
+        if isinstance(exc, _HELP_INSTEAD):
+            raise
+        raise usage_line(exc, args) from None
+
 
 EPILOG = """\b
 Examples:

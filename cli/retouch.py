@@ -52,8 +52,8 @@ Examples:
               "per-photo 3-D LUT (slower; the LUT is at most 2/255 off, ~63 dB on average).")
 @click.option("--cluster", metavar="ADDRESS", help="Run the batch on a Dask cluster: a scheduler address "
               "(tcp://HOST:8786) or local[N] for N worker processes here. Local paths must be the same on every "
-              "machine (a shared filesystem); s3:// and other store URLs need none. "
-              f"Needs: {install_command('cluster')}.")
+              "machine (a shared filesystem); s3:// and other store URLs need none.\n\n"
+              f"\b\nNeeds: {install_command('cluster')}")  # \b: the command is never wrapped at its hyphen
 @click.option("--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
               help="For s3://, gs://, az:// paths: a setting of the store such as endpoint_url=https://HOST "
               "or client_kwargs.region_name=eu-west-1 (repeatable). Never credentials: they come from the "
@@ -201,6 +201,9 @@ def _stream(inputs, output, fmt, run_one, overwrite, skip_existing):
     if inputs[0] == "-":
         if sys.stdin is None:
             fail("stdin is closed; nothing to read", EXIT_USAGE)
+        if output not in (None, "-") and (str(output).endswith(("/", os.sep)) or os.path.isdir(str(output))):
+            fail(f"{output}: a photo read from stdin needs an output file name (-o NAME.jpg) or '-' (stdout), "
+                 "not a folder", EXIT_USAGE)
         label, src_id = "<stdin>", _file_identity(sys.stdin)
         src = None  # read once the output is known to be writable
     else:

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from csr_core.errors import printable
-from csr_core.registry import licence_label, score_summary
+from csr_core.registry import licence_label, score_summary, validation_method
 
 from .common import EXIT_FAILED, EXIT_USAGE, cond_size_option, fail, handle_errors, registry
 
@@ -52,7 +52,7 @@ def list_styles(as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the raw card (JSON) instead of the summary.")
 @handle_errors
 def show(name, as_json):
-    """Show a style's card: licence, training data and recipe, validation scores, base."""
+    """Show a style's card: what it does, its licence and scores, then how it was made."""
     reg = registry()
     style = reg.get(name)
     card = {**style.card, "name": style.name, "origin": "built-in" if style.builtin else "user", "path": str(style.path)}
@@ -61,79 +61,127 @@ def show(name, as_json):
 
 
 def describe(style, base_name: str = "") -> list[str]:
-    """A readable summary of a style's card (the raw card: ``--json``); ``base_name``: the installed base."""
-    card = style.card
-    out = [f"{style.name} ({'built-in' if style.builtin else 'user'} style, {style.kind})"]
+    """A style's card as a photographer reads it: what the style does, its licence and its scores first, then
+    the details (how it was made, every score, its file); ``base_name``: the installed base network of a
+    condition style. The raw card: ``--json``."""
+    card, name = style.card, style.name
+    training = _dict(card.get("training"))
+    start = training.get("initialised_from")
+    if style.kind == "condition":
+        base = card["base"]  # the registry checked it: a name and a sha256
+        start = start if isinstance(start, str) else base["name"]
+        out = [f"{name} ({'built-in' if style.builtin else 'user'} style, fine-tuned from '{start}')"]
+    else:
+        out = [f"{name} ({'built-in' if style.builtin else 'user'} style)"]
     if style.description:
         out += _wrap("", style.description)
     out += _wrap("licence: ", card.get("licence") or "unknown (the card states none)")
-    out += _summary_table(card, style.name)
+    out += _summary_table(card, name)
+    warnings = card.get("warnings")
+    for w in warnings if isinstance(warnings, list) else []:
+        out += _wrap("warning: ", str(w))
+    out += ["", "details (how the style was made and measured):"]
     if style.kind == "condition":
-        base = card["base"]
-        out.append(f"base: '{base_name or base['name']}' (sha256 {base['sha256'][:12]}...), frozen; "
-                   "this style holds only what fine-tuning changed")
-    training = card.get("training", {})
+        out += _wrap("runs on: ", f"'{base_name or base['name']}' (sha256 {base['sha256'][:12]}...), a full network "
+                                  f"that stays as it is; {name} holds only the layers its fine-tune changed")
     if "data" in training:
         out += _wrap("data: ", _data_text(training["data"]))
-    if "initialised_from" in training:
-        out.append(f"started from: '{training['initialised_from']}'")
     if "recipe" in training:
-        out += _wrap("recipe: ", _recipe_text(training["recipe"], card.get("validation", {})))
+        out += _wrap("recipe: ", _recipe_text(training["recipe"], _dict(card.get("validation"))))
     if training.get("chosen_by"):
         out += _wrap("chosen by: ", training["chosen_by"])
-    scores = card.get("scores", {})
-    if scores:
-        out.append("scores (PSNR dB / SSIM / CIEDE2000; per-pair PSNR capped at 100 dB):")
+    scores = _dict(card.get("scores"))
+    if any(isinstance(v, dict) for k, v in scores.items() if k != "sets"):  # the sets: in the table above
+        out += _wrap("", "every score (PSNR dB; SSIM, 1 = the same picture; dE, CIEDE2000 colour difference, lower "
+                         "is closer; the PSNR of a pair is capped at 100 dB):")
         for key, value in scores.items():
-            if isinstance(value, dict) and key != "sets":  # the sets are in the table above
-                out += _score_lines(key, value, style.name)
-    for w in card.get("warnings", []) or []:
-        out += _wrap("warning: ", str(w))
+            if isinstance(value, dict) and key != "sets":
+                out += _score_lines(_set_title(key, value, card), value, name, start)
     out.append(f"file: {style.path} (sha256 {style.sha256[:12]}..., checked before loading)")
     if card.get("created"):
         out.append(f"created: {card['created']}")
-    out.append(f"the full card: csr styles show {style.name} --json")
+    out.append(f"the full card: csr styles show {name} --json")
     return out
 
 
-SET_TITLES = {"fivek_c_val": "FiveK test-split pairs", "renderings": "other renderings",
-              "in_sample_14": "14 FiveK train-range pairs"}
+#: The score sets of the cards, by key: their names in ``styles show`` ({n}: how many pairs or photos).
+SET_TITLES = {"fivek_c_val": "{n} FiveK test-split pairs", "renderings": "{n} FiveK pairs in other renderings",
+              "in_sample_14": "{n} FiveK train-range pairs", "fivek_c_real": "{n} FiveK train-range pairs",
+              "fivek_c_dev": "{n} of the 14 FiveK train-range pairs",
+              "synthetic_holdout": "{n} held-out photos with synthetic faults",
+              "good_photos_left_alone": "{n} good photos left alone (the result against the photo itself)"}
+
+
+def _dict(value) -> dict:
+    """A card field that should be an object (user cards are untrusted): itself, or empty."""
+    return value if isinstance(value, dict) else {}
+
+
+def _count(entry: dict):
+    return next((entry[k] for k in ("images", "pairs", "photos") if k in entry), "")
+
+
+def _set_title(key: str, entry: dict, card: dict) -> str:
+    """The name of a score set on a card; the validation's names the pairs and the method."""
+    n = _count(entry)
+    if key != "validation":
+        return SET_TITLES[key].format(n=n) if key in SET_TITLES else key.replace("_", " ") + (f" ({n})" if n else "")
+    learned = _learned_set(card)
+    pairs = SET_TITLES[learned].format(n=n) if learned in SET_TITLES else f"its own {n} pairs".replace("  ", " ")
+    return " ".join(filter(None, (f"{pairs},", validation_method(card), "validation")))
+
+
+def _learned_set(card: dict) -> str | None:
+    """The key of the score set whose pairs the style was trained on, if any."""
+    ids = _dict(_dict(card.get("training")).get("data")).get("ids")
+    for key, entry in _dict(_dict(card.get("scores")).get("sets")).items():
+        if isinstance(ids, list) and set(_dict(_dict(entry).get("per_pair"))) & set(map(str, ids)):
+            return key
+    return None
+
+
+def _psnr_pair(entry: dict, name: str):
+    """(the style's PSNR, doing nothing's) of a score set in any of the cards' layouts, None where absent."""
+    at1 = _dict(_dict(entry.get("by_strength")).get("1"))
+    if at1:
+        return at1.get("psnr"), entry.get("do-nothing")
+    if "psnr" in entry:
+        return entry["psnr"], entry.get("baseline_psnr")
+    return _dict(entry.get(name)).get("psnr"), _dict(entry.get("do-nothing")).get("psnr")
 
 
 def _summary_table(card: dict, name: str) -> list[str]:
-    """One table of a style's scores on each set it was measured on (PSNR dB, higher is closer to the
-    target), beside doing nothing: its validation first, then the card's other sets."""
-    scores = card.get("scores", {})
+    """One table of the style's PSNR on each set it was measured on, beside doing nothing: its validation
+    first, then the card's other sets."""
+    scores = _dict(card.get("scores"))
+    learned = _learned_set(card)
+    entries = [("validation", scores.get("validation")), *_dict(scores.get("sets")).items(),
+               ("synthetic_holdout", scores.get("synthetic_holdout"))]
     rows = []
-    v = scores.get("validation")
-    if isinstance(v, dict) and isinstance(v.get("psnr"), (int, float)):
-        how = str(card.get("validation", {}).get("method", "validation")).split(" ")[0]
-        extra = v.get("pairs_only", {}).get("psnr") if isinstance(v.get("pairs_only"), dict) else None
-        rows.append((f"its pairs, {how} validation", v.get("images", v.get("pairs", "")), v["psnr"], extra,
-                     v.get("baseline_psnr")))
-    for key, entry in (scores.get("sets") or {}).items():
-        if isinstance(entry, dict) and isinstance(entry.get("by_strength"), dict):
-            at1 = entry["by_strength"].get("1", {})
-            title = SET_TITLES.get(key, key.replace("_", " "))
-            data = card.get("training", {}).get("data")
-            learned = isinstance(data, dict) and set(entry.get("per_pair", {})) & set(data.get("ids", []))
-            rows.append((title + (" (learned from)" if learned else ""), entry.get("pairs", ""), at1.get("psnr"),
-                         None, entry.get("do-nothing")))
+    for key, entry in entries:
+        if isinstance(entry, dict):
+            psnr, nothing = _psnr_pair(entry, name)
+            if isinstance(psnr, (int, float)):
+                title = _set_title(key, entry, card) + (", learned from" if key == learned else "")
+                rows.append((title, psnr, nothing))
     if not rows:
         return []
-    with_extra = any(r[3] is not None for r in rows)
-    num = lambda x: f"{x:6.2f}" if isinstance(x, (int, float)) else "      "  # noqa: E731
-    lines = ["scores (PSNR dB, higher is closer to the expert's edit; only sets marked 'learned from' were "
-             "trained on):",
-             f"  {'set':<42}{'pairs':>6}{name[:10]:>11}" + (f"{'pairs only':>12}" if with_extra else "") + f"{'do nothing':>12}"]
-    for title, n, psnr, extra, nothing in rows:
-        lines.append(f"  {title:<42}{n!s:>6}{num(psnr):>11}" + (f"{num(extra):>12}" if with_extra else "")
-                     + f"{num(nothing):>12}")
+    num = lambda x: f"{x:.2f}" if isinstance(x, (int, float)) else ""  # noqa: E731
+    width = max(len(r[0]) for r in rows)
+    lines = ["scores (PSNR dB against each pair's 'after' photo; higher is closer):",
+             f"  {'set':<{width}}  {name[:12]:>12}  {'do nothing':>10}"]
+    lines += [f"  {title:<{width}}  {num(psnr):>12}  {num(nothing):>10}" for title, psnr, nothing in rows]
+    if isinstance(scores.get("validation"), dict):
+        lines.append("  validation: each pair scored by a version of the style that did not learn from it")
+    if scores.get("sets"):
+        lines.append("  " + ("only the set marked 'learned from' was trained on" if learned else
+                             "no set was trained on"))
     return lines
 
 
 def _wrap(label: str, text: str, width: int = 100) -> list[str]:
-    return textwrap.wrap(str(text), width, initial_indent=label, subsequent_indent="  ") or [label]
+    return textwrap.wrap(str(text), width, initial_indent=label, subsequent_indent="  ",
+                         break_on_hyphens=False) or [label]
 
 
 def _data_text(data) -> str:
@@ -149,39 +197,42 @@ def _data_text(data) -> str:
     return ", ".join(p for p in parts if p) or json.dumps(data)
 
 
+#: The end of an older card's method that ``_recipe_text`` now says with the count.
+_OLD_STEPS_PHRASE = ", step count chosen by validation"
+
+
 def _recipe_text(recipe, validation: dict) -> str:
     if not isinstance(recipe, dict):
         return str(recipe)
-    text = recipe.get("method", "")
+    text = str(recipe.get("method", ""))
     chosen = validation.get("chosen_steps", recipe.get("chosen_steps"))
     if chosen is None:
         if "steps" in recipe:
             text += f"; {recipe['steps']} steps"
     elif not validation.get("fixed_steps", "pairs_only" in validation):  # a fixed count is in the method already
         # (cards without the flag: runs with finished photos, the only fixed ones, also record "pairs_only")
-        text += f"; {chosen} steps chosen by {validation.get('method', 'validation')} validation"
+        text = text.removesuffix(_OLD_STEPS_PHRASE)
+        text += f"; {chosen} steps, chosen by {validation.get('method', 'the')} validation"
     if recipe.get("command"):
         text += f"; reproduce: {recipe['command']}"
     return text.strip("; ") or json.dumps(recipe)
 
 
-def _score_lines(key: str, s: dict, name: str) -> list[str]:
-    """One header and one line per method of a card's score set (flat or per-method layouts)."""
+def _score_lines(title: str, s: dict, name: str, start) -> list[str]:
+    """A score set of a card, one line per method (flat or per-method layouts); the style it was
+    fine-tuned from (``start``) is named as itself."""
     methods = {k: v for k, v in s.items() if isinstance(v, dict) and "psnr" in v}
     if "psnr" in s and name not in methods:
         methods = {name: s, **methods}
     if "baseline_psnr" in s and "do-nothing" not in methods:
         methods["do-nothing"] = {m: s.get(f"baseline_{m}") for m in ("psnr", "ssim", "delta_e")}
-    count = next((f"{s[k]} {k}" for k in ("images", "pairs", "photos") if k in s), "")
-    count = count.replace("images", "pairs") if key == "validation" else count
-    how = ", ".join(str(x) for x in (count, s.get("method")) if x)
-    title = {"fivek_c_dev": "FiveK expert C dev pairs", "synthetic_holdout": "synthetic held-out",
-             "fivek_c_real": "14 real FiveK expert C pairs"}.get(key, key)
-    lines = [f"  {title.replace('_', ' ')}" + (f" ({how})" if how else "") + ":"]
-    width = max(len(k) for k in methods) if methods else 0
-    for label, m in methods.items():
-        label = "base style" if label == "base_style" else label.replace("_", " ")
-        lines.append(f"    {label:<{max(width, 10)}}  " + "  ".join(
+    labels = {"base_style": str(start or "start style"), "output_vs_input": name, "do-nothing": "do nothing",
+              "pairs_only": "pairs only (no finished photos)"}
+    rows = [(labels.get(k, k.replace("_", " ")), m) for k, m in methods.items()]
+    width = max([len(label) for label, _ in rows] + [10])
+    lines = [f"  {title}:"]
+    for label, m in rows:
+        lines.append(f"    {label:<{width}}  " + "  ".join(
             f"{unit} {m[k]:{fmt}}" for k, unit, fmt in (("psnr", "PSNR", "6.2f"), ("ssim", "SSIM", ".3f"),
                                                         ("delta_e", "dE", "5.2f"))
             if isinstance(m.get(k), (int, float))))

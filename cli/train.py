@@ -8,7 +8,8 @@ import click
 
 from csr_core.errors import require
 
-from .common import cond_size_option, handle_errors, plural, registry, say, warn_if_worse_than_nothing
+from .common import (FiniteFloatRange, cond_size_option, handle_errors, plural, registry, say,
+                     warn_if_worse_than_nothing)
 from .progress import StepProgress
 
 FEW_PAIRS_HINT = ("a whole network needs many pairs; with a few, 'csr finetune' (which keeps a trained "
@@ -27,7 +28,7 @@ FEW_PAIRS_HINT = ("a whole network needs many pairs; with a few, 'csr finetune' 
 @click.option("--steps", type=click.IntRange(1), default=5000, show_default=True,
               help="Training steps (the weights that score best on the held-out photos are kept).")
 @click.option("--batch", type=click.IntRange(1), default=16, show_default=True, help="Photos per training step.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=1e-3, show_default=True,
               help="Learning rate (Adam).")
 @cond_size_option
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -40,8 +41,9 @@ def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, 
     """Train a full CSRNet and save it as a user style.
 
     \b
-    Reproduce the built-in 'auto-v1' style (the full network under 'auto'):
-      csr train --photos ../shared/data/photos --name auto-repro
+    Learn to fix exposure, colour and contrast from a folder of good photos
+    (the recipe of the built-in 'auto-v1', the full network under 'auto'):
+      csr train --photos ~/Pictures/good --name my-auto
     Learn a look from many before/after pairs (for a few pairs use csr finetune):
       csr train --pairs my_edits/ --name mine
     Interrupted? Run the same command again: it resumes from the checkpoint.

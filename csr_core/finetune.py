@@ -37,7 +37,9 @@ from .train import RealPairs, TrainConfig, fit, fixed_pixels, holdout_split, pix
 
 MIN_PAIRS = 5
 MIN_PAIRS_FINISHED = 3  # with finished photos: enough colour maps to blend
-TRAINED = {"bias": "GFM biases only", "gfm": "GFM layers (condition convs frozen)", "all": "condition convs + GFM"}
+#: What each ``FinetuneConfig.train`` tunes, in the words of the card.
+TRAINED = {"bias": "the modulation (GFM) layers' offsets", "gfm": "the modulation (GFM) layers",
+           "all": "the condition network and its modulation (GFM) layers"}
 
 
 @dataclass
@@ -259,17 +261,7 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
     data = dict(pairs=len(found), expert=expert, names=names)
     if finished is not None:
         data["finished"] = len(finished)
-    method = (f"condition-only fine-tune: {TRAINED[cfg.train]} train, the base net is frozen; L1 on sampled pixels, "
-              "flip + mild-crop views, constant-lr Adam")
-    if finished is None:
-        method += ", step count chosen by validation"
-    else:
-        method += (f"; trained on the finished photos made into pseudo-pairs ({cfg.pseudo_per} 'before' photos each: "
-                   "a random blend of two of the pairs' inverse colour maps, its change to the photo scaled by "
-                   f"{cfg.pseudo_stretch ** -0.5:.2g}-{cfg.pseudo_stretch:g}x, times an exposure factor of "
-                   f"1 +- {cfg.pseudo_exposure:g}{_shift_text(cfg.pseudo_exposure_ev)}), weights averaged "
-                   f"(EMA {cfg.pseudo_ema:g}), {cfg.pseudo_steps} steps; the pairs give the maps and validate: a "
-                   "fold's pseudo-pairs use only the other folds' maps")
+    method = recipe_method(cfg, finished is not None)
     card = dict(
         description=f"{who} look, fine-tuned from '{base}' on {len(found)} before/after pairs{photos}",
         cond_size=start_style.cond_size,
@@ -279,6 +271,21 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
                  if expert else "the licence of your training pairs applies to this style"),
     )
     return _save(reg, name, model, card, base_style, overwrite)
+
+
+def recipe_method(cfg: FinetuneConfig, finished: bool) -> str:
+    """How a fine-tune trains, in the words of its card (``csr styles show`` adds a step count that
+    validation chose; one with finished photos is fixed, and given here)."""
+    text = (f"only {TRAINED[cfg.train]} are tuned, the network under them stays as it was; mean absolute error "
+            "(L1) on sampled pixels of flipped and mildly cropped views; Adam at a constant learning rate")
+    if finished:
+        text += (f"; trained on the finished photos, each given {cfg.pseudo_per} made-up 'before' photos (a random "
+                 "blend of two of the pairs' edits, undone, its change to the photo scaled by "
+                 f"{cfg.pseudo_stretch ** -0.5:.2g}-{cfg.pseudo_stretch:g}x, times an exposure factor of "
+                 f"1 +- {cfg.pseudo_exposure:g}{_shift_text(cfg.pseudo_exposure_ev)}); weights averaged over the run "
+                 f"(EMA {cfg.pseudo_ema:g}); {cfg.pseudo_steps} steps; the pairs give the edits and validate: a "
+                 "fold's made-up pairs use only the other folds' edits")
+    return text
 
 
 class _Progress:

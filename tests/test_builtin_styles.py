@@ -143,6 +143,16 @@ def test_c_card_validation_is_consistent_and_honest():
     assert not any(is_fivek_test_id(i) for i in [*data["ids"], *data["target_ids"]])
 
 
+def test_c_card_recipe_is_in_csr_finetunes_words():
+    """C's recipe reads as csr finetune writes it for C's settings (tools/build_c.py --card rewrites it so)."""
+    from csr_core.finetune import FinetuneConfig, recipe_method
+
+    recipe = json.loads((WEIGHTS / "manifest.json").read_text())["styles"]["C"]["training"]["recipe"]
+    config = FinetuneConfig(**{k: v for k, v in recipe.items() if k != "method"})
+    assert recipe["method"] == recipe_method(config, finished=True)
+    assert "7% darker" in recipe["method"] and "1200 steps" in recipe["method"]
+
+
 def test_c_clears_the_autocontrast_bar_on_the_pairs_it_learned_from(shared_dir):
     """A regression guard, not validation (C saw these pairs; its honest k-fold score is on its card). C is
     chosen for typical FiveK photos, which need more correction than these easy pairs: the bar is lower

@@ -132,6 +132,39 @@ def test_usage_errors_exit_2(run, tmp_path):
     assert res.exit_code == 2 and "csr finetune" in res.output
 
 
+def test_click_usage_errors_are_one_csr_line(run, tmp_path):
+    """click's own usage errors (a value out of range, nan or inf, an unknown option, a missing argument,
+    in a command or a sub-command) are one `csr: error:` line and exit 2, not click's usage block; an
+    unknown option that is a file name says how to name it. A group called bare still shows its help."""
+    src = _photo(tmp_path / "in.jpg")
+    cases = [(("retouch", src, "--strength", "3"), "invalid value for '--strength': 3.0 is not in the range"),
+             (("retouch", src, "--strength", "nan"), "invalid value for '--strength': 'nan' is not a finite number"),
+             (("retouch", src, "-q", "0"), "invalid value for '-q' / '--quality': 0 is not in the range"),
+             (("retouch", "-dash.jpg"), "no such option '-d'; for the file '-dash.jpg', write ./-dash.jpg, or put --"),
+             (("retouch",), "missing argument 'INPUTS...'"),
+             (("train", "--name", "x", "--photos", tmp_path, "--lr", "inf"),
+              "invalid value for '--lr': 'inf' is not a finite number"),
+             (("styles", "show"), "missing argument 'NAME'"),
+             (("nope",), "no such command 'nope'")]
+    for args, message in cases:
+        res = run(*args)
+        assert res.exit_code == 2 and res.output.startswith(f"csr: error: {message}"), (args, res.output)
+        assert len(res.output.splitlines()) == 1, (args, res.output)
+    bare = run("styles").output
+    assert bare.startswith("Usage: ") and "styles [OPTIONS] COMMAND" in bare and "Commands:" in bare
+
+
+def test_stdin_to_a_folder_asks_for_an_output_file_name(run, tmp_path):
+    """A photo read from stdin has no name to put in a folder: -o must name a file (or '-')."""
+    (tmp_path / "od").mkdir()
+    photo = _photo(tmp_path / "in.jpg").read_bytes()
+    for out in (tmp_path / "od", f"{tmp_path / 'od'}/", f"{tmp_path / 'new'}/"):
+        for extra in ((), ("--overwrite",)):
+            res = run("retouch", "-", "-o", out, *extra, stdin=photo)
+            assert res.exit_code == 2 and "stdin needs an output file name (-o NAME.jpg) or '-'" in res.output
+    assert not any((tmp_path / "od").iterdir()) and not (tmp_path / "new").exists()
+
+
 def test_unwritable_output_is_one_line(run, tmp_path):
     src = _photo(tmp_path / "in.jpg")
     blocker = tmp_path / "file"
@@ -171,9 +204,9 @@ def test_styles_list_and_show_give_the_licence(run, toy_registry):
     assert "unknown" in row["auto"]  # the toy built-in card states no licence
     shown = run("styles", "show", "mine").output
     assert not shown.lstrip().startswith("{") and "licence: the licence of your training pairs" in shown
-    assert "validation (6 pairs, 5-fold):" in shown
+    assert "  its own 6 pairs, 5-fold validation:" in shown
     assert any(ln.split()[:3] == ["mine", "PSNR", "23.46"] for ln in shown.splitlines())
-    assert any(ln.split()[:3] == ["do-nothing", "PSNR", "20.00"] for ln in shown.splitlines())
+    assert any(ln.split()[:4] == ["do", "nothing", "PSNR", "20.00"] for ln in shown.splitlines())
     raw = json.loads(run("styles", "show", "mine", "--json").output)
     assert raw["licence"].startswith("the licence of") and raw["name"] == "mine"
 
@@ -233,6 +266,44 @@ def test_real_entry_point_version_and_clean_errors(tmp_path):
     res = subprocess.run([*exe, "retouch", str(bad), "-o", str(tmp_path / "o.jpg"), "--style", "auto"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode in (1, 2) and "Traceback" not in res.stderr and res.stderr.startswith("csr: error:")
+    res = subprocess.run([*exe, "retouch", str(bad), "-q", "0"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and res.stderr.startswith("csr: error: invalid value for '-q'")
+    assert len(res.stderr.splitlines()) == 1, res.stderr
+
+
+def _help_texts() -> dict:
+    """``csr [COMMAND [SUB-COMMAND]] --help`` of every command, by command path ('' for csr itself)."""
+    import click
+
+    ctx, out = click.Context(cli), {}
+
+    def walk(cmd, path):
+        res = CliRunner().invoke(cli, [*path.split(), "--help"], prog_name="csr")
+        assert res.exit_code == 0 and res.output.startswith("Usage: csr"), (path, res.output)
+        out[path] = res.output
+        if isinstance(cmd, click.Group):
+            for name in cmd.list_commands(ctx):
+                walk(cmd.get_command(ctx, name), f"{path} {name}".strip())
+
+    walk(cli, "")
+    return out
+
+
+def test_help_texts_speak_to_the_user():
+    """Every --help renders; commands in it can be copied (not split at a hyphen); no lab paths or jargon;
+    the examples stand apart."""
+    import re
+
+    helps = _help_texts()
+    assert len(helps) >= 15
+    for path, text in helps.items():
+        assert "../" not in text and "condition copy" not in text and "see the README" not in text, path
+    for path, text in helps.items():  # a word with a hyphen is never split at the end of a help line
+        assert not re.search(r"\w-\n", text), (path, re.findall(r".*\w-\n.*", text))
+    assert 'Needs: pip install "csr-retouch[cluster]"' in helps["retouch"]  # one line, however it wraps
+    assert "csr train --photos ~/Pictures/good" in helps["train"]
+    assert "docs/onnx.md" in helps["export-onnx"]
+    assert "only read.\n\n  Examples:" in helps["finetune"]
 
 
 def _options():
@@ -296,7 +367,72 @@ def test_recipe_text_names_the_step_count_once():
     older = _recipe_text({"method": "pseudo-pairs, 40 steps"},
                          {"chosen_steps": 40, "pairs_only": {}, "method": "3-fold"})
     assert fixed == older == "pseudo-pairs, 40 steps"  # cards without the flag: "pairs_only" marks the fixed runs
-    assert chosen == "pairs; 120 steps chosen by 5-fold validation"
+    assert chosen == "pairs; 120 steps, chosen by 5-fold validation"
+    # a card of an earlier csr, whose method ends in the words the count now says
+    earlier = _recipe_text({"method": "pairs, step count chosen by validation"},
+                           {"chosen_steps": 5, "method": "5-fold"})
+    assert earlier == "pairs; 5 steps, chosen by 5-fold validation"
+
+
+def test_builtin_cards_give_a_photographers_summary_first():
+    """`csr styles show` of each built-in style: its kind in plain words, what it does, its licence and one
+    table of its scores on each set; the details after. The summary has no training jargon; nothing names a
+    file a pip install lacks unless it says it is for a source checkout; no name is split at its hyphen; the
+    14 pairs have one name in the listing and the cards; C's comparison rows name the style they are."""
+    import re
+
+    shown = {n: CliRunner().invoke(cli, ["styles", "show", n]).output for n in ("C", "auto", "auto-v1")}
+    listing = CliRunner().invoke(cli, ["styles", "list"]).output
+    assert shown["C"].splitlines()[0] == "C (built-in style, fine-tuned from 'auto')"
+    assert shown["auto"].splitlines()[0] == "auto (built-in style, fine-tuned from 'auto-v1')"
+    assert shown["auto-v1"].splitlines()[0] == "auto-v1 (built-in style)"
+    for name, text in shown.items():
+        summary, details = text.split("\ndetails (how the style was made and measured):\n")
+        assert summary.endswith("\n") and "licence: " in summary, name  # a blank line before the details
+        table = summary.split("scores (PSNR dB against each pair's 'after' photo; higher is closer):\n")[1]
+        assert "14 FiveK train-range pairs" in table and "11 FiveK test-split pairs" in table, name
+        assert all(len(x.split(".")[1]) == 2 for x in re.findall(r"\d+\.\d+", table)), table  # PSNR: 2 decimals
+        for jargon in ("GFM", "EMA", "L1", "Adam", "condition", "base", "pseudo"):
+            assert jargon not in summary, (name, jargon)
+        for lab in ("../", "MANIFEST", "csr_core", "Disclosure", "dev pairs", "(no FiveK set; above)"):
+            assert lab not in text, (name, lab)
+        assert text.count("tools/") == text.count("(source checkout"), name
+        assert not re.search(r"\w-\n", text), name  # textwrap never breaks 'Sun-Hays80' at its hyphen
+    for other in ("14 real", "FiveK-C", "(learned from)", "base style", "expert's edit", "base:", "started from"):
+        assert other not in listing + "".join(shown.values()), other
+    assert "[22.53 dB on 14 FiveK train-range pairs" in listing
+    lines = [ln.split() for ln in shown["C"].splitlines()]
+    assert ["auto", "PSNR", "22.53"] in [ln[:3] for ln in lines]  # the style C started from, by its name
+    assert ["14", "FiveK", "train-range", "pairs,", "5-fold", "validation", "23.23", "20.52"] in lines
+
+
+def test_user_cards_read_like_the_builtin_ones(run, toy_registry):
+    """A user style's card: its kind in plain words, its own pairs in the table (not an expert's edits), the
+    step count said once (also on cards of an earlier csr); a style of csr train shows its held-out photos."""
+    from csr_core.finetune import FinetuneConfig, recipe_method
+    from csr_core.model import CSRNet
+
+    m = dict(psnr=25.341, ssim=0.955, delta_e=6.26)
+    validation = dict(m, baseline_psnr=20.77, baseline_ssim=0.938, baseline_delta_e=9.73, images=5,
+                      base_style=dict(psnr=20.12, ssim=0.916, delta_e=10.76), autocontrast=m)
+    for method in (recipe_method(FinetuneConfig(), False), "condition-only fine-tune, step count chosen by validation"):
+        card = dict(description="your look", training=dict(data=dict(pairs=5), initialised_from="auto",
+                                                            recipe=dict(steps=600, method=method)),
+                    validation=dict(method="5-fold", chosen_steps=20), scores=dict(validation=validation))
+        toy_registry.save_style("mine", CSRNet().state_dict(), card, base=toy_registry.get("auto"), overwrite=True)
+        text = run("styles", "show", "mine").output
+        assert text.splitlines()[0] == "mine (user style, fine-tuned from 'auto')"
+        assert "scores (PSNR dB against each pair's 'after' photo; higher is closer):" in text
+        assert [ln.split() for ln in text.splitlines() if ln.startswith("  its own 5 pairs")][0][-2:] == \
+            ["25.34", "20.77"]
+        assert text.count("steps") == 1 and "; 20 steps, chosen by 5-fold validation" in " ".join(text.split())
+    toy_registry.save_style("trained", CSRNet().state_dict(), dict(
+        training=dict(data="707 photos", recipe=dict(method="synthetic faults")),
+        scores=dict(synthetic_holdout=dict(psnr=20.5, baseline_psnr=17.4, images=30))))
+    text = run("styles", "show", "trained").output
+    assert text.splitlines()[0] == "trained (user style)"
+    assert ["30", "held-out", "photos", "with", "synthetic", "faults", "20.50", "17.40"] in \
+        [ln.split() for ln in text.splitlines()]
 
 
 def test_finetune_summary_says_whether_the_step_count_was_chosen():
@@ -310,6 +446,9 @@ def test_finetune_summary_says_whether_the_step_count_was_chosen():
     assert head == ["3-fold validation on 3 pairs (1200 steps, fixed):",
                     "3-fold validation on 3 pairs (steps chosen: 120):",
                     "3-fold validation on 3 pairs (no gain: the style equals its start):"]
+    card = dict(scores=dict(validation=s), validation=dict(method="3-fold", chosen_steps=120),
+                training=dict(initialised_from="auto"))  # the style it started from is named, not 'base style'
+    assert [ln.split()[0] for ln in summary_lines(card)[1:]] == ["new", "do-nothing", "auto", "autocontrast"]
 
 
 def test_double_star_patterns_search_every_depth(run, tmp_path):

@@ -192,7 +192,8 @@ def test_finished_photos_teach_from_three_pairs(toy_registry, tmp_path):
     s, v = card["scores"]["validation"], card["validation"]
     assert v["method"] == "3-fold" and s["images"] == 3 and set(v["pairs_only"]) >= {"chosen_steps"}
     assert {"psnr", "delta_e"} <= set(s["pairs_only"]) and s["psnr"] > s["base_style"]["psnr"]
-    assert "pseudo-pairs" in card["training"]["recipe"]["method"] and "scaled by" in card["training"]["recipe"]["method"]
+    method = card["training"]["recipe"]["method"]
+    assert "made-up 'before' photos" in method and "scaled by" in method
     assert v["chosen_steps"] == FAST["pseudo_steps"] and v["fixed_steps"]  # with finished photos: a fixed length
     assert any("pairs only" in i["phase"] for i in log) and log[-1]["step"] == log[-1]["steps"]
     assert {p: p.stat().st_mtime_ns for p in [*pairs.rglob("*"), *finished.rglob("*")]} == before
