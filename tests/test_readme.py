@@ -127,6 +127,8 @@ def test_every_readme_command_runs_in_order(reader_folder, tmp_path):
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", CSR_DEBUG="0")
     env.pop("GIMP3_DIRECTORY", None)
     env.pop("XDG_CONFIG_HOME", None)
+    for profile in (".config/GIMP/3.0", ".var/app/org.gimp.GIMP/config/GIMP/3.0"):  # GIMP was started once
+        (tmp_path / "home" / profile).mkdir(parents=True)
     ran, skipped = [], []
     for block in sh_blocks():
         for line in block:
