@@ -10,7 +10,7 @@ import warnings
 import click
 
 from csr_core import COND_SIZES, DEVICES, MAX_STRENGTH
-from csr_core.errors import CsrError, UnknownStyleError, printable
+from csr_core.errors import CsrError, UsageError, printable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -71,14 +71,14 @@ def usage_line(exc: click.UsageError, args: list[str]) -> UsageLine:
 
 
 def handle_errors(fn):
-    """Turn CsrError into one line + exit 1 (an unknown style name: exit 2, a usage error), Ctrl-C into
+    """Turn CsrError into one line + exit 1 (a UsageError, such as an unknown style name: exit 2), Ctrl-C into
     exit 130; never a traceback for user errors."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except UnknownStyleError as exc:
+        except UsageError as exc:
             fail(str(exc), EXIT_USAGE)
         except CsrError as exc:
             fail(str(exc))

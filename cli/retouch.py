@@ -100,10 +100,11 @@ def command(inputs, output, style, strength, quality, fmt, overwrite, skip_exist
     if not jobs:
         fail("nothing to do", EXIT_USAGE if not problems else EXIT_FAILED)
     if cluster:
-        failed = _on_cluster(cluster, jobs, look, options, overwrite, skip_existing)
+        failed = _on_cluster(cluster, jobs, look, options, overwrite, skip_existing, len(problems))
     else:
         process = lambda job: run_one(job.src, job.dest)  # noqa: E731
-        failed = _run_batch(jobs, lambda report: batch.run(jobs, process, overwrite, skip_existing, report))
+        failed = _run_batch(jobs, lambda report: batch.run(jobs, process, overwrite, skip_existing, report),
+                            len(problems))
     sys.exit(EXIT_FAILED if failed or problems else EXIT_OK)
 
 
@@ -171,14 +172,14 @@ def _locations(inputs, output, storage_options):
         fail(str(exc), EXIT_USAGE)
 
 
-def _on_cluster(address, jobs, look, options, overwrite, skip_existing) -> int:
+def _on_cluster(address, jobs, look, options, overwrite, skip_existing, problems: int) -> int:
     from csr_core import cluster  # Dask is imported only on this path
 
     try:
         with cluster.connect(address, quiet=True) as client:
             return _run_batch(jobs, lambda report: cluster.run(jobs, client, look, overwrite=overwrite,
                                                                skip_existing=skip_existing, on_outcome=report,
-                                                               **options))
+                                                               **options), problems)
     except (ClusterError, MissingExtra) as exc:  # nothing was retouched: the address, extra or workers are wrong
         fail(str(exc), EXIT_USAGE)
 
@@ -240,10 +241,11 @@ def _read_stdin() -> bytes:
     return data
 
 
-def _run_batch(jobs, execute) -> int:
-    """Run ``execute(on_outcome)`` with a progress bar (on a terminal), error lines and one summary line."""
+def _run_batch(jobs, execute, problems: int = 0) -> int:
+    """Run ``execute(on_outcome)`` with a progress bar (on a terminal), error lines and one summary line,
+    whose failures include the ``problems`` already reported (inputs that could not be read)."""
     show_bar = len(jobs) > 1 and sys.stderr.isatty()
-    counts = {"ok": 0, "skipped": 0, "failed": 0}
+    counts = {"ok": 0, "skipped": 0, "failed": problems}
 
     def report(outcome):
         counts[outcome.status] += 1

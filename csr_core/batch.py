@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from . import metadata, storage
-from .errors import CsrError
+from .errors import CsrError, UsageError
 from .image_io import SUPPORTED_EXTENSIONS, format_for_path, output_extension
 
 DEFAULT_SUFFIX = "_retouched"
@@ -70,13 +70,16 @@ def _is_image(p: Path) -> bool:
 
 def _tree(folder: str | os.PathLike, prune: Identity | None, problems: list[str]) -> Iterator[tuple[str, list[str]]]:
     """(folder, file names) for ``folder`` and each sub-folder, in name order, except the sub-folder
-    ``prune`` (the output); links to folders are not followed. An unreadable folder is a problem line."""
+    ``prune`` (the output) and hidden ones (a card's trash, thumbnail caches: names starting with a dot, which
+    glob skips too); links to folders are not followed. An unreadable folder is a problem line."""
     def unreadable(exc: OSError) -> None:
         problems.append(f"{exc.filename}: cannot read folder ({exc.strerror or exc})")
 
     for top, dirs, names in os.walk(folder, onerror=unreadable):
         kept = []
         for d in sorted(dirs):
+            if d.startswith("."):
+                continue
             try:
                 if prune is None or identity(os.path.join(top, d)) != prune:
                     kept.append(d)
@@ -168,7 +171,7 @@ def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> t
     else:
         named_file = False
     if named_file and len(found) > 1:
-        raise CsrError(f"{output}: several inputs need an output folder, not a file name")
+        raise UsageError(f"{output}: several inputs need an output folder, not a file name (a folder: end it with /)")
     to_file = named_file and len(found) == 1
     if to_file and fmt:
         check_format(out, fmt)
@@ -222,7 +225,7 @@ def check_format(output: Path | storage.Url | str, fmt: str) -> None:
     except CsrError:
         return  # no output format in the name: reported where the output is written
     if named != format_for_path(f"x.{fmt}"):
-        raise CsrError(f"{output}: its extension means {named} but --format asks for {fmt.lower()}; "
+        raise UsageError(f"{output}: its extension means {named} but --format asks for {fmt.lower()}; "
                        f"drop --format or end the name in .{fmt.lower()}")
 
 

@@ -12,6 +12,10 @@ class CsrError(Exception):
     """Base class for every error csr reports to a user (one line, no traceback)."""
 
 
+class UsageError(CsrError):
+    """The command asks for something that cannot be done as given (the CLI exits 2, as for a bad option)."""
+
+
 class ImageError(CsrError):
     """An image could not be read, decoded or written."""
 
@@ -20,8 +24,8 @@ class StyleError(CsrError):
     """A style is unknown, invalid, tampered with or cannot be saved."""
 
 
-class UnknownStyleError(StyleError):
-    """No style has that name (a usage error: the CLI exits 2, as for a bad option)."""
+class UnknownStyleError(StyleError, UsageError):
+    """No style has that name (a usage error)."""
 
 
 class StyleExistsError(StyleError):

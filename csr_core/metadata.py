@@ -19,6 +19,7 @@ chunks, would otherwise cost gigabytes. Metadata over budget is dropped with a w
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -155,20 +156,35 @@ def read(data: bytes, fmt: str, name: str = "<image>") -> Metadata:
 
 def made_by_csr(file: str | os.PathLike | BinaryIO) -> bool:
     """Whether a file (a path or a binary stream) carries the record csr writes into every output (XMP
-    ``csr:Style``). Pillow opens it lazily: its header and metadata are read, its pixels never decoded.
-    A file that cannot be read is not csr's."""
+    ``csr:Style``). Only its header and XMP packet are read (``_xmp_packet``), never its pixels. A file
+    that cannot be read is not csr's."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # damaged metadata: simply not csr's record
-            with pil_image().open(file) as im:
-                packet = im.info.get("xmp")
-    except Exception:  # noqa: BLE001 -- unreadable, damaged or not an image Pillow knows: not csr's
+            with open(file, "rb") if isinstance(file, (str, os.PathLike)) else contextlib.nullcontext(file) as f:
+                packet = _xmp_packet(f)
+    except Exception:  # noqa: BLE001 -- unreadable, damaged or not an image these libraries know: not csr's
         return False
     if not isinstance(packet, bytes) or CSR_NS.encode() not in packet:
         return False
     library()
     xmp = _decode_xmp(packet.decode("utf-8", "replace"))
     return xmp is not None and "Xmp.csr.Style" in xmp
+
+
+def _xmp_packet(f: BinaryIO) -> bytes | None:
+    """The XMP packet of an image file, its pixels unread: tifffile for TIFF (float TIFFs too, which Pillow
+    cannot open), Pillow's lazy open for the other formats csr writes."""
+    head = f.read(4)
+    f.seek(0)
+    if head in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        import tifffile
+
+        with tifffile.TiffFile(f) as tif:
+            tag = tif.pages.first.tags.get(700)
+            return bytes(tag.value) if tag is not None else None
+    with pil_image().open(f) as im:
+        return im.info.get("xmp")
 
 
 class _OverBudget(Exception):

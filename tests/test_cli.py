@@ -466,6 +466,19 @@ def test_double_star_patterns_search_every_depth(run, tmp_path):
         assert sorted(p.name for p in (tmp_path / f"out{i}").iterdir()) == names, pattern
 
 
+def test_hidden_folders_are_not_searched(run, tmp_path):
+    """A card's trash and thumbnail caches (hidden folders) are neither retouched nor take a photo's output name."""
+    card = tmp_path / "card"
+    for rel in ("DCIM/IMG_0001.jpg", ".Trash-1000/files/IMG_0001.jpg", "DCIM/.thumbnails/IMG_0002.jpg"):
+        (card / rel).parent.mkdir(parents=True, exist_ok=True)
+        _photo(card / rel)
+    for i, item in enumerate((card, f"{card}/**/*.jpg")):
+        res = run("retouch", item, "-o", tmp_path / f"out{i}")
+        assert res.exit_code == 0 and "csr: error" not in res.output, res.output
+        found = sorted(str(p.relative_to(tmp_path / f"out{i}")) for p in (tmp_path / f"out{i}").rglob("*.jpg"))
+        assert found == (["DCIM/IMG_0001.jpg"] if i == 0 else ["IMG_0001.jpg"]), found
+
+
 def test_a_photo_reached_twice_is_retouched_once(run, tmp_path):
     """Named twice, through its folder and a pattern, or through a link: one input, one output."""
     shoot = tmp_path / "shoot"
@@ -503,6 +516,15 @@ def test_unreadable_folders_are_errors_and_the_rest_runs(run, tmp_path, monkeypa
         assert [p.name for p in (tmp_path / f"out{i}").iterdir()] == ["a.jpg"]
 
 
+def test_the_summary_counts_inputs_that_could_not_be_read(run, tmp_path):
+    shoot = tmp_path / "shoot"
+    shoot.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        _photo(shoot / name)
+    res = run("retouch", shoot, tmp_path / "missing.jpg", "-o", tmp_path / "out")
+    assert res.exit_code == 1 and res.output.strip().splitlines()[-1] == "2 retouched, 0 skipped, 1 failed", res.output
+
+
 def test_an_input_or_output_that_cannot_be_examined_fails_alone(run, tmp_path, monkeypatch):
     ok = _photo(tmp_path / "ok.jpg")
     locked, too_long = tmp_path / "locked" / "x.jpg", tmp_path / ("a" * 300 + ".jpg")
@@ -533,6 +555,9 @@ def test_an_output_name_ending_in_a_slash_is_a_folder(run, tmp_path):
         assert res.exit_code == 0 and (tmp_path / name / "in.jpg").is_file(), (name, res.output)
     res = run("retouch", tmp_path / "shoot", "-o", f"{tmp_path}/shoot.v2/")
     assert res.exit_code == 0 and sorted(p.name for p in (tmp_path / "shoot.v2").iterdir()) == ["a.jpg", "b.jpg"]
+    res = run("retouch", tmp_path / "shoot", "-o", f"{tmp_path}/shoot.v3")  # no slash: a file name, a usage error
+    assert res.exit_code == 2 and _errors(res) == [f"csr: error: {tmp_path}/shoot.v3: several inputs need an output "
+                                                   "folder, not a file name (a folder: end it with /)"], res.output
     assert run("retouch", src, "-o", tmp_path / "plain.jpg").exit_code == 0 and (tmp_path / "plain.jpg").is_file()
 
 
@@ -540,7 +565,7 @@ def test_a_format_that_contradicts_the_output_name_is_refused(run, tmp_path):
     src = _photo(tmp_path / "in.jpg")
     for source, stdin in ((src, None), ("-", src.read_bytes())):
         res = run("retouch", source, "-o", tmp_path / "x.png", "--format", "jpg", stdin=stdin)
-        assert res.exit_code == 1 and _errors(res) == [
+        assert res.exit_code == 2 and _errors(res) == [
             f"csr: error: {tmp_path / 'x.png'}: its extension means PNG but --format asks for jpg; drop --format "
             "or end the name in .jpg"], res.output
         assert not (tmp_path / "x.png").exists()

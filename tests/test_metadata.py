@@ -380,3 +380,16 @@ def test_made_by_csr_reads_the_record_not_the_pixels(tmp_path, fmt, monkeypatch)
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_pixels)
     assert made_by_csr(out) and made_by_csr(io.BytesIO(out.read_bytes())) and not made_by_csr(src)
     assert not made_by_csr(tmp_path / "missing.jpg") and not made_by_csr(io.BytesIO(out.read_bytes()[:100]))
+
+
+def test_made_by_csr_knows_its_float_tiff_results(tmp_path):
+    """A float TIFF (which Pillow cannot open) that csr wrote is recognised as csr's; the photo it came from is not."""
+    from csr_core.metadata import made_by_csr
+
+    src = tmp_path / "hdr.tif"
+    tifffile.imwrite(src, np.random.default_rng(0).random((48, 64, 3), dtype=np.float32), photometric="rgb")
+    photo = load_photo(src)
+    out = tmp_path / "hdr_retouched.tif"
+    save_quietly(photo, photo.rgb, out, made={"style": "auto", "strength": "1"})
+    assert tifffile.imread(out).dtype == np.float32
+    assert made_by_csr(out) and made_by_csr(io.BytesIO(out.read_bytes())) and not made_by_csr(src)
