@@ -98,7 +98,9 @@ def command(inputs, output, style, strength, quality, fmt, overwrite, skip_exist
     for line in problems:
         say("error", line)
     if not jobs:
-        fail("nothing to do", EXIT_USAGE if not problems else EXIT_FAILED)
+        if problems:  # each input's problem is named above
+            sys.exit(EXIT_FAILED)
+        fail("nothing to do", EXIT_USAGE)
     if cluster:
         failed = _on_cluster(cluster, jobs, look, options, overwrite, skip_existing, len(problems))
     else:

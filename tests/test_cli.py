@@ -571,3 +571,9 @@ def test_a_format_that_contradicts_the_output_name_is_refused(run, tmp_path):
         assert not (tmp_path / "x.png").exists()
     assert run("retouch", src, "-o", tmp_path / "x.jpeg", "--format", "jpg").exit_code == 0
     assert load_photo(tmp_path / "x.jpeg").format == "JPEG"
+
+
+def test_a_missing_photo_is_one_error_line(run, tmp_path):
+    res = run("retouch", tmp_path / "nope.jpg", "-o", tmp_path / "out.jpg")
+    assert res.exit_code == 1 and _errors(res) == [f"csr: error: {tmp_path / 'nope.jpg'}: no such file or folder"], \
+        res.output
