@@ -170,6 +170,8 @@ def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> t
         named_file = out.suffix != "" and not (out.is_dir() if isinstance(out, storage.Url) else os.path.isdir(out))
     else:
         named_file = False
+        if isinstance(out, Path) and os.path.exists(out) and not os.path.isdir(out):
+            raise UsageError(f"{output}: a file, not a folder (choose another output folder)")
     if named_file and len(found) > 1:
         raise UsageError(f"{output}: several inputs need an output folder, not a file name (a folder: end it with /)")
     to_file = named_file and len(found) == 1

@@ -559,6 +559,9 @@ def test_an_output_name_ending_in_a_slash_is_a_folder(run, tmp_path):
     assert res.exit_code == 2 and _errors(res) == [f"csr: error: {tmp_path}/shoot.v3: several inputs need an output "
                                                    "folder, not a file name (a folder: end it with /)"], res.output
     assert run("retouch", src, "-o", tmp_path / "plain.jpg").exit_code == 0 and (tmp_path / "plain.jpg").is_file()
+    res = run("retouch", src, "-o", f"{tmp_path / 'plain.jpg'}/")  # an existing file, named as a folder
+    assert res.exit_code == 2 and _errors(res) == [f"csr: error: {tmp_path / 'plain.jpg'}/: a file, not a folder "
+                                                   "(choose another output folder)"], res.output
 
 
 def test_a_format_that_contradicts_the_output_name_is_refused(run, tmp_path):
