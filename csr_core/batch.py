@@ -258,7 +258,7 @@ def check_destination(job: Job, overwrite: bool, skip_existing: bool,
     try:
         dest_id = identity(job.dest)
     except OSError as exc:
-        return Outcome(job, "failed", f"{job.dest}: unusable output name ({exc.strerror or exc})")
+        return Outcome(job, "failed", f"{job.dest}: cannot write ({exc.strerror or exc})")
     if dest_id is None:
         return None
     if dest_id == job.src_id:
