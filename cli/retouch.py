@@ -63,7 +63,8 @@ def command(inputs, output, style, strength, quality, fmt, overwrite, skip_exist
             storage_options):
     """Retouch photos with a CSRNet style.
 
-    INPUTS are files, folders (searched recursively) or glob patterns; '-' reads stdin.
+    INPUTS are files, folders (searched recursively) or glob patterns; '-' reads stdin. Folders and
+    patterns leave out hidden sub-folders and the photos csr wrote (name one on its own to retouch it again).
     Exit status: 0 all done, 1 some files failed (each is named), 2 usage error.
     """
     with _starting_up():
