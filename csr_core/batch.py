@@ -89,16 +89,30 @@ def _tree(folder: str | os.PathLike, prune: Identity | None, problems: list[str]
         yield top, names
 
 
-def _matches(pattern: str, prune: Identity | None, problems: list[str]) -> list[Path]:
-    """Paths matching a glob pattern; ``**`` matches any depth of sub-folders, searched as a folder is."""
+def _matches(pattern: str, prune: Identity | None, problems: list[str], walked: bool = False) -> list[Path]:
+    """Paths matching a glob pattern; ``**`` matches any depth of sub-folders, searched as a folder is. The
+    folders a pattern's last part is matched in are problem lines when unreadable (``walked``: reported)."""
     parts = Path(pattern).parts
     if "**" not in parts:
+        if not walked:
+            _unreadable_folders(os.path.dirname(pattern), problems)
         return [Path(f) for f in glob.glob(pattern)]
     i = parts.index("**")
     head, tail = str(Path(*parts[:i])), parts[i + 1:] or ("*",)
     bases = glob.glob(head) if glob.has_magic(head) else [head]
     return [f for base in bases if os.path.isdir(base) for top, _ in _tree(base, prune, problems)
-            for f in _matches(os.path.join(glob.escape(top), *tail), prune, problems)]
+            for f in _matches(os.path.join(glob.escape(top), *tail), prune, problems, walked=True)]
+
+
+def _unreadable_folders(head: str, problems: list[str]) -> None:
+    """A problem line for each folder matching ``head`` that cannot be listed (glob skips them silently)."""
+    for folder in glob.glob(head) if glob.has_magic(head) else [head or os.curdir]:
+        try:
+            os.scandir(folder).close()
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except OSError as exc:
+            problems.append(f"{folder}: cannot read folder ({exc.strerror or exc})")
 
 
 def _photos(files: Iterable[Path], item: str, kind: str, problems: list[str], quiet: bool) -> list[Path]:

@@ -508,8 +508,8 @@ def test_unreadable_folders_are_errors_and_the_rest_runs(run, tmp_path, monkeypa
         return real(path)
 
     monkeypatch.setattr(os, "scandir", scandir)  # as for a folder without read permission (root ignores chmod)
-    for i, source in enumerate((shoot, f"{shoot}/**/*.jpg")):
-        res = run("retouch", source, locked, "-o", tmp_path / f"out{i}")
+    for i, sources in enumerate(([shoot], [f"{shoot}/**/*.jpg"], [f"{shoot}/*.jpg", f"{shoot}/*/*.jpg"])):
+        res = run("retouch", *sources, locked, "-o", tmp_path / f"out{i}")
         assert res.exit_code == 1 and _errors(res) == [f"csr: error: {shoot / 'sub'}: cannot read folder "
                                                        "(Permission denied)", f"csr: error: {locked}: cannot read "
                                                        "folder (Permission denied)"], res.output
