@@ -127,7 +127,7 @@ def _set_title(key: str, entry: dict, card: dict) -> str:
     if key != "validation":
         return SET_TITLES[key].format(n=n) if key in SET_TITLES else key.replace("_", " ") + (f" ({n})" if n else "")
     learned = _learned_set(card)
-    pairs = SET_TITLES[learned].format(n=n) if learned in SET_TITLES else f"its own {n} pairs".replace("  ", " ")
+    pairs = SET_TITLES[learned].format(n=n) if learned in SET_TITLES else " ".join(filter(None, ("its own", str(n), "pairs")))
     return " ".join(filter(None, (f"{pairs},", validation_method(card), "validation")))
 
 

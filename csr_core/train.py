@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from . import degrade
+from .errors import CsrError
 from .fsutil import atomic_write
 from .inference import condition_input
 from .metrics import psnr_from_mse
@@ -182,8 +183,6 @@ class _Average:
 
 def checkpoint_step(path: Path) -> int:
     """The number of steps a resumable checkpoint holds (it is read with ``weights_only=True``)."""
-    from .errors import CsrError
-
     try:
         return int(torch.load(path, map_location="cpu", weights_only=True)["hist"]["step"])
     except Exception as exc:  # damaged, foreign or a pickle payload: never run, never a traceback
@@ -247,7 +246,6 @@ def train_synthetic(photo_dir: Path, cfg: TrainConfig, checkpoint: Path | None =
     load = load or (lambda p: to_float(load_photo(p).rgb))
     paths = [p for p in Path(photo_dir).rglob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS]
     if len(paths) < 2:
-        from .errors import CsrError
         raise CsrError(f"{photo_dir}: training needs at least 2 photos (one of every 25 is held out to score the "
                        f"style), found {len(paths)}")
     train_paths, val_paths = split_holdout(paths)
