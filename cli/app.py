@@ -7,7 +7,7 @@ import click
 
 from csr_core.errors import require
 
-from .common import EXIT_USAGE, FiniteFloatRange, device_option, fail, handle_errors
+from .common import EXIT_USAGE, FiniteFloatRange, device_option, fail, handle_errors, WholeNumber
 
 EXAMPLES = """\b
 Examples:
@@ -21,11 +21,11 @@ Examples:
 
 @click.command("app", epilog=EXAMPLES)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True, help="0 = any free port.")
+@click.option("--port", type=WholeNumber(0, 65535), default=7860, show_default=True, help="0 = any free port.")
 @click.option("--share", is_flag=True, help="Also publish a temporary public gradio.live link (off by default).")
 @click.option("--max-mb", type=FiniteFloatRange(min=0.01), help="Largest upload in MB [env CSR_APP_MAX_MB; 100].")
-@click.option("--max-pixels", type=click.IntRange(min=1), help="Largest photo in pixels [env CSR_APP_MAX_PIXELS; 50e6].")
-@click.option("--concurrency", type=click.IntRange(min=1), help="Retouch requests at once [env CSR_APP_CONCURRENCY; 2].")
+@click.option("--max-pixels", type=WholeNumber(min=1), help="Largest photo in pixels [env CSR_APP_MAX_PIXELS; 50e6].")
+@click.option("--concurrency", type=WholeNumber(min=1), help="Retouch requests at once [env CSR_APP_CONCURRENCY; 2].")
 @device_option
 @click.option("--allow-edits", is_flag=True, help="Let the page teach new styles and delete user styles "
               "(off by default: anyone who can reach the app could change your registry; beyond this machine "

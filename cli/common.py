@@ -16,13 +16,33 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class FiniteFloatRange(click.FloatRange):
-    """A click.FloatRange that also refuses nan and inf (nan passes every range check)."""
+    """A click.FloatRange that also refuses nan and inf (nan passes every range check), and calls its
+    values numbers in its errors (click's own word is 'float range')."""
+
+    name = "number"
 
     def convert(self, value, param, ctx):
         number = super().convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
+
+
+class WholeNumber(click.IntRange):
+    """A click.IntRange that takes 50e6 as well as 50000000, and calls its values whole numbers in its
+    errors (click's own word is 'integer range')."""
+
+    name = "whole number"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and "e" in value.lower():
+            try:
+                number = float(value)
+            except ValueError:
+                number = math.nan
+            if math.isfinite(number) and number.is_integer():
+                value = int(number)
+        return super().convert(value, param, ctx)
 
 
 # Options several commands share: one definition each, so they read and behave the same everywhere.
@@ -33,7 +53,7 @@ strength_option = click.option("--strength", type=FiniteFloatRange(0, MAX_STRENG
 device_option = click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
                              help="Where the network runs: cpu, or through PyTorch (the train extra) cuda, "
                                   "mps or auto (the best available).")
-cond_size_option = click.option("--cond-size", type=click.IntRange(*COND_SIZES), default=256, show_default=True,
+cond_size_option = click.option("--cond-size", type=WholeNumber(*COND_SIZES), default=256, show_default=True,
                                 help="Long side of the copy of each photo the condition network sees.")
 
 

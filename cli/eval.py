@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import device_option, handle_errors, registry, say, strength_option, style_option
+from .common import device_option, handle_errors, registry, say, strength_option, style_option, WholeNumber
 
 
 def table(result: dict) -> str:
@@ -35,7 +35,7 @@ def table(result: dict) -> str:
               help="Extra baseline column (repeatable): Pillow's autocontrast (cutoff 0.5%), per channel or, "
                    "with -tone, keeping the tones (preserve_tone=True).")
 @click.option("--expert", type=click.Choice(list("ABCDE"), case_sensitive=False), help="FiveK expert folder to score against.")
-@click.option("--max-side", type=click.IntRange(16), help="Shrink pairs so the long side is at most this.")
+@click.option("--max-side", type=WholeNumber(16), help="Shrink pairs so the long side is at most this.")
 @device_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handle_errors

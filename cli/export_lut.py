@@ -7,7 +7,8 @@ import click
 
 from csr_core.errors import CsrError, printable
 
-from .common import EXIT_USAGE, device_option, fail, handle_errors, registry, strength_option, style_option
+from .common import (EXIT_USAGE, device_option, fail, handle_errors, registry, strength_option, style_option,
+                     WholeNumber)
 
 EXAMPLES = """\b
 Examples:
@@ -24,8 +25,8 @@ CUBE_SIZE, HALD_LEVEL = 65, 8  # CUBE_SIZE: csr_core.lut.DEFAULT_SIZE, the latti
               "uses), or a .png for a 16-bit Hald CLUT (level 8 by default: 64^3).")
 @style_option
 @strength_option
-@click.option("--size", type=click.IntRange(2, 129), help=f"Lattice size of a .cube  [default: {CUBE_SIZE}]")
-@click.option("--level", type=click.IntRange(2, 16),
+@click.option("--size", type=WholeNumber(2, 129), help=f"Lattice size of a .cube  [default: {CUBE_SIZE}]")
+@click.option("--level", type=WholeNumber(2, 16),
               help=f"Hald CLUT level of a .png (level L: L^3 x L^3 pixels)  [default: {HALD_LEVEL}]")
 @device_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")

@@ -7,7 +7,7 @@ import click
 
 from csr_core.errors import require
 
-from .common import handle_errors, plural, registry, say, warn_if_worse_than_nothing
+from .common import handle_errors, plural, registry, say, warn_if_worse_than_nothing, WholeNumber
 from .progress import StepProgress
 
 
@@ -36,10 +36,10 @@ def summary_lines(card: dict) -> list[str]:
               help="Style to start from (its base network stays frozen).")
 @click.option("--expert", type=click.Choice(list("ABCDE"), case_sensitive=False),
               help="FiveK expert whose folder (expertX/) holds the 'after' photos.")
-@click.option("--steps", type=click.IntRange(1),
+@click.option("--steps", type=WholeNumber(1),
               help="Most training steps per run (default 600; 1200 with --finished).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing user style of that name.")
-@click.option("--threads", type=click.IntRange(1), help="CPU threads for training (default: every core).")
+@click.option("--threads", type=WholeNumber(1), help="CPU threads for training (default: every core).")
 @handle_errors
 def command(pairs_dir, finished_dir, name, base, expert, steps, overwrite, threads):
     """Teach a new style your look from before/after pairs (5 or more), or from

@@ -16,7 +16,7 @@ from csr_core.errors import ClusterError, CsrError, MissingExtra, install_comman
 from csr_core.fsutil import StreamWriter
 
 from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, device_option, fail, handle_errors, registry, say,
-                     strength_option, style_option)
+                     strength_option, style_option, WholeNumber)
 
 #: Most bytes read from stdin: a photo's file is smaller than its pixels, which the image size limit caps.
 MAX_STDIN_BYTES = 1 << 30
@@ -41,7 +41,7 @@ Examples:
               "Default: beside each input as NAME_retouched.EXT.")
 @style_option
 @strength_option
-@click.option("-q", "--quality", type=click.IntRange(1, 100), default=95, show_default=True,
+@click.option("-q", "--quality", type=WholeNumber(1, 100), default=95, show_default=True,
               help="JPEG/WebP quality.")
 @click.option("-f", "--format", "fmt", type=click.Choice(["jpg", "png", "tif", "webp"], case_sensitive=False),
               help="Output format (default: from the output name, else the input's).")

@@ -9,7 +9,7 @@ import click
 from csr_core.errors import require
 
 from .common import (FiniteFloatRange, cond_size_option, handle_errors, plural, registry, say,
-                     warn_if_worse_than_nothing)
+                     warn_if_worse_than_nothing, WholeNumber)
 from .progress import StepProgress
 
 FEW_PAIRS_HINT = ("a whole network needs many pairs; with a few, 'csr finetune' (which keeps a trained "
@@ -25,17 +25,17 @@ FEW_PAIRS_HINT = ("a whole network needs many pairs; with a few, 'csr finetune' 
 @click.option("--expert", type=click.Choice(list("ABCDE"), case_sensitive=False),
               help="With --pairs on FiveK: the expert folder to learn.")
 @click.option("--name", required=True, help="Name of the new user style.")
-@click.option("--steps", type=click.IntRange(1), default=5000, show_default=True,
+@click.option("--steps", type=WholeNumber(1), default=5000, show_default=True,
               help="Training steps (the weights that score best on the held-out photos are kept).")
-@click.option("--batch", type=click.IntRange(1), default=16, show_default=True, help="Photos per training step.")
+@click.option("--batch", type=WholeNumber(1), default=16, show_default=True, help="Photos per training step.")
 @click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=1e-3, show_default=True,
               help="Learning rate (Adam).")
 @cond_size_option
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=WholeNumber(), default=0, show_default=True,
               help="Random seed: the same seed, data and options give the same style.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="Resumable checkpoint file (default: NAME.ckpt in the current folder).")
-@click.option("--threads", type=click.IntRange(1), help="CPU threads for torch.")
+@click.option("--threads", type=WholeNumber(1), help="CPU threads for torch.")
 @handle_errors
 def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, checkpoint, threads):
     """Train a full CSRNet and save it as a user style.

@@ -54,10 +54,11 @@ import numpy as np
 import simplejpeg
 
 from . import __version__, camera, heif_guard, jpeg_guard, metadata, png_guard
-from .errors import CsrError, ImageError
+from .errors import ImageError
 from .fsutil import atomic_write
 from .pillow import pil_image
 from .pixels import clipped_float, from_float, to_float
+from .settings import env_number
 
 __all__ = ["Photo", "load_photo", "save_photo", "format_for_path", "to_float", "from_float",
            "SUPPORTED_EXTENSIONS", "DEFAULT_MAX_PIXELS"]
@@ -69,19 +70,9 @@ logging.getLogger("imagecodecs").addHandler(logging.NullHandler())  # libpng's "
 
 
 def _env_max_pixels(default: int = 200_000_000) -> int:
-    """CSR_MAX_PIXELS, the largest photo in pixels (unset or empty: ``default``). Anything but a finite
-    number >= 1 is an error, raised on import: a command reports it once, not once per photo."""
-    text = os.environ.get("CSR_MAX_PIXELS", "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 1 <= value < float("inf"):
-        raise CsrError(f"environment variable CSR_MAX_PIXELS={text!r}: expected the largest photo in pixels, "
-                         "a number such as 300000000 or 300e6")
-    return int(value)
+    """CSR_MAX_PIXELS, the largest photo in pixels (unset or empty: ``default``), read on import: a bad
+    value is reported once by a command, not once per photo."""
+    return env_number("CSR_MAX_PIXELS", default, "the largest photo in pixels", "300000000 or 300e6", count=True)
 
 
 DEFAULT_MAX_PIXELS = _env_max_pixels()

@@ -140,6 +140,9 @@ def test_click_usage_errors_are_one_csr_line(run, tmp_path):
     cases = [(("retouch", src, "--strength", "3"), "invalid value for '--strength': 3.0 is not in the range"),
              (("retouch", src, "--strength", "nan"), "invalid value for '--strength': 'nan' is not a finite number"),
              (("retouch", src, "-q", "0"), "invalid value for '-q' / '--quality': 0 is not in the range"),
+             (("retouch", src, "--strength", "abc"), "invalid value for '--strength': 'abc' is not a valid number"),
+             (("retouch", src, "-q", "high"), "invalid value for '-q' / '--quality': 'high' is not a valid whole number"),
+             (("retouch", src, "-q", "9.55e1"), "invalid value for '-q' / '--quality': '9.55e1' is not a valid whole"),
              (("retouch", "-dash.jpg"), "no such option '-d'; for the file '-dash.jpg', write ./-dash.jpg, or put --"),
              (("retouch",), "missing argument 'INPUTS...'"),
              (("train", "--name", "x", "--photos", tmp_path, "--lr", "inf"),
@@ -150,6 +153,7 @@ def test_click_usage_errors_are_one_csr_line(run, tmp_path):
         res = run(*args)
         assert res.exit_code == 2 and res.output.startswith(f"csr: error: {message}"), (args, res.output)
         assert len(res.output.splitlines()) == 1, (args, res.output)
+    assert run("retouch", src, "-q", "9e1", "-o", tmp_path / "q.jpg").exit_code == 0  # 90, as a number written 9e1
     bare = run("styles").output
     assert bare.startswith("Usage: ") and "styles [OPTIONS] COMMAND" in bare and "Commands:" in bare
 

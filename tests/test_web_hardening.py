@@ -192,3 +192,20 @@ def test_a_bad_app_limit_in_the_environment_is_one_error(monkeypatch, value):
         Limits.from_env()
     monkeypatch.setenv("CSR_APP_MAX_MB", "7.5")
     assert Limits.from_env().max_mb == 7.5
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("CSR_APP_CONCURRENCY", "0.5", None), ("CSR_APP_CONCURRENCY", "3", 3), ("CSR_APP_MAX_PIXELS", "0.9", None),
+    ("CSR_APP_MAX_PIXELS", "50e6", 50_000_000), ("CSR_APP_PREVIEW_SIDE", "0.2", None),
+    ("CSR_APP_MAX_TOTAL_MB", "0.5", 0.5)])
+def test_an_app_count_under_one_is_refused_not_rounded_to_zero(monkeypatch, name, value, expected):
+    """Counts (requests at once, pixels, the preview's side) are at least 1; sizes in MB only above 0."""
+    from csr_core.errors import CsrError
+    from csr_plugins.gradio_app.service import Limits
+    monkeypatch.setenv(name, value)
+    field = name.removeprefix("CSR_APP_").lower()
+    if expected is None:
+        with pytest.raises(CsrError, match=rf"^environment variable {name}='{value}': expected .*, a number such as "):
+            Limits.from_env()
+    else:
+        assert getattr(Limits.from_env(), field) == expected

@@ -20,18 +20,9 @@ from csr_core.image_io import SUPPORTED_EXTENSIONS, from_float, load_photo, outp
 from csr_core.inference import MAX_STRENGTH
 from csr_core.pipeline import retouch, retouch_file
 from csr_core.registry import Registry, score_summary
+from csr_core.settings import env_number
 
 NO_MIX = "(none)"
-
-
-def _env_number(name: str, default: float) -> float:
-    try:
-        value = float(os.environ.get(name, "") or default)
-    except ValueError:
-        raise CsrError(f"environment variable {name}={os.environ[name]!r} is not a number") from None
-    if not 0 < value < float("inf"):
-        raise CsrError(f"environment variable {name} must be a number above 0, got {os.environ[name]!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -48,11 +39,15 @@ class Limits:
 
     @classmethod
     def from_env(cls, **overrides) -> "Limits":
-        env = dict(max_mb=_env_number("CSR_APP_MAX_MB", cls.max_mb),
-                   max_total_mb=_env_number("CSR_APP_MAX_TOTAL_MB", cls.max_total_mb),
-                   max_pixels=int(_env_number("CSR_APP_MAX_PIXELS", cls.max_pixels)),
-                   preview_side=int(_env_number("CSR_APP_PREVIEW_SIDE", cls.preview_side)),
-                   concurrency=int(_env_number("CSR_APP_CONCURRENCY", cls.concurrency)))
+        env = dict(max_mb=env_number("CSR_APP_MAX_MB", cls.max_mb, "the largest upload in MB", "50"),
+                   max_total_mb=env_number("CSR_APP_MAX_TOTAL_MB", cls.max_total_mb,
+                                           "the most MB of uploads held at once", "500"),
+                   max_pixels=env_number("CSR_APP_MAX_PIXELS", cls.max_pixels, "the largest photo in pixels",
+                                         "50000000 or 50e6", count=True),
+                   preview_side=env_number("CSR_APP_PREVIEW_SIDE", cls.preview_side,
+                                           "the preview's long side in pixels", "1024", count=True),
+                   concurrency=env_number("CSR_APP_CONCURRENCY", cls.concurrency,
+                                          "how many retouches run at once", "2", count=True))
         return cls(**{**env, **{k: v for k, v in overrides.items() if v is not None}})
 
     @property
