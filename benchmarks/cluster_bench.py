@@ -152,7 +152,7 @@ def plan_rate(folder: Path, n: int) -> float:
     for i in range(n):
         (folder / f"f{i:06d}.jpg").touch()
     t0 = time.perf_counter()
-    jobs, _ = batch.plan([str(folder)], str(folder.parent / "plan_out"))
+    jobs, _, _ = batch.plan([str(folder)], str(folder.parent / "plan_out"))
     for job in jobs:
         batch.check_destination(job, False, False, set())
     return n / (time.perf_counter() - t0)

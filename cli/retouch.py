@@ -15,7 +15,7 @@ import click
 from csr_core.errors import ClusterError, CsrError, MissingExtra, install_command
 from csr_core.fsutil import StreamWriter
 
-from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, device_option, fail, handle_errors, registry, say,
+from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, device_option, fail, handle_errors, plural, registry, say,
                      strength_option, style_option, WholeNumber)
 
 #: Most bytes read from stdin: a photo's file is smaller than its pixels, which the image size limit caps.
@@ -95,7 +95,7 @@ def command(inputs, output, style, strength, quality, fmt, overwrite, skip_exist
         if cluster:
             fail("--cluster works with files, folders and patterns, not '-' (stdin/stdout)", EXIT_USAGE)
         return _stream(inputs, output, fmt, run_one, overwrite, skip_existing)
-    jobs, problems = batch.plan(inputs, output, fmt)
+    jobs, problems, left_out = batch.plan(inputs, output, fmt)
     for line in problems:
         say("error", line)
     if not jobs:
@@ -103,11 +103,11 @@ def command(inputs, output, style, strength, quality, fmt, overwrite, skip_exist
             sys.exit(EXIT_FAILED)
         fail("nothing to do", EXIT_USAGE)
     if cluster:
-        failed = _on_cluster(cluster, jobs, look, options, overwrite, skip_existing, len(problems))
+        failed = _on_cluster(cluster, jobs, look, options, overwrite, skip_existing, len(problems), left_out)
     else:
         process = lambda job: run_one(job.src, job.dest)  # noqa: E731
         failed = _run_batch(jobs, lambda report: batch.run(jobs, process, overwrite, skip_existing, report),
-                            len(problems))
+                            len(problems), left_out)
     sys.exit(EXIT_FAILED if failed or problems else EXIT_OK)
 
 
@@ -175,14 +175,14 @@ def _locations(inputs, output, storage_options):
         fail(str(exc), EXIT_USAGE)
 
 
-def _on_cluster(address, jobs, look, options, overwrite, skip_existing, problems: int) -> int:
+def _on_cluster(address, jobs, look, options, overwrite, skip_existing, problems: int, left_out: int) -> int:
     from csr_core import cluster  # Dask is imported only on this path
 
     try:
         with cluster.connect(address, quiet=True) as client:
             return _run_batch(jobs, lambda report: cluster.run(jobs, client, look, overwrite=overwrite,
                                                                skip_existing=skip_existing, on_outcome=report,
-                                                               **options), problems)
+                                                               **options), problems, left_out)
     except (ClusterError, MissingExtra) as exc:  # nothing was retouched: the address, extra or workers are wrong
         fail(str(exc), EXIT_USAGE)
 
@@ -244,9 +244,10 @@ def _read_stdin() -> bytes:
     return data
 
 
-def _run_batch(jobs, execute, problems: int = 0) -> int:
+def _run_batch(jobs, execute, problems: int = 0, left_out: int = 0) -> int:
     """Run ``execute(on_outcome)`` with a progress bar (on a terminal), error lines and one summary line,
-    whose failures include the ``problems`` already reported (inputs that could not be read)."""
+    whose failures include the ``problems`` already reported (inputs that could not be read), and which
+    counts the ``left_out`` files of folders and patterns that csr wrote."""
     show_bar = len(jobs) > 1 and sys.stderr.isatty()
     counts = {"ok": 0, "skipped": 0, "failed": problems}
 
@@ -260,6 +261,8 @@ def _run_batch(jobs, execute, problems: int = 0) -> int:
             execute(lambda o: (report(o), bar.update(1)))
     else:
         execute(report)
-    if len(jobs) > 1:
-        click.echo(f"{counts['ok']} retouched, {counts['skipped']} skipped, {counts['failed']} failed", err=True)
+    if len(jobs) > 1 or left_out:
+        results = f"; {plural(left_out, 'file')} csr wrote left out" if left_out else ""
+        click.echo(f"{counts['ok']} retouched, {counts['skipped']} skipped, {counts['failed']} failed{results}",
+                   err=True)
     return counts["failed"]

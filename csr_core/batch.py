@@ -115,11 +115,13 @@ def _unreadable_folders(head: str, problems: list[str]) -> None:
             problems.append(f"{folder}: cannot read folder ({exc.strerror or exc})")
 
 
-def _photos(files: Iterable[Path], item: str, kind: str, problems: list[str], quiet: bool) -> list[Path]:
-    """The images among ``files`` that are not csr's own results, in name order; when there are none, a
-    problem line (unless ``quiet``: an unreadable folder was reported)."""
+def _photos(files: Iterable[Path], item: str, kind: str, problems: list[str], quiet: bool,
+            left_out: list[Path]) -> list[Path]:
+    """The images among ``files`` that are not csr's own results (those go to ``left_out``), in name order;
+    when there are none, a problem line (unless ``quiet``: an unreadable folder was reported)."""
     images = sorted(f for f in files if _is_image(f))
     photos = [f for f in images if not metadata.made_by_csr(f)]
+    left_out += sorted(set(images) - set(photos))
     if images and not photos:
         problems.append(f"{item}: {kind} only photos csr wrote ({len(images)}); to retouch them again, "
                         "name them one by one")
@@ -128,12 +130,14 @@ def _photos(files: Iterable[Path], item: str, kind: str, problems: list[str], qu
     return photos
 
 
-def expand_inputs(inputs: Iterable[str], output: str | None = None) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """(file, root) pairs for files, folders (recursive) and glob patterns, plus problem lines.
+def expand_inputs(inputs: Iterable[str], output: str | None = None
+                  ) -> tuple[list[tuple[Path, Path]], list[str], list[Path]]:
+    """(file, root) pairs for files, folders (recursive) and glob patterns, problem lines, and the files of
+    folders and patterns left out as csr's own results.
 
     The folder ``output``, when it is a sub-folder of an input folder, is not searched.
     """
-    found, problems = [], []
+    found, problems, left_out = [], [], []
     try:
         prune = identity(output) if output and not isinstance(output, storage.Url) and os.path.isdir(output) else None
     except OSError:
@@ -153,17 +157,18 @@ def expand_inputs(inputs: Iterable[str], output: str | None = None) -> tuple[lis
         p, before = Path(item), len(problems)
         if mode is not None and stat.S_ISDIR(mode):
             listed = [Path(top, n) for top, names in _tree(p, prune, problems) for n in names]
-            found += [(f, p) for f in _photos(listed, item, "folder has", problems, len(problems) > before)]
+            found += [(f, p) for f in _photos(listed, item, "folder has", problems, len(problems) > before, left_out)]
         elif mode is not None and stat.S_ISREG(mode):
             found.append((p, p.parent))
         elif mode is None and glob.has_magic(item):
             listed = _matches(item, prune, problems)
-            found += [(f, f.parent) for f in _photos(listed, item, "pattern matches", problems, len(problems) > before)]
+            found += [(f, f.parent) for f in _photos(listed, item, "pattern matches", problems, len(problems) > before,
+                                                     left_out)]
         elif mode is not None:  # a FIFO, socket or device: reading it may block or never end
             problems.append(f"{item}: not a regular file (a pipe or device); to read a stream, pass '-' for stdin")
         else:
             problems.append(f"{item}: no such file or folder")
-    return found, problems
+    return found, problems, left_out
 
 
 def _destination(src: Path, root: Path, out: Path | None, to_file: bool, ext: str | None) -> Path:
@@ -174,10 +179,11 @@ def _destination(src: Path, root: Path, out: Path | None, to_file: bool, ext: st
     return out / src.relative_to(root).with_suffix(ext or output_extension(src.name))
 
 
-def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> tuple[list[Job], list[str]]:
-    """Jobs for the inputs. ``output``: a file (one input), a folder (always when it ends in a slash), or
-    None (beside each input). Inputs and ``output`` may be store URLs (:func:`csr_core.storage.location`)."""
-    found, problems = expand_inputs(inputs, output)
+def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> tuple[list[Job], list[str], int]:
+    """Jobs for the inputs, problem lines, and how many files were left out as csr's own results. ``output``:
+    a file (one input), a folder (always when it ends in a slash), or None (beside each input). Inputs and
+    ``output`` may be store URLs (:func:`csr_core.storage.location`)."""
+    found, problems, left_out = expand_inputs(inputs, output)
     ext = _EXT[format_for_path(Path(f"x.{fmt}"))] if fmt else None
     out = output if isinstance(output, storage.Url) else Path(output) if output else None
     if out is not None and not (isinstance(output, str) and output.endswith(("/", os.sep))):
@@ -216,6 +222,7 @@ def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> t
         if beside_id is not None:
             beside.setdefault(beside_id, job.src)
     jobs = [job for job in unique if not _earlier_result(job, {**beside, **outputs})]
+    earlier = len(unique) - len(jobs)
     seen: dict[str, Path] = {}
     for job in jobs:
         owner = outputs.get(job.src_id) if job.src_id else None
@@ -231,7 +238,7 @@ def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> t
             format_for_path(str(job.dest))
         except CsrError as exc:
             job.error = str(exc)
-    return jobs, problems
+    return jobs, problems, len(left_out) + earlier
 
 
 def check_format(output: Path | storage.Url | str, fmt: str) -> None:

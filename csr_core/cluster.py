@@ -226,7 +226,7 @@ def retouch_many(paths: Iterable[str | os.PathLike] | str | os.PathLike, out: st
         raise CsrError("overwrite and skip_existing exclude each other")
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else paths
     store = check_options(storage_options)
-    jobs, problems = batch.plan([location(os.fspath(p), store) for p in paths],
+    jobs, problems, _ = batch.plan([location(os.fspath(p), store) for p in paths],
                                 None if out is None else location(os.fspath(out), store), fmt)
     if problems:
         raise CsrError("; ".join(problems))

@@ -153,7 +153,8 @@ def test_rerun_beside_inputs_does_only_the_missing_photos(run, tmp_path):
     _photo(shoot / "c.jpg", 3)
     res = run("retouch", shoot, "--skip-existing")
     assert res.exit_code == 0, res.output
-    assert "1 retouched, 2 skipped, 0 failed" in res.output  # photos, not files: the results are no inputs
+    # photos, not files: the earlier results are no inputs, and the summary says so
+    assert "1 retouched, 2 skipped, 0 failed; 2 files csr wrote left out\n" in res.output, res.output
     names = sorted(snapshot(shoot))
     assert names == ["a.jpg", "a_retouched.jpg", "c.jpg", "c_retouched.jpg", "sub/b.png", "sub/b_retouched.png"]
     assert all(snapshot(shoot)[k] == v for k, v in first.items())
@@ -180,7 +181,7 @@ def test_rerun_in_place_takes_only_the_originals(run, tmp_path, flags):
     assert {k: after[k] for k in first if k not in results} == {k: first[k] for k in first if k not in results}
     replaced = [k for k in results if (shoot / k).stat().st_mtime_ns != 0]
     if flags == ("--overwrite",):
-        assert res.exit_code == 0 and "4 retouched, 0 skipped, 0 failed" in res.output, res.output
+        assert res.exit_code == 0 and "4 retouched, 0 skipped, 0 failed; 4 files csr wrote left out" in res.output
         assert replaced == results and after == first  # the same photos and options give the same bytes
     elif flags == ("--skip-existing",):
         assert res.exit_code == 0 and "0 retouched, 4 skipped, 0 failed" in res.output, res.output
@@ -214,9 +215,11 @@ def test_rerun_into_another_folder_inside_the_input_folder(run, tmp_path):
     _photo(shoot / "a.jpg", 1), _photo(shoot / "sub" / "b.png", 2)
     assert run("retouch", shoot, "-o", shoot / "edited").exit_code == 0
     res = run("retouch", shoot, "-o", shoot / "edited2")
-    assert res.exit_code == 0 and "2 retouched, 0 skipped, 0 failed" in res.output, res.output
+    assert res.exit_code == 0 and res.output.endswith("2 retouched, 0 skipped, 0 failed; 2 files csr wrote left out\n")
     res = run("retouch", shoot, "-o", shoot / "edited", "--skip-existing")
-    assert res.exit_code == 0 and "0 retouched, 2 skipped, 0 failed" in res.output, res.output
+    assert res.exit_code == 0 and res.output.endswith("0 retouched, 2 skipped, 0 failed; 2 files csr wrote left out\n")
+    res = run("retouch", shoot / "a.jpg", shoot / "edited" / "sub" / "b.png", "-o", tmp_path / "one")  # named ones
+    assert res.exit_code == 0 and res.output.endswith("2 retouched, 0 skipped, 0 failed\n"), res.output
     assert sorted(snapshot(shoot)) == ["a.jpg", "edited/a.jpg", "edited/sub/b.png", "edited2/a.jpg",
                                        "edited2/sub/b.png", "sub/b.png"]
     res = run("retouch", f"{shoot}/**/*.jpg", "-o", tmp_path / "flat")

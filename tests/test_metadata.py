@@ -226,7 +226,7 @@ def test_raw_is_developed_to_16bit_srgb(dng):
 def test_raw_exif_carried_to_16bit_tiff(dng, tmp_path):
     path, _ = dng
     write_tags(path, {k: v for k, v in TAGS.items() if k.startswith(("ExifIFD", "GPS", "IFD0"))})
-    jobs, problems = batch.plan([str(tmp_path)], None)  # folder discovery picks the DNG up
+    jobs, problems, _ = batch.plan([str(tmp_path)], None)  # folder discovery picks the DNG up
     assert problems == [] and [(j.src.name, j.dest.name) for j in jobs] == [("shot.dng", "shot_retouched.tif")]
     photo = load_photo(path)
     save_photo(photo, photo.rgb, jobs[0].dest)
@@ -255,7 +255,7 @@ def test_heif_and_avif_input(tmp_path, ext):
     photo = load_photo(path)
     assert photo.rgb.shape == (48, 64, 3) and np.abs(photo.rgb.astype(int) - rgb).mean() < 6
     assert photo.meta.get("Exif.Image.Make") == "PhoneCam"
-    jobs, _ = batch.plan([str(tmp_path)], None)
+    jobs, _, _ = batch.plan([str(tmp_path)], None)
     assert [j.dest.name for j in jobs] == ["in_retouched.jpg"]
     save_photo(photo, photo.rgb, jobs[0].dest)
     assert Image.open(jobs[0].dest).getexif()[271] == "PhoneCam"
