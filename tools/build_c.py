@@ -182,6 +182,14 @@ VARIANTS = [
                  "fivek_c_val wins over autocontrast-tone": [9, 9], "renderings": [17.44, 17.78],
                  "the same draws of this recipe": {"14 pairs, 5-fold": [23.08, 22.91], "fivek_c_val": [25.49, 25.28],
                                                    "renderings": [17.60, 17.83]}}),
+    dict(name="a weight soup of six builds of this recipe", how="tools/soup_c.py C C-draw-0 ... C-draw-4 (commit 965322a)",
+         scores={"fivek_c_val": 25.23, "fivek_c_val wins over autocontrast-tone": 9, "renderings": 17.52,
+                 "the six builds, mean": {"fivek_c_val": 25.25, "renderings": 17.51}}),
+    dict(name="this recipe with natural photos as more finished photos",
+         how="finished photos: the 221 of expert C and every second of the 737 natural photos (368), draw 1",
+         scores={"14 pairs, 5-fold": 22.56, "fivek_c_val": 24.85, "fivek_c_val wins over autocontrast-tone": 9,
+                 "renderings": 17.76, "the same draw of this recipe": {"14 pairs, 5-fold": 23.08, "fivek_c_val": 25.49,
+                                                                        "renderings": 17.60}}),
 ]
 
 
