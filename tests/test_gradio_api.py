@@ -54,6 +54,51 @@ def test_preview_and_download_match_the_core(server, tmp_path):
     assert np.array_equal(rgb(before), rgb(src))
 
 
+def test_a_shown_preview_is_never_rewritten_while_a_browser_fetches_it(server, monkeypatch):
+    """Two tabs preview the same photo on a slow disk: the 'before' image the first tab fetches stays whole
+    (before: each preview rewrote that shared file in place, and a fetch meanwhile got a truncated image)."""
+    import httpx
+
+    client, _ = server
+    url, write_bytes, emptied = client.src.rstrip("/"), Path.write_bytes, threading.Event()
+
+    def slow_rewrite(self, data):  # an in-place rewrite leaves the file empty for a moment
+        if self.exists():
+            self.open("wb").close()
+            emptied.set()
+            time.sleep(1)
+        return write_bytes(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", slow_rewrite)
+    tab = Client(url, verbose=False, download_files=False)
+    args = (handle_file(SAMPLES / "coffee_dark.jpg"), "warm", 0.8, "(none)", 0.5)
+    before = tab.predict(*args, api_name="/preview")[0][0]
+    whole = httpx.get(before["url"]).content
+    emptied.clear()
+    other = Client(url, verbose=False, download_files=False).submit(*args, api_name="/preview")
+    while not (emptied.wait(0.05) or other.done()):  # fetch while a rewrite empties the file, if one does
+        pass
+    fetched = httpx.get(before["url"]).content
+    other.result(timeout=60)
+    assert len(whole) > 1000 and fetched == whole
+
+
+def test_shown_previews_leave_the_disk_after_a_while(tmp_path):
+    import os
+
+    from csr_plugins.gradio_app.service import Service
+
+    svc = Service(toy_registry(tmp_path / "reg"), Limits())
+    try:
+        old = Path(svc.shown(np.zeros((4, 4, 3), np.uint8)))
+        os.utime(old, (0, 0))  # last shown long ago
+        new = Path(svc.shown(np.ones((4, 4, 3), np.uint8)))
+        assert new.exists() and not old.exists()
+        assert rgb(new).tolist() == np.ones((4, 4, 3), np.uint8).tolist()
+    finally:
+        svc.close()
+
+
 def test_large_photo_previews_downscaled_download_full(server, tmp_path):
     client, reg = server
     y, x = np.mgrid[0:1000, 0:1500]
