@@ -245,6 +245,26 @@ def test_zip_extraction_is_safe(tmp_path):
     assert not (tmp_path / "escape_input.png").exists()
 
 
+def test_zips_that_cannot_be_opened_are_one_error(tmp_path):
+    """An archive with a password or an unusual compression (Deflate64) is refused with a line that says
+    so (before: 'unexpected error (RuntimeError)')."""
+    from csr_core.errors import PairsError
+
+    data = _pairs_zip(tmp_path / "plain.zip", n=1).read_bytes()
+    locked, odd = bytearray(data), bytearray(data)
+    for signature, flags in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # local and central headers
+        i = data.find(signature)
+        while i >= 0:
+            locked[i + flags] |= 1  # encrypted
+            odd[i + flags + 2:i + flags + 4] = (9).to_bytes(2, "little")  # compression method 9, Deflate64
+            i = data.find(signature, i + 4)
+    for name, blob, why in (("locked.zip", locked, "protected by a password"), ("odd.zip", odd, "Deflate")):
+        (tmp_path / name).write_bytes(blob)
+        (tmp_path / name.replace(".", "_")).mkdir()
+        with pytest.raises(PairsError, match=f"^{name}: pairs/p0_input.png is .*{why}"):
+            Stager(tmp_path / name.replace(".", "_"), Limits()).add(tmp_path / name)
+
+
 def test_loose_files_are_staged_by_name(tmp_path):
     from csr_core.pairs import discover_pairs
 

@@ -115,7 +115,14 @@ class Stager:
                         dest.parent.mkdir(parents=True, exist_ok=True)
                     except (FileExistsError, NotADirectoryError):
                         raise PairsError(f"{path.name}: {info.filename} lies under a file of the same name") from None
-                    self._copy_member(zf, info, dest, cap, path.name)
+                    if info.flag_bits & 0x1:
+                        raise PairsError(f"{path.name}: {info.filename} is protected by a password; "
+                                         "zip the photos again without one")
+                    try:
+                        self._copy_member(zf, info, dest, cap, path.name)
+                    except (NotImplementedError, RuntimeError):  # Deflate64, a compression module missing, ...
+                        raise PairsError(f"{path.name}: {info.filename} is compressed in a way csr cannot read; "
+                                         "zip the photos again with the usual (Deflate) compression") from None
         except zipfile.BadZipFile:
             raise PairsError(f"{path.name}: not a valid zip archive") from None
 
