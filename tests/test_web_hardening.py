@@ -36,6 +36,20 @@ def test_big_colour_profiles_do_not_outlive_their_request():
     assert min(rss[-3:]) - rss[0] < 64, f"resident MB after each request: {rss}"
 
 
+def test_a_large_photo_is_previewed_without_a_full_size_float_copy(tmp_path):
+    """Loading a 48 MP photo for the preview fits an 800 MB address-space cap (before: the photo was turned
+    into 550 MB of floats before being shrunk, and the load needed over 1 GB)."""
+    from PIL import Image
+
+    photo = tmp_path / "big.png"
+    Image.new("RGB", (8000, 6000), (120, 90, 60)).save(photo)
+    code = ("import sys; from csr_plugins.gradio_app.service import Limits, Service; "
+            "print(Service(None, Limits()).load(sys.argv[1]).preview.shape)")
+    capped = hostile.run_capped([sys.executable, "-c", code, str(photo)], mem_mb=800, cwd=REPO)
+    assert capped.returncode == 0 and not capped.hit_cap, capped.stderr[-1500:]
+    assert capped.stdout.strip() == "(768, 1024, 3)"
+
+
 # ----------------------------------------------------------------------------- item 14: what uploads may hold
 
 def _upload(url: str, name: str, data: bytes):

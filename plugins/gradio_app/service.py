@@ -108,16 +108,17 @@ class Loaded:
 
 
 def downscale(rgb: np.ndarray, side: int) -> np.ndarray:
-    """float32 copy with long side <= ``side`` (area averaging)."""
+    """float32 copy with long side <= ``side`` (area averaging; 8/16-bit photos are averaged in their own
+    type, so no full-size float copy is made)."""
     import cv2
 
-    x = to_float(rgb)
-    h, w = x.shape[:2]
+    h, w = rgb.shape[:2]
     s = side / max(h, w)
     if s >= 1:
-        return np.ascontiguousarray(x, dtype=np.float32)
+        return np.ascontiguousarray(to_float(rgb), dtype=np.float32)
     size = (max(1, round(w * s)), max(1, round(h * s)))
-    return np.clip(cv2.resize(x, size, interpolation=cv2.INTER_AREA), 0, 1)
+    x = rgb if rgb.dtype in (np.uint8, np.uint16) else to_float(rgb)
+    return to_float(cv2.resize(x, size, interpolation=cv2.INTER_AREA))
 
 
 def public(message: str) -> str:
