@@ -440,6 +440,31 @@ def _finished_zip(path: Path, n: int, broken: int = 0) -> Path:
     return path
 
 
+def test_finished_photos_of_the_same_name_are_all_kept(tmp_path):
+    """Two albums with their own IMG_0001.jpg (loose or zipped) are different finished photos: all are
+    learnt from (before: 'uploaded twice' / 'is there twice' refused the upload)."""
+    from csr_plugins.gradio_app.teach import Teacher
+
+    reg = toy_registry(tmp_path / "reg")
+    for album in ("one", "two"):
+        _finished_zip(tmp_path / f"{album}.zip", 1)
+        (tmp_path / album).mkdir()
+        (tmp_path / album / "f0.png").write_bytes(zipfile.ZipFile(tmp_path / f"{album}.zip").read("portfolio/f0.png"))
+    seen = []
+
+    def finetune(folder, name, base, registry, on_progress, finished, **_):
+        seen.extend(sorted(p.relative_to(finished).as_posix() for p in finished.rglob("*.png")))
+        return registry.save_style(name, registry.net(base).state, {"cond_size": 64}, base=registry.get(base))
+
+    teacher = Teacher(reg, Limits(), finetune=finetune, allow_edits=True)
+    teacher.run([str(_pairs_zip(tmp_path / "pairs.zip", 3))], "albums", finished=[
+        str(tmp_path / "one" / "f0.png"), str(tmp_path / "two" / "f0.png"), str(tmp_path / "one.zip"),
+        str(tmp_path / "two.zip")])
+    assert seen == ["f0 (2).png", "f0.png", "portfolio/f0 (2).png", "portfolio/f0.png"]
+    with pytest.raises(Exception, match="uploaded twice"):  # pairs: which of the two would be the pair?
+        teacher.run([str(tmp_path / "one" / "f0.png"), str(tmp_path / "two" / "f0.png")], "twice")
+
+
 def test_teach_with_finished_photos_from_three_pairs(server, tmp_path):
     """3 pairs + a zip of finished photos: the style is made, its card counts the readable finished photos,
     and the summary compares it with the same pairs alone (an unreadable photo is skipped and named)."""
