@@ -1,6 +1,7 @@
 """``csr app``: the web app (Gradio) on the shared style registry."""
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import click
@@ -65,6 +66,9 @@ def command(host, port, share, max_mb, max_pixels, concurrency, device, allow_ed
     else:
         click.echo(f"csr app: reachable from your network on {host}{'' if logins else ' (no login)'}; "
                    "--share adds a public link")
+    for name in ("SIGTERM", "SIGHUP"):  # kill, a service manager, a closed terminal: stop as Ctrl-C does, so
+        if hasattr(signal, name):        # the results and previews held in the temporary folder are removed
+            signal.signal(getattr(signal, name), signal.default_int_handler)
     demo.block_thread()
 
 

@@ -394,6 +394,33 @@ def test_csr_app_banner_names_its_own_options(tmp_path):
     assert "--share adds a public link" in text and "share=True" not in text and "launch()" not in text
 
 
+def test_stopping_the_app_removes_the_results_it_kept(tmp_path):
+    """'csr app' stopped by SIGTERM (kill, a service manager; SIGHUP, a closed terminal, alike) removes the
+    full-size results in its temporary folder, as Ctrl-C does (before: the photos stayed in /tmp)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from gradio_helpers import free_port
+
+    port, tmp = free_port(), tmp_path / "tmp"
+    tmp.mkdir()
+    env = dict(os.environ, CSR_HOME=str(tmp_path), TMPDIR=str(tmp), GRADIO_ANALYTICS_ENABLED="False")
+    proc = subprocess.Popen([sys.executable, "-c", "from csr_cli.main import main; main()", "app", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+    try:
+        assert "serving on" in proc.stdout.readline()
+        client = Client(f"http://127.0.0.1:{port}", verbose=False, download_files=str(tmp_path / "dl"))
+        client.predict(handle_file(SAMPLES / "coffee_dark.jpg"), "auto", 1.0, "(none)", 0.5, api_name="/render")
+        assert list(tmp.glob("csr-app-*/*/coffee_dark_retouched.jpg"))
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert list(tmp.glob("csr-app-*")) == []
+
+
 def test_sample_photos_are_thumbnails_that_fill_the_upload(tmp_path):
     """The bundled samples are a gallery of pictures (not text buttons); clicking one loads it as the photo."""
     import gradio as gr
