@@ -1,6 +1,7 @@
 """``csr app``: the web app (Gradio) on the shared style registry."""
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import click
@@ -45,12 +46,12 @@ def command(host, port, share, max_mb, max_pixels, concurrency, device, allow_ed
     if allow_edits and not logins and (share or not auth.is_loopback(host)):
         fail(f"--allow-edits beyond this machine needs a login: add --auth-file FILE (user:password lines) "
              f"or set {auth.ENV}", EXIT_USAGE)
-    _check_host(host)
+    port = _free_port(host, port)
     resolve_device(device)
     limits = Limits.from_env(max_mb=max_mb, max_pixels=max_pixels, concurrency=concurrency)
     demo = build_app(limits=limits, device=device, allow_edits=allow_edits)
     try:  # quiet: Gradio's own banner speaks of launch(share=True), not of this command's options
-        _, url, share_url = launch(demo, host=host, port=port or None, share=share, block=False, quiet=True,
+        _, url, share_url = launch(demo, host=host, port=port, share=share, block=False, quiet=True,
                                    auth=logins)
     except OSError as exc:  # port taken, address not ours, ...
         fail(f"cannot serve on {host}:{port}: {str(exc).split('. ')[0]}")
@@ -65,18 +66,37 @@ def command(host, port, share, max_mb, max_pixels, concurrency, device, allow_ed
     else:
         click.echo(f"csr app: reachable from your network on {host}{'' if logins else ' (no login)'}; "
                    "--share adds a public link")
+    for name in ("SIGTERM", "SIGHUP"):  # kill, a service manager, a closed terminal: stop as Ctrl-C does, so
+        if hasattr(signal, name):        # the results and previews held in the temporary folder are removed
+            signal.signal(getattr(signal, name), signal.default_int_handler)
     demo.block_thread()
 
 
-def _check_host(host: str) -> None:
-    """Fail at once on an address that does not resolve (the server would retry it for ever). An IPv6
-    address may come in brackets, [::1]; an empty one is the server's default, 127.0.0.1."""
+def _free_port(host: str, port: int) -> int:
+    """The port to serve on (with 0, one the system picks), after checking that ``host`` resolves to an
+    address of this machine and the port is free there: otherwise one error at once (the server would
+    retry an unusable address for minutes). An IPv6 address may come in brackets, [::1]; an empty one is
+    the server's default, 127.0.0.1."""
+    import errno
     import socket
 
+    name = host.removeprefix("[").removesuffix("]") or "127.0.0.1"
     try:
-        socket.getaddrinfo(host.removeprefix("[").removesuffix("]") or None, 0, type=socket.SOCK_STREAM,
-                           flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
     except OSError as exc:
         fail(f"cannot serve on {host}: {exc.strerror or exc}")
     except (UnicodeError, ValueError):  # too long, an empty label, a NUL character: no host name at all
         fail(f"cannot serve on {host}: not a valid host name or address")
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                fail(f"cannot serve on {host}:{port}: the port is in use (choose another with --port; 0 picks a "
+                     "free one)")
+            if exc.errno == errno.EADDRNOTAVAIL:
+                fail(f"cannot serve on {host}: not an address of this machine (--host 0.0.0.0 serves all of them)")
+            fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}")
+        return sock.getsockname()[1]

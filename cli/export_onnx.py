@@ -37,6 +37,9 @@ def command(style, output, overwrite):
         fail(f"{output}: the output must be a .onnx file", EXIT_USAGE)
     if Path(output).exists() and not overwrite:
         fail(f"{output}: already exists (use --overwrite)")
+    if set(style) & set(",:"):
+        fail(f"{style}: export-onnx takes one style, not a mix or a weight; export each style on its own "
+             "(csr export-lut bakes a mix's look for one photo)", EXIT_USAGE)
     reg = registry()
     try:
         info = reg.get(style)

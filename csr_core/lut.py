@@ -254,16 +254,17 @@ def resample(lut: np.ndarray, size: int) -> np.ndarray:
 
 
 def write_cube(lut: np.ndarray, path: str | os.PathLike, title: str = "csr") -> None:
-    """Write an Adobe / Resolve .cube file atomically (red index varies fastest)."""
+    """Write an Adobe / Resolve .cube file atomically (red index varies fastest). A .cube is ASCII text:
+    characters of ``title`` outside it (a photo's name in another script) become '?'."""
     lut = _check_lut(lut)
     size = lut.shape[0]
     title = re.sub(r'["\r\n]', "'", title)[:200]
     rows = lut.transpose(2, 1, 0, 3)  # [b][g][r]
-    with atomic_write(path, "w") as fh:
+    with atomic_write(path, "wb") as fh:
         fh.write(f'TITLE "{title}"\n# written by csr (CSRNet photo retouching)\n# sRGB-encoded input and output\n'
-                 f"LUT_3D_SIZE {size}\nDOMAIN_MIN 0.0 0.0 0.0\nDOMAIN_MAX 1.0 1.0 1.0\n")
+                 f"LUT_3D_SIZE {size}\nDOMAIN_MIN 0.0 0.0 0.0\nDOMAIN_MAX 1.0 1.0 1.0\n".encode("ascii", "replace"))
         for b in range(size):  # one blue slice at a time: bounded memory
-            fh.write(("%.6f %.6f %.6f\n" * size * size) % tuple(rows[b].reshape(-1).tolist()))
+            fh.write((("%.6f %.6f %.6f\n" * size * size) % tuple(rows[b].reshape(-1).tolist())).encode("ascii"))
 
 
 def hald_image(lut: np.ndarray, level: int = 8) -> np.ndarray:

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 PSNR_CAP = 100.0
+STRIP_PIXELS = 1 << 18  # pixels scored at a time: a 24 MP pair takes as little memory as a 0.3 MP one
 
 __all__ = ["PSNR_CAP", "to_uint8", "psnr", "psnr_from_mse", "ssim", "srgb_to_lab", "ciede2000_lab", "delta_e2000_map",
            "delta_e2000", "score"]
@@ -40,6 +41,12 @@ def _pair(a, b) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+def _strips(h: int, w: int) -> list[tuple[int, int]]:
+    """Row ranges [r0, r1) of about ``STRIP_PIXELS`` pixels each."""
+    rows = max(1, STRIP_PIXELS // max(w, 1))
+    return [(r0, min(r0 + rows, h)) for r0 in range(0, h, rows)]
+
+
 def psnr_from_mse(mse: float, peak: float = 255.0) -> float:
     """PSNR in dB of a mean squared error on a ``peak`` range, capped at ``PSNR_CAP`` (mse 0 gives the cap)."""
     mse = float(mse)
@@ -49,7 +56,9 @@ def psnr_from_mse(mse: float, peak: float = 255.0) -> float:
 def psnr(a, b) -> float:
     """PSNR in dB with data range 255; identical images give ``PSNR_CAP`` (100 dB), never inf."""
     a, b = _pair(a, b)
-    return psnr_from_mse(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    squares = sum(int(np.square(a[r0:r1].astype(np.int32) - b[r0:r1]).sum(dtype=np.int64))
+                  for r0, r1 in _strips(*a.shape[:2]))
+    return psnr_from_mse(squares / max(a.size, 1))
 
 
 # SSIM as skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
@@ -81,9 +90,20 @@ def ssim(a, b) -> float:
     """Mean SSIM (Wang et al. 2004; 11x11 gaussian, sigma 1.5, K1=.01, K2=.03) over RGB channels.
 
     Matches skimage's structural_similarity (see above). Images smaller than 11 px on a side, which
-    skimage rejects, are reflect-padded and scored without the border crop.
+    skimage rejects, are reflect-padded and scored without the border crop. Scored in strips of rows.
     """
     a, b = _pair(a, b)
+    h, w = a.shape[:2]
+    if min(h, w) < 2 * _R + 1:
+        return float(_ssim_map(a, b).mean())
+    total = 0.0
+    for r0, r1 in _strips(h - 2 * _R, w):  # output rows r0..r1 need input rows r0..r1 + 2R
+        total += float(_ssim_map(a[r0:r1 + 2 * _R], b[r0:r1 + 2 * _R]).sum())
+    return total / ((h - 2 * _R) * (w - 2 * _R) * 3)
+
+
+def _ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel SSIM of two uint8 images ('valid' rows and columns; padded first if under 11 px)."""
     x, y = a.astype(np.float64), b.astype(np.float64)
     stack = np.stack([x, y, x * x, y * y, x * y])
     if min(a.shape[:2]) < 2 * _R + 1:
@@ -91,8 +111,7 @@ def ssim(a, b) -> float:
     ux, uy, uxx, uyy, uxy = _blur_valid(_blur_valid(stack, -3), -2)
     vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-    return float(s.mean())
+    return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
 
 
 # sRGB (IEC 61966-2-1) linear RGB -> XYZ, D65; rows sum to the D65 white below (Lindbloom).
@@ -155,8 +174,11 @@ def delta_e2000_map(a, b) -> np.ndarray:
 
 
 def delta_e2000(a, b) -> float:
-    """Mean CIEDE2000 over pixels."""
-    return float(delta_e2000_map(a, b).mean())
+    """Mean CIEDE2000 over pixels (in strips of rows)."""
+    a, b = _pair(a, b)
+    h, w = a.shape[:2]
+    total = sum(float(delta_e2000_map(a[r0:r1], b[r0:r1]).sum()) for r0, r1 in _strips(h, w))
+    return total / max(h * w, 1)
 
 
 def score(pred, target) -> dict[str, float]:

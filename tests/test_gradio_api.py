@@ -54,6 +54,51 @@ def test_preview_and_download_match_the_core(server, tmp_path):
     assert np.array_equal(rgb(before), rgb(src))
 
 
+def test_a_shown_preview_is_never_rewritten_while_a_browser_fetches_it(server, monkeypatch):
+    """Two tabs preview the same photo on a slow disk: the 'before' image the first tab fetches stays whole
+    (before: each preview rewrote that shared file in place, and a fetch meanwhile got a truncated image)."""
+    import httpx
+
+    client, _ = server
+    url, write_bytes, emptied = client.src.rstrip("/"), Path.write_bytes, threading.Event()
+
+    def slow_rewrite(self, data):  # an in-place rewrite leaves the file empty for a moment
+        if self.exists():
+            self.open("wb").close()
+            emptied.set()
+            time.sleep(1)
+        return write_bytes(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", slow_rewrite)
+    tab = Client(url, verbose=False, download_files=False)
+    args = (handle_file(SAMPLES / "coffee_dark.jpg"), "warm", 0.8, "(none)", 0.5)
+    before = tab.predict(*args, api_name="/preview")[0][0]
+    whole = httpx.get(before["url"]).content
+    emptied.clear()
+    other = Client(url, verbose=False, download_files=False).submit(*args, api_name="/preview")
+    while not (emptied.wait(0.05) or other.done()):  # fetch while a rewrite empties the file, if one does
+        pass
+    fetched = httpx.get(before["url"]).content
+    other.result(timeout=60)
+    assert len(whole) > 1000 and fetched == whole
+
+
+def test_shown_previews_leave_the_disk_after_a_while(tmp_path):
+    import os
+
+    from csr_plugins.gradio_app.service import Service
+
+    svc = Service(toy_registry(tmp_path / "reg"), Limits())
+    try:
+        old = Path(svc.shown(np.zeros((4, 4, 3), np.uint8)))
+        os.utime(old, (0, 0))  # last shown long ago
+        new = Path(svc.shown(np.ones((4, 4, 3), np.uint8)))
+        assert new.exists() and not old.exists()
+        assert rgb(new).tolist() == np.ones((4, 4, 3), np.uint8).tolist()
+    finally:
+        svc.close()
+
+
 def test_large_photo_previews_downscaled_download_full(server, tmp_path):
     client, reg = server
     y, x = np.mgrid[0:1000, 0:1500]
@@ -200,6 +245,26 @@ def test_zip_extraction_is_safe(tmp_path):
     assert not (tmp_path / "escape_input.png").exists()
 
 
+def test_zips_that_cannot_be_opened_are_one_error(tmp_path):
+    """An archive with a password or an unusual compression (Deflate64) is refused with a line that says
+    so (before: 'unexpected error (RuntimeError)')."""
+    from csr_core.errors import PairsError
+
+    data = _pairs_zip(tmp_path / "plain.zip", n=1).read_bytes()
+    locked, odd = bytearray(data), bytearray(data)
+    for signature, flags in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # local and central headers
+        i = data.find(signature)
+        while i >= 0:
+            locked[i + flags] |= 1  # encrypted
+            odd[i + flags + 2:i + flags + 4] = (9).to_bytes(2, "little")  # compression method 9, Deflate64
+            i = data.find(signature, i + 4)
+    for name, blob, why in (("locked.zip", locked, "protected by a password"), ("odd.zip", odd, "Deflate")):
+        (tmp_path / name).write_bytes(blob)
+        (tmp_path / name.replace(".", "_")).mkdir()
+        with pytest.raises(PairsError, match=f"^{name}: pairs/p0_input.png is .*{why}"):
+            Stager(tmp_path / name.replace(".", "_"), Limits()).add(tmp_path / name)
+
+
 def test_loose_files_are_staged_by_name(tmp_path):
     from csr_core.pairs import discover_pairs
 
@@ -329,6 +394,33 @@ def test_csr_app_banner_names_its_own_options(tmp_path):
     assert "--share adds a public link" in text and "share=True" not in text and "launch()" not in text
 
 
+def test_stopping_the_app_removes_the_results_it_kept(tmp_path):
+    """'csr app' stopped by SIGTERM (kill, a service manager; SIGHUP, a closed terminal, alike) removes the
+    full-size results in its temporary folder, as Ctrl-C does (before: the photos stayed in /tmp)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from gradio_helpers import free_port
+
+    port, tmp = free_port(), tmp_path / "tmp"
+    tmp.mkdir()
+    env = dict(os.environ, CSR_HOME=str(tmp_path), TMPDIR=str(tmp), GRADIO_ANALYTICS_ENABLED="False")
+    proc = subprocess.Popen([sys.executable, "-c", "from csr_cli.main import main; main()", "app", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+    try:
+        assert "serving on" in proc.stdout.readline()
+        client = Client(f"http://127.0.0.1:{port}", verbose=False, download_files=str(tmp_path / "dl"))
+        client.predict(handle_file(SAMPLES / "coffee_dark.jpg"), "auto", 1.0, "(none)", 0.5, api_name="/render")
+        assert list(tmp.glob("csr-app-*/*/coffee_dark_retouched.jpg"))
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert list(tmp.glob("csr-app-*")) == []
+
+
 def test_sample_photos_are_thumbnails_that_fill_the_upload(tmp_path):
     """The bundled samples are a gallery of pictures (not text buttons); clicking one loads it as the photo."""
     import gradio as gr
@@ -373,6 +465,31 @@ def _finished_zip(path: Path, n: int, broken: int = 0) -> Path:
             zf.writestr(f"portfolio/broken{i}.jpg", b"\xff\xd8\xff\xe0 not really a JPEG")
         zf.writestr("portfolio/README.txt", "ignored")
     return path
+
+
+def test_finished_photos_of_the_same_name_are_all_kept(tmp_path):
+    """Two albums with their own IMG_0001.jpg (loose or zipped) are different finished photos: all are
+    learnt from (before: 'uploaded twice' / 'is there twice' refused the upload)."""
+    from csr_plugins.gradio_app.teach import Teacher
+
+    reg = toy_registry(tmp_path / "reg")
+    for album in ("one", "two"):
+        _finished_zip(tmp_path / f"{album}.zip", 1)
+        (tmp_path / album).mkdir()
+        (tmp_path / album / "f0.png").write_bytes(zipfile.ZipFile(tmp_path / f"{album}.zip").read("portfolio/f0.png"))
+    seen = []
+
+    def finetune(folder, name, base, registry, on_progress, finished, **_):
+        seen.extend(sorted(p.relative_to(finished).as_posix() for p in finished.rglob("*.png")))
+        return registry.save_style(name, registry.net(base).state, {"cond_size": 64}, base=registry.get(base))
+
+    teacher = Teacher(reg, Limits(), finetune=finetune, allow_edits=True)
+    teacher.run([str(_pairs_zip(tmp_path / "pairs.zip", 3))], "albums", finished=[
+        str(tmp_path / "one" / "f0.png"), str(tmp_path / "two" / "f0.png"), str(tmp_path / "one.zip"),
+        str(tmp_path / "two.zip")])
+    assert seen == ["f0 (2).png", "f0.png", "portfolio/f0 (2).png", "portfolio/f0.png"]
+    with pytest.raises(Exception, match="uploaded twice"):  # pairs: which of the two would be the pair?
+        teacher.run([str(tmp_path / "one" / "f0.png"), str(tmp_path / "two" / "f0.png")], "twice")
 
 
 def test_teach_with_finished_photos_from_three_pairs(server, tmp_path):

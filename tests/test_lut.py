@@ -247,6 +247,13 @@ def test_cube_file_read_independently_matches_core(look, tmp_path):
     assert not list(tmp_path.glob(".*.part"))  # written atomically, nothing left behind
 
 
+def test_a_cube_is_ascii_whatever_the_photo_is_called(tmp_path):
+    """A photo named in another script: the .cube stays ASCII, as the format is (before: UTF-8 bytes,
+    and where the system's encoding is not UTF-8, such as Windows, 'unexpected error (UnicodeEncodeError)')."""
+    L.write_cube(L.lattice(3), tmp_path / "look.cube", title="csr C x1 for 東京 été.jpg")
+    assert (tmp_path / "look.cube").read_bytes().decode("ascii").startswith('TITLE "csr C x1 for ?? ?t?.jpg"\n')
+
+
 def test_cube_red_fastest(tmp_path):
     L.write_cube(L.lattice(3), tmp_path / "id.cube")
     rows = [r for r in (tmp_path / "id.cube").read_text().splitlines() if r[:1].isdigit()]

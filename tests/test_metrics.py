@@ -134,3 +134,26 @@ def test_score():
     s = m.score(a, _noisy(a, 10))
     assert set(s) == {"psnr", "ssim", "delta_e"}
     assert 25 < s["psnr"] < 60 and 0.5 < s["ssim"] < 1 and 0 < s["delta_e"] < 10
+
+
+def test_scores_in_strips_equal_the_whole_image(monkeypatch):
+    a = _smooth(37, 29)
+    b = _noisy(a, 12)
+    whole = m.score(a, b)
+    monkeypatch.setattr(m, "STRIP_PIXELS", 50)  # strips of one row (SSIM: of one output row)
+    assert m.score(a, b) == pytest.approx(whole, rel=1e-12)
+
+
+def test_a_large_pair_is_scored_in_bounded_memory():
+    """A 6 MP pair is scored under a 1 GB address-space cap (before: SSIM and CIEDE2000 held about 20
+    float64 copies of the whole pair, and `csr eval` on one 24 MP pair peaked at 13 GB)."""
+    import sys
+    from pathlib import Path
+
+    import hostile
+
+    code = ("import numpy as np; from csr_core.metrics import score; rng = np.random.default_rng(0); "
+            "a = rng.integers(0, 256, (2000, 3000, 3), dtype=np.uint8); print(score(a, a // 2)['psnr'])")
+    capped = hostile.run_capped([sys.executable, "-c", code], mem_mb=1024, cwd=Path(__file__).parents[1])
+    assert capped.returncode == 0 and not capped.hit_cap, capped.stderr[-1500:]
+    assert 10 < float(capped.stdout) < 11

@@ -72,6 +72,11 @@ def test_onnx_bakes_the_same_lut(styles, tmp_path):
 def test_export_errors_are_one_line(styles, tmp_path):
     r = invoke("export-onnx", "nope", "-o", tmp_path / "x.onnx")
     assert r.exit_code == 2 and "unknown style 'nope'" in r.output
+    for mix in ("lively:0.5,tuned:0.5", "tuned:0.7"):  # not 'unknown style', which reads as a missing one
+        r = invoke("export-onnx", mix, "-o", tmp_path / "x.onnx")
+        assert r.exit_code == 2 and r.output == (f"csr: error: {mix}: export-onnx takes one style, not a mix or a "
+                                                 "weight; export each style on its own (csr export-lut bakes a mix's "
+                                                 "look for one photo)\n"), r.output
     r = invoke("export-onnx", "auto", "-o", tmp_path / "x.txt")
     assert r.exit_code == 2 and ".onnx" in r.output
     (tmp_path / "x.onnx").write_bytes(b"old")

@@ -36,6 +36,20 @@ def test_big_colour_profiles_do_not_outlive_their_request():
     assert min(rss[-3:]) - rss[0] < 64, f"resident MB after each request: {rss}"
 
 
+def test_a_large_photo_is_previewed_without_a_full_size_float_copy(tmp_path):
+    """Loading a 48 MP photo for the preview fits an 800 MB address-space cap (before: the photo was turned
+    into 550 MB of floats before being shrunk, and the load needed over 1 GB)."""
+    from PIL import Image
+
+    photo = tmp_path / "big.png"
+    Image.new("RGB", (8000, 6000), (120, 90, 60)).save(photo)
+    code = ("import sys; from csr_plugins.gradio_app.service import Limits, Service; "
+            "print(Service(None, Limits()).load(sys.argv[1]).preview.shape)")
+    capped = hostile.run_capped([sys.executable, "-c", code, str(photo)], mem_mb=800, cwd=REPO)
+    assert capped.returncode == 0 and not capped.hit_cap, capped.stderr[-1500:]
+    assert capped.stdout.strip() == "(768, 1024, 3)"
+
+
 # ----------------------------------------------------------------------------- item 14: what uploads may hold
 
 def _upload(url: str, name: str, data: bytes):
@@ -138,10 +152,42 @@ def test_a_host_that_does_not_resolve_is_one_error(run, monkeypatch, host, serve
         raise CsrError("the app would be built now")
 
     monkeypatch.setattr(app, "build_app", build_app)
-    res = run("app", "--host", host)
+    res = run("app", "--host", host, "--port", "0")
     assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
     assert res.output.startswith("csr: error: the app would be built now" if served else
                                  f"csr: error: cannot serve on {host}: "), res.output
+
+
+def test_an_address_or_port_the_app_cannot_use_is_one_error_and_port_0_is_any_free_one(run, monkeypatch):
+    """An address of another machine and a port in use are refused at once (before: the server retried
+    for 11 s, or with --port 0 for minutes over ports 7860-7959, logging a line per try); --port 0 serves
+    on a port the system picks."""
+    import socket
+
+    from csr_core.errors import CsrError
+    from csr_plugins.gradio_app import app
+
+    served = []
+
+    def launch(demo, *, port, **kw):
+        served.append(port)
+        raise CsrError("the app would be served now")
+
+    monkeypatch.setattr(app, "build_app", lambda **kw: None)
+    monkeypatch.setattr(app, "launch", launch)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        elsewhere = "cannot serve on 192.0.2.1: not an address of this machine (--host 0.0.0.0 serves all of them)"
+        in_use = (f"cannot serve on 127.0.0.1:{port}: the port is in use (choose another with --port; "
+                  "0 picks a free one)")
+        for args, error in ((("--host", "192.0.2.1", "--port", "0"), elsewhere), (("--port", port), in_use)):
+            res = run("app", *args)
+            assert res.exit_code == 1 and res.output == f"csr: error: {error}\n", res.output
+    assert served == []
+    res = run("app", "--port", "0")
+    assert res.output == "csr: error: the app would be served now\n" and served[0] > 0, (res.output, served)
 
 
 def test_credentials_come_from_a_file_or_the_environment(tmp_path, monkeypatch):

@@ -73,7 +73,7 @@ def build_app(registry: Registry | None = None, *, limits: Limits | None = None,
         after = svc.preview(loaded, style_spec(style, mix, weight), strength)
         (w, h), (pw, ph) = loaded.size, loaded.before.shape[1::-1]
         note = f"**{loaded.name}** · {w}×{h} · preview at {pw}×{ph}; the download is full resolution."
-        return (loaded.before, after), note, loaded
+        return (svc.shown(loaded.before), svc.shown(after)), note, loaded
 
     @friendly
     def render(path, style, strength, mix, weight):

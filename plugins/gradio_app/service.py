@@ -4,6 +4,7 @@ Everything here raises ``CsrError`` subclasses with one line; ``app.py`` turns t
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ import numpy as np
 
 from csr_core import SAMPLE_PHOTOS, data_dir
 from csr_core.errors import CsrError, ImageError, StyleError
+from csr_core.fsutil import write_bytes_atomic
 from csr_core.image_io import SUPPORTED_EXTENSIONS, from_float, load_photo, output_extension, to_float
 from csr_core.inference import MAX_STRENGTH
 from csr_core.pipeline import retouch, retouch_file
@@ -23,6 +25,7 @@ from csr_core.registry import Registry, score_summary
 from csr_core.settings import env_number
 
 NO_MIX = "(none)"
+RENDER_TTL_S, SHOWN_TTL_S = 3600, 600  # how long full-size results and shown previews stay in Service.out_dir
 
 
 @dataclass(frozen=True)
@@ -105,16 +108,17 @@ class Loaded:
 
 
 def downscale(rgb: np.ndarray, side: int) -> np.ndarray:
-    """float32 copy with long side <= ``side`` (area averaging)."""
+    """float32 copy with long side <= ``side`` (area averaging; 8/16-bit photos are averaged in their own
+    type, so no full-size float copy is made)."""
     import cv2
 
-    x = to_float(rgb)
-    h, w = x.shape[:2]
+    h, w = rgb.shape[:2]
     s = side / max(h, w)
     if s >= 1:
-        return np.ascontiguousarray(x, dtype=np.float32)
+        return np.ascontiguousarray(to_float(rgb), dtype=np.float32)
     size = (max(1, round(w * s)), max(1, round(h * s)))
-    return np.clip(cv2.resize(x, size, interpolation=cv2.INTER_AREA), 0, 1)
+    x = rgb if rgb.dtype in (np.uint8, np.uint16) else to_float(rgb)
+    return to_float(cv2.resize(x, size, interpolation=cv2.INTER_AREA))
 
 
 def public(message: str) -> str:
@@ -174,13 +178,31 @@ class Service:
                      device=self.device, registry=self.registry, max_pixels=self.limits.max_pixels)
         return dest
 
-    def _prune(self, max_age_s: float = 3600) -> None:
-        """Forget renders older than an hour (Gradio keeps its own copy to serve)."""
+    def shown(self, rgb: np.ndarray) -> str:
+        """A PNG of the uint8 image ``rgb`` for the page to show, named by its pixels and written once: the
+        same image (a photo's 'before', previewed again) is never rewritten while a browser fetches it."""
+        import imagecodecs
+
+        key = hashlib.sha256(repr(rgb.shape).encode() + np.ascontiguousarray(rgb).tobytes()).hexdigest()[:32]
+        path = self.out_dir / f"shown-{key}.png"
+        try:
+            os.utime(path)  # shown again: kept from _prune
+        except FileNotFoundError:
+            self._prune()
+            write_bytes_atomic(path, imagecodecs.png_encode(rgb, level=1))
+        return str(path)
+
+    def _prune(self) -> None:
+        """Forget renders older than RENDER_TTL_S and shown previews older than SHOWN_TTL_S (Gradio keeps
+        its own copy of each to serve)."""
         now = time.time()
-        for d in self.out_dir.iterdir():
+        for p in self.out_dir.iterdir():
             try:
-                if now - d.stat().st_mtime > max_age_s:
-                    shutil.rmtree(d, ignore_errors=True)
+                if p.is_dir():
+                    if now - p.stat().st_mtime > RENDER_TTL_S:
+                        shutil.rmtree(p, ignore_errors=True)
+                elif now - p.stat().st_mtime > SHOWN_TTL_S:
+                    p.unlink()
             except OSError:
                 pass
 

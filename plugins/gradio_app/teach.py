@@ -2,6 +2,7 @@
 job at a time."""
 from __future__ import annotations
 
+import itertools
 import shutil
 import stat
 import tempfile
@@ -51,11 +52,14 @@ class Stager:
     """Copies uploads into one folder, extracting zips safely under size and count caps.
 
     ``unzipped``: bytes already extracted for the same job (its uploads share ``max_unzipped_mb``);
-    ``hint``: what the upload should hold, for the error on a file of another kind.
+    ``hint``: what the upload should hold, for the error on a file of another kind; ``keep_both``: a second
+    file of a name already staged is kept as 'NAME (2).EXT' (finished photos: names pair nothing up),
+    rather than refused (pairs: which of the two would be the pair?).
     """
 
-    def __init__(self, root: Path, limits: Limits, unzipped: int = 0, hint: str = PAIRS_HINT):
-        self.root, self.limits, self.hint = root, limits, hint
+    def __init__(self, root: Path, limits: Limits, unzipped: int = 0, hint: str = PAIRS_HINT,
+                 keep_both: bool = False):
+        self.root, self.limits, self.hint, self.keep_both = root, limits, hint, keep_both
         self.files = 0
         self.unzipped = unzipped
 
@@ -73,10 +77,7 @@ class Stager:
         if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
             raise PairsError(f"{path.name}: not an image or a .zip; expected {self.hint}")
         self._count(path.name)
-        dest = self.root / path.name
-        if dest.exists():
-            raise PairsError(f"{path.name}: uploaded twice")
-        shutil.copyfile(path, dest)
+        shutil.copyfile(path, self._new(self.root / path.name, f"{path.name}: uploaded twice"))
 
     def _check_directory(self, path: Path) -> None:
         """Refuse an archive whose central directory holds more entries (of any kind) than
@@ -108,16 +109,31 @@ class Stager:
                     if info.file_size > self.limits.max_bytes:
                         raise PairsError(f"{path.name}: {info.filename} unpacks to {info.file_size / 2**20:.0f} MB; "
                                          f"the limit is {self.limits.max_mb:g} MB per file")
-                    dest = self.root.joinpath(*parts)
-                    if dest.exists():
-                        raise PairsError(f"{path.name}: {info.filename} is there twice")
+                    dest = self._new(self.root.joinpath(*parts), f"{path.name}: {info.filename} is there twice")
                     try:
                         dest.parent.mkdir(parents=True, exist_ok=True)
                     except (FileExistsError, NotADirectoryError):
                         raise PairsError(f"{path.name}: {info.filename} lies under a file of the same name") from None
-                    self._copy_member(zf, info, dest, cap, path.name)
+                    if info.flag_bits & 0x1:
+                        raise PairsError(f"{path.name}: {info.filename} is protected by a password; "
+                                         "zip the photos again without one")
+                    try:
+                        self._copy_member(zf, info, dest, cap, path.name)
+                    except (NotImplementedError, RuntimeError):  # Deflate64, a compression module missing, ...
+                        raise PairsError(f"{path.name}: {info.filename} is compressed in a way csr cannot read; "
+                                         "zip the photos again with the usual (Deflate) compression") from None
         except zipfile.BadZipFile:
             raise PairsError(f"{path.name}: not a valid zip archive") from None
+
+    def _new(self, dest: Path, twice: str) -> Path:
+        """``dest``, or when a file of that name is staged already: PairsError ``twice``, or with ``keep_both``
+        the first free 'NAME (N).EXT' beside it."""
+        if not dest.exists():
+            return dest
+        if not self.keep_both:
+            raise PairsError(twice)
+        names = (dest.with_name(f"{dest.stem} ({n}){dest.suffix}") for n in itertools.count(2))
+        return next(d for d in names if not d.exists())
 
     def _copy_member(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, cap: int, zname: str) -> None:
         written = 0
@@ -223,7 +239,7 @@ class Teacher:
     def _stage_finished(self, root: Path, files: Sequence[str], unzipped: int) -> tuple[Path, list[str]]:
         """(folder of the readable finished photos, a line per skipped one); PairsError when none is."""
         try:
-            stager = self._stage(root, files, unzipped=unzipped, hint=FINISHED_HINT)
+            stager = self._stage(root, files, unzipped=unzipped, hint=FINISHED_HINT, keep_both=True)
         except PairsError as exc:
             raise PairsError(f"finished photos: {exc}") from None
         kept, skipped = stager.keep_readable()
