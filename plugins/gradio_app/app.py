@@ -105,7 +105,7 @@ def build_app(registry: Registry | None = None, *, limits: Limits | None = None,
             with gr.Tab("Retouch", id="retouch") as tab_retouch:
                 with gr.Row():
                     with gr.Column(scale=1, min_width=300):
-                        photo = gr.File(label="Photo (JPEG, PNG, TIFF incl. 16-bit, WebP)", elem_id="photo",
+                        photo = gr.File(label="Photo (JPEG, PNG, TIFF incl. 16-bit, WebP, HEIC, RAW)", elem_id="photo",
                                         file_types=list(SUPPORTED_EXTENSIONS))
                         samples = sample_photos()
                         gallery = gr.Gallery([(str(p), p.stem) for p in samples], label="Or try a sample photo",
@@ -122,7 +122,8 @@ def build_app(registry: Registry | None = None, *, limits: Limits | None = None,
                             weight = gr.Slider(0, 1, 0.5, step=0.05, label="Weight of the second style",
                                                elem_id="weight")
                         render_btn = gr.Button("Full-resolution result", variant="primary", elem_id="render")
-                        result = gr.File(label="Download (full resolution, metadata and bit depth kept)",
+                        result = gr.File(label="Download (full resolution, metadata kept; 16-bit stays 16-bit, "
+                                               "HEIC gives JPEG, RAW a 16-bit TIFF)",
                                          interactive=False, elem_id="result")
                     with gr.Column(scale=2):
                         slider = gr.ImageSlider(label="Before / after (preview)", type="numpy", format="png",
