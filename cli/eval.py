@@ -13,13 +13,13 @@ def table(result: dict) -> str:
     """Per-pair and mean scores, one column group per method."""
     methods = result["methods"]
     width = max([len(r["name"]) for r in result["pairs"]] + [4])
-    head = " " * width + "".join(f" | {m[:17]:^17}" for m in methods)
-    sub = f"{'pair':<{width}}" + " |  PSNR  SSIM  dE00" * len(methods)
+    head = " " * width + "".join(f" | {m[:19]:^19}" for m in methods)
+    sub = f"{'pair':<{width}}" + " |   PSNR  SSIM   dE00" * len(methods)
     rows = [head, sub, "-" * len(sub)]
 
     def line(label, scores):
         return f"{label:<{width}}" + "".join(
-            f" | {s['psnr']:5.2f} {s['ssim']:.3f} {s['delta_e']:5.2f}" for s in scores)
+            f" | {s['psnr']:6.2f} {s['ssim']:.3f} {s['delta_e']:6.2f}" for s in scores)
 
     rows += [line(r["name"], [r[m] for m in methods]) for r in result["pairs"]]
     rows += ["-" * len(sub), line("mean", [result["mean"][m] for m in methods])]

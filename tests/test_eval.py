@@ -93,6 +93,8 @@ def test_identical_pair_is_capped_not_infinite(pairs_dir, toy_registry, monkeypa
     json.loads(out.output, parse_constant=lambda c: pytest.fail(f"non-finite {c} in the JSON"))
     table = CliRunner().invoke(csr_cli.eval.command, ["--pairs", str(pairs_dir)]).output
     assert "100.00" in table and "inf" not in table
+    lines = [line for line in table.splitlines() if not line.startswith("-")]
+    assert len({tuple(i for i, c in enumerate(line) if c == "|") for line in lines}) == 1, table  # columns line up
 
 
 def _fivek_pairs(root, ids):
