@@ -69,6 +69,18 @@ def fail(message: str, code: int = EXIT_FAILED) -> None:
     sys.exit(code)
 
 
+#: Most bytes read from stdin: a photo's file is smaller than its pixels, which the image size limit caps.
+MAX_STDIN_BYTES = 1 << 30
+
+
+def read_stdin() -> bytes:
+    """All of stdin, at most MAX_STDIN_BYTES (one read: the bytes object is never copied or regrown)."""
+    data = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1)
+    if len(data) > MAX_STDIN_BYTES:
+        fail(f"<stdin>: more than {MAX_STDIN_BYTES >> 20:,} MB; save a larger photo to a file and use that")
+    return data
+
+
 class UsageLine(click.ClickException):
     """A click usage error (a bad option value, an unknown option, a missing argument) shown as csr shows
     every error: one ``csr: error:`` line, exit 2."""

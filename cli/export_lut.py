@@ -7,14 +7,15 @@ import click
 
 from csr_core.errors import CsrError, printable
 
-from .common import (EXIT_USAGE, device_option, fail, handle_errors, registry, strength_option, style_option,
-                     WholeNumber)
+from .common import (EXIT_USAGE, device_option, fail, handle_errors, read_stdin, registry, strength_option,
+                     style_option, WholeNumber)
 
 EXAMPLES = """\b
 Examples:
   csr export-lut in.jpg -o look.cube                     # 65^3 .cube (Resolve, Photoshop, ffmpeg)
   csr export-lut in.jpg --style C --strength 0.8 --size 33 -o look.cube
   csr export-lut in.jpg -o look.png                      # 64^3 Hald CLUT, level 8 (GIMP/G'MIC, darktable)
+  cat in.jpg | csr export-lut - -o look.cube             # the photo from stdin
 """
 CUBE_SIZE, HALD_LEVEL = 65, 8  # CUBE_SIZE: csr_core.lut.DEFAULT_SIZE, the lattice retouching uses
 
@@ -32,7 +33,7 @@ CUBE_SIZE, HALD_LEVEL = 65, 8  # CUBE_SIZE: csr_core.lut.DEFAULT_SIZE, the latti
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @handle_errors
 def command(photo, output, style, strength, size, level, device, overwrite):
-    """Export the colour transform STYLE applies to PHOTO as a 3-D LUT.
+    """Export the colour transform STYLE applies to PHOTO ('-': stdin) as a 3-D LUT.
 
     CSRNet adapts its look to each photo, so the LUT is exact for PHOTO and a consistent
     starting point for similar shots (apply it in any LUT-capable editor). The LUT assumes
@@ -52,7 +53,8 @@ def command(photo, output, style, strength, size, level, device, overwrite):
         fail("--level is for Hald .png output; a .cube takes --size", EXIT_USAGE)
     if kind == "hald" and size:
         fail("--size is for .cube output; a Hald CLUT's size is set by --level", EXIT_USAGE)
-    _refuse_input(photo, output)
+    if photo != "-":
+        _refuse_input(photo, output)
     if Path(output).exists() and not overwrite:
         fail(f"{output}: already exists (use --overwrite)")
     try:
@@ -60,11 +62,12 @@ def command(photo, output, style, strength, size, level, device, overwrite):
         look = registry().look(style)
     except CsrError as exc:
         fail(str(exc), EXIT_USAGE)
-    rgb = load_photo(photo).rgb
+    rgb = load_photo(read_stdin() if photo == "-" else photo).rgb
     level = level or HALD_LEVEL
     n = (size or CUBE_SIZE) if kind == "cube" else level ** 2
     lut = look_lut(rgb, look, n, strength, dev)
-    title = f"csr {style} x{strength:g} for {Path(photo).name}"
+    name = "<stdin>" if photo == "-" else photo
+    title = f"csr {style} x{strength:g} for {Path(name).name}"
     try:
         if kind == "cube":
             write_cube(lut, output, title)
@@ -73,7 +76,7 @@ def command(photo, output, style, strength, size, level, device, overwrite):
     except OSError as exc:
         raise CsrError(f"{output}: cannot write ({exc.strerror or exc})") from None
     what = f"{n}^3 .cube" if kind == "cube" else f"Hald CLUT level {level} ({n}^3)"
-    click.echo(printable(f"wrote {output}: {what}, style {style!r} at strength {strength:g} for {photo}"))
+    click.echo(printable(f"wrote {output}: {what}, style {style!r} at strength {strength:g} for {name}"))
 
 
 def _refuse_input(photo: str, output: str) -> None:

@@ -15,11 +15,8 @@ import click
 from csr_core.errors import ClusterError, CsrError, MissingExtra, install_command
 from csr_core.fsutil import StreamWriter
 
-from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, device_option, fail, handle_errors, plural, registry, say,
-                     strength_option, style_option, WholeNumber)
-
-#: Most bytes read from stdin: a photo's file is smaller than its pixels, which the image size limit caps.
-MAX_STDIN_BYTES = 1 << 30
+from .common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, device_option, fail, handle_errors, plural, read_stdin,
+                     registry, say, strength_option, style_option, WholeNumber)
 
 EXAMPLES = """\b
 Examples:
@@ -233,15 +230,7 @@ def _stream(inputs, output, fmt, run_one, overwrite, skip_existing):
         if decided is not None:
             fail(decided.message)
         dest = output
-    run_one(_read_stdin() if src is None else src, dest)
-
-
-def _read_stdin() -> bytes:
-    """All of stdin, at most MAX_STDIN_BYTES (one read: the bytes object is never copied or regrown)."""
-    data = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1)
-    if len(data) > MAX_STDIN_BYTES:
-        fail(f"<stdin>: more than {MAX_STDIN_BYTES >> 20:,} MB; save a larger photo to a file and retouch that")
-    return data
+    run_one(read_stdin() if src is None else src, dest)
 
 
 def _run_batch(jobs, execute, problems: int = 0, left_out: int = 0) -> int:

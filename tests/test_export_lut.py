@@ -101,6 +101,18 @@ def test_export_missing_photo(reg, tmp_path):
     assert r.exit_code == 1 and "none.jpg" in r.output and not (tmp_path / "x.cube").exists()
 
 
+def test_export_reads_the_photo_from_stdin(reg, photo, tmp_path):
+    """'-' reads the photo from stdin, as csr retouch does: the same LUT as from the file."""
+    r = CliRunner().invoke(cli, ["export-lut", "-", "-o", str(tmp_path / "in.cube"), "-s", "lively"],
+                           input=photo.read_bytes())
+    assert r.exit_code == 0 and r.output.endswith("for <stdin>\n"), r.output
+    assert invoke("export-lut", photo, "-o", tmp_path / "file.cube", "-s", "lively").exit_code == 0
+    from_file, from_stdin = ((tmp_path / n).read_text().splitlines() for n in ("file.cube", "in.cube"))
+    assert from_stdin[0] == 'TITLE "csr lively x1 for <stdin>"' and from_stdin[1:] == from_file[1:]
+    empty = CliRunner().invoke(cli, ["export-lut", "-", "-o", str(tmp_path / "e.cube")], input=b"")
+    assert empty.exit_code == 1 and empty.output == "csr: error: <stdin>: empty file\n", empty.output
+
+
 def test_retouch_exact_flag(reg, photo, tmp_path, monkeypatch):
     monkeypatch.setattr(inference, "LUT_SIZE", 17)  # 10800 pixels > 17^3: the default is the LUT path
     assert invoke("retouch", photo, "-o", tmp_path / "lut.png", "-s", "lively").exit_code == 0
