@@ -7,7 +7,8 @@ import click
 
 from csr_core.errors import require
 
-from .common import handle_errors, plural, registry, say, warn_if_worse_than_nothing, WholeNumber
+from .common import (handle_errors, overwrite_style_option, plural, registry, say, warn_if_worse_than_nothing,
+                     WholeNumber)
 from .progress import StepProgress
 
 
@@ -38,7 +39,7 @@ def summary_lines(card: dict) -> list[str]:
               help="FiveK expert whose folder (expertX/) holds the 'after' photos.")
 @click.option("--steps", type=WholeNumber(1),
               help="Most training steps per run (default 600; 1200 with --finished).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing user style of that name.")
+@overwrite_style_option
 @click.option("--threads", type=WholeNumber(1), help="CPU threads for training (default: every core).")
 @handle_errors
 def command(pairs_dir, finished_dir, name, base, expert, steps, overwrite, threads):

@@ -11,7 +11,7 @@ import click
 from csr_core.errors import printable
 from csr_core.registry import licence_label, score_summary, validation_method
 
-from .common import EXIT_FAILED, EXIT_USAGE, cond_size_option, fail, handle_errors, registry
+from .common import EXIT_FAILED, EXIT_USAGE, cond_size_option, fail, handle_errors, overwrite_style_option, registry
 
 
 @click.group("styles")
@@ -263,8 +263,9 @@ def remove(name, yes):
 @click.option("--name", required=True, help="Name of the new style.")
 @cond_size_option
 @click.option("--description", default="", help="One line shown in 'csr styles list'.")
+@overwrite_style_option
 @handle_errors
-def import_(file, name, cond_size, description):
+def import_(file, name, cond_size, description, overwrite):
     """Import a CSRNet .pth state_dict (loaded safely, weights only) as a user style."""
-    style = registry().import_checkpoint(file, name, cond_size, description)
+    style = registry().import_checkpoint(file, name, cond_size, description, overwrite)
     click.echo(f"imported '{style.name}' -> {style.path}")

@@ -8,8 +8,8 @@ import click
 
 from csr_core.errors import require
 
-from .common import (FiniteFloatRange, cond_size_option, handle_errors, plural, registry, say,
-                     warn_if_worse_than_nothing, WholeNumber)
+from .common import (FiniteFloatRange, cond_size_option, handle_errors, overwrite_style_option, plural, registry,
+                     say, warn_if_worse_than_nothing, WholeNumber)
 from .progress import StepProgress
 
 FEW_PAIRS_HINT = ("a whole network needs many pairs; with a few, 'csr finetune' (which keeps a trained "
@@ -31,13 +31,14 @@ FEW_PAIRS_HINT = ("a whole network needs many pairs; with a few, 'csr finetune' 
 @click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=1e-3, show_default=True,
               help="Learning rate (Adam).")
 @cond_size_option
-@click.option("--seed", type=WholeNumber(), default=0, show_default=True,
+@click.option("--seed", type=WholeNumber(0), default=0, show_default=True,
               help="Random seed: the same seed, data and options give the same style.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="Resumable checkpoint file (default: NAME.ckpt in the current folder).")
 @click.option("--threads", type=WholeNumber(1), help="CPU threads for torch.")
+@overwrite_style_option
 @handle_errors
-def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, checkpoint, threads):
+def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, checkpoint, threads, overwrite):
     """Train a full CSRNet and save it as a user style.
 
     \b
@@ -54,14 +55,14 @@ def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, 
     if threads:
         torch.set_num_threads(threads)
     reg = registry()
-    reg.check_new_name(name, overwrite=False)
+    reg.check_new_name(name, overwrite)
     if (photos is None) == (pairs_dir is None):
         raise click.UsageError("give exactly one of --photos DIR (synthetic degradation) or --pairs DIR (your pairs)")
     cfg = TrainConfig(steps=steps, batch=batch, lr=lr, cond_size=cond_size, seed=seed)
     ckpt = (checkpoint or Path(f"{name}.ckpt")).absolute()
     _announce_checkpoint(ckpt, cfg)
     if pairs_dir is not None:
-        return _train_pairs(reg, pairs_dir, expert.upper() if expert else None, name, cfg, ckpt)
+        return _train_pairs(reg, pairs_dir, expert.upper() if expert else None, name, cfg, ckpt, overwrite)
     with StepProgress("training") as progress:
         model, hist = train_synthetic(photos, cfg, ckpt, progress)
     card = dict(
@@ -73,7 +74,7 @@ def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, 
                                            images=hist["val_images"], best_step=hist["best_step"])),
         licence="the licence of your training photos applies to this style",
     )
-    style = reg.save_style(name, model.state_dict(), card)
+    style = reg.save_style(name, model.state_dict(), card, overwrite=overwrite)
     ckpt.unlink(missing_ok=True)
     click.echo(f"saved style '{style.name}' -> {style.path}: held-out PSNR {hist['best']:.2f} dB "
                f"(do-nothing {hist['val_identity_psnr']:.2f} dB)")
@@ -94,7 +95,7 @@ def _announce_checkpoint(ckpt: Path, cfg) -> None:
                    "command again to resume; removed once the style is saved)", err=True)
 
 
-def _train_pairs(reg, pairs_dir: Path, expert, name: str, cfg, ckpt: Path) -> None:
+def _train_pairs(reg, pairs_dir: Path, expert, name: str, cfg, ckpt: Path, overwrite: bool) -> None:
     """Whole-network training on a user's pairs, then the csr eval yardstick on the held-out pairs."""
     from csr_core.evaluate import evaluate
     from csr_core.engine import Net
@@ -124,7 +125,7 @@ def _train_pairs(reg, pairs_dir: Path, expert, name: str, cfg, ckpt: Path) -> No
                                     method="held-out")),
         warnings=hist["warnings"], licence="the licence of your training pairs applies to this style",
     )
-    style = reg.save_style(name, model.state_dict(), card)
+    style = reg.save_style(name, model.state_dict(), card, overwrite=overwrite)
     ckpt.unlink(missing_ok=True)
     click.echo(f"saved style '{style.name}' -> {style.path}: held-out PSNR {m['style']['psnr']:.2f} dB, dE2000 "
                f"{m['style']['delta_e']:.2f} (do-nothing {m['do-nothing']['psnr']:.2f} dB, "

@@ -94,3 +94,21 @@ def test_cli_train_photos_needs_two_photos(tmp_path, toy_registry, monkeypatch, 
         f"csr: error: {folder}: training needs at least 2 photos (one of every 25 is held out to score the style), "
         f"found {photos}")
     assert "x" not in toy_registry.names()
+
+
+def test_cli_train_replaces_a_style_with_overwrite_and_refuses_a_negative_seed(tmp_path, toy_registry, monkeypatch):
+    import csr_cli.train
+    from csr_core.model import CSRNet
+
+    monkeypatch.setattr(csr_cli.train, "registry", lambda: toy_registry)
+    toy_registry.save_style("big", CSRNet().state_dict(), {"description": "an earlier try"})
+    args = ["--pairs", str(write_pairs(tmp_path / "p", 6, layout="files")), "--name", "big", "--steps", "2",
+            "--batch", "4", "--cond-size", "64", "--checkpoint", str(tmp_path / "c.ckpt")]
+    refused = CliRunner().invoke(csr_cli.train.command, args)
+    assert refused.exit_code == 1 and "replace it with --overwrite" in refused.output
+    out = CliRunner().invoke(csr_cli.train.command, [*args, "--overwrite"])
+    assert out.exit_code == 0, out.output
+    assert toy_registry.get("big").description.startswith("trained by csr train on 6 pairs")
+    out = CliRunner().invoke(csr_cli.train.command, [*args, "--overwrite", "--seed", "-1"])
+    assert out.exit_code == 2 and "-1 is not in the range x>=0" in out.output
+    assert "x<=None" not in CliRunner().invoke(csr_cli.train.command, ["--help"]).output
