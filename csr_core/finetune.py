@@ -228,16 +228,13 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
     base_style = reg._base_style(start_style)
 
     found, problems, source = resolve_pairs(pairs, expert)
-    least = MIN_PAIRS if finished is None else MIN_PAIRS_FINISHED
-    if len(found) < least:
-        more = " (3 with finished photos)" if finished is None else " with finished photos"
-        raise PairsError(f"{source}: fine-tuning needs at least {least} before/after pairs{more}, found {len(found)}")
+    check_enough_pairs(len(found), source, finished is not None)
     loaded, warnings = [], []
     if finished is not None and not isinstance(finished, (str, Path)):
         finished = [np.array(to_uint8(f)) for f in finished]  # writable copies (torch shares them)
-    elif finished is not None:
+    elif finished is not None:  # files skipped are notes of this run, as the pairs' are: not the style's warnings
         finished, more = load_finished(finished, cfg.finished_side, cfg.finished_limit)
-        warnings += more
+        problems = [*problems, *(f"finished photos: {line}" for line in more)]
     for p in found:
         b, a, w = load_pair(p, max_side=cfg.max_side)
         loaded.append((to_uint8(b), to_uint8(a)))  # 8 bit in memory, as the files were
@@ -271,6 +268,14 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
                  if expert else "the licence of your training pairs applies to this style"),
     )
     return _save(reg, name, model, card, base_style, overwrite)
+
+
+def check_enough_pairs(count: int, source: str, finished: bool) -> None:
+    """PairsError unless there are enough pairs to fine-tune on (fewer with finished photos)."""
+    least = MIN_PAIRS_FINISHED if finished else MIN_PAIRS
+    if count < least:
+        more = " with finished photos" if finished else f" ({MIN_PAIRS_FINISHED} with finished photos)"
+        raise PairsError(f"{source}: fine-tuning needs at least {least} before/after pairs{more}, found {count}")
 
 
 def recipe_method(cfg: FinetuneConfig, finished: bool) -> str:

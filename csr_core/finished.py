@@ -35,7 +35,8 @@ def _candidates(folder: Path, cap: int) -> tuple[list[Path], int]:
 
 
 def load_finished(folder: str | os.PathLike, max_side: int = 256, limit: int = 400) -> tuple[list[np.ndarray], list[str]]:
-    """(finished photos as uint8 H x W x 3 with long side at most ``max_side``, problem lines).
+    """(finished photos as uint8 H x W x 3 with long side at most ``max_side``, problem lines naming files
+    by their path inside ``folder``).
 
     Raises PairsError when the folder holds no readable photo.
     """
@@ -52,7 +53,8 @@ def load_finished(folder: str | os.PathLike, max_side: int = 256, limit: int = 4
         except ImageError as exc:
             unreadable += 1
             if len(problems) < 5:
-                problems.append(f"skipped {printable(exc)}")
+                why = str(exc).removeprefix(str(p)).removeprefix(":").strip()
+                problems.append(f"skipped {printable(p.relative_to(folder).as_posix())}: {printable(why)}")
             continue
         photos.append(to_uint8(shrink(rgb, max_side)))
     if unreadable > len(problems):

@@ -241,6 +241,39 @@ def test_finished_fold_maps_exclude_held_out_pairs(toy_registry, tmp_path, monke
     assert sorted(seen[12:]) == sorted(befores)  # the final run: all four maps
 
 
+def test_skipped_finished_photos_are_said_before_training_and_are_no_warning_of_the_style(toy_registry, tmp_path,
+                                                                                         monkeypatch):
+    """csr finetune reads the finished photos first: a file it skips is named at once (inside the folder), not
+    after the training, and stays out of the style's warnings (what 'csr styles show' calls warnings); the card
+    names no path of the user's."""
+    import csr_cli.finetune
+    import csr_core.finetune
+    import csr_core.pipeline
+    from csr_cli.main import cli
+
+    monkeypatch.setattr(csr_cli.finetune, "registry", lambda: toy_registry)
+    monkeypatch.setattr(csr_core.pipeline, "_registry", toy_registry)
+    monkeypatch.setattr(csr_core.finetune, "FinetuneConfig", lambda **kw: FinetuneConfig(**dict(FAST, **kw)))
+    finished = _finished_folder(tmp_path / "f", 4)
+    (finished / "sub").mkdir()
+    (finished / "sub" / "broken.jpg").write_bytes(b"\xff\xd8 not a photo")
+    out = CliRunner().invoke(csr_cli.finetune.command, ["--pairs", str(write_pairs(tmp_path / "p", 3)), "--finished",
+                                                        str(finished), "--name", "mine", "--steps", "5"])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    skipped = lines.index("csr: warning: skipped sub/broken.jpg: not a supported image (unrecognised format or "
+                          "corrupt data)")
+    assert skipped < min(i for i, ln in enumerate(lines) if ln.startswith("fine-tuning"))
+    assert lines[skipped + 1] == f"4 finished photos in {finished}" and out.output.count("broken.jpg") == 1
+    card = json.loads((toy_registry.user_path / "mine.json").read_text())
+    assert card["training"]["data"]["finished"] == 4 and not any("broken" in w for w in card["warnings"])
+    assert "broken.jpg" not in CliRunner().invoke(cli, ["styles", "show", "mine"]).output
+    style = finetune_style(write_pairs(tmp_path / "p2", 3), "mine2", registry=toy_registry, finished=finished,
+                           config=FinetuneConfig(**dict(FAST, steps=5, pseudo_steps=5)))
+    assert not any("broken" in w for w in style.card["warnings"]) and str(tmp_path) not in json.dumps(style.card)
+    assert "finished photos: skipped sub/broken.jpg: not a supported image" in style.card["problems"][0]
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda d: None, "no photos found"),
     (lambda d: [(d / f"x{i}.jpg").write_bytes(b"not a photo") for i in range(3)], "no readable photo among 3"),
