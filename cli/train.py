@@ -50,7 +50,7 @@ def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, 
     Interrupted? Run the same command again: it resumes from the checkpoint.
     """
     torch = require("train", "csr train")
-    from csr_core.train import TrainConfig, train_synthetic
+    from csr_core.train import TrainConfig, read_training_photos, train_synthetic
 
     if threads:
         torch.set_num_threads(threads)
@@ -63,8 +63,13 @@ def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, 
     _announce_checkpoint(ckpt, cfg)
     if pairs_dir is not None:
         return _train_pairs(reg, pairs_dir, expert.upper() if expert else None, name, cfg, ckpt, overwrite)
+    click.echo(f"reading the photos in {photos}", err=True)
+    images, notes = read_training_photos(photos, cond_size)
+    for line in notes:
+        say("warning", line)
+    click.echo(f"{plural(len(images), 'photo')} in {photos}", err=True)
     with StepProgress("training") as progress:
-        model, hist = train_synthetic(photos, cfg, ckpt, progress)
+        model, hist = train_synthetic(images, cfg, ckpt, progress)
     card = dict(
         description=f"trained by csr train on {photos.name}: undoes exposure, cast, contrast, saturation, tone",
         cond_size=cond_size,

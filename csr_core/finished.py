@@ -1,14 +1,16 @@
-"""A folder of finished photos (a portfolio, an exported album) read for ``csr finetune --finished``.
+"""A folder of photos read for training: finished photos (a portfolio, an exported album) for
+``csr finetune --finished``, good photos for ``csr train --photos``.
 
 Photos are read with the loader of ``csr retouch`` (every format, orientation, colour profile and size
-limit it knows), converted to sRGB and shrunk to a small long side: only their colours matter. A folder
-of many files costs bounded time and memory: at most ``limit`` photos are read (an even, deterministic
-sample of the sorted names when there are more) and at most ``limit * 4`` files are tried.
+limit it knows), converted to sRGB and shrunk to a small long side. A folder of many files costs bounded
+time and memory: at most ``limit`` photos are read (an even, deterministic sample of the sorted names
+when there are more) and at most ``limit * 4`` files are tried; a file that cannot be read is skipped.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -17,7 +19,7 @@ from .image_io import SUPPORTED_EXTENSIONS, load_photo, to_float
 from .metrics import to_uint8
 from .pairs import shrink
 
-__all__ = ["load_finished"]
+__all__ = ["load_finished", "read_photos"]
 
 
 def _candidates(folder: Path, cap: int) -> tuple[list[Path], int]:
@@ -34,20 +36,19 @@ def _candidates(folder: Path, cap: int) -> tuple[list[Path], int]:
     return [found[i] for i in pick], len(found)
 
 
-def load_finished(folder: str | os.PathLike, max_side: int = 256, limit: int = 400) -> tuple[list[np.ndarray], list[str]]:
-    """(finished photos as uint8 H x W x 3 with long side at most ``max_side``, problem lines naming files
-    by their path inside ``folder``).
-
-    Raises PairsError when the folder holds no readable photo.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise PairsError(f"{printable(folder)}: not a folder of finished photos")
+def read_photos(folder: Path, convert: Callable[[np.ndarray], np.ndarray], limit: int, what: str = "photos"
+                ) -> tuple[list[np.ndarray], list[str], int]:
+    """(``convert`` of each readable photo under ``folder`` as float H x W x 3 sRGB, in name order: at most
+    ``limit``; problem lines naming files by their path inside ``folder``; how many image files there are).
+    ``what`` names the photos in those lines."""
     paths, total = _candidates(folder, limit * 4)
-    photos, problems, unreadable = [], [], 0
-    for p in paths:
-        if len(photos) >= limit:
+    sample = set(np.linspace(0, len(paths) - 1, min(limit, len(paths))).round().astype(int).tolist())
+    order = sorted(range(len(paths)), key=lambda i: i not in sample)  # the rest stand in for unreadable files
+    read, problems, unreadable = {}, [], 0
+    for i in order:
+        if len(read) >= limit:
             break
+        p = paths[i]
         try:
             rgb = to_float(load_photo(p).rgb)
         except ImageError as exc:
@@ -56,13 +57,29 @@ def load_finished(folder: str | os.PathLike, max_side: int = 256, limit: int = 4
                 why = str(exc).removeprefix(str(p)).removeprefix(":").strip()
                 problems.append(f"skipped {printable(p.relative_to(folder).as_posix())}: {printable(why)}")
             continue
-        photos.append(to_uint8(shrink(rgb, max_side)))
+        read[i] = convert(rgb)
+    photos = [read[i] for i in sorted(read)]
     if unreadable > len(problems):
         problems.append(f"skipped {unreadable} unreadable files in all")
+    if total > limit:
+        problems.append(f"used {len(photos)} of the {total} {what} (an even sample by name)")
+    return photos, problems, total
+
+
+def load_finished(folder: str | os.PathLike, max_side: int = 256,
+                  limit: int = 400) -> tuple[list[np.ndarray], list[str]]:
+    """(finished photos as uint8 H x W x 3 with long side at most ``max_side``, problem lines naming files
+    by their path inside ``folder``).
+
+    Raises PairsError when the folder holds no readable photo.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PairsError(f"{printable(folder)}: not a folder of finished photos")
+    photos, problems, total = read_photos(folder, lambda rgb: to_uint8(shrink(rgb, max_side)), limit,
+                                          "finished photos")
     if not photos:
         first = f" (the first: {problems[0].removeprefix('skipped ')})" if problems else ""
         raise PairsError(f"{printable(folder)}: no readable photo among {total} image files{first}" if total else
                          f"{printable(folder)}: no photos found (JPEG, PNG, TIFF, WebP, HEIC, ...)")
-    if total > limit:
-        problems.append(f"used {len(photos)} of the {total} finished photos (an even sample by name)")
     return photos, problems

@@ -232,30 +232,42 @@ def psnr_on(model: CSRNet, pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -
     return float(np.mean(scores))
 
 
-def split_holdout(paths: Sequence[Path], every: int = 25) -> tuple[list[Path], list[Path]]:
-    """Deterministic split: every ``every``-th file (sorted by name) is held out for validation."""
+def split_holdout(paths: Sequence, every: int = 25) -> tuple[list, list]:
+    """Deterministic split: every ``every``-th file (sorted by name; or index) is held out for validation."""
     paths = sorted(paths)
     return [p for i, p in enumerate(paths) if i % every], [p for i, p in enumerate(paths) if i % every == 0]
 
 
-def train_synthetic(photo_dir: Path, cfg: TrainConfig, checkpoint: Path | None = None,
-                    on_progress: Callable[[dict], None] | None = None,
-                    load: Callable[[Path], np.ndarray] | None = None) -> tuple[CSRNet, dict]:
-    """Train the whole network to undo random degradations of the photos in ``photo_dir``."""
-    from .image_io import SUPPORTED_EXTENSIONS, load_photo, to_float
-    load = load or (lambda p: to_float(load_photo(p).rgb))
-    paths = [p for p in Path(photo_dir).rglob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS]
-    if len(paths) < 2:
+#: Most memory the photos of ``csr train --photos`` take (condition-size float copies): a larger folder is
+#: sampled evenly (2730 photos at --cond-size 256).
+TRAIN_PHOTO_BYTES = 2 << 30
+
+
+def read_training_photos(photo_dir: Path, cond_size: int) -> tuple[list[np.ndarray], list[str]]:
+    """(the readable photos under ``photo_dir`` as condition-size float copies in name order, at most
+    TRAIN_PHOTO_BYTES of them; problem lines); CsrError with fewer than 2."""
+    from .finished import read_photos
+
+    limit = max(2, TRAIN_PHOTO_BYTES // (cond_size * cond_size * 3 * 4))
+    photos, problems, _ = read_photos(Path(photo_dir), lambda rgb: condition_input(rgb, cond_size), limit)
+    if len(photos) < 2:
+        first = f"; {problems[0]}" if problems else ""
         raise CsrError(f"{photo_dir}: training needs at least 2 photos (one of every 25 is held out to score the "
-                       f"style), found {len(paths)}")
-    train_paths, val_paths = split_holdout(paths)
-    train = SyntheticPairs((load(p) for p in train_paths), cfg.cond_size, cfg.pixels)
-    val = SyntheticPairs((load(p) for p in val_paths), cfg.cond_size, cfg.pixels).fixed_set(seed=1234)
+                       f"style), found {len(photos)}{first}")
+    return photos, problems
+
+
+def train_synthetic(photos: Sequence[np.ndarray], cfg: TrainConfig, checkpoint: Path | None = None,
+                    on_progress: Callable[[dict], None] | None = None) -> tuple[CSRNet, dict]:
+    """Train the whole network to undo random degradations of ``photos`` (``read_training_photos``; one of
+    every 25 is held out to score it)."""
+    train_idx, val_idx = split_holdout(range(len(photos)))
+    train = SyntheticPairs((photos[i] for i in train_idx), cfg.cond_size, cfg.pixels)
+    val = SyntheticPairs((photos[i] for i in val_idx), cfg.cond_size, cfg.pixels).fixed_set(seed=1234)
     torch.manual_seed(cfg.seed)
     model = CSRNet()
     hist = fit(model, train.draw, cfg, lambda m: psnr_on(m, val), checkpoint, on_progress)
-    hist.update(train_images=len(train_paths), val_images=len(val_paths),
-                val_identity_psnr=_identity_psnr(val))
+    hist.update(train_images=len(train_idx), val_images=len(val_idx), val_identity_psnr=_identity_psnr(val))
     return model, hist
 
 

@@ -112,3 +112,36 @@ def test_cli_train_replaces_a_style_with_overwrite_and_refuses_a_negative_seed(t
     out = CliRunner().invoke(csr_cli.train.command, [*args, "--overwrite", "--seed", "-1"])
     assert out.exit_code == 2 and "-1 is not in the range x>=0" in out.output
     assert "x<=None" not in CliRunner().invoke(csr_cli.train.command, ["--help"]).output
+
+
+def test_cli_train_photos_skips_unreadable_files_and_bounds_memory(tmp_path, toy_registry, monkeypatch):
+    """A folder of photos as a photographer keeps it: an unreadable file is named and skipped (not the end
+    of the run), hidden folders are not read, and a folder too large for memory is sampled evenly."""
+    import csr_cli.train
+    import csr_core.train
+    from PIL import Image
+
+    monkeypatch.setattr(csr_cli.train, "registry", lambda: toy_registry)
+    monkeypatch.setattr(csr_core.train, "TRAIN_PHOTO_BYTES", 64 * 64 * 12 * 4, raising=False)  # 4 photos at 64
+    folder = tmp_path / "good"
+    (folder / ".thumbnails").mkdir(parents=True)
+    for i in range(6):
+        Image.new("RGB", (48, 32), (40 * i, 90, 200 - 30 * i)).save(folder / f"{i}.jpg")
+    (folder / "3.jpg").write_bytes(b"\xff\xd8 damaged")
+    (folder / ".thumbnails" / "x.jpg").write_bytes(b"not a photo")
+    out = CliRunner().invoke(csr_cli.train.command, ["--photos", str(folder), "--name", "mine", "--steps", "1",
+                                                     "--batch", "2", "--cond-size", "64", "--checkpoint",
+                                                     str(tmp_path / "c.ckpt")])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    notes = ["csr: warning: skipped 3.jpg: not a supported image (unrecognised format or corrupt data)",
+             "csr: warning: used 4 of the 6 photos (an even sample by name)", f"4 photos in {folder}"]
+    start = lines.index(notes[0])
+    assert lines[start:start + 3] == notes and "x.jpg" not in out.output
+    assert start < min(i for i, ln in enumerate(lines) if ln.startswith("training"))
+    card = json.loads((toy_registry.user_path / "mine.json").read_text())
+    assert card["training"]["data"].startswith("3 photos") and card["scores"]["synthetic_holdout"]["images"] == 1
+    from csr_core.finished import read_photos
+
+    photos, _, _ = read_photos(folder, lambda rgb: rgb, 4)  # 0, 2, 3, 5 spread over the names; 1 stands in for 3
+    assert [round(float(p[0, 0, 0]) * 255 / 40) for p in photos] == [0, 1, 2, 5]
