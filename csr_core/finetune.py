@@ -31,7 +31,7 @@ from .model import CSRNet, condition_state, from_state, numpy_state
 from .pairs import Pair, load_pair
 from .pseudo import PseudoRecipe, fit_inverse_map, pseudo_pairs
 from .fsutil import write_bytes_atomic
-from .registry import Style
+from .registry import Style, licence_label
 from .threads import cores, default_workers
 from .train import RealPairs, TrainConfig, fit, fixed_pixels, holdout_split, pixel_psnr, trainable_parameters
 
@@ -264,10 +264,19 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
         cond_size=start_style.cond_size,
         training=dict(data=data, initialised_from=start_style.name, recipe=dict(asdict(cfg), method=method)),
         validation=validation, scores=dict(validation=_summary(per)), warnings=warnings, problems=problems,
-        licence=("MIT-Adobe FiveK images are licensed for research use only; so is a style learned from them"
-                 if expert else "the licence of your training pairs applies to this style"),
+        licence=_licence(start_style, expert),
     )
     return _save(reg, name, model, card, base_style, overwrite)
+
+
+def _licence(start: Style, expert: str | None) -> str:
+    """A fine-tuned style's terms: its pairs', and the research-only terms of the style it starts from."""
+    if expert:
+        return "MIT-Adobe FiveK images are licensed for research use only; so is a style learned from them"
+    if licence_label(start.card) == "research use only":  # its weights start from that style's
+        return (f"research use only, as '{start.name}' is, the style it was fine-tuned from ({start.card['licence']}); "
+                "the licence of your training pairs applies as well")
+    return "the licence of your training pairs applies to this style"
 
 
 def check_enough_pairs(count: int, source: str, finished: bool) -> None:

@@ -9,6 +9,7 @@ from safetensors.numpy import load_file
 from conftest import REPO, write_builtin
 from csr_core.errors import PairsError
 from csr_core.finetune import FinetuneConfig, finetune_style
+from csr_core.model import from_state
 from csr_core.registry import Registry
 from pairs_util import write_pairs
 
@@ -127,6 +128,22 @@ def test_cli_expert_flag_reads_that_expert(toy_registry, tmp_path, monkeypatch):
     assert "saved style 'B'" in out.output and "5-fold validation on 5 pairs" in out.output
     # the style learned expertB's look (expertC holds inverted images, far from anything learned)
     assert card["scores"]["validation"]["psnr"] > card["scores"]["validation"]["base_style"]["psnr"]
+
+
+def test_a_style_tuned_from_a_research_only_style_keeps_its_terms(toy_registry, tmp_path):
+    """--from C (FiveK, research use only): the new style's weights start from C's, so its card and the
+    listing say research use only, not merely the licence of the user's pairs."""
+    from csr_core.registry import licence_label
+
+    terms = "research only: trained on MIT-Adobe FiveK data, whose licence permits research use"
+    toy_registry.save_style("expert", from_state(toy_registry.net("auto").state).state_dict(), {"licence": terms},
+                            base=toy_registry.get("auto"))
+    cfg = FinetuneConfig(**dict(FAST, steps=5))
+    own = finetune_style(write_pairs(tmp_path / "p", 5), "own", registry=toy_registry, config=cfg)
+    assert licence_label(own.card) == "as your training data"
+    mine = finetune_style(write_pairs(tmp_path / "p", 5), "mine", "expert", registry=toy_registry, config=cfg)
+    assert licence_label(mine.card) == "research use only" and terms in mine.card["licence"]
+    assert "your training pairs" in mine.card["licence"]
 
 
 def test_missing_expert_message_gives_working_command(toy_registry):
