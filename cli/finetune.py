@@ -77,7 +77,8 @@ def command(pairs_dir, finished_dir, name, base, expert, steps, overwrite, threa
     if finished_dir is not None:  # read first: what is skipped is said before minutes of training
         check_enough_pairs(len(found), source, True)
         click.echo(f"reading the finished photos in {finished_dir}", err=True)
-        finished, notes = load_finished(finished_dir, cfg.finished_side, cfg.finished_limit)
+        finished, notes = load_finished(finished_dir, cfg.finished_side, cfg.finished_limit,
+                                         [p.before for p in found])
         for line in notes:
             say("warning", line)
         click.echo(f"{plural(len(finished), 'finished photo')} in {finished_dir}", err=True)

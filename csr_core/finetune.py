@@ -233,7 +233,7 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
     if finished is not None and not isinstance(finished, (str, Path)):
         finished = [np.array(to_uint8(f)) for f in finished]  # writable copies (torch shares them)
     elif finished is not None:  # files skipped are notes of this run, as the pairs' are: not the style's warnings
-        finished, more = load_finished(finished, cfg.finished_side, cfg.finished_limit)
+        finished, more = load_finished(finished, cfg.finished_side, cfg.finished_limit, [p.before for p in found])
         problems = [*problems, *(f"finished photos: {line}" for line in more)]
     for p in found:
         b, a, w = load_pair(p, max_side=cfg.max_side)

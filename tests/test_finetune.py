@@ -291,6 +291,16 @@ def test_skipped_finished_photos_are_said_before_training_and_are_no_warning_of_
     assert "finished photos: skipped sub/broken.jpg: not a supported image" in style.card["problems"][0]
 
 
+def test_a_finished_folder_holding_the_pairs_never_takes_their_before_photos(toy_registry, tmp_path):
+    """--finished my_edits/ (the pairs' own folder): the 'after' photos are finished photos in the look, the
+    'before' photos are not, and are left out with a note."""
+    pairs = write_pairs(tmp_path / "p", 3)
+    style = finetune_style(pairs, "mine", registry=toy_registry, finished=pairs,
+                           config=FinetuneConfig(**dict(FAST, steps=5, pseudo_steps=5)))
+    assert style.card["training"]["data"]["finished"] == 3
+    assert "finished photos: left out the pairs' 3 'before' photos: they are not finished" in style.card["problems"]
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda d: None, "no photos found"),
     (lambda d: [(d / f"x{i}.jpg").write_bytes(b"not a photo") for i in range(3)], "no readable photo among 3"),
