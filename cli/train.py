@@ -58,7 +58,8 @@ def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, 
     reg.check_new_name(name, overwrite)
     if (photos is None) == (pairs_dir is None):
         raise click.UsageError("give exactly one of --photos DIR (synthetic degradation) or --pairs DIR (your pairs)")
-    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, cond_size=cond_size, seed=seed)
+    data = f"--photos {photos.resolve()}" if photos is not None else f"--pairs {pairs_dir.resolve()}"
+    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, cond_size=cond_size, seed=seed, extra={"data": data})
     ckpt = (checkpoint or Path(f"{name}.ckpt")).absolute()
     _announce_checkpoint(ckpt, cfg)
     if pairs_dir is not None:
@@ -74,7 +75,7 @@ def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, 
         description=f"trained by csr train on {photos.name}: undoes exposure, cast, contrast, saturation, tone",
         cond_size=cond_size,
         training=dict(data=f"{hist['train_images']} photos from {photos} (every 25th held out)",
-                      recipe=dict(asdict(cfg), method="synthetic degradation (csr_core.degrade), L1 on sampled pixels")),
+                      recipe=_recipe(cfg, "synthetic degradation (csr_core.degrade), L1 on sampled pixels")),
         scores=dict(synthetic_holdout=dict(psnr=hist["best"], baseline_psnr=hist["val_identity_psnr"],
                                            images=hist["val_images"], best_step=hist["best_step"])),
         licence="the licence of your training photos applies to this style",
@@ -87,12 +88,17 @@ def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, 
                                "train longer (--steps) or on more photos")
 
 
+def _recipe(cfg, method: str) -> dict:
+    """A card's recipe: the run's settings (not where its data lies on this computer) and its method."""
+    return dict(asdict(cfg), extra={}, method=method)
+
+
 def _announce_checkpoint(ckpt: Path, cfg) -> None:
     """Say where the checkpoint goes and, when one is there, that (and from where) training resumes."""
     from csr_core.train import checkpoint_step
 
     if ckpt.exists():
-        done = checkpoint_step(ckpt)
+        done = checkpoint_step(ckpt, cfg)
         click.echo(f"resuming from {ckpt}: {done} of {cfg.steps} steps already done "
                    f"(delete it to start over)", err=True)
     else:
@@ -123,7 +129,7 @@ def _train_pairs(reg, pairs_dir: Path, expert, name: str, cfg, ckpt: Path, overw
         cond_size=cfg.cond_size,
         training=dict(data=dict(pairs=len(pairs), source=pairs_dir.resolve().name, expert=expert,
                                 train=hist["train_pairs"], val=hist["val_pairs"]),
-                      recipe=dict(asdict(cfg), method="whole network, L1 on sampled pixels, ~20% of pairs held out")),
+                      recipe=_recipe(cfg, "whole network, L1 on sampled pixels, ~20% of pairs held out")),
         scores=dict(validation=dict(m["style"], baseline_psnr=m["do-nothing"]["psnr"],
                                     baseline_ssim=m["do-nothing"]["ssim"], baseline_delta_e=m["do-nothing"]["delta_e"],
                                     autocontrast=m["autocontrast"], images=len(val), best_step=hist["best_step"],

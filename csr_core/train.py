@@ -181,13 +181,29 @@ class _Average:
                     p.copy_(v)
 
 
-def checkpoint_step(path: Path) -> int:
-    """The number of steps a resumable checkpoint holds (it is read with ``weights_only=True``)."""
+#: The options of ``csr train`` a run keeps from start to end (its ``TrainConfig`` fields); ``extra['data']``
+#: names what it learns from.
+RUN_OPTIONS = {"batch": "--batch", "lr": "--lr", "cond_size": "--cond-size", "seed": "--seed"}
+
+
+def checkpoint_step(path: Path, cfg: TrainConfig) -> int:
+    """The number of steps a resumable checkpoint holds (it is read with ``weights_only=True``); CsrError if
+    it is damaged or its run had other options or data than ``cfg`` (resuming would blend two runs)."""
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=True)["hist"]["step"])
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        step, saved = int(ck["hist"]["step"]), dict(ck["cfg"])
     except Exception as exc:  # damaged, foreign or a pickle payload: never run, never a traceback
         raise CsrError(f"{path}: cannot resume from this checkpoint ({type(exc).__name__}); "
                        "delete it to start over") from None
+    now = asdict(cfg)
+    other = [f"{opt} {saved[k]}" for k, opt in RUN_OPTIONS.items() if k in saved and saved[k] != now[k]]
+    data = (saved.get("extra") or {}).get("data")
+    if data and data != now["extra"].get("data"):
+        other.append(data)
+    if other:
+        raise CsrError(f"{path}: holds a run with other options or data ({', '.join(other)}); run that command "
+                       f"again to resume it, or delete the checkpoint to start over")
+    return step
 
 
 # -- synthetic data (the default style) ---------------------------------------------------------

@@ -54,7 +54,8 @@ def test_cli_train_says_where_checkpoints_go_resumes_aloud_and_warns(tmp_path, t
     pairs = write_pairs(tmp_path / "p", 6, layout="files")
     ckpt = tmp_path / "c.ckpt"
     args = ["--pairs", str(pairs), "--name", "big", "--batch", "4", "--cond-size", "64", "--checkpoint", str(ckpt)]
-    train_pairs(pairs, TrainConfig(steps=2, **dict(CFG, checkpoint_every=1)), ckpt)  # an interrupted run
+    cfg = dict(CFG, checkpoint_every=1, lr=1e-3, extra={"data": f"--pairs {pairs.resolve()}"})
+    train_pairs(pairs, TrainConfig(steps=2, **cfg), ckpt)  # an interrupted run of the same command
     out = CliRunner().invoke(csr_cli.train.command, [*args, "--steps", "3"])
     assert out.exit_code == 0, out.output
     assert f"resuming from {ckpt}: 2 of 3 steps already done" in out.output
@@ -145,3 +146,25 @@ def test_cli_train_photos_skips_unreadable_files_and_bounds_memory(tmp_path, toy
 
     photos, _, _ = read_photos(folder, lambda rgb: rgb, 4)  # 0, 2, 3, 5 spread over the names; 1 stands in for 3
     assert [round(float(p[0, 0, 0]) * 255 / 40) for p in photos] == [0, 1, 2, 5]
+
+
+def test_cli_train_resumes_only_the_run_it_interrupted(tmp_path, toy_registry, monkeypatch):
+    """A checkpoint left by a run on other data or with other options is refused, named and kept (resuming it
+    would blend two runs into one style); the same command resumes it."""
+    import csr_cli.train
+
+    monkeypatch.setattr(csr_cli.train, "registry", lambda: toy_registry)
+    pairs = write_pairs(tmp_path / "p", 6, layout="files")
+    other = write_pairs(tmp_path / "q", 6, seed=1, layout="files")
+    ckpt = tmp_path / "c.ckpt"
+    cfg = dict(CFG, checkpoint_every=1, lr=1e-3, extra={"data": f"--pairs {pairs.resolve()}"})
+    train_pairs(pairs, TrainConfig(steps=2, **cfg), ckpt)  # an interrupted run
+    args = ["--name", "big", "--batch", "4", "--steps", "3", "--checkpoint", str(ckpt)]
+    for source, size, differs in ((other, 64, f"--pairs {pairs.resolve()}"), (pairs, 128, "--cond-size 64")):
+        out = CliRunner().invoke(csr_cli.train.command, ["--pairs", str(source), *args, "--cond-size", str(size)])
+        assert out.exit_code == 1 and out.output.splitlines()[-1] == (
+            f"csr: error: {ckpt}: holds a run with other options or data ({differs}); run that command again to "
+            "resume it, or delete the checkpoint to start over"), out.output
+    assert ckpt.exists() and "big" not in toy_registry.names()
+    out = CliRunner().invoke(csr_cli.train.command, ["--pairs", str(pairs), *args, "--cond-size", "64"])
+    assert out.exit_code == 0 and f"resuming from {ckpt}: 2 of 3 steps already done" in out.output
