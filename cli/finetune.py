@@ -40,7 +40,7 @@ def summary_lines(card: dict) -> list[str]:
 @click.option("--steps", type=WholeNumber(1),
               help="Most training steps per run (default 600; 1200 with --finished).")
 @overwrite_style_option
-@click.option("--threads", type=WholeNumber(1), help="CPU threads for training (default: every core).")
+@click.option("--threads", type=WholeNumber(1), help="CPU threads for training (default: every core, up to 8).")
 @handle_errors
 def command(pairs_dir, finished_dir, name, base, expert, steps, overwrite, threads):
     """Teach a new style your look from before/after pairs (5 or more), or from

@@ -209,6 +209,9 @@ def _recipe_text(recipe, validation: dict) -> str:
     if chosen is None:
         if "steps" in recipe:
             text += f"; {recipe['steps']} steps"
+    elif not chosen:  # validation kept the start: nothing was learned
+        text = text.removesuffix(_OLD_STEPS_PHRASE)
+        text += f"; no steps kept: {validation.get('method', 'the')} validation found none better than the start"
     elif not validation.get("fixed_steps", "pairs_only" in validation):  # a fixed count is in the method already
         # (cards without the flag: runs with finished photos, the only fixed ones, also record "pairs_only")
         text = text.removesuffix(_OLD_STEPS_PHRASE)
@@ -249,7 +252,10 @@ def remove(name, yes):
     """Delete one of your styles (built-in styles cannot be removed)."""
     reg = registry()
     damaged = name in reg.damaged()
-    if (damaged or not reg.get(name).builtin) and not yes:
+    style = None if damaged else reg.get(name)
+    if style is not None and not style.builtin:
+        reg.check_unused(style, "remove")  # before asking: the answer would not matter
+    if (damaged or not style.builtin) and not yes:
         if not sys.stdin.isatty():
             fail(f"not removing '{name}' without confirmation: add -y (--yes) to confirm", EXIT_USAGE)
         if not click.confirm(f"Remove {'damaged' if damaged else 'user'} style '{name}'?"):

@@ -431,7 +431,7 @@ class Registry:
             raise StyleExistsError(f"user style '{old.name}' already exists; choose another name, replace it with "
                                    f"--overwrite, or remove it: csr styles remove {old.name}")
         if old is not None:
-            self._check_unused(old, "replace")
+            self.check_unused(old, "replace")
         self.check_writable()
 
     def save_style(self, name: str, weights: Mapping[str, object], card: dict, base: Style | None = None,
@@ -494,7 +494,7 @@ class Registry:
         style = self.get(name)
         if style.builtin:
             raise StyleError(f"style '{name}' is built in and cannot be removed")
-        self._check_unused(style, "remove")
+        self.check_unused(style, "remove")
         (self.user_path / f"{name}.json").unlink()  # the card first: the style is gone at once
         self._unlink_unused(style.path)
         self._nets.pop(style.sha256, None)
@@ -507,7 +507,7 @@ class Registry:
             return []
         return [s.name for s in self.styles() if s.kind == "condition" and s.base_sha256 == style.sha256]
 
-    def _check_unused(self, style: Style, action: str) -> None:
+    def check_unused(self, style: Style, action: str) -> None:
         """StyleError if other styles run on ``style``: removing or replacing it would break them."""
         users = self.dependents(style)
         if users:

@@ -266,9 +266,11 @@ def test_removing_a_style_another_runs_on_is_refused_and_keeps_both(run, toy_reg
     torch.save(CSRNet().state_dict(), tmp_path / "net.pth")
     assert run("styles", "import", tmp_path / "net.pth", "--name", "mynet").exit_code == 0
     toy_registry.save_style("mine", CSRNet().state_dict(), {}, base=toy_registry.get("mynet"))
-    res = run("styles", "remove", "mynet", "-y")
-    assert res.exit_code == 1 and res.output == ("csr: error: cannot remove style 'mynet': 'mine' runs on it "
-                                                 "(fine-tuned from it); remove that style first: csr styles remove mine\n")
+    for yes in (["-y"], []):  # refused before any question
+        res = run("styles", "remove", "mynet", *yes)
+        assert res.exit_code == 1 and res.output == (
+            "csr: error: cannot remove style 'mynet': 'mine' runs on it (fine-tuned from it); remove that style "
+            "first: csr styles remove mine\n")
     assert {"mynet", "mine"} <= set(toy_registry.names())
 
 
@@ -407,6 +409,9 @@ def test_recipe_text_names_the_step_count_once():
     earlier = _recipe_text({"method": "pairs, step count chosen by validation"},
                            {"chosen_steps": 5, "method": "5-fold"})
     assert earlier == "pairs; 5 steps, chosen by 5-fold validation"
+    for fixed in (True, False):  # validation kept the start weights: no '0 steps, chosen by validation'
+        none = _recipe_text({"method": "pairs"}, {"chosen_steps": 0, "method": "5-fold", "fixed_steps": fixed})
+        assert none == "pairs; no steps kept: 5-fold validation found none better than the start"
 
 
 def test_builtin_cards_give_a_photographers_summary_first():

@@ -325,3 +325,11 @@ def test_recipe_text_names_the_exposure_shift_of_the_before_photos():
     assert _shift_text(0.0) == ""  # csr finetune's default says nothing
     assert _shift_text(-0.1) == ", then 7% darker"  # values x 2**-0.1 = 0.933
     assert _shift_text(1.0) == ", then 100% brighter"
+
+
+def test_threads_help_states_the_default_that_is_used():
+    from csr_cli.finetune import command
+    from csr_core.threads import cores, default_workers
+
+    option = next(p for p in command.params if p.name == "threads")
+    assert option.help.endswith("(default: every core, up to 8).") and default_workers() == min(cores(), 8)
