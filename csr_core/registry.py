@@ -448,7 +448,8 @@ class Registry:
             base = self._base_style(base)  # the full network it is stored against
             full = self.net(base).state
             state = {k: v for k, v in condition_state(state).items() if not np.array_equal(v, full[k])}
-        blob = save(state, metadata={"name": name, "architecture": ARCHITECTURE})
+        # one metadata key: safetensors writes several in any order, and the same weights would differ in sha256
+        blob = save(state, metadata={"architecture": ARCHITECTURE})
         digest = hashlib.sha256(blob).hexdigest()
         card = dict(card, architecture=ARCHITECTURE, kind="condition" if base else "full",
                     file=f"{name}.{digest[:12]}.safetensors", sha256=digest)

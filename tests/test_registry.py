@@ -200,6 +200,13 @@ def test_a_style_others_run_on_is_neither_removed_nor_replaced(toy_registry):
     fresh.remove("mynet")
     assert fresh.names() == ["auto"]
 
+def test_the_same_weights_make_the_same_style_file(toy_registry):
+    """Saved twice, or under another name, the same weights are the same bytes (the same sha256): a run that
+    gives the same style, or a network imported again, is recognised as the same."""
+    state = CSRNet().state_dict()
+    shas = {toy_registry.save_style("mine", state, {}, overwrite=True).sha256 for _ in range(12)}
+    assert len(shas) == 1 and toy_registry.save_style("other", state, {}).sha256 in shas
+
 def test_half_written_user_files_are_ignored(toy_registry):
     toy_registry.user_path.mkdir(parents=True)
     (toy_registry.user_path / "broken.json").write_text('{"sha')
