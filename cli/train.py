@@ -72,9 +72,10 @@ def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, 
     with StepProgress("training") as progress:
         model, hist = train_synthetic(images, cfg, ckpt, progress)
     card = dict(
-        description=f"trained by csr train on {photos.name}: undoes exposure, cast, contrast, saturation, tone",
+        description=f"trained by csr train on {photos.resolve().name}: undoes exposure, cast, contrast, saturation, "
+                    "tone",
         cond_size=cond_size,
-        training=dict(data=f"{hist['train_images']} photos from {photos} (every 25th held out)",
+        training=dict(data=f"{hist['train_images']} photos from {photos.resolve().name} (every 25th held out)",
                       recipe=_recipe(cfg, "synthetic degradation (csr_core.degrade), L1 on sampled pixels")),
         scores=dict(synthetic_holdout=dict(psnr=hist["best"], baseline_psnr=hist["val_identity_psnr"],
                                            images=hist["val_images"], best_step=hist["best_step"])),

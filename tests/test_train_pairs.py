@@ -142,6 +142,7 @@ def test_cli_train_photos_skips_unreadable_files_and_bounds_memory(tmp_path, toy
     assert start < min(i for i, ln in enumerate(lines) if ln.startswith("training"))
     card = json.loads((toy_registry.user_path / "mine.json").read_text())
     assert card["training"]["data"].startswith("3 photos") and card["scores"]["synthetic_holdout"]["images"] == 1
+    assert str(tmp_path) not in json.dumps(card)  # the folder by its name, as for pairs: no path of the user's
     from csr_core.finished import read_photos
 
     photos, _, _ = read_photos(folder, lambda rgb: rgb, 4)  # 0, 2, 3, 5 spread over the names; 1 stands in for 3
