@@ -1,6 +1,7 @@
 """``csr train``: train a whole network (the default style's recipe, or your own large paired set)."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, 
     for line in notes:
         say("warning", line)
     click.echo(f"{plural(len(images), 'photo')} in {photos}", err=True)
-    with StepProgress("training") as progress:
+    with _resumable(ckpt), StepProgress("training") as progress:
         model, hist = train_synthetic(images, cfg, ckpt, progress)
     card = dict(
         description=f"trained by csr train on {photos.resolve().name}: undoes exposure, cast, contrast, saturation, "
@@ -87,6 +88,17 @@ def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, 
                f"(do-nothing {hist['val_identity_psnr']:.2f} dB)")
     warn_if_worse_than_nothing(hist["best"], hist["val_identity_psnr"], "held-out synthetic",
                                "train longer (--steps) or on more photos")
+
+
+@contextlib.contextmanager
+def _resumable(ckpt: Path):
+    """On Ctrl-C, say where the steps done are kept (training writes its checkpoint as it stops)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if ckpt.exists():
+            say("note", f"the steps done are kept in {ckpt}: run the same command again to resume")
+        raise
 
 
 def _recipe(cfg, method: str) -> dict:
@@ -119,7 +131,7 @@ def _train_pairs(reg, pairs_dir: Path, expert, name: str, cfg, ckpt: Path, overw
     pairs, problems = discover_pairs(pairs_dir, expert=expert)
     for line in problems:
         say("skipped", line)
-    with StepProgress("training") as progress:
+    with _resumable(ckpt), StepProgress("training") as progress:
         model, hist = train_pairs(pairs_dir, cfg, ckpt, progress, expert=expert)
     val = [p for p in pairs if p.name in set(hist["val_pairs"])]
     res = evaluate(val, Look.of(Net(numpy_state(model)), cfg.cond_size), baselines=("autocontrast",), max_side=512)

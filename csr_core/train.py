@@ -86,7 +86,8 @@ def fit(model: CSRNet, draw: Callable[[np.random.Generator, int], list[Sample]],
     """Adam + cosine schedule with periodic validation (higher is better, e.g. PSNR).
 
     Keeps the best weights in memory (returned model holds them); resumes from ``checkpoint`` if present
-    and writes it atomically every ``checkpoint_every`` steps. Returns a history dict.
+    and writes it atomically every ``checkpoint_every`` steps and when interrupted (Ctrl-C). Returns a
+    history dict.
     """
     if cfg.loss not in _LOSSES:
         raise ValueError(f"unknown loss {cfg.loss!r}; choose one of {', '.join(_LOSSES)}")
@@ -108,46 +109,55 @@ def fit(model: CSRNet, draw: Callable[[np.random.Generator, int], list[Sample]],
     if avg and checkpoint and checkpoint.exists() and "ema" in ck:
         avg.shadow = list(ck["ema"])
     t0 = time.perf_counter() - hist["seconds"]
-    stale = 0
-    while hist["step"] < cfg.steps:
-        step = hist["step"]
-        lr = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * step / cfg.steps))
-        for g in opt.param_groups:
-            g["lr"] = lr
-        samples = draw(rng, cfg.batch)
-        model.train()
-        loss = _LOSSES[cfg.loss](predict(model, samples), torch.stack([s[2] for s in samples]))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if avg:
-            avg.update()
-        hist["step"] = step = step + 1
-        info = dict(step=step, steps=cfg.steps, loss=loss.item(), lr=lr)
-        with avg.swapped() if avg else contextlib.nullcontext():
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                model.eval()
-                with torch.no_grad():
-                    score = float(validate(model))
-                hist["evals"].append((step, score))
-                if score > hist["best"]:
-                    hist.update(best=score, best_step=step)
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                    stale = 0
-                else:
-                    stale += 1
-                info.update(val=score, best=hist["best"])
-            hist["seconds"] = time.perf_counter() - t0
-            if on_progress:  # sees the averaged weights when there are any
-                on_progress(info)
-        if checkpoint and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-            extra = dict(ema=avg.shadow) if avg else {}
-            with atomic_write(checkpoint) as fh:
-                torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), best_state=best_state,
-                                hist=dict(hist, evals=[list(e) for e in hist["evals"]]), cfg=asdict(cfg),
-                                **extra), fh)
-        if cfg.patience and stale >= cfg.patience:
-            break
+    stale, saved = 0, hist["step"]
+
+    def save() -> None:
+        extra = dict(ema=avg.shadow) if avg else {}
+        with atomic_write(checkpoint) as fh:
+            torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), best_state=best_state,
+                            hist=dict(hist, evals=[list(e) for e in hist["evals"]]), cfg=asdict(cfg), **extra), fh)
+
+    try:
+        while hist["step"] < cfg.steps:
+            step = hist["step"]
+            lr = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * step / cfg.steps))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            samples = draw(rng, cfg.batch)
+            model.train()
+            loss = _LOSSES[cfg.loss](predict(model, samples), torch.stack([s[2] for s in samples]))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if avg:
+                avg.update()
+            hist["step"] = step = step + 1
+            info = dict(step=step, steps=cfg.steps, loss=loss.item(), lr=lr)
+            with avg.swapped() if avg else contextlib.nullcontext():
+                if step % cfg.eval_every == 0 or step == cfg.steps:
+                    model.eval()
+                    with torch.no_grad():
+                        score = float(validate(model))
+                    hist["evals"].append((step, score))
+                    if score > hist["best"]:
+                        hist.update(best=score, best_step=step)
+                        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                        stale = 0
+                    else:
+                        stale += 1
+                    info.update(val=score, best=hist["best"])
+                hist["seconds"] = time.perf_counter() - t0
+                if on_progress:  # sees the averaged weights when there are any
+                    on_progress(info)
+            if checkpoint and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+                save()
+                saved = step
+            if cfg.patience and stale >= cfg.patience:
+                break
+    except KeyboardInterrupt:
+        if checkpoint and hist["step"] > saved:  # the steps done are kept: the same command resumes there
+            save()
+        raise
     model.load_state_dict(best_state)
     model.eval()
     for p in model.parameters():

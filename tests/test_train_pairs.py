@@ -169,3 +169,36 @@ def test_cli_train_resumes_only_the_run_it_interrupted(tmp_path, toy_registry, m
     assert ckpt.exists() and "big" not in toy_registry.names()
     out = CliRunner().invoke(csr_cli.train.command, ["--pairs", str(pairs), *args, "--cond-size", "64"])
     assert out.exit_code == 0 and f"resuming from {ckpt}: 2 of 3 steps already done" in out.output
+
+
+def test_ctrl_c_keeps_the_steps_done_and_the_same_command_resumes(tmp_path, toy_registry, monkeypatch):
+    """Interrupted before its first periodic checkpoint, training still keeps what it did (csr train's help:
+    'Interrupted? Run the same command again: it resumes from the checkpoint'), and says so."""
+    import csr_cli.train
+
+    class Interrupted:  # a progress display whose user presses Ctrl-C at step 3
+        def __init__(self, *a, **k):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def __call__(self, info):
+            if info["step"] == 3:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(csr_cli.train, "registry", lambda: toy_registry)
+    ckpt = tmp_path / "c.ckpt"
+    args = ["--pairs", str(write_pairs(tmp_path / "p", 6, layout="files")), "--name", "big", "--batch", "4",
+            "--steps", "5", "--cond-size", "64", "--checkpoint", str(ckpt)]
+    with monkeypatch.context() as m:
+        m.setattr(csr_cli.train, "StepProgress", Interrupted)
+        out = CliRunner().invoke(csr_cli.train.command, args)
+    assert out.exit_code == 130 and out.output.splitlines()[-2:] == [
+        f"csr: note: the steps done are kept in {ckpt}: run the same command again to resume",
+        "csr: error: interrupted"]
+    out = CliRunner().invoke(csr_cli.train.command, args)
+    assert out.exit_code == 0 and f"resuming from {ckpt}: 3 of 5 steps already done" in out.output, out.output
