@@ -53,6 +53,7 @@ strength_option = click.option("--strength", type=FiniteFloatRange(0, MAX_STRENG
 device_option = click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
                              help="Where the network runs: cpu, or through PyTorch (the train extra) cuda, "
                                   "mps or auto (the best available).")
+overwrite_style_option = click.option("--overwrite", is_flag=True, help="Replace an existing user style of that name.")
 cond_size_option = click.option("--cond-size", type=WholeNumber(*COND_SIZES), default=256, show_default=True,
                                 help="Long side of the copy of each photo the condition network sees.")
 

@@ -7,7 +7,8 @@ import click
 
 from csr_core.errors import require
 
-from .common import handle_errors, plural, registry, say, warn_if_worse_than_nothing, WholeNumber
+from .common import (handle_errors, overwrite_style_option, plural, registry, say, warn_if_worse_than_nothing,
+                     WholeNumber)
 from .progress import StepProgress
 
 
@@ -38,8 +39,8 @@ def summary_lines(card: dict) -> list[str]:
               help="FiveK expert whose folder (expertX/) holds the 'after' photos.")
 @click.option("--steps", type=WholeNumber(1),
               help="Most training steps per run (default 600; 1200 with --finished).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing user style of that name.")
-@click.option("--threads", type=WholeNumber(1), help="CPU threads for training (default: every core).")
+@overwrite_style_option
+@click.option("--threads", type=WholeNumber(1), help="CPU threads for training (default: every core, up to 8).")
 @handle_errors
 def command(pairs_dir, finished_dir, name, base, expert, steps, overwrite, threads):
     """Teach a new style your look from before/after pairs (5 or more), or from
@@ -61,19 +62,29 @@ def command(pairs_dir, finished_dir, name, base, expert, steps, overwrite, threa
     from csr_core.evaluate import resolve_pairs
 
     require("train", "csr finetune")
-    from csr_core.finetune import FinetuneConfig, finetune_style
+    from csr_core.finetune import FinetuneConfig, check_enough_pairs, finetune_style
+    from csr_core.finished import load_finished
 
     expert = expert.upper() if expert else None
     reg = registry()
     reg.check_new_name(name, overwrite)
-    found, problems, _ = resolve_pairs(pairs_dir, expert)
+    found, problems, source = resolve_pairs(pairs_dir, expert)
     for line in problems:
         say("skipped", line)
     click.echo(f"{plural(len(found), 'pair')} in {pairs_dir}", err=True)
     cfg = FinetuneConfig(threads=threads, **({"steps": steps, "pseudo_steps": steps} if steps else {}))
+    finished = None
+    if finished_dir is not None:  # read first: what is skipped is said before minutes of training
+        check_enough_pairs(len(found), source, True)
+        click.echo(f"reading the finished photos in {finished_dir}", err=True)
+        finished, notes = load_finished(finished_dir, cfg.finished_side, cfg.finished_limit,
+                                         [p.before for p in found])
+        for line in notes:
+            say("warning", line)
+        click.echo(f"{plural(len(finished), 'finished photo')} in {finished_dir}", err=True)
     with StepProgress("fine-tuning", bound=True) as progress:  # early stopping: the total is an upper bound
         style = finetune_style(pairs_dir, name, base, expert=expert, registry=reg, on_progress=progress,
-                               config=cfg, overwrite=overwrite, finished=finished_dir)
+                               config=cfg, overwrite=overwrite, finished=finished)
     for line in style.card.get("warnings", []):
         say("warning", line)
     click.echo(f"saved style '{style.name}' (fine-tuned from '{style.card['training']['initialised_from']}', on "

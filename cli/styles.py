@@ -11,7 +11,7 @@ import click
 from csr_core.errors import printable
 from csr_core.registry import licence_label, score_summary, validation_method
 
-from .common import EXIT_FAILED, EXIT_USAGE, cond_size_option, fail, handle_errors, registry
+from .common import EXIT_FAILED, EXIT_USAGE, cond_size_option, fail, handle_errors, overwrite_style_option, registry
 
 
 @click.group("styles")
@@ -209,6 +209,9 @@ def _recipe_text(recipe, validation: dict) -> str:
     if chosen is None:
         if "steps" in recipe:
             text += f"; {recipe['steps']} steps"
+    elif not chosen:  # validation kept the start: nothing was learned
+        text = text.removesuffix(_OLD_STEPS_PHRASE)
+        text += f"; no steps kept: {validation.get('method', 'the')} validation found none better than the start"
     elif not validation.get("fixed_steps", "pairs_only" in validation):  # a fixed count is in the method already
         # (cards without the flag: runs with finished photos, the only fixed ones, also record "pairs_only")
         text = text.removesuffix(_OLD_STEPS_PHRASE)
@@ -249,7 +252,10 @@ def remove(name, yes):
     """Delete one of your styles (built-in styles cannot be removed)."""
     reg = registry()
     damaged = name in reg.damaged()
-    if (damaged or not reg.get(name).builtin) and not yes:
+    style = None if damaged else reg.get(name)
+    if style is not None and not style.builtin:
+        reg.check_unused(style, "remove")  # before asking: the answer would not matter
+    if (damaged or not style.builtin) and not yes:
         if not sys.stdin.isatty():
             fail(f"not removing '{name}' without confirmation: add -y (--yes) to confirm", EXIT_USAGE)
         if not click.confirm(f"Remove {'damaged' if damaged else 'user'} style '{name}'?"):
@@ -263,8 +269,9 @@ def remove(name, yes):
 @click.option("--name", required=True, help="Name of the new style.")
 @cond_size_option
 @click.option("--description", default="", help="One line shown in 'csr styles list'.")
+@overwrite_style_option
 @handle_errors
-def import_(file, name, cond_size, description):
+def import_(file, name, cond_size, description, overwrite):
     """Import a CSRNet .pth state_dict (loaded safely, weights only) as a user style."""
-    style = registry().import_checkpoint(file, name, cond_size, description)
+    style = registry().import_checkpoint(file, name, cond_size, description, overwrite)
     click.echo(f"imported '{style.name}' -> {style.path}")

@@ -1,6 +1,7 @@
 """``csr train``: train a whole network (the default style's recipe, or your own large paired set)."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict
 from pathlib import Path
 
@@ -8,8 +9,8 @@ import click
 
 from csr_core.errors import require
 
-from .common import (FiniteFloatRange, cond_size_option, handle_errors, plural, registry, say,
-                     warn_if_worse_than_nothing, WholeNumber)
+from .common import (FiniteFloatRange, cond_size_option, handle_errors, overwrite_style_option, plural, registry,
+                     say, warn_if_worse_than_nothing, WholeNumber)
 from .progress import StepProgress
 
 FEW_PAIRS_HINT = ("a whole network needs many pairs; with a few, 'csr finetune' (which keeps a trained "
@@ -31,13 +32,14 @@ FEW_PAIRS_HINT = ("a whole network needs many pairs; with a few, 'csr finetune' 
 @click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=1e-3, show_default=True,
               help="Learning rate (Adam).")
 @cond_size_option
-@click.option("--seed", type=WholeNumber(), default=0, show_default=True,
+@click.option("--seed", type=WholeNumber(0), default=0, show_default=True,
               help="Random seed: the same seed, data and options give the same style.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="Resumable checkpoint file (default: NAME.ckpt in the current folder).")
 @click.option("--threads", type=WholeNumber(1), help="CPU threads for torch.")
+@overwrite_style_option
 @handle_errors
-def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, checkpoint, threads):
+def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, checkpoint, threads, overwrite):
     """Train a full CSRNet and save it as a user style.
 
     \b
@@ -49,31 +51,38 @@ def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, 
     Interrupted? Run the same command again: it resumes from the checkpoint.
     """
     torch = require("train", "csr train")
-    from csr_core.train import TrainConfig, train_synthetic
+    from csr_core.train import TrainConfig, read_training_photos, train_synthetic
 
     if threads:
         torch.set_num_threads(threads)
     reg = registry()
-    reg.check_new_name(name, overwrite=False)
+    reg.check_new_name(name, overwrite)
     if (photos is None) == (pairs_dir is None):
         raise click.UsageError("give exactly one of --photos DIR (synthetic degradation) or --pairs DIR (your pairs)")
-    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, cond_size=cond_size, seed=seed)
+    data = f"--photos {photos.resolve()}" if photos is not None else f"--pairs {pairs_dir.resolve()}"
+    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, cond_size=cond_size, seed=seed, extra={"data": data})
     ckpt = (checkpoint or Path(f"{name}.ckpt")).absolute()
     _announce_checkpoint(ckpt, cfg)
     if pairs_dir is not None:
-        return _train_pairs(reg, pairs_dir, expert.upper() if expert else None, name, cfg, ckpt)
-    with StepProgress("training") as progress:
-        model, hist = train_synthetic(photos, cfg, ckpt, progress)
+        return _train_pairs(reg, pairs_dir, expert.upper() if expert else None, name, cfg, ckpt, overwrite)
+    click.echo(f"reading the photos in {photos}", err=True)
+    images, notes = read_training_photos(photos, cond_size)
+    for line in notes:
+        say("warning", line)
+    click.echo(f"{plural(len(images), 'photo')} in {photos}", err=True)
+    with _resumable(ckpt), StepProgress("training") as progress:
+        model, hist = train_synthetic(images, cfg, ckpt, progress)
     card = dict(
-        description=f"trained by csr train on {photos.name}: undoes exposure, cast, contrast, saturation, tone",
+        description=f"trained by csr train on {photos.resolve().name}: undoes exposure, cast, contrast, saturation, "
+                    "tone",
         cond_size=cond_size,
-        training=dict(data=f"{hist['train_images']} photos from {photos} (every 25th held out)",
-                      recipe=dict(asdict(cfg), method="synthetic degradation (csr_core.degrade), L1 on sampled pixels")),
+        training=dict(data=f"{hist['train_images']} photos from {photos.resolve().name} (every 25th held out)",
+                      recipe=_recipe(cfg, "synthetic degradation (csr_core.degrade), L1 on sampled pixels")),
         scores=dict(synthetic_holdout=dict(psnr=hist["best"], baseline_psnr=hist["val_identity_psnr"],
                                            images=hist["val_images"], best_step=hist["best_step"])),
         licence="the licence of your training photos applies to this style",
     )
-    style = reg.save_style(name, model.state_dict(), card)
+    style = reg.save_style(name, model.state_dict(), card, overwrite=overwrite)
     ckpt.unlink(missing_ok=True)
     click.echo(f"saved style '{style.name}' -> {style.path}: held-out PSNR {hist['best']:.2f} dB "
                f"(do-nothing {hist['val_identity_psnr']:.2f} dB)")
@@ -81,12 +90,28 @@ def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, 
                                "train longer (--steps) or on more photos")
 
 
+@contextlib.contextmanager
+def _resumable(ckpt: Path):
+    """On Ctrl-C, say where the steps done are kept (training writes its checkpoint as it stops)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if ckpt.exists():
+            say("note", f"the steps done are kept in {ckpt}: run the same command again to resume")
+        raise
+
+
+def _recipe(cfg, method: str) -> dict:
+    """A card's recipe: the run's settings (not where its data lies on this computer) and its method."""
+    return dict(asdict(cfg), extra={}, method=method)
+
+
 def _announce_checkpoint(ckpt: Path, cfg) -> None:
     """Say where the checkpoint goes and, when one is there, that (and from where) training resumes."""
     from csr_core.train import checkpoint_step
 
     if ckpt.exists():
-        done = checkpoint_step(ckpt)
+        done = checkpoint_step(ckpt, cfg)
         click.echo(f"resuming from {ckpt}: {done} of {cfg.steps} steps already done "
                    f"(delete it to start over)", err=True)
     else:
@@ -94,7 +119,7 @@ def _announce_checkpoint(ckpt: Path, cfg) -> None:
                    "command again to resume; removed once the style is saved)", err=True)
 
 
-def _train_pairs(reg, pairs_dir: Path, expert, name: str, cfg, ckpt: Path) -> None:
+def _train_pairs(reg, pairs_dir: Path, expert, name: str, cfg, ckpt: Path, overwrite: bool) -> None:
     """Whole-network training on a user's pairs, then the csr eval yardstick on the held-out pairs."""
     from csr_core.evaluate import evaluate
     from csr_core.engine import Net
@@ -106,7 +131,7 @@ def _train_pairs(reg, pairs_dir: Path, expert, name: str, cfg, ckpt: Path) -> No
     pairs, problems = discover_pairs(pairs_dir, expert=expert)
     for line in problems:
         say("skipped", line)
-    with StepProgress("training") as progress:
+    with _resumable(ckpt), StepProgress("training") as progress:
         model, hist = train_pairs(pairs_dir, cfg, ckpt, progress, expert=expert)
     val = [p for p in pairs if p.name in set(hist["val_pairs"])]
     res = evaluate(val, Look.of(Net(numpy_state(model)), cfg.cond_size), baselines=("autocontrast",), max_side=512)
@@ -117,14 +142,14 @@ def _train_pairs(reg, pairs_dir: Path, expert, name: str, cfg, ckpt: Path) -> No
         cond_size=cfg.cond_size,
         training=dict(data=dict(pairs=len(pairs), source=pairs_dir.resolve().name, expert=expert,
                                 train=hist["train_pairs"], val=hist["val_pairs"]),
-                      recipe=dict(asdict(cfg), method="whole network, L1 on sampled pixels, ~20% of pairs held out")),
+                      recipe=_recipe(cfg, "whole network, L1 on sampled pixels, ~20% of pairs held out")),
         scores=dict(validation=dict(m["style"], baseline_psnr=m["do-nothing"]["psnr"],
                                     baseline_ssim=m["do-nothing"]["ssim"], baseline_delta_e=m["do-nothing"]["delta_e"],
                                     autocontrast=m["autocontrast"], images=len(val), best_step=hist["best_step"],
                                     method="held-out")),
         warnings=hist["warnings"], licence="the licence of your training pairs applies to this style",
     )
-    style = reg.save_style(name, model.state_dict(), card)
+    style = reg.save_style(name, model.state_dict(), card, overwrite=overwrite)
     ckpt.unlink(missing_ok=True)
     click.echo(f"saved style '{style.name}' -> {style.path}: held-out PSNR {m['style']['psnr']:.2f} dB, dE2000 "
                f"{m['style']['delta_e']:.2f} (do-nothing {m['do-nothing']['psnr']:.2f} dB, "

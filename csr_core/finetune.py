@@ -31,7 +31,7 @@ from .model import CSRNet, condition_state, from_state, numpy_state
 from .pairs import Pair, load_pair
 from .pseudo import PseudoRecipe, fit_inverse_map, pseudo_pairs
 from .fsutil import write_bytes_atomic
-from .registry import Style
+from .registry import Style, licence_label
 from .threads import cores, default_workers
 from .train import RealPairs, TrainConfig, fit, fixed_pixels, holdout_split, pixel_psnr, trainable_parameters
 
@@ -228,16 +228,13 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
     base_style = reg._base_style(start_style)
 
     found, problems, source = resolve_pairs(pairs, expert)
-    least = MIN_PAIRS if finished is None else MIN_PAIRS_FINISHED
-    if len(found) < least:
-        more = " (3 with finished photos)" if finished is None else " with finished photos"
-        raise PairsError(f"{source}: fine-tuning needs at least {least} before/after pairs{more}, found {len(found)}")
+    check_enough_pairs(len(found), source, finished is not None)
     loaded, warnings = [], []
     if finished is not None and not isinstance(finished, (str, Path)):
         finished = [np.array(to_uint8(f)) for f in finished]  # writable copies (torch shares them)
-    elif finished is not None:
-        finished, more = load_finished(finished, cfg.finished_side, cfg.finished_limit)
-        warnings += more
+    elif finished is not None:  # files skipped are notes of this run, as the pairs' are: not the style's warnings
+        finished, more = load_finished(finished, cfg.finished_side, cfg.finished_limit, [p.before for p in found])
+        problems = [*problems, *(f"finished photos: {line}" for line in more)]
     for p in found:
         b, a, w = load_pair(p, max_side=cfg.max_side)
         loaded.append((to_uint8(b), to_uint8(a)))  # 8 bit in memory, as the files were
@@ -267,10 +264,27 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
         cond_size=start_style.cond_size,
         training=dict(data=data, initialised_from=start_style.name, recipe=dict(asdict(cfg), method=method)),
         validation=validation, scores=dict(validation=_summary(per)), warnings=warnings, problems=problems,
-        licence=("MIT-Adobe FiveK images are licensed for research use only; so is a style learned from them"
-                 if expert else "the licence of your training pairs applies to this style"),
+        licence=_licence(start_style, expert),
     )
     return _save(reg, name, model, card, base_style, overwrite)
+
+
+def _licence(start: Style, expert: str | None) -> str:
+    """A fine-tuned style's terms: its pairs', and the research-only terms of the style it starts from."""
+    if expert:
+        return "MIT-Adobe FiveK images are licensed for research use only; so is a style learned from them"
+    if licence_label(start.card) == "research use only":  # its weights start from that style's
+        return (f"research use only, as '{start.name}' is, the style it was fine-tuned from ({start.card['licence']}); "
+                "the licence of your training pairs applies as well")
+    return "the licence of your training pairs applies to this style"
+
+
+def check_enough_pairs(count: int, source: str, finished: bool) -> None:
+    """PairsError unless there are enough pairs to fine-tune on (fewer with finished photos)."""
+    least = MIN_PAIRS_FINISHED if finished else MIN_PAIRS
+    if count < least:
+        more = " with finished photos" if finished else f" ({MIN_PAIRS_FINISHED} with finished photos)"
+        raise PairsError(f"{source}: fine-tuning needs at least {least} before/after pairs{more}, found {count}")
 
 
 def recipe_method(cfg: FinetuneConfig, finished: bool) -> str:

@@ -425,11 +425,13 @@ class Registry:
         validate_name(name)
         if name.lower() in {n.lower() for n in self._builtin_styles()}:
             raise StyleError(f"style name '{name}' is taken by a built-in style; choose another name")
-        existing = {n.lower(): n for n in self._user_styles()}
-        if name.lower() in existing and not overwrite:
-            old = existing[name.lower()]
-            raise StyleExistsError(f"user style '{old}' already exists; choose another name, replace it with "
-                                   f"--overwrite, or remove it: csr styles remove {old}")
+        existing = {n.lower(): s for n, s in self._user_styles().items()}
+        old = existing.get(name.lower())
+        if old is not None and not overwrite:
+            raise StyleExistsError(f"user style '{old.name}' already exists; choose another name, replace it with "
+                                   f"--overwrite, or remove it: csr styles remove {old.name}")
+        if old is not None:
+            self.check_unused(old, "replace")
         self.check_writable()
 
     def save_style(self, name: str, weights: Mapping[str, object], card: dict, base: Style | None = None,
@@ -446,7 +448,8 @@ class Registry:
             base = self._base_style(base)  # the full network it is stored against
             full = self.net(base).state
             state = {k: v for k, v in condition_state(state).items() if not np.array_equal(v, full[k])}
-        blob = save(state, metadata={"name": name, "architecture": ARCHITECTURE})
+        # one metadata key: safetensors writes several in any order, and the same weights would differ in sha256
+        blob = save(state, metadata={"architecture": ARCHITECTURE})
         digest = hashlib.sha256(blob).hexdigest()
         card = dict(card, architecture=ARCHITECTURE, kind="condition" if base else "full",
                     file=f"{name}.{digest[:12]}.safetensors", sha256=digest)
@@ -492,9 +495,27 @@ class Registry:
         style = self.get(name)
         if style.builtin:
             raise StyleError(f"style '{name}' is built in and cannot be removed")
+        self.check_unused(style, "remove")
         (self.user_path / f"{name}.json").unlink()  # the card first: the style is gone at once
         self._unlink_unused(style.path)
         self._nets.pop(style.sha256, None)
+
+    def dependents(self, style: Style) -> list[str]:
+        """The user styles that run on the full style ``style`` (fine-tuned from it, or from a style
+        tuned from it) and would stop working without it: none if another installed copy carries them."""
+        full = [s for s in self.styles() if s.kind == "full" and s.sha256 == style.sha256]
+        if style.kind != "full" or len(full) > 1:
+            return []
+        return [s.name for s in self.styles() if s.kind == "condition" and s.base_sha256 == style.sha256]
+
+    def check_unused(self, style: Style, action: str) -> None:
+        """StyleError if other styles run on ``style``: removing or replacing it would break them."""
+        users = self.dependents(style)
+        if users:
+            names = ", ".join(f"'{n}'" for n in users)
+            raise StyleError(f"cannot {action} style '{style.name}': {names} {'runs' if len(users) == 1 else 'run'} "
+                             f"on it (fine-tuned from it); remove {'that style' if len(users) == 1 else 'those'} "
+                             f"first: csr styles remove {users[0]}")
 
     def _unlink_unused(self, weights: Path) -> None:
         """Delete a user weights file unless another card still names it (cards may share one)."""

@@ -86,7 +86,8 @@ def fit(model: CSRNet, draw: Callable[[np.random.Generator, int], list[Sample]],
     """Adam + cosine schedule with periodic validation (higher is better, e.g. PSNR).
 
     Keeps the best weights in memory (returned model holds them); resumes from ``checkpoint`` if present
-    and writes it atomically every ``checkpoint_every`` steps. Returns a history dict.
+    and writes it atomically every ``checkpoint_every`` steps and when interrupted (Ctrl-C). Returns a
+    history dict.
     """
     if cfg.loss not in _LOSSES:
         raise ValueError(f"unknown loss {cfg.loss!r}; choose one of {', '.join(_LOSSES)}")
@@ -108,46 +109,55 @@ def fit(model: CSRNet, draw: Callable[[np.random.Generator, int], list[Sample]],
     if avg and checkpoint and checkpoint.exists() and "ema" in ck:
         avg.shadow = list(ck["ema"])
     t0 = time.perf_counter() - hist["seconds"]
-    stale = 0
-    while hist["step"] < cfg.steps:
-        step = hist["step"]
-        lr = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * step / cfg.steps))
-        for g in opt.param_groups:
-            g["lr"] = lr
-        samples = draw(rng, cfg.batch)
-        model.train()
-        loss = _LOSSES[cfg.loss](predict(model, samples), torch.stack([s[2] for s in samples]))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if avg:
-            avg.update()
-        hist["step"] = step = step + 1
-        info = dict(step=step, steps=cfg.steps, loss=loss.item(), lr=lr)
-        with avg.swapped() if avg else contextlib.nullcontext():
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                model.eval()
-                with torch.no_grad():
-                    score = float(validate(model))
-                hist["evals"].append((step, score))
-                if score > hist["best"]:
-                    hist.update(best=score, best_step=step)
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                    stale = 0
-                else:
-                    stale += 1
-                info.update(val=score, best=hist["best"])
-            hist["seconds"] = time.perf_counter() - t0
-            if on_progress:  # sees the averaged weights when there are any
-                on_progress(info)
-        if checkpoint and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-            extra = dict(ema=avg.shadow) if avg else {}
-            with atomic_write(checkpoint) as fh:
-                torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), best_state=best_state,
-                                hist=dict(hist, evals=[list(e) for e in hist["evals"]]), cfg=asdict(cfg),
-                                **extra), fh)
-        if cfg.patience and stale >= cfg.patience:
-            break
+    stale, saved = 0, hist["step"]
+
+    def save() -> None:
+        extra = dict(ema=avg.shadow) if avg else {}
+        with atomic_write(checkpoint) as fh:
+            torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), best_state=best_state,
+                            hist=dict(hist, evals=[list(e) for e in hist["evals"]]), cfg=asdict(cfg), **extra), fh)
+
+    try:
+        while hist["step"] < cfg.steps:
+            step = hist["step"]
+            lr = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * step / cfg.steps))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            samples = draw(rng, cfg.batch)
+            model.train()
+            loss = _LOSSES[cfg.loss](predict(model, samples), torch.stack([s[2] for s in samples]))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if avg:
+                avg.update()
+            hist["step"] = step = step + 1
+            info = dict(step=step, steps=cfg.steps, loss=loss.item(), lr=lr)
+            with avg.swapped() if avg else contextlib.nullcontext():
+                if step % cfg.eval_every == 0 or step == cfg.steps:
+                    model.eval()
+                    with torch.no_grad():
+                        score = float(validate(model))
+                    hist["evals"].append((step, score))
+                    if score > hist["best"]:
+                        hist.update(best=score, best_step=step)
+                        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                        stale = 0
+                    else:
+                        stale += 1
+                    info.update(val=score, best=hist["best"])
+                hist["seconds"] = time.perf_counter() - t0
+                if on_progress:  # sees the averaged weights when there are any
+                    on_progress(info)
+            if checkpoint and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+                save()
+                saved = step
+            if cfg.patience and stale >= cfg.patience:
+                break
+    except KeyboardInterrupt:
+        if checkpoint and hist["step"] > saved:  # the steps done are kept: the same command resumes there
+            save()
+        raise
     model.load_state_dict(best_state)
     model.eval()
     for p in model.parameters():
@@ -181,13 +191,29 @@ class _Average:
                     p.copy_(v)
 
 
-def checkpoint_step(path: Path) -> int:
-    """The number of steps a resumable checkpoint holds (it is read with ``weights_only=True``)."""
+#: The options of ``csr train`` a run keeps from start to end (its ``TrainConfig`` fields); ``extra['data']``
+#: names what it learns from.
+RUN_OPTIONS = {"batch": "--batch", "lr": "--lr", "cond_size": "--cond-size", "seed": "--seed"}
+
+
+def checkpoint_step(path: Path, cfg: TrainConfig) -> int:
+    """The number of steps a resumable checkpoint holds (it is read with ``weights_only=True``); CsrError if
+    it is damaged or its run had other options or data than ``cfg`` (resuming would blend two runs)."""
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=True)["hist"]["step"])
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        step, saved = int(ck["hist"]["step"]), dict(ck["cfg"])
     except Exception as exc:  # damaged, foreign or a pickle payload: never run, never a traceback
         raise CsrError(f"{path}: cannot resume from this checkpoint ({type(exc).__name__}); "
                        "delete it to start over") from None
+    now = asdict(cfg)
+    other = [f"{opt} {saved[k]}" for k, opt in RUN_OPTIONS.items() if k in saved and saved[k] != now[k]]
+    data = (saved.get("extra") or {}).get("data")
+    if data and data != now["extra"].get("data"):
+        other.append(data)
+    if other:
+        raise CsrError(f"{path}: holds a run with other options or data ({', '.join(other)}); run that command "
+                       f"again to resume it, or delete the checkpoint to start over")
+    return step
 
 
 # -- synthetic data (the default style) ---------------------------------------------------------
@@ -232,30 +258,42 @@ def psnr_on(model: CSRNet, pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -
     return float(np.mean(scores))
 
 
-def split_holdout(paths: Sequence[Path], every: int = 25) -> tuple[list[Path], list[Path]]:
-    """Deterministic split: every ``every``-th file (sorted by name) is held out for validation."""
+def split_holdout(paths: Sequence, every: int = 25) -> tuple[list, list]:
+    """Deterministic split: every ``every``-th file (sorted by name; or index) is held out for validation."""
     paths = sorted(paths)
     return [p for i, p in enumerate(paths) if i % every], [p for i, p in enumerate(paths) if i % every == 0]
 
 
-def train_synthetic(photo_dir: Path, cfg: TrainConfig, checkpoint: Path | None = None,
-                    on_progress: Callable[[dict], None] | None = None,
-                    load: Callable[[Path], np.ndarray] | None = None) -> tuple[CSRNet, dict]:
-    """Train the whole network to undo random degradations of the photos in ``photo_dir``."""
-    from .image_io import SUPPORTED_EXTENSIONS, load_photo, to_float
-    load = load or (lambda p: to_float(load_photo(p).rgb))
-    paths = [p for p in Path(photo_dir).rglob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS]
-    if len(paths) < 2:
+#: Most memory the photos of ``csr train --photos`` take (condition-size float copies): a larger folder is
+#: sampled evenly (2730 photos at --cond-size 256).
+TRAIN_PHOTO_BYTES = 2 << 30
+
+
+def read_training_photos(photo_dir: Path, cond_size: int) -> tuple[list[np.ndarray], list[str]]:
+    """(the readable photos under ``photo_dir`` as condition-size float copies in name order, at most
+    TRAIN_PHOTO_BYTES of them; problem lines); CsrError with fewer than 2."""
+    from .finished import read_photos
+
+    limit = max(2, TRAIN_PHOTO_BYTES // (cond_size * cond_size * 3 * 4))
+    photos, problems, _ = read_photos(Path(photo_dir), lambda rgb: condition_input(rgb, cond_size), limit)
+    if len(photos) < 2:
+        first = f"; {problems[0]}" if problems else ""
         raise CsrError(f"{photo_dir}: training needs at least 2 photos (one of every 25 is held out to score the "
-                       f"style), found {len(paths)}")
-    train_paths, val_paths = split_holdout(paths)
-    train = SyntheticPairs((load(p) for p in train_paths), cfg.cond_size, cfg.pixels)
-    val = SyntheticPairs((load(p) for p in val_paths), cfg.cond_size, cfg.pixels).fixed_set(seed=1234)
+                       f"style), found {len(photos)}{first}")
+    return photos, problems
+
+
+def train_synthetic(photos: Sequence[np.ndarray], cfg: TrainConfig, checkpoint: Path | None = None,
+                    on_progress: Callable[[dict], None] | None = None) -> tuple[CSRNet, dict]:
+    """Train the whole network to undo random degradations of ``photos`` (``read_training_photos``; one of
+    every 25 is held out to score it)."""
+    train_idx, val_idx = split_holdout(range(len(photos)))
+    train = SyntheticPairs((photos[i] for i in train_idx), cfg.cond_size, cfg.pixels)
+    val = SyntheticPairs((photos[i] for i in val_idx), cfg.cond_size, cfg.pixels).fixed_set(seed=1234)
     torch.manual_seed(cfg.seed)
     model = CSRNet()
     hist = fit(model, train.draw, cfg, lambda m: psnr_on(m, val), checkpoint, on_progress)
-    hist.update(train_images=len(train_paths), val_images=len(val_paths),
-                val_identity_psnr=_identity_psnr(val))
+    hist.update(train_images=len(train_idx), val_images=len(val_idx), val_identity_psnr=_identity_psnr(val))
     return model, hist
 
 

@@ -241,6 +241,39 @@ def test_remove_without_a_terminal_says_that_yes_confirms(run, toy_registry):
     assert "mine" in toy_registry.names()
 
 
+def test_every_command_that_makes_a_style_takes_the_overwrite_its_refusal_offers(run, toy_registry, tmp_path):
+    """'already exists ... replace it with --overwrite': finetune, train and styles import all take it."""
+    import torch
+
+    from csr_core.model import CSRNet
+
+    makers = {path for path, o in _options() if o.opts == ["--overwrite"] and "user style" in o.help}
+    assert makers == {"finetune", "train", "styles import"}
+    torch.save(CSRNet().state_dict(), tmp_path / "net.pth")
+    args = ["styles", "import", tmp_path / "net.pth", "--name", "mine"]
+    assert run(*args).exit_code == 0
+    refused = run(*args, "--description", "again")
+    assert refused.exit_code == 1 and "replace it with --overwrite" in refused.output
+    replaced = run(*args, "--description", "again", "--overwrite")
+    assert replaced.exit_code == 0 and toy_registry.get("mine").description == "again"
+
+
+def test_removing_a_style_another_runs_on_is_refused_and_keeps_both(run, toy_registry, tmp_path):
+    import torch
+
+    from csr_core.model import CSRNet
+
+    torch.save(CSRNet().state_dict(), tmp_path / "net.pth")
+    assert run("styles", "import", tmp_path / "net.pth", "--name", "mynet").exit_code == 0
+    toy_registry.save_style("mine", CSRNet().state_dict(), {}, base=toy_registry.get("mynet"))
+    for yes in (["-y"], []):  # refused before any question
+        res = run("styles", "remove", "mynet", *yes)
+        assert res.exit_code == 1 and res.output == (
+            "csr: error: cannot remove style 'mynet': 'mine' runs on it (fine-tuned from it); remove that style "
+            "first: csr styles remove mine\n")
+    assert {"mynet", "mine"} <= set(toy_registry.names())
+
+
 def test_messages_name_options_as_typed(run, toy_registry, tmp_path):
     from csr_core.errors import PairsError, StyleExistsError
     from csr_core.model import CSRNet
@@ -376,6 +409,9 @@ def test_recipe_text_names_the_step_count_once():
     earlier = _recipe_text({"method": "pairs, step count chosen by validation"},
                            {"chosen_steps": 5, "method": "5-fold"})
     assert earlier == "pairs; 5 steps, chosen by 5-fold validation"
+    for fixed in (True, False):  # validation kept the start weights: no '0 steps, chosen by validation'
+        none = _recipe_text({"method": "pairs"}, {"chosen_steps": 0, "method": "5-fold", "fixed_steps": fixed})
+        assert none == "pairs; no steps kept: 5-fold validation found none better than the start"
 
 
 def test_builtin_cards_give_a_photographers_summary_first():

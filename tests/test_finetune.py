@@ -9,6 +9,7 @@ from safetensors.numpy import load_file
 from conftest import REPO, write_builtin
 from csr_core.errors import PairsError
 from csr_core.finetune import FinetuneConfig, finetune_style
+from csr_core.model import from_state
 from csr_core.registry import Registry
 from pairs_util import write_pairs
 
@@ -129,6 +130,22 @@ def test_cli_expert_flag_reads_that_expert(toy_registry, tmp_path, monkeypatch):
     assert card["scores"]["validation"]["psnr"] > card["scores"]["validation"]["base_style"]["psnr"]
 
 
+def test_a_style_tuned_from_a_research_only_style_keeps_its_terms(toy_registry, tmp_path):
+    """--from C (FiveK, research use only): the new style's weights start from C's, so its card and the
+    listing say research use only, not merely the licence of the user's pairs."""
+    from csr_core.registry import licence_label
+
+    terms = "research only: trained on MIT-Adobe FiveK data, whose licence permits research use"
+    toy_registry.save_style("expert", from_state(toy_registry.net("auto").state).state_dict(), {"licence": terms},
+                            base=toy_registry.get("auto"))
+    cfg = FinetuneConfig(**dict(FAST, steps=5))
+    own = finetune_style(write_pairs(tmp_path / "p", 5), "own", registry=toy_registry, config=cfg)
+    assert licence_label(own.card) == "as your training data"
+    mine = finetune_style(write_pairs(tmp_path / "p", 5), "mine", "expert", registry=toy_registry, config=cfg)
+    assert licence_label(mine.card) == "research use only" and terms in mine.card["licence"]
+    assert "your training pairs" in mine.card["licence"]
+
+
 def test_missing_expert_message_gives_working_command(toy_registry):
     from csr_core.errors import StyleError
 
@@ -241,6 +258,49 @@ def test_finished_fold_maps_exclude_held_out_pairs(toy_registry, tmp_path, monke
     assert sorted(seen[12:]) == sorted(befores)  # the final run: all four maps
 
 
+def test_skipped_finished_photos_are_said_before_training_and_are_no_warning_of_the_style(toy_registry, tmp_path,
+                                                                                         monkeypatch):
+    """csr finetune reads the finished photos first: a file it skips is named at once (inside the folder), not
+    after the training, and stays out of the style's warnings (what 'csr styles show' calls warnings); the card
+    names no path of the user's."""
+    import csr_cli.finetune
+    import csr_core.finetune
+    import csr_core.pipeline
+    from csr_cli.main import cli
+
+    monkeypatch.setattr(csr_cli.finetune, "registry", lambda: toy_registry)
+    monkeypatch.setattr(csr_core.pipeline, "_registry", toy_registry)
+    monkeypatch.setattr(csr_core.finetune, "FinetuneConfig", lambda **kw: FinetuneConfig(**dict(FAST, **kw)))
+    finished = _finished_folder(tmp_path / "f", 4)
+    (finished / "sub").mkdir()
+    (finished / "sub" / "broken.jpg").write_bytes(b"\xff\xd8 not a photo")
+    out = CliRunner().invoke(csr_cli.finetune.command, ["--pairs", str(write_pairs(tmp_path / "p", 3)), "--finished",
+                                                        str(finished), "--name", "mine", "--steps", "5"])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    skipped = lines.index("csr: warning: skipped sub/broken.jpg: not a supported image (unrecognised format or "
+                          "corrupt data)")
+    assert skipped < min(i for i, ln in enumerate(lines) if ln.startswith("fine-tuning"))
+    assert lines[skipped + 1] == f"4 finished photos in {finished}" and out.output.count("broken.jpg") == 1
+    card = json.loads((toy_registry.user_path / "mine.json").read_text())
+    assert card["training"]["data"]["finished"] == 4 and not any("broken" in w for w in card["warnings"])
+    assert "broken.jpg" not in CliRunner().invoke(cli, ["styles", "show", "mine"]).output
+    style = finetune_style(write_pairs(tmp_path / "p2", 3), "mine2", registry=toy_registry, finished=finished,
+                           config=FinetuneConfig(**dict(FAST, steps=5, pseudo_steps=5)))
+    assert not any("broken" in w for w in style.card["warnings"]) and str(tmp_path) not in json.dumps(style.card)
+    assert "finished photos: skipped sub/broken.jpg: not a supported image" in style.card["problems"][0]
+
+
+def test_a_finished_folder_holding_the_pairs_never_takes_their_before_photos(toy_registry, tmp_path):
+    """--finished my_edits/ (the pairs' own folder): the 'after' photos are finished photos in the look, the
+    'before' photos are not, and are left out with a note."""
+    pairs = write_pairs(tmp_path / "p", 3)
+    style = finetune_style(pairs, "mine", registry=toy_registry, finished=pairs,
+                           config=FinetuneConfig(**dict(FAST, steps=5, pseudo_steps=5)))
+    assert style.card["training"]["data"]["finished"] == 3
+    assert "finished photos: left out the pairs' 3 'before' photos: they are not finished" in style.card["problems"]
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda d: None, "no photos found"),
     (lambda d: [(d / f"x{i}.jpg").write_bytes(b"not a photo") for i in range(3)], "no readable photo among 3"),
@@ -265,3 +325,11 @@ def test_recipe_text_names_the_exposure_shift_of_the_before_photos():
     assert _shift_text(0.0) == ""  # csr finetune's default says nothing
     assert _shift_text(-0.1) == ", then 7% darker"  # values x 2**-0.1 = 0.933
     assert _shift_text(1.0) == ", then 100% brighter"
+
+
+def test_threads_help_states_the_default_that_is_used():
+    from csr_cli.finetune import command
+    from csr_core.threads import cores, default_workers
+
+    option = next(p for p in command.params if p.name == "threads")
+    assert option.help.endswith("(default: every core, up to 8).") and default_workers() == min(cores(), 8)

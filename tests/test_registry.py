@@ -183,6 +183,30 @@ def test_remove_user_style_only(toy_registry):
     with pytest.raises(StyleError, match="built in"):
         toy_registry.remove("auto")
 
+def test_a_style_others_run_on_is_neither_removed_nor_replaced(toy_registry):
+    """A full user style that a fine-tuned style runs on stays until that style is gone: removing or
+    replacing it would leave the other unusable."""
+    toy_registry.save_style("mynet", CSRNet().state_dict(), {})
+    toy_registry.save_style("mine", _perturbed(toy_registry.net("mynet"), 1).state_dict(), {},
+                            base=toy_registry.get("mynet"))
+    for action in (lambda: toy_registry.remove("mynet"),
+                   lambda: toy_registry.save_style("mynet", CSRNet().state_dict(), {}, overwrite=True)):
+        with pytest.raises(StyleError, match="cannot (remove|replace) style 'mynet': 'mine' runs on it.*"
+                                             "csr styles remove mine"):
+            action()
+    fresh = Registry(toy_registry.builtin_path, toy_registry.user_path)
+    assert isinstance(fresh.net("mine"), Net)
+    fresh.remove("mine")
+    fresh.remove("mynet")
+    assert fresh.names() == ["auto"]
+
+def test_the_same_weights_make_the_same_style_file(toy_registry):
+    """Saved twice, or under another name, the same weights are the same bytes (the same sha256): a run that
+    gives the same style, or a network imported again, is recognised as the same."""
+    state = CSRNet().state_dict()
+    shas = {toy_registry.save_style("mine", state, {}, overwrite=True).sha256 for _ in range(12)}
+    assert len(shas) == 1 and toy_registry.save_style("other", state, {}).sha256 in shas
+
 def test_half_written_user_files_are_ignored(toy_registry):
     toy_registry.user_path.mkdir(parents=True)
     (toy_registry.user_path / "broken.json").write_text('{"sha')

@@ -54,7 +54,8 @@ def test_cli_train_says_where_checkpoints_go_resumes_aloud_and_warns(tmp_path, t
     pairs = write_pairs(tmp_path / "p", 6, layout="files")
     ckpt = tmp_path / "c.ckpt"
     args = ["--pairs", str(pairs), "--name", "big", "--batch", "4", "--cond-size", "64", "--checkpoint", str(ckpt)]
-    train_pairs(pairs, TrainConfig(steps=2, **dict(CFG, checkpoint_every=1)), ckpt)  # an interrupted run
+    cfg = dict(CFG, checkpoint_every=1, lr=1e-3, extra={"data": f"--pairs {pairs.resolve()}"})
+    train_pairs(pairs, TrainConfig(steps=2, **cfg), ckpt)  # an interrupted run of the same command
     out = CliRunner().invoke(csr_cli.train.command, [*args, "--steps", "3"])
     assert out.exit_code == 0, out.output
     assert f"resuming from {ckpt}: 2 of 3 steps already done" in out.output
@@ -94,3 +95,110 @@ def test_cli_train_photos_needs_two_photos(tmp_path, toy_registry, monkeypatch, 
         f"csr: error: {folder}: training needs at least 2 photos (one of every 25 is held out to score the style), "
         f"found {photos}")
     assert "x" not in toy_registry.names()
+
+
+def test_cli_train_replaces_a_style_with_overwrite_and_refuses_a_negative_seed(tmp_path, toy_registry, monkeypatch):
+    import csr_cli.train
+    from csr_core.model import CSRNet
+
+    monkeypatch.setattr(csr_cli.train, "registry", lambda: toy_registry)
+    toy_registry.save_style("big", CSRNet().state_dict(), {"description": "an earlier try"})
+    args = ["--pairs", str(write_pairs(tmp_path / "p", 6, layout="files")), "--name", "big", "--steps", "2",
+            "--batch", "4", "--cond-size", "64", "--checkpoint", str(tmp_path / "c.ckpt")]
+    refused = CliRunner().invoke(csr_cli.train.command, args)
+    assert refused.exit_code == 1 and "replace it with --overwrite" in refused.output
+    out = CliRunner().invoke(csr_cli.train.command, [*args, "--overwrite"])
+    assert out.exit_code == 0, out.output
+    assert toy_registry.get("big").description.startswith("trained by csr train on 6 pairs")
+    out = CliRunner().invoke(csr_cli.train.command, [*args, "--overwrite", "--seed", "-1"])
+    assert out.exit_code == 2 and "-1 is not in the range x>=0" in out.output
+    assert "x<=None" not in CliRunner().invoke(csr_cli.train.command, ["--help"]).output
+
+
+def test_cli_train_photos_skips_unreadable_files_and_bounds_memory(tmp_path, toy_registry, monkeypatch):
+    """A folder of photos as a photographer keeps it: an unreadable file is named and skipped (not the end
+    of the run), hidden folders are not read, and a folder too large for memory is sampled evenly."""
+    import csr_cli.train
+    import csr_core.train
+    from PIL import Image
+
+    monkeypatch.setattr(csr_cli.train, "registry", lambda: toy_registry)
+    monkeypatch.setattr(csr_core.train, "TRAIN_PHOTO_BYTES", 64 * 64 * 12 * 4, raising=False)  # 4 photos at 64
+    folder = tmp_path / "good"
+    (folder / ".thumbnails").mkdir(parents=True)
+    for i in range(6):
+        Image.new("RGB", (48, 32), (40 * i, 90, 200 - 30 * i)).save(folder / f"{i}.jpg")
+    (folder / "3.jpg").write_bytes(b"\xff\xd8 damaged")
+    (folder / ".thumbnails" / "x.jpg").write_bytes(b"not a photo")
+    out = CliRunner().invoke(csr_cli.train.command, ["--photos", str(folder), "--name", "mine", "--steps", "1",
+                                                     "--batch", "2", "--cond-size", "64", "--checkpoint",
+                                                     str(tmp_path / "c.ckpt")])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    notes = ["csr: warning: skipped 3.jpg: not a supported image (unrecognised format or corrupt data)",
+             "csr: warning: used 4 of the 6 photos (an even sample by name)", f"4 photos in {folder}"]
+    start = lines.index(notes[0])
+    assert lines[start:start + 3] == notes and "x.jpg" not in out.output
+    assert start < min(i for i, ln in enumerate(lines) if ln.startswith("training"))
+    card = json.loads((toy_registry.user_path / "mine.json").read_text())
+    assert card["training"]["data"].startswith("3 photos") and card["scores"]["synthetic_holdout"]["images"] == 1
+    assert str(tmp_path) not in json.dumps(card)  # the folder by its name, as for pairs: no path of the user's
+    from csr_core.finished import read_photos
+
+    photos, _, _ = read_photos(folder, lambda rgb: rgb, 4)  # 0, 2, 3, 5 spread over the names; 1 stands in for 3
+    assert [round(float(p[0, 0, 0]) * 255 / 40) for p in photos] == [0, 1, 2, 5]
+
+
+def test_cli_train_resumes_only_the_run_it_interrupted(tmp_path, toy_registry, monkeypatch):
+    """A checkpoint left by a run on other data or with other options is refused, named and kept (resuming it
+    would blend two runs into one style); the same command resumes it."""
+    import csr_cli.train
+
+    monkeypatch.setattr(csr_cli.train, "registry", lambda: toy_registry)
+    pairs = write_pairs(tmp_path / "p", 6, layout="files")
+    other = write_pairs(tmp_path / "q", 6, seed=1, layout="files")
+    ckpt = tmp_path / "c.ckpt"
+    cfg = dict(CFG, checkpoint_every=1, lr=1e-3, extra={"data": f"--pairs {pairs.resolve()}"})
+    train_pairs(pairs, TrainConfig(steps=2, **cfg), ckpt)  # an interrupted run
+    args = ["--name", "big", "--batch", "4", "--steps", "3", "--checkpoint", str(ckpt)]
+    for source, size, differs in ((other, 64, f"--pairs {pairs.resolve()}"), (pairs, 128, "--cond-size 64")):
+        out = CliRunner().invoke(csr_cli.train.command, ["--pairs", str(source), *args, "--cond-size", str(size)])
+        assert out.exit_code == 1 and out.output.splitlines()[-1] == (
+            f"csr: error: {ckpt}: holds a run with other options or data ({differs}); run that command again to "
+            "resume it, or delete the checkpoint to start over"), out.output
+    assert ckpt.exists() and "big" not in toy_registry.names()
+    out = CliRunner().invoke(csr_cli.train.command, ["--pairs", str(pairs), *args, "--cond-size", "64"])
+    assert out.exit_code == 0 and f"resuming from {ckpt}: 2 of 3 steps already done" in out.output
+
+
+def test_ctrl_c_keeps_the_steps_done_and_the_same_command_resumes(tmp_path, toy_registry, monkeypatch):
+    """Interrupted before its first periodic checkpoint, training still keeps what it did (csr train's help:
+    'Interrupted? Run the same command again: it resumes from the checkpoint'), and says so."""
+    import csr_cli.train
+
+    class Interrupted:  # a progress display whose user presses Ctrl-C at step 3
+        def __init__(self, *a, **k):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def __call__(self, info):
+            if info["step"] == 3:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(csr_cli.train, "registry", lambda: toy_registry)
+    ckpt = tmp_path / "c.ckpt"
+    args = ["--pairs", str(write_pairs(tmp_path / "p", 6, layout="files")), "--name", "big", "--batch", "4",
+            "--steps", "5", "--cond-size", "64", "--checkpoint", str(ckpt)]
+    with monkeypatch.context() as m:
+        m.setattr(csr_cli.train, "StepProgress", Interrupted)
+        out = CliRunner().invoke(csr_cli.train.command, args)
+    assert out.exit_code == 130 and out.output.splitlines()[-2:] == [
+        f"csr: note: the steps done are kept in {ckpt}: run the same command again to resume",
+        "csr: error: interrupted"]
+    out = CliRunner().invoke(csr_cli.train.command, args)
+    assert out.exit_code == 0 and f"resuming from {ckpt}: 3 of 5 steps already done" in out.output, out.output
