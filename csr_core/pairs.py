@@ -18,12 +18,14 @@ import numpy as np
 from PIL import Image
 
 from csr_core.errors import ImageError, PairsError
-from csr_core.image_io import load_photo, to_float
+from csr_core.image_io import SUPPORTED_EXTENSIONS, load_photo, to_float
 
 __all__ = ["Pair", "SUPPORTED_EXTS", "FIVEK_TEST_IDS", "is_fivek_test_id", "fivek_id",
            "discover_pairs", "load_pair", "shrink"]
 
-SUPPORTED_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp")
+#: What csr retouch reads, RAW and HEIC included: a photographer's natural pair is a RAW file and the JPEG
+#: exported from its edit (a RAW and its camera JPEG side by side are two "befores": that pair is skipped).
+SUPPORTED_EXTS = SUPPORTED_EXTENSIONS
 FIVEK_TEST_IDS = frozenset(f"a{n:04d}" for n in range(4501, 5001))
 def layouts(expert: str | None = None) -> str:
     """The accepted pair layouts, in words (naming the FiveK expert folder asked for, if any)."""
@@ -80,7 +82,7 @@ def _images(d: Path, root: Path, problems: list[str]) -> list[Path]:
         if p.suffix.lower() in SUPPORTED_EXTS:
             out.append(p)
         elif p.suffix.lower() not in _QUIET_EXTS:
-            problems.append(f"{_rel(p, root)}: unsupported file type; expected {' '.join(SUPPORTED_EXTS)}")
+            problems.append(f"{_rel(p, root)}: unsupported file type; expected a photo ({', '.join(SUPPORTED_EXTS)})")
     return out
 
 

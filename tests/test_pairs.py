@@ -9,7 +9,8 @@ from PIL import Image
 
 from csr_core.errors import PairsError
 from csr_core.metrics import psnr
-from csr_core.pairs import Pair, discover_pairs, is_fivek_test_id, load_pair
+from csr_core.image_io import to_float
+from csr_core.pairs import SUPPORTED_EXTS, Pair, discover_pairs, is_fivek_test_id, load_pair
 
 
 def _img(path: Path, w=8, h=6, value=128, mode="RGB"):
@@ -45,8 +46,36 @@ def test_before_after_layout(tmp_path):
     text = "\n".join(problems)
     assert "before/lonely.png: no matching file in after/" in text
     assert "after/orphan.webp: no matching file in before/" in text
-    assert "before/raw.CR2: unsupported file type" in text
+    assert "before/raw.CR2: no matching file in after/" in text  # a RAW is a photo
     assert ".DS_Store" not in text and "notes.txt" not in text and len(problems) == 3
+
+
+def test_raw_and_heic_befores_pair_with_exported_jpegs(tmp_path):
+    """A photographer's natural pair: a RAW (or HEIC) and the JPEG exported from its edit. A RAW shot beside
+    its camera JPEG is two 'befores' for one 'after': that pair is skipped with a line saying why."""
+    _touch(tmp_path, "before/d.NEF", "after/d.jpg", "before/h.heic", "after/h.jpg", "before/c.CR2",
+           "before/c.JPG", "after/c.jpg", "before/clip.mov")
+    pairs, problems = discover_pairs(tmp_path)
+    assert [(p.before.name, p.after.name) for p in pairs] == [("d.NEF", "d.jpg"), ("h.heic", "h.jpg")]
+    assert sorted(problems) == ["before/c.CR2, before/c.JPG, after/c.jpg: several files for 'c' on one side; keep "
+                                "only one", f"before/clip.mov: unsupported file type; expected a photo "
+                                f"({', '.join(SUPPORTED_EXTS)})"]
+
+
+def test_a_raw_before_is_developed_as_csr_retouch_develops_it(tmp_path):
+    """Training sees a RAW 'before' as retouching it will: csr's own neutral development."""
+    pytest.importorskip("rawpy", reason="the 'raw' extra (rawpy) is not installed")
+    from csr_core.image_io import load_photo
+    from test_metadata import write_dng
+
+    (tmp_path / "before").mkdir()
+    write_dng(tmp_path / "before" / "shot.dng")
+    developed = to_float(load_photo(tmp_path / "before" / "shot.dng").rgb)
+    _img(tmp_path / "after" / "shot.jpg", w=developed.shape[1], h=developed.shape[0])
+    pairs, problems = discover_pairs(tmp_path)
+    before, after, warnings = load_pair(pairs[0])
+    assert problems == [] and warnings == [] and before.shape == developed.shape
+    assert np.array_equal(before, developed)
 
 
 def test_ambiguous_duplicates(tmp_path):
