@@ -170,6 +170,9 @@ def discover_pairs(root, expert: str | None = None, include_test: bool = False) 
         before, after = inputs[0], _pick_expert(root, experts, expert)
     else:
         before = after = None
+    if expert is not None and not (inputs and experts and before is not None and before in inputs):
+        raise PairsError(f"{root}: --expert picks a FiveK expert folder (input/ beside expertA/ .. expertE/); "
+                         "these pairs have none, so leave it out")
 
     if before is not None:
         pairs = _match(_group(_images(before, root, problems)), _group(_images(after, root, problems)),

@@ -239,3 +239,15 @@ def test_shared_fivek_dev_pairs(fivek_dev):
     before, after, warnings = load_pair(pair)
     assert warnings == []
     assert psnr(before, after) == pytest.approx(22.53, abs=0.05)
+
+
+def test_expert_is_refused_where_there_is_no_fivek_expert_folder(tmp_path):
+    """--expert names a FiveK expert folder: on other layouts it would be ignored, so it is an error."""
+    _touch(tmp_path / "ba", "before/a.png", "after/a.png")
+    _touch(tmp_path / "files", "a_input.png", "a_target.png")
+    _touch(tmp_path / "fivek", "input/a0001.png", "expertC/a0001.png")
+    for layout in ("ba", "files"):
+        assert discover_pairs(tmp_path / layout)[0]
+        with pytest.raises(PairsError, match="--expert picks a FiveK expert folder .* leave it out$"):
+            discover_pairs(tmp_path / layout, expert="C")
+    assert [p.after.parent.name for p in discover_pairs(tmp_path / "fivek", expert="C")[0]] == ["expertC"]
