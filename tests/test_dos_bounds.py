@@ -208,7 +208,7 @@ def test_stdin_is_read_up_to_a_cap(tmp_path):
     capped = hostile.run_capped(csr, cwd=REPO, stdin=zeros, wall_s=60)
     assert capped.returncode == 1 and not capped.hit_cap, capped
     assert capped.stderr.strip() == ("csr: error: <stdin>: more than 1,024 MB; save a larger photo to a file "
-                                     "and retouch that"), capped.stderr
+                                     "and name the file instead"), capped.stderr
     assert capped.seconds < PER_FILE_S, f"{capped.seconds:.1f} s"  # memory: the child's 2 GB cap
     assert not out.exists()
     photo = REPO / "samples" / "coffee_dark.jpg"
