@@ -78,7 +78,8 @@ def read_stdin() -> bytes:
     """All of stdin, at most MAX_STDIN_BYTES (one read: the bytes object is never copied or regrown)."""
     data = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1)
     if len(data) > MAX_STDIN_BYTES:
-        fail(f"<stdin>: more than {MAX_STDIN_BYTES >> 20:,} MB; save a larger photo to a file and name the file instead")
+        fail(f"<stdin>: more than {MAX_STDIN_BYTES >> 20:,} MB; save a larger photo to a file and name the file "
+             "instead")
     return data
 
 
