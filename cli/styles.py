@@ -105,11 +105,16 @@ def describe(style, base_name: str = "") -> list[str]:
 
 
 #: The score sets of the cards, by key: their names in ``styles show`` ({n}: how many pairs or photos).
-SET_TITLES = {"fivek_c_val": "{n} FiveK test-split pairs", "renderings": "{n} FiveK pairs in other renderings",
-              "in_sample_14": "{n} FiveK train-range pairs", "fivek_c_real": "{n} FiveK train-range pairs",
-              "fivek_c_dev": "{n} of the 14 FiveK train-range pairs",
-              "synthetic_holdout": "{n} held-out photos with synthetic faults",
-              "good_photos_left_alone": "{n} good photos left alone (the result against the photo itself)"}
+SET_TITLES = {"fivek_c_val": "{n} FiveK test-split pair{s}", "renderings": "{n} FiveK pairs in other renderings",
+              "in_sample_14": "{n} FiveK train-range pair{s}", "fivek_c_real": "{n} FiveK train-range pair{s}",
+              "fivek_c_dev": "{n} of the 14 FiveK train-range pair{s}",
+              "synthetic_holdout": "{n} held-out photo{s} with synthetic faults",
+              "good_photos_left_alone": "{n} good photo{s} left alone (the result against the photo itself)"}
+
+
+def _titled(key: str, n) -> str:
+    """SET_TITLES[key] for ``n`` pairs or photos ('1 held-out photo', '30 held-out photos')."""
+    return SET_TITLES[key].format(n=n, s="" if n == 1 else "s")
 
 
 def _dict(value) -> dict:
@@ -125,9 +130,9 @@ def _set_title(key: str, entry: dict, card: dict) -> str:
     """The name of a score set on a card; the validation's names the pairs and the method."""
     n = _count(entry)
     if key != "validation":
-        return SET_TITLES[key].format(n=n) if key in SET_TITLES else key.replace("_", " ") + (f" ({n})" if n else "")
+        return _titled(key, n) if key in SET_TITLES else key.replace("_", " ") + (f" ({n})" if n else "")
     learned = _learned_set(card)
-    pairs = SET_TITLES[learned].format(n=n) if learned in SET_TITLES else " ".join(filter(None, ("its own", str(n), "pairs")))
+    pairs = _titled(learned, n) if learned in SET_TITLES else " ".join(filter(None, ("its own", str(n), "pairs")))
     return " ".join(filter(None, (f"{pairs},", validation_method(card), "validation")))
 
 

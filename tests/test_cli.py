@@ -473,6 +473,9 @@ def test_user_cards_read_like_the_builtin_ones(run, toy_registry):
     assert text.splitlines()[0] == "trained (user style)"
     assert ["30", "held-out", "photos", "with", "synthetic", "faults", "20.50", "17.40"] in \
         [ln.split() for ln in text.splitlines()]
+    toy_registry.save_style("small", CSRNet().state_dict(), dict(
+        scores=dict(synthetic_holdout=dict(psnr=20.5, baseline_psnr=17.4, images=1))))
+    assert "1 held-out photo with synthetic faults" in run("styles", "show", "small").output
 
 
 def test_finetune_summary_says_whether_the_step_count_was_chosen():
