@@ -170,9 +170,6 @@ def discover_pairs(root, expert: str | None = None, include_test: bool = False) 
         before, after = inputs[0], _pick_expert(root, experts, expert)
     else:
         before = after = None
-    if expert is not None and not (inputs and experts and before is not None and before in inputs):
-        raise PairsError(f"{root}: --expert picks a FiveK expert folder (input/ beside expertA/ .. expertE/); "
-                         "these pairs have none, so leave it out")
 
     if before is not None:
         pairs = _match(_group(_images(before, root, problems)), _group(_images(after, root, problems)),
@@ -193,6 +190,9 @@ def discover_pairs(root, expert: str | None = None, include_test: bool = False) 
     if not pairs:
         first = f"; first problem: {problems[0]}" if problems else ""
         raise PairsError(f"{root}: no image pairs found (expected {layouts(expert)}){first}")
+    if expert is not None and not (inputs and experts and before in inputs):
+        raise PairsError(f"{root}: --expert picks a FiveK expert folder (input/ beside expertA/ .. expertE/); "
+                         "these pairs have none, so leave it out")
     pairs.sort(key=lambda p: p.name)
     return pairs, problems
 
