@@ -234,6 +234,57 @@ def test_worker_killed_is_reported(installed):
             w.ask("styles")
 
 
+def _gone(pid: int) -> bool:
+    """The process has ended (a zombie no one has reaped yet counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in "ZX"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_worker_stops_when_gimp_kills_the_plugin(installed, tmp_path):
+    """GIMP's Cancel (and quitting GIMP) kills the plug-in outright: its worker stops with it, so a style
+    being taught is not saved after the user cancelled, and no orphan keeps computing."""
+    import signal
+    import subprocess
+    import textwrap
+    import time
+
+    from csr_core.registry import Registry
+
+    plugin = tmp_path / "plugin.py"  # the plug-in's side, as GIMP runs it: bridge.py on its own
+    plugin.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {os.path.dirname(bridge.__file__)!r})
+        import bridge
+        w = bridge.Worker({str(installed)!r})
+        layers = bytes(2 * 40 * 48 * 3 * 4)
+        slow = dict(steps=10**6, patience=10**6, pixels=256, views=1, folds=2, val_pixels=256)
+        bridge.write_message(w.proc.stdin, bridge.request("teach", width=48, height=40, channels=3, dtype="f32",
+                                                         name="cancelled", config=slow), layers)
+        print(w.proc.pid, flush=True)
+        w.proc.stdout.read()
+    """))
+    proc = subprocess.Popen([sys.executable, str(plugin)], stdout=subprocess.PIPE, cwd=tmp_path)
+    pid = int(proc.stdout.readline())
+    time.sleep(3)  # the worker is teaching now
+    assert not _gone(pid)
+    proc.send_signal(signal.SIGKILL)  # GIMP's Cancel: gimp_plug_in_close(plug_in, kill_it=TRUE)
+    proc.wait()
+    try:
+        for _ in range(300):
+            if _gone(pid):
+                break
+            time.sleep(0.1)
+        assert _gone(pid), "the worker kept teaching after the plug-in was killed"
+    finally:
+        if not _gone(pid):
+            os.kill(pid, signal.SIGKILL)
+    assert "cancelled" not in Registry().names()
+
+
 def test_worker_env_is_cleaned(installed):
     cmd, env = bridge.worker_command(str(installed), dict(PYTHONHOME="/gimp", LD_LIBRARY_PATH="/x", KEEP="1"))
     assert cmd == [sys.executable, "-m", "csr_plugins.gimp.worker"]

@@ -12,6 +12,8 @@ import json
 import os
 import sys
 import tempfile
+import threading
+import time
 import traceback
 
 from . import bridge
@@ -163,7 +165,23 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}"[:500]
 
 
+def stop_with_parent(interval: float = 0.5) -> None:
+    """End this process as soon as the plug-in that started it is gone. GIMP's Cancel (and quitting GIMP)
+    kills the plug-in outright; the worker must not finish teaching and save a style the user cancelled,
+    nor keep computing a retouch no one reads. (Where a dead parent's children keep its id, as on Windows,
+    the end of stdin still stops the worker between requests.)"""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="csr-stop-with-parent", daemon=True).start()
+
+
 def main() -> int:
+    stop_with_parent()
     try:
         try:
             importlib.import_module("csr_core.errors")
