@@ -345,13 +345,17 @@ def test_worker_teach_makes_a_user_style(toy_worker, rng):
     req = bridge.check_request(bridge.request("teach", width=48, height=40, channels=3, name="warm",
                                              config=dict(steps=2, pixels=256, views=1, folds=2, val_pixels=256)))
     out = io.BytesIO()
-    worker.serve(_session((req, before.tobytes() + after.tobytes()),
-                          (dict(req, name="bad name"), before.tobytes() + after.tobytes())), out)
-    (ok, _), (bad, _) = _replies(out)
-    assert ok["ok"] and ok["style"] == "warm" and ok["base"] == "auto", ok
+    payload = before.tobytes() + after.tobytes()
+    worker.serve(_session((dict(req, name=" warm "), payload), (dict(req, name="bad name"), payload),
+                          (dict(req, name="Warm"), payload)), out)
+    (ok, _), (bad, _), (taken, _) = _replies(out)
+    assert ok["ok"] and ok["style"] == "warm" and ok["base"] == "auto", ok  # the name as typed, spaces dropped
     style = toy_worker.get("warm")
     assert style.kind == "condition" and not style.builtin
     assert not bad["ok"] and "invalid style name" in bad["error"]
+    # a taken name: what a GIMP user can do about it (GIMP's dialog has no --overwrite)
+    assert not taken["ok"] and taken["error"] == ("a style named 'warm' already exists; choose another name, or "
+                                                  "remove that style first: csr styles remove warm"), taken
 
 
 def _finished_folder(folder, rng, n: int):

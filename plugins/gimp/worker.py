@@ -88,16 +88,21 @@ def teach(req: dict, before, after, registry=None) -> dict:
     import numpy as np
     import tifffile
 
-    from csr_core.errors import require
+    from csr_core.errors import StyleExistsError, require
     from csr_core.pixels import from_float, to_float
-    from csr_core.registry import DEFAULT_STYLE, validate_name
+    from csr_core.registry import DEFAULT_STYLE
 
     require("train", "teaching a style")
     from csr_core.finetune import FinetuneConfig, finetune_style
 
     reg = registry or _registry()
-    name = validate_name(req.get("name", ""))
-    reg.check_new_name(name, bool(req.get("overwrite")))
+    name = str(req.get("name") or "").strip()  # as typed in GIMP's dialog
+    try:
+        reg.check_new_name(name, bool(req.get("overwrite")))
+    except StyleExistsError:  # the registry's hint names csr finetune's --overwrite, which the dialog lacks
+        old = next((n for n in reg.names() if n.lower() == name.lower()), name)
+        raise StyleExistsError(f"a style named '{old}' already exists; choose another name, or remove that "
+                               f"style first: csr styles remove {old}") from None
     finished = os.path.expanduser((req.get("finished") or "").strip())
     if finished and not os.path.isabs(finished):  # the worker runs in the plug-in's folder: no guessing
         raise BridgeError(f"finished photos folder {finished!r}: give its full path")
