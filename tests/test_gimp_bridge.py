@@ -327,6 +327,35 @@ def test_cli_install_doctor_uninstall(tmp_path, monkeypatch):
     assert "not installed" in runner.invoke(cli, ["gimp", "uninstall"]).output
 
 
+def test_install_and_doctor_check_the_device(installed, tmp_path, monkeypatch):
+    """A device the worker cannot use fails at `csr gimp install` (nothing written) and in `csr gimp doctor`,
+    not at every retouch in GIMP after an install that said all is well."""
+    from csr_cli.gimp import diagnose, install
+    from csr_core.inference import resolve_device
+
+    unavailable = next((d for d in ("cuda", "mps") if _unavailable(resolve_device, d)), None)
+    if unavailable is None:
+        pytest.skip("this machine has both CUDA and MPS")
+    (tmp_path / "fresh").mkdir()
+    with pytest.raises(CsrError, match=f"device '{unavailable}'"):
+        install(tmp_path / "fresh", device=unavailable)
+    assert list((tmp_path / "fresh").iterdir()) == []
+    monkeypatch.setenv("PATH", str(tmp_path))  # no gimp binary: doctor only warns about it
+    assert not [line for level, line in diagnose(installed.parents[1]) if level == "FAIL"]
+    cfg = installed / "csr_retouch.json"
+    cfg.write_text(json.dumps(dict(json.loads(cfg.read_text()), device=unavailable)))  # the device went away
+    failed = [line for level, line in diagnose(installed.parents[1]) if level == "FAIL"]
+    assert len(failed) == 1 and failed[0].startswith(f"the GIMP plug-in cannot retouch: device '{unavailable}'")
+
+
+def _unavailable(resolve_device, device: str) -> bool:
+    try:
+        resolve_device(device)
+    except CsrError:
+        return True
+    return False
+
+
 def test_default_profile(monkeypatch, tmp_path):
     from csr_cli.gimp import default_profile
 
