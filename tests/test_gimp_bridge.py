@@ -387,6 +387,19 @@ def test_worker_teach_makes_a_user_style(toy_worker, rng):
                                                   "remove that style first: csr styles remove warm"), taken
 
 
+def test_worker_teach_without_pytorch_names_the_python_to_install_into(toy_worker, rng, monkeypatch):
+    """GIMP does not run in the shell's environment: the hint names the very Python the plug-in uses."""
+    from csr_core import errors
+
+    monkeypatch.setitem(errors.EXTRAS, "train", ("no_such_torch_module", "PyTorch"))
+    layer = _layer(rng, 8, 8, 3)
+    req = bridge.check_request(bridge.request("teach", width=8, height=8, channels=3, name="warm"))
+    out = io.BytesIO()
+    worker.serve(_session((req, layer.tobytes() * 2)), out)
+    ((reply, _),) = _replies(out)
+    assert not reply["ok"] and reply["error"].endswith(f'{sys.executable} -m pip install "csr-retouch[train]"'), reply
+
+
 def _finished_folder(folder, rng, n: int):
     """``n`` finished photos in the look the teach tests use (x * 0.8 + 0.15) and one unreadable file."""
     from PIL import Image

@@ -88,11 +88,16 @@ def teach(req: dict, before, after, registry=None) -> dict:
     import numpy as np
     import tifffile
 
-    from csr_core.errors import StyleExistsError, require
+    from csr_core.errors import MissingExtra, StyleExistsError, install_command, require
     from csr_core.pixels import from_float, to_float
     from csr_core.registry import DEFAULT_STYLE
 
-    require("train", "teaching a style")
+    try:
+        require("train", "teaching a style")
+    except MissingExtra:  # GIMP runs this Python, not the shell's: name it, so pip installs in the right place
+        python = f'"{sys.executable}"' if " " in sys.executable else sys.executable
+        raise MissingExtra(f"teaching a style needs PyTorch, which the Python csr runs in for GIMP lacks: "
+                           f"{python} -m {install_command('train')}") from None
     from csr_core.finetune import FinetuneConfig, finetune_style
 
     reg = registry or _registry()
