@@ -52,6 +52,9 @@ def install(profile: Path, device: str = "cpu") -> Path:
     why = missing_profile(profile)
     if why:
         raise CsrError(why)
+    from csr_core.inference import resolve_device
+
+    resolve_device(device)  # the worker runs in this Python: a device it lacks fails here, not in GIMP
     dest = plugin_dir(profile)
     try:
         dest.mkdir(parents=True, exist_ok=True)
@@ -70,10 +73,20 @@ def install(profile: Path, device: str = "cpu") -> Path:
 
 
 def check_worker(dest: Path) -> list[str]:
-    """Start the worker the way GIMP will and list the styles (BridgeError -> CsrError)."""
+    """Start the worker the way GIMP will, list the styles and retouch a tiny layer with the default one on
+    the recorded device (BridgeError -> CsrError)."""
     try:
         with bridge.Worker(str(dest)) as worker:
-            return list(worker.ask("styles")[0].get("styles", []))
+            reply = worker.ask("styles")[0]
+            names = list(reply.get("styles", []))
+            if names:
+                style = reply.get("default") if reply.get("default") in names else names[0]
+                try:
+                    worker.ask("retouch", bytes(8 * 8 * 3), width=8, height=8, channels=3, dtype="u8", style=style,
+                               strength=1.0)
+                except bridge.BridgeError as exc:
+                    raise CsrError(f"the GIMP plug-in cannot retouch: {exc}") from None
+            return names
     except bridge.BridgeError as exc:
         raise CsrError(f"the GIMP plug-in cannot reach csr: {exc}") from None
 

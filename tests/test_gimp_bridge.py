@@ -234,6 +234,57 @@ def test_worker_killed_is_reported(installed):
             w.ask("styles")
 
 
+def _gone(pid: int) -> bool:
+    """The process has ended (a zombie no one has reaped yet counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in "ZX"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_worker_stops_when_gimp_kills_the_plugin(installed, tmp_path):
+    """GIMP's Cancel (and quitting GIMP) kills the plug-in outright: its worker stops with it, so a style
+    being taught is not saved after the user cancelled, and no orphan keeps computing."""
+    import signal
+    import subprocess
+    import textwrap
+    import time
+
+    from csr_core.registry import Registry
+
+    plugin = tmp_path / "plugin.py"  # the plug-in's side, as GIMP runs it: bridge.py on its own
+    plugin.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {os.path.dirname(bridge.__file__)!r})
+        import bridge
+        w = bridge.Worker({str(installed)!r})
+        layers = bytes(2 * 40 * 48 * 3 * 4)
+        slow = dict(steps=10**6, patience=10**6, pixels=256, views=1, folds=2, val_pixels=256)
+        bridge.write_message(w.proc.stdin, bridge.request("teach", width=48, height=40, channels=3, dtype="f32",
+                                                         name="cancelled", config=slow), layers)
+        print(w.proc.pid, flush=True)
+        w.proc.stdout.read()
+    """))
+    proc = subprocess.Popen([sys.executable, str(plugin)], stdout=subprocess.PIPE, cwd=tmp_path)
+    pid = int(proc.stdout.readline())
+    time.sleep(3)  # the worker is teaching now
+    assert not _gone(pid)
+    proc.send_signal(signal.SIGKILL)  # GIMP's Cancel: gimp_plug_in_close(plug_in, kill_it=TRUE)
+    proc.wait()
+    try:
+        for _ in range(300):
+            if _gone(pid):
+                break
+            time.sleep(0.1)
+        assert _gone(pid), "the worker kept teaching after the plug-in was killed"
+    finally:
+        if not _gone(pid):
+            os.kill(pid, signal.SIGKILL)
+    assert "cancelled" not in Registry().names()
+
+
 def test_worker_env_is_cleaned(installed):
     cmd, env = bridge.worker_command(str(installed), dict(PYTHONHOME="/gimp", LD_LIBRARY_PATH="/x", KEEP="1"))
     assert cmd == [sys.executable, "-m", "csr_plugins.gimp.worker"]
@@ -276,6 +327,35 @@ def test_cli_install_doctor_uninstall(tmp_path, monkeypatch):
     assert "not installed" in runner.invoke(cli, ["gimp", "uninstall"]).output
 
 
+def test_install_and_doctor_check_the_device(installed, tmp_path, monkeypatch):
+    """A device the worker cannot use fails at `csr gimp install` (nothing written) and in `csr gimp doctor`,
+    not at every retouch in GIMP after an install that said all is well."""
+    from csr_cli.gimp import diagnose, install
+    from csr_core.inference import resolve_device
+
+    unavailable = next((d for d in ("cuda", "mps") if _unavailable(resolve_device, d)), None)
+    if unavailable is None:
+        pytest.skip("this machine has both CUDA and MPS")
+    (tmp_path / "fresh").mkdir()
+    with pytest.raises(CsrError, match=f"device '{unavailable}'"):
+        install(tmp_path / "fresh", device=unavailable)
+    assert list((tmp_path / "fresh").iterdir()) == []
+    monkeypatch.setenv("PATH", str(tmp_path))  # no gimp binary: doctor only warns about it
+    assert not [line for level, line in diagnose(installed.parents[1]) if level == "FAIL"]
+    cfg = installed / "csr_retouch.json"
+    cfg.write_text(json.dumps(dict(json.loads(cfg.read_text()), device=unavailable)))  # the device went away
+    failed = [line for level, line in diagnose(installed.parents[1]) if level == "FAIL"]
+    assert len(failed) == 1 and failed[0].startswith(f"the GIMP plug-in cannot retouch: device '{unavailable}'")
+
+
+def _unavailable(resolve_device, device: str) -> bool:
+    try:
+        resolve_device(device)
+    except CsrError:
+        return True
+    return False
+
+
 def test_default_profile(monkeypatch, tmp_path):
     from csr_cli.gimp import default_profile
 
@@ -294,13 +374,30 @@ def test_worker_teach_makes_a_user_style(toy_worker, rng):
     req = bridge.check_request(bridge.request("teach", width=48, height=40, channels=3, name="warm",
                                              config=dict(steps=2, pixels=256, views=1, folds=2, val_pixels=256)))
     out = io.BytesIO()
-    worker.serve(_session((req, before.tobytes() + after.tobytes()),
-                          (dict(req, name="bad name"), before.tobytes() + after.tobytes())), out)
-    (ok, _), (bad, _) = _replies(out)
-    assert ok["ok"] and ok["style"] == "warm" and ok["base"] == "auto", ok
+    payload = before.tobytes() + after.tobytes()
+    worker.serve(_session((dict(req, name=" warm "), payload), (dict(req, name="bad name"), payload),
+                          (dict(req, name="Warm"), payload)), out)
+    (ok, _), (bad, _), (taken, _) = _replies(out)
+    assert ok["ok"] and ok["style"] == "warm" and ok["base"] == "auto", ok  # the name as typed, spaces dropped
     style = toy_worker.get("warm")
     assert style.kind == "condition" and not style.builtin
     assert not bad["ok"] and "invalid style name" in bad["error"]
+    # a taken name: what a GIMP user can do about it (GIMP's dialog has no --overwrite)
+    assert not taken["ok"] and taken["error"] == ("a style named 'warm' already exists; choose another name, or "
+                                                  "remove that style first: csr styles remove warm"), taken
+
+
+def test_worker_teach_without_pytorch_names_the_python_to_install_into(toy_worker, rng, monkeypatch):
+    """GIMP does not run in the shell's environment: the hint names the very Python the plug-in uses."""
+    from csr_core import errors
+
+    monkeypatch.setitem(errors.EXTRAS, "train", ("no_such_torch_module", "PyTorch"))
+    layer = _layer(rng, 8, 8, 3)
+    req = bridge.check_request(bridge.request("teach", width=8, height=8, channels=3, name="warm"))
+    out = io.BytesIO()
+    worker.serve(_session((req, layer.tobytes() * 2)), out)
+    ((reply, _),) = _replies(out)
+    assert not reply["ok"] and reply["error"].endswith(f'{sys.executable} -m pip install "csr-retouch[train]"'), reply
 
 
 def _finished_folder(folder, rng, n: int):

@@ -127,6 +127,27 @@ with open(os.path.join(D, "results.json"), "w") as fh:
     json.dump(res, fh)
 '''
 
+LATER = r'''
+import json, os
+import gi
+gi.require_version("Gimp", "3.0")
+from gi.repository import Gimp, Gio
+D = %(work)r
+out = os.path.join(D, "later.json")
+pdb = Gimp.get_pdb()
+proc = pdb.lookup_procedure("python-fu-csr-retouch")
+img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(os.path.join(D, "in16.png")))
+cfg = proc.create_config()
+cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+cfg.set_property("image", img)
+cfg.set_core_object_array("drawables", img.get_layers())
+cfg.set_property("style", "later")
+r = proc.run(cfg)
+msg = r.index(1) if r.length() > 1 and isinstance(r.index(1), str) else pdb.get_last_error()
+with open(out, "w") as fh:
+    json.dump(dict(status=r.index(0).value_nick, message=msg), fh)
+'''
+
 
 def _write_inputs(work: Path) -> tuple[np.ndarray, np.ndarray]:
     import imagecodecs
@@ -233,6 +254,20 @@ def test_gimp_filter_matches_csr_retouch(tmp_path, tmp_path_factory, csr_home):
     # the plug-in recorded the new styles, so GIMP offers them in its style list after its next start
     recorded = json.loads((Path(plugin_dir) / "csr_retouch.json").read_text())["styles"]
     assert {"taught", "taught_finished"} <= set(recorded), recorded
+
+    # a style made while GIMP is closed: GIMP's next session still lists the styles it registered, so a PDB
+    # call is refused, with advice (restart) that then works
+    def later_session():
+        with bind_mounts(ROOT, mounts):
+            run = gimp_batch(ROOT, LATER % dict(work=str(work)), env, timeout=300)
+        assert run.returncode == 0, run.stderr.decode(errors="replace")[-2000:]
+        return json.loads((work / "later.json").read_text())
+
+    later_session()  # GIMP registers the plug-in with the styles of now
+    Registry().save_style("later", lively_model().state_dict(), {"description": "made later", "cond_size": 64})
+    first, second = later_session(), later_session()
+    assert first["status"] == "execution-error" and "restart it to use one made since" in first["message"], first
+    assert second["status"] == "success", second
 
     # refusals and failures come back as GIMP errors with one clear line
     for key, words in (("gray", "RGB images only"), ("group", "layer group"), ("not_installed", "csr gimp install"),

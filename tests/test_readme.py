@@ -157,6 +157,8 @@ def test_every_readme_command_runs_in_order(reader_folder, tmp_path):
     quick = dict(ran)["csr retouch samples/coffee_dark.jpg"]
     assert quick.stdout == quick.stderr == ""  # "a run that succeeds prints nothing"
     assert (reader_folder / "samples" / "coffee_dark_retouched.jpg").is_file()  # "beside the input"
+    again = _run("csr retouch samples/coffee_dark.jpg", reader_folder, env)  # "Run it again and csr keeps ..."
+    assert again.returncode == 1 and again.stderr.count("\n") == 1 and "already exists" in again.stderr, again
     names = {p.relative_to(reader_folder).as_posix() for p in reader_folder.rglob("*") if p.is_file()}
     assert not [n for n in names if "_retouched_retouched" in n]  # a re-run took no result as input
     assert not [n for n in names if "edited" in n and "_retouched" in n]

@@ -12,6 +12,8 @@ import json
 import os
 import sys
 import tempfile
+import threading
+import time
 import traceback
 
 from . import bridge
@@ -86,16 +88,26 @@ def teach(req: dict, before, after, registry=None) -> dict:
     import numpy as np
     import tifffile
 
-    from csr_core.errors import require
+    from csr_core.errors import MissingExtra, StyleExistsError, install_command, require
     from csr_core.pixels import from_float, to_float
-    from csr_core.registry import DEFAULT_STYLE, validate_name
+    from csr_core.registry import DEFAULT_STYLE
 
-    require("train", "teaching a style")
+    try:
+        require("train", "teaching a style")
+    except MissingExtra:  # GIMP runs this Python, not the shell's: name it, so pip installs in the right place
+        python = f'"{sys.executable}"' if " " in sys.executable else sys.executable
+        raise MissingExtra(f"teaching a style needs PyTorch, which the Python csr runs in for GIMP lacks: "
+                           f"{python} -m {install_command('train')}") from None
     from csr_core.finetune import FinetuneConfig, finetune_style
 
     reg = registry or _registry()
-    name = validate_name(req.get("name", ""))
-    reg.check_new_name(name, bool(req.get("overwrite")))
+    name = str(req.get("name") or "").strip()  # as typed in GIMP's dialog
+    try:
+        reg.check_new_name(name, bool(req.get("overwrite")))
+    except StyleExistsError:  # the registry's hint names csr finetune's --overwrite, which the dialog lacks
+        old = next((n for n in reg.names() if n.lower() == name.lower()), name)
+        raise StyleExistsError(f"a style named '{old}' already exists; choose another name, or remove that "
+                               f"style first: csr styles remove {old}") from None
     finished = os.path.expanduser((req.get("finished") or "").strip())
     if finished and not os.path.isabs(finished):  # the worker runs in the plug-in's folder: no guessing
         raise BridgeError(f"finished photos folder {finished!r}: give its full path")
@@ -163,7 +175,23 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}"[:500]
 
 
+def stop_with_parent(interval: float = 0.5) -> None:
+    """End this process as soon as the plug-in that started it is gone. GIMP's Cancel (and quitting GIMP)
+    kills the plug-in outright; the worker must not finish teaching and save a style the user cancelled,
+    nor keep computing a retouch no one reads. (Where a dead parent's children keep its id, as on Windows,
+    the end of stdin still stops the worker between requests.)"""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="csr-stop-with-parent", daemon=True).start()
+
+
 def main() -> int:
+    stop_with_parent()
     try:
         try:
             importlib.import_module("csr_core.errors")

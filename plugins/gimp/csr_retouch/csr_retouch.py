@@ -128,8 +128,8 @@ def retouch_run(procedure, run_mode, image, drawables, config, data):
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     style, strength, exact = (config.get_property(k) for k in ("style", "strength", "exact"))
     if style == UNSET:
-        return fail(procedure, f"unknown or missing style: pass one of {', '.join(_STYLES[0])} (a style "
-                               f"added after GIMP started needs a GIMP restart)")
+        return fail(procedure, f"unknown or missing style: pass one of {', '.join(_STYLES[0])} (GIMP updates "
+                               f"its list of styles when it restarts: restart it to use one made since)")
     ok, x, y, w, h = layer.mask_intersect()
     if not ok or w <= 0 or h <= 0:
         return fail(procedure, "the selection does not overlap the active layer: nothing to retouch")
