@@ -193,6 +193,25 @@ def _draw_scores(look) -> dict:
     return out
 
 
+#: Recipes for auto compared and not shipped, as data on its card.
+COMPARED_NOT_SHIPPED = [dict(
+    name="FiveK's inverse colour maps (of the 14 train-range pairs) as a share of the 'before' photos",
+    how="python tools/screen_auto_maps.py TAG maps=M neutral=N identity=I (commit 965322a): seed 2, 1,200 steps "
+        "from auto-v1; the rest of the shares generic faults; C's scaling and offset of the maps unless 'plain'",
+    scores=[dict(shares="maps 0.4, identity 0.25", fivek_c_val=23.31, wins=6, pairs_14=22.40, renderings=17.91,
+                 good_photos_left_alone=30.97, cat_cast_flat_gain=0.65),
+            dict(shares="maps 0.35, neutral 0.2, identity 0.25", fivek_c_val=23.35, wins=7, pairs_14=22.61,
+                 renderings=17.59, good_photos_left_alone=31.18, cat_cast_flat_gain=0.93),
+            dict(shares="maps 0.5 (plain), identity 0.25", fivek_c_val=23.40, wins=7, pairs_14=22.93,
+                 renderings=17.46, good_photos_left_alone=32.12, cat_cast_flat_gain=1.29),
+            dict(shares="maps 0.7, identity 0.3", fivek_c_val=24.06, wins=8, pairs_14=23.13, renderings=16.85,
+                 good_photos_left_alone=30.35, cat_cast_flat_gain=-1.17)],
+    why="only the 0.7 share clears 23.5 dB on the test split, and it loses 1.5 dB on the other renderings (a "
+        "neutral RAW development is one), makes cat_cast_flat's colour cast worse instead of repairing it, and its "
+        "weights would derive from every FiveK pair's map: research-only data, where auto is MIT; the 14 pairs "
+        "are not unseen here (the maps came from them)")]
+
+
 def cmd_publish_auto(args: list[str]) -> None:
     """Ship ``auto-neutral``'s output as 'auto' (its GFM tensors over auto-v1, which stays the base of every
     built-in style) with its card; further folders are other draws of the recipe, scored onto the card.
@@ -244,6 +263,7 @@ def cmd_publish_auto(args: list[str]) -> None:
             "chosen_by": words["chosen_by"],
         },
         "previous": _previous_card(previous),
+        "compared_not_shipped": COMPARED_NOT_SHIPPED,
         "scores": {},
         "licence": words["licence"],
     }
