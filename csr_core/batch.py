@@ -116,12 +116,13 @@ def _unreadable_folders(head: str, problems: list[str]) -> None:
 
 
 def _photos(files: Iterable[Path], item: str, kind: str, problems: list[str], quiet: bool,
-            left_out: list[Path]) -> list[Path]:
-    """The images among ``files`` that are not csr's own results (those go to ``left_out``), in name order;
-    when there are none, a problem line (unless ``quiet``: an unreadable folder was reported)."""
+            made: dict[Path, bool]) -> list[Path]:
+    """The images among ``files`` that are not csr's own results, in name order (``made`` records, for each
+    image, whether csr wrote it); when there are none, a problem line (unless ``quiet``: an unreadable folder
+    was reported)."""
     images = sorted(f for f in files if _is_image(f))
-    photos = [f for f in images if not metadata.made_by_csr(f)]
-    left_out += sorted(set(images) - set(photos))
+    made.update((f, metadata.made_by_csr(f)) for f in images)
+    photos = [f for f in images if not made[f]]
     if images and not photos:
         problems.append(f"{item}: {kind} only photos csr wrote ({len(images)}); to retouch them again, "
                         "name them one by one")
@@ -131,13 +132,13 @@ def _photos(files: Iterable[Path], item: str, kind: str, problems: list[str], qu
 
 
 def expand_inputs(inputs: Iterable[str], output: str | None = None
-                  ) -> tuple[list[tuple[Path, Path]], list[str], list[Path]]:
-    """(file, root) pairs for files, folders (recursive) and glob patterns, problem lines, and the files of
-    folders and patterns left out as csr's own results.
+                  ) -> tuple[list[tuple[Path, Path]], list[str], dict[Path, bool]]:
+    """(file, root) pairs for files, folders (recursive) and glob patterns, problem lines, and for each image
+    file of the folders and patterns whether csr wrote it (those are left out).
 
     The folder ``output``, when it is a sub-folder of an input folder, is not searched.
     """
-    found, problems, left_out = [], [], []
+    found, problems, made = [], [], {}
     try:
         prune = identity(output) if output and not isinstance(output, storage.Url) and os.path.isdir(output) else None
     except OSError:
@@ -157,18 +158,18 @@ def expand_inputs(inputs: Iterable[str], output: str | None = None
         p, before = Path(item), len(problems)
         if mode is not None and stat.S_ISDIR(mode):
             listed = [Path(top, n) for top, names in _tree(p, prune, problems) for n in names]
-            found += [(f, p) for f in _photos(listed, item, "folder has", problems, len(problems) > before, left_out)]
+            found += [(f, p) for f in _photos(listed, item, "folder has", problems, len(problems) > before, made)]
         elif mode is not None and stat.S_ISREG(mode):
             found.append((p, p.parent))
         elif mode is None and glob.has_magic(item):
             listed = _matches(item, prune, problems)
             found += [(f, f.parent) for f in _photos(listed, item, "pattern matches", problems, len(problems) > before,
-                                                     left_out)]
+                                                     made)]
         elif mode is not None:  # a FIFO, socket or device: reading it may block or never end
             problems.append(f"{item}: not a regular file (a pipe or device); to read a stream, pass '-' for stdin")
         else:
             problems.append(f"{item}: no such file or folder")
-    return found, problems, left_out
+    return found, problems, made
 
 
 def _destination(src: Path, root: Path, out: Path | None, to_file: bool, ext: str | None) -> Path:
@@ -183,7 +184,10 @@ def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> t
     """Jobs for the inputs, problem lines, and how many files were left out as csr's own results. ``output``:
     a file (one input), a folder (always when it ends in a slash), or None (beside each input). Inputs and
     ``output`` may be store URLs (:func:`csr_core.storage.location`)."""
-    found, problems, left_out = expand_inputs(inputs, output)
+    found, problems, made = expand_inputs(inputs, output)
+
+    def by_csr(path: Path) -> bool:  # a file of a folder or pattern was read once, while searching
+        return made[path] if path in made else metadata.made_by_csr(path)
     ext = _EXT[format_for_path(Path(f"x.{fmt}"))] if fmt else None
     out = output if isinstance(output, storage.Url) else Path(output) if output else None
     if out is not None and not (isinstance(output, str) and output.endswith(("/", os.sep))):
@@ -218,10 +222,10 @@ def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> t
             inputs_seen.add(job.src_id)
         if dest_id is not None:
             outputs.setdefault(dest_id, job.src)
-            job.keep_dest = out is None and not isinstance(job.dest, storage.Url) and not metadata.made_by_csr(job.dest)
+            job.keep_dest = out is None and not isinstance(job.dest, storage.Url) and not by_csr(job.dest)
         if beside_id is not None:
             beside.setdefault(beside_id, job.src)
-    jobs = [job for job in unique if not _earlier_result(job, {**beside, **outputs})]
+    jobs = [job for job in unique if not _earlier_result(job, {**beside, **outputs}, by_csr)]
     earlier = len(unique) - len(jobs)
     seen: dict[str, Path] = {}
     for job in jobs:
@@ -238,7 +242,7 @@ def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> t
             format_for_path(str(job.dest))
         except CsrError as exc:
             job.error = str(exc)
-    return jobs, problems, len(left_out) + earlier
+    return jobs, problems, sum(made.values()) + earlier
 
 
 def check_format(output: Path | storage.Url | str, fmt: str) -> None:
@@ -252,7 +256,7 @@ def check_format(output: Path | storage.Url | str, fmt: str) -> None:
                        f"drop --format or end the name in .{fmt.lower()}")
 
 
-def _earlier_result(job: Job, outputs: dict[Identity, Path]) -> bool:
+def _earlier_result(job: Job, outputs: dict[Identity, Path], by_csr: Callable[[Path], bool]) -> bool:
     """Whether the job's input is an earlier run's result: another input's output (in this batch, or
     beside it) that csr wrote.
     (Another job's output without csr's record is kept as a skipped input: never retouched, never
@@ -260,8 +264,10 @@ def _earlier_result(job: Job, outputs: dict[Identity, Path]) -> bool:
     owner = outputs.get(job.src_id) if job.src_id else None
     if owner is None or owner == job.src:
         return False
+    if not isinstance(job.src, storage.Url):
+        return by_csr(job.src)
     try:
-        return metadata.made_by_csr(io.BytesIO(job.src.read_bytes()) if isinstance(job.src, storage.Url) else job.src)
+        return metadata.made_by_csr(io.BytesIO(job.src.read_bytes()))
     except CsrError:  # a store that cannot be read: not csr's
         return False
 
