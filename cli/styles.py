@@ -11,7 +11,8 @@ import click
 from csr_core.errors import printable
 from csr_core.registry import licence_label, score_summary, validation_method
 
-from .common import EXIT_FAILED, EXIT_USAGE, cond_size_option, fail, handle_errors, overwrite_style_option, registry
+from .common import (EXIT_FAILED, EXIT_USAGE, cond_size_option, fail, handle_errors, overwrite_style_option, plural,
+                     registry)
 
 
 @click.group("styles")
@@ -76,7 +77,7 @@ def describe(style, base_name: str = "") -> list[str]:
     if style.description:
         out += _wrap("", style.description)
     out += _wrap("licence: ", card.get("licence") or "unknown (the card states none)")
-    out += _summary_table(card, name)
+    out += _summary_table(card, name, start)
     warnings = card.get("warnings")
     for w in warnings if isinstance(warnings, list) else []:
         out += _wrap("warning: ", str(w))
@@ -104,17 +105,18 @@ def describe(style, base_name: str = "") -> list[str]:
     return out
 
 
-#: The score sets of the cards, by key: their names in ``styles show`` ({n}: how many pairs or photos).
-SET_TITLES = {"fivek_c_val": "{n} FiveK test-split pair{s}", "renderings": "{n} FiveK pairs in other renderings",
-              "in_sample_14": "{n} FiveK train-range pair{s}", "fivek_c_real": "{n} FiveK train-range pair{s}",
-              "fivek_c_dev": "{n} of the 14 FiveK train-range pair{s}",
-              "synthetic_holdout": "{n} held-out photo{s} with synthetic faults",
-              "good_photos_left_alone": "{n} good photo{s} left alone (the result against the photo itself)"}
+#: The score sets of the cards, by key: their names in ``styles show``, as (the noun counted, what follows it).
+SET_TITLES = {"fivek_c_val": ("FiveK test-split pair", ""), "renderings": ("FiveK pair", " in other renderings"),
+              "in_sample_14": ("FiveK train-range pair", ""), "fivek_c_real": ("FiveK train-range pair", ""),
+              "fivek_c_dev": ("of the 14 FiveK train-range pair", ""),
+              "synthetic_holdout": ("held-out photo", " with synthetic faults"),
+              "good_photos_left_alone": ("good photo", " left alone (the result against the photo itself)")}
 
 
 def _titled(key: str, n) -> str:
-    """SET_TITLES[key] for ``n`` pairs or photos ('1 held-out photo', '30 held-out photos')."""
-    return SET_TITLES[key].format(n=n, s="" if n == 1 else "s")
+    """The name of the set ``key`` for ``n`` pairs or photos ('1 held-out photo with synthetic faults')."""
+    noun, rest = SET_TITLES[key]
+    return plural(n, noun).lstrip() + rest
 
 
 def _dict(value) -> dict:
@@ -132,7 +134,7 @@ def _set_title(key: str, entry: dict, card: dict) -> str:
     if key != "validation":
         return _titled(key, n) if key in SET_TITLES else key.replace("_", " ") + (f" ({n})" if n else "")
     learned = _learned_set(card)
-    pairs = _titled(learned, n) if learned in SET_TITLES else " ".join(filter(None, ("its own", str(n), "pairs")))
+    pairs = _titled(learned, n) if learned in SET_TITLES else "its own " + plural(n, "pair").lstrip()
     return " ".join(filter(None, (f"{pairs},", validation_method(card), "validation")))
 
 
@@ -145,37 +147,58 @@ def _learned_set(card: dict) -> str | None:
     return None
 
 
-def _psnr_pair(entry: dict, name: str):
-    """(the style's PSNR, doing nothing's) of a score set in any of the cards' layouts, None where absent."""
-    at1 = _dict(_dict(entry.get("by_strength")).get("1"))
-    if at1:
-        return at1.get("psnr"), entry.get("do-nothing")
-    if "psnr" in entry:
-        return entry["psnr"], entry.get("baseline_psnr")
-    return _dict(entry.get(name)).get("psnr"), _dict(entry.get("do-nothing")).get("psnr")
+def _psnr(value):
+    """A PSNR on a card: a number, or an object's 'psnr'; None otherwise (user cards are untrusted)."""
+    value = value.get("psnr") if isinstance(value, dict) else value
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _summary_table(card: dict, name: str) -> list[str]:
-    """One table of the style's PSNR on each set it was measured on, beside doing nothing: its validation
-    first, then the card's other sets."""
+def _psnrs(entry: dict, name: str, start) -> tuple:
+    """A score set's PSNRs in any of the cards' layouts, None where absent: [the style's, the style's it started
+    from (``start``), Pillow's autocontrast's, doing nothing's], and whether that autocontrast is per channel
+    (the tone-keeping one, which the README compares, where the card has it)."""
+    at1, flat = _dict(entry.get("by_strength")).get("1"), "psnr" in entry
+    mine = _psnr(at1 if at1 else entry if flat else entry.get(name))
+    nothing = _psnr(entry.get("baseline_psnr") if flat and not at1 else entry.get("do-nothing"))
+    begun = _psnr(entry.get("base_style", entry.get(start) if isinstance(start, str) and start != name else None))
+    tone, per_channel = _psnr(entry.get("autocontrast-tone")), _psnr(entry.get("autocontrast"))
+    return [mine, begun, per_channel if tone is None else tone, nothing], tone is None
+
+
+def _summary_table(card: dict, name: str, start=None) -> list[str]:
+    """One table of the style's PSNR on each set it was measured on, beside the style it started from
+    (``start``), Pillow's autocontrast and doing nothing where the card has them: its validation first,
+    then the card's other sets."""
     scores = _dict(card.get("scores"))
     learned = _learned_set(card)
     entries = [("validation", scores.get("validation")), *_dict(scores.get("sets")).items(),
                ("synthetic_holdout", scores.get("synthetic_holdout"))]
-    rows = []
+    rows = []  # (title, PSNRs, whether its autocontrast is per channel)
     for key, entry in entries:
         if isinstance(entry, dict):
-            psnr, nothing = _psnr_pair(entry, name)
-            if isinstance(psnr, (int, float)):
-                title = _set_title(key, entry, card) + (", learned from" if key == learned else "")
-                rows.append((title, psnr, nothing))
+            psnrs, per_channel = _psnrs(entry, name, start)
+            if psnrs[0] is not None:
+                rows.append((_set_title(key, entry, card) + (", learned from" if key == learned else ""), psnrs,
+                             per_channel))
     if not rows:
         return []
-    num = lambda x: f"{x:.2f}" if isinstance(x, (int, float)) else ""  # noqa: E731
+    kinds = {per_channel for _, psnrs, per_channel in rows if psnrs[2] is not None}
+    heads = [name, start if isinstance(start, str) else "start style", "autocontrast", "do nothing"]
+    shown = [i for i in range(4) if i in (0, 3) or any(psnrs[i] is not None for _, psnrs, _ in rows)]
+    widths = {i: max(len(heads[i][:12]), 6) for i in shown}
+
+    def cell(psnrs: list, per_channel: bool, i: int) -> str:  # both autocontrasts: the per-channel one marked
+        mark = ("*" if per_channel else " ") if i == 2 and len(kinds) > 1 else ""
+        return "" if psnrs[i] is None else f"{psnrs[i]:.2f}{mark}"
     width = max(len(r[0]) for r in rows)
     lines = ["scores (PSNR dB against each pair's 'after' photo; higher is closer):",
-             f"  {'set':<{width}}  {name[:12]:>12}  {'do nothing':>10}"]
-    lines += [f"  {title:<{width}}  {num(psnr):>12}  {num(nothing):>10}" for title, psnr, nothing in rows]
+             f"  {'set':<{width}}" + "".join(f"  {heads[i][:12]:>{widths[i]}}" for i in shown)]
+    lines += [f"  {title:<{width}}" + "".join(f"  {cell(psnrs, per, i):>{widths[i]}}" for i in shown)
+              for title, psnrs, per in rows]
+    if kinds:
+        lines.append("  autocontrast: Pillow's (cutoff 0.5%), " + ("keeping the tones; * per channel" if len(kinds) > 1
+                                                                  else "per channel" if True in kinds
+                                                                  else "keeping the tones"))
     if isinstance(scores.get("validation"), dict):
         lines.append("  validation: each pair scored by a version of the style that did not learn from it")
     if scores.get("sets"):

@@ -432,7 +432,7 @@ def test_builtin_cards_give_a_photographers_summary_first():
         assert summary.endswith("\n") and "licence: " in summary, name  # a blank line before the details
         table = summary.split("scores (PSNR dB against each pair's 'after' photo; higher is closer):\n")[1]
         assert "14 FiveK train-range pairs" in table and "11 FiveK test-split pairs" in table, name
-        assert all(len(x.split(".")[1]) == 2 for x in re.findall(r"\d+\.\d+", table)), table  # PSNR: 2 decimals
+        assert all(len(x.split(".")[1]) == 2 for x in re.findall(r"\d+\.\d+(?![\d%])", table)), table  # PSNR: 2 dec.
         for jargon in ("GFM", "EMA", "L1", "Adam", "condition", "base", "pseudo"):
             assert jargon not in summary, (name, jargon)
         for lab in ("../", "MANIFEST", "csr_core", "Disclosure", "dev pairs", "(no FiveK set; above)"):
@@ -444,7 +444,14 @@ def test_builtin_cards_give_a_photographers_summary_first():
     assert "[22.53 dB on 14 FiveK train-range pairs" in listing
     lines = [ln.split() for ln in shown["C"].splitlines()]
     assert ["auto", "PSNR", "22.53"] in [ln[:3] for ln in lines]  # the style C started from, by its name
-    assert ["14", "FiveK", "train-range", "pairs,", "5-fold", "validation", "23.23", "20.52"] in lines
+    # beside C: the style it started from and Pillow's autocontrast, where its card has their scores
+    assert ["set", "C", "auto", "autocontrast", "do", "nothing"] in lines
+    assert ["14", "FiveK", "train-range", "pairs,", "5-fold", "validation", "23.23", "22.53", "21.04*",
+            "20.52"] in lines
+    assert ["11", "FiveK", "test-split", "pairs", "25.10", "21.64", "17.90"] in lines
+    assert "  autocontrast: Pillow's (cutoff 0.5%), keeping the tones; * per channel" in shown["C"].splitlines()
+    assert ["11", "FiveK", "test-split", "pairs", "22.71", "21.64", "17.90"] in [ln.split() for ln in
+                                                                              shown["auto"].splitlines()]
 
 
 def test_user_cards_read_like_the_builtin_ones(run, toy_registry):
@@ -464,8 +471,10 @@ def test_user_cards_read_like_the_builtin_ones(run, toy_registry):
         text = run("styles", "show", "mine").output
         assert text.splitlines()[0] == "mine (user style, fine-tuned from 'auto')"
         assert "scores (PSNR dB against each pair's 'after' photo; higher is closer):" in text
-        assert [ln.split() for ln in text.splitlines() if ln.startswith("  its own 5 pairs")][0][-2:] == \
-            ["25.34", "20.77"]
+        assert [ln.split() for ln in text.splitlines() if ln.startswith("  its own 5 pairs")][0][-4:] == \
+            ["25.34", "20.12", "25.34", "20.77"]  # the style, the style it started from, autocontrast, nothing
+        assert ["set", "mine", "auto", "autocontrast", "do", "nothing"] in [ln.split() for ln in text.splitlines()]
+        assert "  autocontrast: Pillow's (cutoff 0.5%), per channel" in text.splitlines()
         assert text.count("steps") == 1 and "; 20 steps, chosen by 5-fold validation" in " ".join(text.split())
     toy_registry.save_style("trained", CSRNet().state_dict(), dict(
         training=dict(data="707 photos", recipe=dict(method="synthetic faults")),
@@ -477,6 +486,12 @@ def test_user_cards_read_like_the_builtin_ones(run, toy_registry):
     toy_registry.save_style("small", CSRNet().state_dict(), dict(
         scores=dict(synthetic_holdout=dict(psnr=20.5, baseline_psnr=17.4, images=1))))
     assert "1 held-out photo with synthetic faults" in run("styles", "show", "small").output
+    toy_registry.save_style("one", CSRNet().state_dict(), dict(scores=dict(
+        validation=dict(psnr=21.0, baseline_psnr=20.0, images=1, method="held-out"),
+        sets=dict(renderings=dict(pairs=1, by_strength={"1": dict(psnr=19.0)}, **{"do-nothing": 18.0})))))
+    text = run("styles", "show", "one").output  # one pair is 'pair' in every title
+    assert "  its own 1 pair, held-out validation " in text and "  1 FiveK pair in other renderings " in text
+    assert "autocontrast" not in text  # no column for scores the card does not have
 
 
 def test_finetune_summary_says_whether_the_step_count_was_chosen():
