@@ -19,7 +19,6 @@ never stops the batch.
 from __future__ import annotations
 
 import glob
-import io
 import os
 import stat
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -115,19 +114,26 @@ def _unreadable_folders(head: str, problems: list[str]) -> None:
             problems.append(f"{folder}: cannot read folder ({exc.strerror or exc})")
 
 
-def _photos(files: Iterable[Path], item: str, kind: str, problems: list[str], quiet: bool,
-            made: dict[Path, bool]) -> list[Path]:
-    """The images among ``files`` that are not csr's own results, in name order (``made`` records, for each
-    image, whether csr wrote it); when there are none, a problem line (unless ``quiet``: an unreadable folder
-    was reported)."""
-    images = sorted(f for f in files if _is_image(f))
-    made.update((f, metadata.made_by_csr(f)) for f in images)
+#: How a problem line names a folder or a pattern of inputs.
+_KIND = {"folder": "folder has", "pattern": "pattern matches"}
+
+
+def _made_by_csr(file: Path | storage.Url) -> bool:
+    """Whether csr wrote the file: its header and XMP record are read, never its pixels."""
+    return file.made_by_csr() if isinstance(file, storage.Url) else metadata.made_by_csr(file)
+
+
+def _photos(images: list, item: str, kind: str, problems: list[str], quiet: bool, made: dict) -> list:
+    """The ``images`` (in name order) that are not csr's own results (``made`` records, for each image,
+    whether csr wrote it); when there are none, a problem line (unless ``quiet``: an unreadable folder or
+    key was reported)."""
+    made.update((f, _made_by_csr(f)) for f in images)
     photos = [f for f in images if not made[f]]
     if images and not photos:
-        problems.append(f"{item}: {kind} only photos csr wrote ({len(images)}); to retouch them again, "
+        problems.append(f"{item}: {_KIND[kind]} only photos csr wrote ({len(images)}); to retouch them again, "
                         "name them one by one")
     elif not images and not quiet:
-        problems.append(f"{item}: {kind} no supported images ({', '.join(SUPPORTED_EXTENSIONS)})")
+        problems.append(f"{item}: {_KIND[kind]} no supported images ({', '.join(SUPPORTED_EXTENSIONS)})")
     return photos
 
 
@@ -145,8 +151,11 @@ def expand_inputs(inputs: Iterable[str], output: str | None = None
         prune = None
     for item in inputs:
         if isinstance(item, storage.Url):
-            files, lines = storage.expand(item, output)
-            found, problems = found + files, problems + lines
+            files, lines, kind = storage.expand(item, output)
+            problems += lines
+            roots = dict(files)
+            found += [(f, roots[f]) for f in _photos(list(roots), str(item), kind, problems, bool(lines), made)] \
+                if kind in _KIND else files
             continue
         try:
             mode = os.stat(item).st_mode
@@ -158,13 +167,14 @@ def expand_inputs(inputs: Iterable[str], output: str | None = None
         p, before = Path(item), len(problems)
         if mode is not None and stat.S_ISDIR(mode):
             listed = [Path(top, n) for top, names in _tree(p, prune, problems) for n in names]
-            found += [(f, p) for f in _photos(listed, item, "folder has", problems, len(problems) > before, made)]
+            found += [(f, p) for f in _photos(sorted(filter(_is_image, listed)), item, "folder", problems,
+                                              len(problems) > before, made)]
         elif mode is not None and stat.S_ISREG(mode):
             found.append((p, p.parent))
         elif mode is None and glob.has_magic(item):
             listed = _matches(item, prune, problems)
-            found += [(f, f.parent) for f in _photos(listed, item, "pattern matches", problems, len(problems) > before,
-                                                     made)]
+            found += [(f, f.parent) for f in _photos(sorted(filter(_is_image, listed)), item, "pattern", problems,
+                                                     len(problems) > before, made)]
         elif mode is not None:  # a FIFO, socket or device: reading it may block or never end
             problems.append(f"{item}: not a regular file (a pipe or device); to read a stream, pass '-' for stdin")
         else:
@@ -187,7 +197,7 @@ def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> t
     found, problems, made = expand_inputs(inputs, output)
 
     def by_csr(path: Path) -> bool:  # a file of a folder or pattern was read once, while searching
-        return made[path] if path in made else metadata.made_by_csr(path)
+        return made[path] if path in made else _made_by_csr(path)
     ext = _EXT[format_for_path(Path(f"x.{fmt}"))] if fmt else None
     out = output if isinstance(output, storage.Url) else Path(output) if output else None
     if out is not None and not (isinstance(output, str) and output.endswith(("/", os.sep))):
@@ -264,12 +274,7 @@ def _earlier_result(job: Job, outputs: dict[Identity, Path], by_csr: Callable[[P
     owner = outputs.get(job.src_id) if job.src_id else None
     if owner is None or owner == job.src:
         return False
-    if not isinstance(job.src, storage.Url):
-        return by_csr(job.src)
-    try:
-        return metadata.made_by_csr(io.BytesIO(job.src.read_bytes()))
-    except CsrError:  # a store that cannot be read: not csr's
-        return False
+    return by_csr(job.src)
 
 
 def check_destination(job: Job, overwrite: bool, skip_existing: bool,

@@ -34,6 +34,8 @@ _SECRET_OPTION = re.compile(r"key|secret|token|pass|credential|sas|signature|aut
 _LIBRARY = {"s3": install_command("cluster"), "gs": "pip install gcsfs", "gcs": "pip install gcsfs",
             "az": "pip install adlfs", "abfs": "pip install adlfs", "abfss": "pip install adlfs"}
 _CREDENTIALS = "credentials come from the environment, the store's config files or an instance role"
+#: The reads of an object's csr record: a header and XMP packet fit in a block or two (s3fs reads 50 MB by default).
+RECORD_BLOCK = 1 << 16
 
 
 def is_url(text) -> bool:
@@ -196,6 +198,18 @@ class Url:
                 raise _failure(self, exc, "read") from None
         return (self.protocol, self.path) if exists else None
 
+    def made_by_csr(self) -> bool:
+        """Like :func:`csr_core.metadata.made_by_csr`: whether the object carries csr's record, read from its
+        header and XMP packet in blocks of RECORD_BLOCK bytes, never the whole object. One that cannot be
+        read is not csr's."""
+        from .metadata import made_by_csr
+
+        try:
+            with self.fs.open(self.path, "rb", block_size=RECORD_BLOCK, cache_type="blockcache") as f:
+                return made_by_csr(f)
+        except Exception:  # noqa: BLE001 -- missing, refused, unreachable: tried, and reported when retouched
+            return False
+
     def read_bytes(self) -> bytes:
         try:
             return self.fs.cat_file(self.path)
@@ -249,10 +263,11 @@ def _safe(rel: str) -> bool:
     return all(part not in ("", ".", "..") for part in rel.split("/"))
 
 
-def expand(url: Url, output) -> tuple[list[tuple[Url, Url]], list[str]]:
-    """(file, root) pairs for a store URL (a file, a prefix searched recursively, or a glob) and problem
-    lines, like :func:`csr_core.batch.expand_inputs` for a local path. The prefix ``output`` (a Url in
-    the same store), when it lies under ``url``, is not searched."""
+def expand(url: Url, output) -> tuple[list[tuple[Url, Url]], list[str], str | None]:
+    """(file, root) pairs for a store URL (a file, a prefix searched recursively, or a glob), problem lines
+    and what the URL is ('file', 'folder', 'pattern'; None if missing), like
+    :func:`csr_core.batch.expand_inputs` for a local path, which leaves out the images csr wrote. The prefix
+    ``output`` (a Url in the same store), when it lies under ``url``, is not searched."""
     from glob import has_magic
 
     fs = url.fs
@@ -270,7 +285,7 @@ def expand(url: Url, output) -> tuple[list[tuple[Url, Url]], list[str]]:
                 roots, kind = [url.path] * len(files), "folder"
     except FileNotFoundError:
         _check_bucket(url)
-        return [], [f"{url}: no such file or folder"]
+        return [], [f"{url}: no such file or folder"], None
     except Exception as exc:
         raise _failure(url, exc, "list") from None
     prune = (output.path.rstrip("/") + "/" if isinstance(output, Url) and output.protocol == url.protocol
@@ -285,10 +300,7 @@ def expand(url: Url, output) -> tuple[list[tuple[Url, Url]], list[str]]:
             problems.append(f"{url._at(path)}: skipped, its name has an empty, '.' or '..' part")
             continue
         found.append((url._at(path, exists=True), url._at(root)))
-    if not found and not problems:
-        problems.append(f"{url}: {kind} has no supported images" if kind == "folder" else
-                        f"{url}: pattern matches no supported images")
-    return found, problems
+    return found, problems, kind
 
 
 def list_outputs(jobs: list) -> None:
