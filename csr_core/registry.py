@@ -311,8 +311,7 @@ class Registry:
         self._damaged[name] = why
         if card_path.name not in self._warned:
             self._warned.add(card_path.name)
-            hint = f"csr styles remove {name}" if _NAME_RE.fullmatch(name) else "move it out of that folder"
-            warnings.warn(f"{card_path}: skipped, {why}; {hint}", stacklevel=3)
+            warnings.warn(f"{card_path}: skipped, {why}; {_repair_hint(name)}", stacklevel=3)
 
     def damaged(self) -> dict[str, str]:
         """Cards in the user folder that were skipped: name -> why."""
@@ -334,6 +333,8 @@ class Registry:
         for style in self.styles():
             if style.name == name:
                 return style
+        if name in self._damaged:  # (read again by styles() above)
+            raise StyleError(f"user style '{name}' cannot be used: {self._damaged[name]}; {_repair_hint(name)}")
         if name in EXPERTS:
             raise UnknownStyleError(
                 f"style '{name}' is {EXPERTS[name]}; it is not bundled because its training pairs are not "
@@ -432,6 +433,11 @@ class Registry:
                                    f"--overwrite, or remove it: csr styles remove {old.name}")
         if old is not None:
             self.check_unused(old, "replace")
+        broken = self._damaged_named(name)
+        if broken is not None and not overwrite:
+            raise StyleExistsError(f"user style '{broken}' already exists but cannot be used "
+                                   f"({self._damaged[broken]}); replace it with --overwrite, or remove it: "
+                                   f"csr styles remove {broken}")
         self.check_writable()
 
     def save_style(self, name: str, weights: Mapping[str, object], card: dict, base: Style | None = None,
@@ -462,12 +468,13 @@ class Registry:
         check_card(card, f"style '{name}'")  # a card it could not read back is never written
         old = next((st for n, st in self._user_styles().items() if n.lower() == name.lower()), None) \
             if overwrite else None
+        broken = self._damaged_named(name) if overwrite else None  # a damaged card it replaces
         self.user_path.mkdir(parents=True, exist_ok=True)
         weights = self.user_path / card["file"]
         try:
             write_bytes_atomic(weights, blob)  # a new name: the old style stays intact
             # the commit point; a new name is claimed only if no other process saved it meanwhile
-            with atomic_write(self.user_path / f"{name}.json", "w", replace=old is not None) as fh:
+            with atomic_write(self.user_path / f"{name}.json", "w", replace=(old or broken) is not None) as fh:
                 json.dump(card, fh, indent=2)
         except FileExistsError:
             self._unlink_unused(weights)
@@ -475,30 +482,52 @@ class Registry:
         except OSError as exc:  # a full disk, a quota, a file-size limit: nothing of the new style stays
             self._unlink_unused(weights)
             raise StyleError(f"cannot save style '{name}' in {self.user_path} ({exc.strerror or exc})") from None
+
+        def stale(other: str) -> bool:  # another name's card, not the new one (one file on a case-insensitive disk)
+            path = self.user_path / f"{other}.json"
+            return other != name and not (path.exists() and os.path.samefile(path, self.user_path / f"{name}.json"))
+
         if old is not None:
-            if old.name != name:
+            if stale(old.name):
                 (self.user_path / f"{old.name}.json").unlink(missing_ok=True)
             if old.path.name != card["file"]:
                 self._unlink_unused(old.path)
             self._nets.pop(old.sha256, None)
+        if broken is not None:
+            self._remove_damaged(broken, card=stale(broken))
         return Style(name, card, self.user_path / card["file"], False)
 
     def remove(self, name: str) -> None:
         """Delete a user style (built-ins cannot be removed), or a damaged card with the weights file
         that was saved with it (``NAME.<sha256 prefix>.safetensors``) unless another card uses it."""
         if name in self.damaged() and validate_name(name):
-            (self.user_path / f"{name}.json").unlink(missing_ok=True)
-            for weights in self.user_path.glob(f"{name}.*.safetensors"):
-                if re.fullmatch(rf"{re.escape(name)}\.[0-9a-f]{{12}}\.safetensors", weights.name):
-                    self._unlink_unused(weights)
-            return
+            return self._remove_damaged(name)
         style = self.get(name)
         if style.builtin:
             raise StyleError(f"style '{name}' is built in and cannot be removed")
         self.check_unused(style, "remove")
-        (self.user_path / f"{name}.json").unlink()  # the card first: the style is gone at once
-        self._unlink_unused(style.path)
+        try:
+            (self.user_path / f"{name}.json").unlink(missing_ok=True)  # the card first: the style is gone at once
+            self._unlink_unused(style.path)
+        except OSError as exc:
+            raise StyleError(f"cannot remove style '{name}' from {self.user_path} ({exc.strerror or exc})") from None
         self._nets.pop(style.sha256, None)
+
+    def _remove_damaged(self, name: str, card: bool = True) -> None:
+        """Delete a damaged card (unless not ``card``) and the weights file saved with it
+        (``NAME.<sha256 prefix>.safetensors``) unless another card uses it."""
+        try:
+            if card:
+                (self.user_path / f"{name}.json").unlink(missing_ok=True)
+            for weights in self.user_path.glob(f"{name}.*.safetensors"):
+                if re.fullmatch(rf"{re.escape(name)}\.[0-9a-f]{{12}}\.safetensors", weights.name):
+                    self._unlink_unused(weights)
+        except OSError as exc:
+            raise StyleError(f"cannot remove style '{name}' from {self.user_path} ({exc.strerror or exc})") from None
+
+    def _damaged_named(self, name: str) -> str | None:
+        """The damaged card whose name is ``name`` but for case (as ``_user_styles`` last found), if any."""
+        return next((n for n in self._damaged if n.lower() == name.lower()), None)
 
     def dependents(self, style: Style) -> list[str]:
         """The user styles that run on the full style ``style`` (fine-tuned from it, or from a style
@@ -565,6 +594,11 @@ class Registry:
                     source={"file": Path(path).name, "sha256": hashlib.sha256(blob).hexdigest()},
                     licence="unknown (the imported checkpoint's own terms apply)")
         return self.save_style(name, net.state, card, overwrite=overwrite)
+
+
+def _repair_hint(name: str) -> str:
+    """What to do about the damaged card ``name``."""
+    return f"csr styles remove {name}" if _NAME_RE.fullmatch(name) else "move it out of that folder"
 
 
 def _check_unpacked_size(blob: bytes, path) -> None:

@@ -200,7 +200,8 @@ def test_a_style_cannot_ask_for_a_costly_condition_copy(tmp_path, toy_registry):
     warning, error = capped.stderr.strip().splitlines()
     assert warning.endswith(f"huge.json: skipped, invalid style card ('cond_size' must be an integer from 32 to "
                             f"{COND_SIZES[1]}); csr styles remove huge"), warning
-    assert error.startswith("csr: error: unknown style 'huge'"), error
+    assert error == (f"csr: error: user style 'huge' cannot be used: invalid style card ('cond_size' must be an "
+                     f"integer from 32 to {COND_SIZES[1]}); csr styles remove huge"), error
 
     with pytest.raises(StyleError, match="'cond_size' must be an integer from 32 to 1024"):
         toy_registry.save_style("huge", state, {"cond_size": 4096})

@@ -238,3 +238,59 @@ def test_import_refuses_wrong_architecture(toy_registry, tmp_path):
     torch.save({"w": torch.zeros(3)}, tmp_path / "other.pth")
     with pytest.raises(StyleError, match="not a CSRNet"):
         toy_registry.import_checkpoint(tmp_path / "other.pth", "other")
+
+def test_a_damaged_card_is_named_as_such_and_can_be_replaced(toy_registry, recwarn):
+    """A name whose card is damaged is neither 'unknown' nor 'just saved by another csr process': using it
+    says what is wrong, a new style of that name needs --overwrite, which replaces the card and its weights."""
+    from csr_core.errors import StyleExistsError, UnknownStyleError
+
+    state = CSRNet().state_dict()
+    toy_registry.save_style("mine", state, {})
+    user = toy_registry.user_path
+    for name in ("broken", "Other"):
+        (user / f"{name}.json").write_text('{"sha')
+        (user / f"{name}.0123456789ab.safetensors").write_bytes(b"junk")
+    with pytest.raises(StyleError, match=r"^user style 'broken' cannot be used: invalid style card .*; "
+                                         r"csr styles remove broken$") as err:
+        toy_registry.get("broken")
+    assert not isinstance(err.value, UnknownStyleError)
+    with pytest.raises(StyleExistsError, match=r"^user style 'broken' already exists but cannot be used \(invalid "
+                                               r"style card .*\); replace it with --overwrite, or remove it"):
+        toy_registry.save_style("broken", state, {})
+    for name in ("broken", "other"):  # the same name, and one that differs only in case
+        style = toy_registry.save_style(name, state, {}, overwrite=True)
+        assert isinstance(toy_registry.net(name), Net) and toy_registry.get(name) == style
+    assert toy_registry.damaged() == {} and toy_registry.names() == ["auto", "broken", "mine", "other"]
+    assert sorted(p.name for p in user.glob("*.safetensors")) == [
+        f"{n}.{style.sha256[:12]}.safetensors" for n in ("broken", "mine", "other")]
+
+
+def test_remove_in_a_read_only_folder_or_raced_is_one_line(run, toy_registry, monkeypatch):
+    """A style folder that refuses the removal is one clear line, not an unexpected error; a style that
+    another csr process removed meanwhile is removed."""
+    import pathlib
+
+    toy_registry.save_style("mine", CSRNet().state_dict(), {})
+    unlink = pathlib.Path.unlink
+
+    def refused(self, missing_ok=False):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(pathlib.Path, "unlink", refused)
+    res = run("styles", "remove", "mine", "-y")
+    assert res.exit_code == 1 and res.output == (
+        f"csr: error: cannot remove style 'mine' from {toy_registry.user_path} (Permission denied)\n")
+    monkeypatch.setattr(pathlib.Path, "unlink", unlink)
+    assert toy_registry.names() == ["auto", "mine"]
+    check_unused, calls = Registry.check_unused, []
+
+    def raced(self, style, action):  # another process removes the style between the listing and the removal
+        check_unused(self, style, action)
+        calls.append(action)
+        if len(calls) == 2:  # the check of Registry.remove (the command checks first, before asking)
+            for path in toy_registry.user_path.iterdir():
+                unlink(path)
+
+    monkeypatch.setattr(Registry, "check_unused", raced)
+    res = run("styles", "remove", "mine", "-y")
+    assert res.exit_code == 0 and res.output == "removed style 'mine'\n"
