@@ -267,7 +267,8 @@ def expand(url: Url, output) -> tuple[list[tuple[Url, Url]], list[str], str | No
     """(file, root) pairs for a store URL (a file, a prefix searched recursively, or a glob), problem lines
     and what the URL is ('file', 'folder', 'pattern'; None if missing), like
     :func:`csr_core.batch.expand_inputs` for a local path, which leaves out the images csr wrote. The prefix
-    ``output`` (a Url in the same store), when it lies under ``url``, is not searched."""
+    ``output`` (a Url in the same store), when it lies under ``url``, is not searched, nor are hidden
+    sub-folders (names starting with a dot: a trash, a thumbnail cache), as locally."""
     from glob import has_magic
 
     fs = url.fs
@@ -275,14 +276,15 @@ def expand(url: Url, output) -> tuple[list[tuple[Url, Url]], list[str], str | No
         if has_magic(url.path):
             files = [p for p, info in fs.glob(url.path, detail=True).items() if info.get("type") == "file"]
             roots = [posixpath.dirname(p) for p in files]
-            kind = "pattern"
+            parts = url.path.split("/")
+            top, kind = "/".join(parts[:next(i for i, part in enumerate(parts) if has_magic(part))]), "pattern"
         else:
             info = fs.info(url.path)
             if info.get("type") == "file":
                 files, roots, kind = [url.path], [posixpath.dirname(url.path)], "file"
             else:
                 files = fs.find(url.path)
-                roots, kind = [url.path] * len(files), "folder"
+                roots, top, kind = [url.path] * len(files), url.path, "folder"
     except FileNotFoundError:
         _check_bucket(url)
         return [], [f"{url}: no such file or folder"], None
@@ -299,6 +301,8 @@ def expand(url: Url, output) -> tuple[list[tuple[Url, Url]], list[str], str | No
         if not _safe(path[len(root) + 1:]):
             problems.append(f"{url._at(path)}: skipped, its name has an empty, '.' or '..' part")
             continue
+        if kind != "file" and any(d.startswith(".") for d in posixpath.dirname(path[len(top) + 1:]).split("/")):
+            continue  # in a hidden sub-folder
         found.append((url._at(path, exists=True), url._at(root)))
     return found, problems, kind
 

@@ -123,6 +123,25 @@ def test_memory_store_batch_leaves_out_the_files_csr_wrote_like_a_local_folder(r
         fs.rm("/bk", recursive=True)
 
 
+def test_memory_store_batch_skips_hidden_sub_folders_like_a_local_folder(run, rng):
+    """A trash or thumbnail cache under a prefix is not searched, by a folder or a pattern; named, it is."""
+    fsspec = pytest.importorskip("fsspec")
+    fs = fsspec.filesystem("memory")
+    for key in ("a.jpg", "sub/b.jpg", ".Trash/sub/c.jpg", ".thumbs/d.jpg", "sub/.cache/e.jpg"):
+        fs.pipe_file(f"/hid/shoot/{key}", _jpeg(rng))
+    try:
+        for args, out in ((["memory://hid/shoot/"], ["a.jpg", "sub/b.jpg"]),
+                          (["memory://hid/shoot/**/*.jpg"], ["a.jpg", "b.jpg"]),
+                          (["memory://hid/shoot/*/*.jpg"], ["b.jpg"]),
+                          (["memory://hid/shoot/.thumbs/"], ["d.jpg"])):
+            res = run("retouch", *args, "-o", "memory://hid/out/")
+            assert res.exit_code == 0, res.output
+            assert [p.removeprefix("/hid/out/") for p in fs.find("/hid/out")] == out, args
+            fs.rm("/hid/out", recursive=True)
+    finally:
+        fs.rm("/hid", recursive=True)
+
+
 IMPORTS = r'''
 import sys
 import csr_cli.main
