@@ -232,7 +232,7 @@ def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> t
             inputs_seen.add(job.src_id)
         if dest_id is not None:
             outputs.setdefault(dest_id, job.src)
-            job.keep_dest = out is None and not isinstance(job.dest, storage.Url) and not by_csr(job.dest)
+            job.keep_dest = out is None and not by_csr(job.dest)
         if beside_id is not None:
             beside.setdefault(beside_id, job.src)
     jobs = [job for job in unique if not _earlier_result(job, {**beside, **outputs}, by_csr)]

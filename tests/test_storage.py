@@ -123,6 +123,30 @@ def test_memory_store_batch_leaves_out_the_files_csr_wrote_like_a_local_folder(r
         fs.rm("/bk", recursive=True)
 
 
+def test_memory_store_in_place_run_never_replaces_a_photo_csr_did_not_write(run, rng):
+    """Beside its photo, an existing NAME_retouched.jpg that csr did not write is one of your photos: kept
+    even with --overwrite, as locally; csr's own earlier result there is replaced."""
+    fsspec = pytest.importorskip("fsspec")
+    fs = fsspec.filesystem("memory")
+    mine = b"my own edit" + _jpeg(rng)
+    try:
+        for args in (["memory://keep/shoot/a.jpg"], ["memory://keep/shoot/a.j*"]):
+            fs.pipe_file("/keep/shoot/a.jpg", _jpeg(rng))
+            fs.pipe_file("/keep/shoot/a_retouched.jpg", mine)
+            res = run("retouch", *args, "--overwrite")
+            assert res.exit_code == 1 and res.output.startswith(
+                "csr: error: memory:///keep/shoot/a.jpg: refusing to replace memory:///keep/shoot/a_retouched.jpg, "
+                "a photo csr did not write"), res.output
+            assert fs.cat_file("/keep/shoot/a_retouched.jpg") == mine
+            fs.rm("/keep/shoot/a_retouched.jpg")
+            assert run("retouch", *args).exit_code == 0
+            first = fs.cat_file("/keep/shoot/a_retouched.jpg")
+            again = run("retouch", *args, "--overwrite", "--strength", "0.5")
+            assert again.exit_code == 0 and fs.cat_file("/keep/shoot/a_retouched.jpg") != first, again.output
+    finally:
+        fs.rm("/keep", recursive=True)
+
+
 def test_memory_store_batch_skips_hidden_sub_folders_like_a_local_folder(run, rng):
     """A trash or thumbnail cache under a prefix is not searched, by a folder or a pattern; named, it is."""
     fsspec = pytest.importorskip("fsspec")
