@@ -288,16 +288,21 @@ class Registry:
         return out
 
     def _user_styles(self) -> dict[str, Style]:
-        """The user styles whose cards read; a damaged or foreign card (or a FIFO, a device) is skipped,
-        never blocking, with one warning per card (``damaged()`` lists them; ``remove`` deletes them)."""
+        """The user styles whose cards read; a damaged or foreign card (or a FIFO, a device), or one named like
+        a built-in style, is skipped, never blocking, with one warning per card (``damaged()`` lists them;
+        ``remove`` deletes them)."""
         out, self._damaged = {}, {}
         if not self.user_path.is_dir():
             return out
+        builtins = {n.lower(): n for n in self._builtin_styles()}
         for card_path in sorted(self.user_path.glob("*.json")):
             name = card_path.stem
             try:
                 validate_name(name)
                 card = check_card(load_card(read_regular(card_path, MAX_CARD_BYTES, "style card")), str(card_path))
+                if name.lower() in builtins:  # (a card from elsewhere, or a built-in style newer than it)
+                    raise StyleError(f"its name is taken by the built-in style '{builtins[name.lower()]}' (to keep "
+                                     f"it, give {card_path.name} another name)")
                 out[name] = Style(name, card, self.user_path / card["file"], False)
             except StyleError as exc:
                 self._skip(card_path, str(exc).removeprefix(f"{card_path}: "))
@@ -320,10 +325,7 @@ class Registry:
 
     def styles(self) -> list[Style]:
         """All styles: built-ins first, then user styles (a user style never shadows a built-in)."""
-        builtins = self._builtin_styles()
-        lower = {n.lower() for n in builtins}
-        users = [s for n, s in self._user_styles().items() if n.lower() not in lower]
-        return list(builtins.values()) + users
+        return list(self._builtin_styles().values()) + list(self._user_styles().values())
 
     def names(self) -> list[str]:
         return [s.name for s in self.styles()]

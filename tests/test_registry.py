@@ -67,6 +67,26 @@ def test_user_style_cannot_shadow_builtin(toy_registry):
             toy_registry.save_style(name, CSRNet().state_dict(), {})
 
 
+def test_a_user_card_named_like_a_builtin_is_reported_and_removable(toy_registry):
+    """A user card that a built-in style's name hides (copied from elsewhere, or older than that built-in) is
+    not silently missing: a warning and 'show' say why, and 'remove' deletes it and its weights, never the
+    built-in one."""
+    toy_registry.save_style("mine", CSRNet().state_dict(), {})
+    user = toy_registry.user_path
+    weights = toy_registry.get("mine").path
+    (user / "AUTO.json").write_text((user / "mine.json").read_text())
+    copy = weights.with_name(f"AUTO.{weights.name.split('.')[1]}.safetensors")
+    copy.write_bytes(weights.read_bytes())
+    why = r"its name is taken by the built-in style 'auto' \(to keep it, give AUTO.json another name\)"
+    with pytest.warns(UserWarning, match=rf"AUTO.json: skipped, {why}; csr styles remove AUTO"):
+        assert toy_registry.names() == ["auto", "mine"]
+    with pytest.raises(StyleError, match=rf"^user style 'AUTO' cannot be used: {why}; csr styles remove AUTO$"):
+        toy_registry.get("AUTO")
+    toy_registry.remove("AUTO")
+    assert sorted(p.name for p in user.iterdir()) == [weights.name, "mine.json"]
+    assert toy_registry.names() == ["auto", "mine"] and toy_registry.get("auto").builtin
+
+
 def test_condition_style_stores_only_condition_part_and_base_ref(toy_registry):
     base = toy_registry.get("auto")
     tuned = _perturbed(toy_registry.net("auto"), 1)
