@@ -304,6 +304,9 @@ class Registry:
                     raise StyleError(f"its name is taken by the built-in style '{builtins[name.lower()]}' (to keep "
                                      f"it, give {card_path.name} another name)")
                 out[name] = Style(name, card, self.user_path / card["file"], False)
+            except FileNotFoundError as exc:  # gone: removed by another csr process since the listing, unless
+                if os.path.lexists(card_path):  # it is a link to nothing
+                    self._skip(card_path, f"invalid style card ({exc})")
             except StyleError as exc:
                 self._skip(card_path, str(exc).removeprefix(f"{card_path}: "))
             except (ValueError, OSError) as exc:

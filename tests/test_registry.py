@@ -234,6 +234,30 @@ def test_half_written_user_files_are_ignored(toy_registry):
     with pytest.warns(UserWarning, match=r"broken.json: skipped, invalid style card .*; csr styles remove broken"):
         assert toy_registry.names() == ["auto"]
 
+def test_a_card_removed_while_listing_is_no_warning(toy_registry, monkeypatch):
+    """Another csr process removes a style between the listing of the folder and the reading of its card: the
+    style is gone, not 'invalid'."""
+    import warnings
+
+    import csr_core.registry as registry
+
+    toy_registry.save_style("mine", CSRNet().state_dict(), {})
+    read = registry.read_regular
+
+    def raced(path, *args):
+        path.unlink(missing_ok=True)
+        return read(path, *args)
+
+    monkeypatch.setattr(registry, "read_regular", raced)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert toy_registry.names() == ["auto"] and toy_registry.damaged() == {}
+    monkeypatch.setattr(registry, "read_regular", read)
+    (toy_registry.user_path / "link.json").symlink_to(toy_registry.user_path / "nothing.json")
+    with pytest.warns(UserWarning, match="link.json: skipped, invalid style card"):  # a link to nothing stays
+        assert "link" in toy_registry.damaged()
+
+
 def test_import_checkpoint_roundtrip(toy_registry, tmp_path):
     model = CSRNet()
     torch.save(model.state_dict(), tmp_path / "ok.pth")
