@@ -154,8 +154,8 @@ def _psnr(value):
 
 
 def _psnrs(entry: dict, name: str, start) -> tuple:
-    """A score set's PSNRs in any of the cards' layouts, None where absent: [the style's, the style's it started
-    from (``start``), Pillow's autocontrast's, doing nothing's], and whether that autocontrast is per channel
+    """A score set's PSNRs in any of the cards' layouts, None where absent: [the style, the style it started from
+    (``start``), Pillow's autocontrast, doing nothing], and whether that autocontrast is the per-channel one
     (the tone-keeping one, which the README compares, where the card has it)."""
     at1, flat = _dict(entry.get("by_strength")).get("1"), "psnr" in entry
     mine = _psnr(at1 if at1 else entry if flat else entry.get(name))
