@@ -118,16 +118,28 @@ def _unreadable_folders(head: str, problems: list[str]) -> None:
 _KIND = {"folder": "folder has", "pattern": "pattern matches"}
 
 
+#: How many store objects' records are read at once (each is a request or two).
+RECORD_READERS = 8
+
+
 def _made_by_csr(file: Path | storage.Url) -> bool:
     """Whether csr wrote the file: its header and XMP record are read, never its pixels."""
     return file.made_by_csr() if isinstance(file, storage.Url) else metadata.made_by_csr(file)
+
+
+def _records(files: list) -> list[bool]:
+    """``_made_by_csr`` of each file; store objects RECORD_READERS at a time (a request waits on the network)."""
+    if not any(isinstance(f, storage.Url) for f in files):
+        return [_made_by_csr(f) for f in files]
+    with ThreadPoolExecutor(RECORD_READERS, thread_name_prefix="csr-records") as pool:
+        return list(pool.map(_made_by_csr, files))
 
 
 def _photos(images: list, item: str, kind: str, problems: list[str], quiet: bool, made: dict) -> list:
     """The ``images`` (in name order) that are not csr's own results (``made`` records, for each image,
     whether csr wrote it); when there are none, a problem line (unless ``quiet``: an unreadable folder or
     key was reported)."""
-    made.update((f, _made_by_csr(f)) for f in images)
+    made.update(zip(images, _records(images)))
     photos = [f for f in images if not made[f]]
     if images and not photos:
         problems.append(f"{item}: {_KIND[kind]} only photos csr wrote ({len(images)}); to retouch them again, "

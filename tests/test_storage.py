@@ -147,6 +147,33 @@ def test_memory_store_in_place_run_never_replaces_a_photo_csr_did_not_write(run,
         fs.rm("/keep", recursive=True)
 
 
+def test_memory_store_records_are_read_several_at_once(run, rng, monkeypatch):
+    """Telling csr's results from photos costs a request or two per object: the objects are read several at
+    once, not one after another (thousands of round trips before the first photo)."""
+    import threading
+
+    fsspec = pytest.importorskip("fsspec")
+    fs = fsspec.filesystem("memory")
+    for key in ("a.jpg", "b.jpg"):
+        fs.pipe_file(f"/par/in/{key}", _jpeg(rng))
+    barrier, met, read = threading.Barrier(2, timeout=20), [], storage.Url.made_by_csr
+
+    def meeting(self):  # returns at once only if the other object's record is being read meanwhile
+        try:
+            barrier.wait()
+            met.append(self.name)
+        except threading.BrokenBarrierError:
+            pass
+        return read(self)
+
+    monkeypatch.setattr(storage.Url, "made_by_csr", meeting)
+    try:
+        res = run("retouch", "memory://par/in/", "-o", "memory://par/out/")
+        assert res.exit_code == 0 and sorted(met) == ["a.jpg", "b.jpg"], (res.output, met)
+    finally:
+        fs.rm("/par", recursive=True)
+
+
 def test_memory_store_batch_skips_hidden_sub_folders_like_a_local_folder(run, rng):
     """A trash or thumbnail cache under a prefix is not searched, by a folder or a pattern; named, it is."""
     fsspec = pytest.importorskip("fsspec")
