@@ -61,15 +61,20 @@ def pairs_folder(tmp: Path) -> Path:
     return folder
 
 
-def scores(look_spec, registry) -> dict:
-    """Mean PSNR / dE on every set at each of STRENGTHS, with wins over autocontrast-tone, per pair."""
+def scores(look_spec, registry, start: str | None = None) -> dict:
+    """Mean PSNR / dE on every set at each of STRENGTHS, with wins over autocontrast-tone, per pair; with
+    ``start`` (the style it was fine-tuned from), that style's mean PSNR too, under its name."""
     out = {}
     for key, dirs in SCORE_SETS.items():
+        if start:
+            rows = [r for d in dirs for r in evaluate(DATA / d, start, registry=registry)["pairs"]]
+            out[key] = {start: round(float(np.mean([r[start]["psnr"] for r in rows])), 2)}
         for s in STRENGTHS:
             res = [evaluate(DATA / d, look_spec, strength=s, registry=registry, baselines=("autocontrast-tone",))
                    for d in dirs]
             rows = [r for x in res for r in x["pairs"]]
-            entry = out.setdefault(key, dict(pairs=len(rows), by_strength={}))
+            entry = out.setdefault(key, {})
+            entry.setdefault("pairs", len(rows)), entry.setdefault("by_strength", {})
             style = [r[look_spec]["psnr"] for r in rows]
             entry["by_strength"][f"{s:g}"] = dict(
                 psnr=round(float(np.mean(style)), 2),
@@ -95,7 +100,7 @@ def build_c(user: Path) -> None:
     card = dict(style.card)
     card["training"]["seconds"] = round(seconds)
     _publish(style.path.read_bytes(), _plain_words(card))
-    card["scores"]["sets"] = scores("C", Registry(ROOT / "weights", user / "none"))
+    card["scores"]["sets"] = scores("C", Registry(ROOT / "weights", user / "none"), start="auto")
     card["training"]["data"]["expert"] = "C"
     _publish(style.path.read_bytes(), _plain_words(card))
 
@@ -371,8 +376,10 @@ def main() -> int:
         print("build_c: ../shared/data is absent; nothing to build")
         return 0
     if args.score:
-        sets = scores(args.score, Registry(ROOT / "weights", ROOT / "weights" / "none"))
         manifest = read_manifest()
+        start = manifest["styles"][args.score].get("training", {}).get("initialised_from")
+        sets = scores(args.score, Registry(ROOT / "weights", ROOT / "weights" / "none"),
+                      start if isinstance(start, str) else None)
         manifest["styles"][args.score].setdefault("scores", {})["sets"] = sets
         write_manifest(manifest)
     elif args.card:
