@@ -265,6 +265,7 @@ class Registry:
         self._nets: dict[str, Net] = {}
         self._damaged: dict[str, str] = {}
         self._warned: set[str] = set()
+        self._asked: str | None = None  # the style get() looks up: its error says what a warning would
 
     # -- listing ------------------------------------------------------------------------------
     def _builtin_styles(self) -> dict[str, Style]:
@@ -317,7 +318,7 @@ class Registry:
         """Note a card that cannot be used, and warn about it once."""
         name = card_path.stem
         self._damaged[name] = why
-        if card_path.name not in self._warned:
+        if card_path.name not in self._warned and name != self._asked:
             self._warned.add(card_path.name)
             warnings.warn(f"{card_path}: skipped, {why}; {_repair_hint(name)}", stacklevel=3)
 
@@ -335,7 +336,12 @@ class Registry:
 
     def get(self, name: str) -> Style:
         """The style called ``name``; an unknown name raises StyleError with suggestions."""
-        for style in self.styles():
+        self._asked = name
+        try:
+            styles = self.styles()
+        finally:
+            self._asked = None
+        for style in styles:
             if style.name == name:
                 return style
         if name in self._damaged:  # (read again by styles() above)

@@ -298,6 +298,8 @@ def test_a_damaged_card_is_named_as_such_and_can_be_replaced(toy_registry, recwa
                                          r"csr styles remove broken$") as err:
         toy_registry.get("broken")
     assert not isinstance(err.value, UnknownStyleError)
+    # the error says it once: no warning repeats it, while the other damaged card is still warned of
+    assert [str(w.message).split(":")[0] for w in recwarn.list] == [str(user / "Other.json")]
     with pytest.raises(StyleExistsError, match=r"^user style 'broken' already exists but cannot be used \(invalid "
                                                r"style card .*\); replace it with --overwrite, or remove it"):
         toy_registry.save_style("broken", state, {})
