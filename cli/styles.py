@@ -183,7 +183,7 @@ def _summary_table(card: dict, name: str, start=None) -> list[str]:
     if not rows:
         return []
     kinds = {per_channel for _, psnrs, per_channel in rows if psnrs[2] is not None}
-    heads = [name, start if isinstance(start, str) else "start style", "autocontrast", "do nothing"]
+    heads = [name, _start_label(name, start), "autocontrast", "do nothing"]
     shown = [i for i in range(4) if i in (0, 3) or any(psnrs[i] is not None for _, psnrs, _ in rows)]
     widths = {i: max(len(heads[i][:12]), 6) for i in shown}
 
@@ -249,6 +249,12 @@ def _recipe_text(recipe, validation: dict) -> str:
     return text.strip("; ") or json.dumps(recipe)
 
 
+def _start_label(name: str, start) -> str:
+    """The style ``name`` was fine-tuned from, by its name; 'start style' where it has none or the same one
+    (a style tuned again from its own earlier version)."""
+    return start if isinstance(start, str) and start != name else "start style"
+
+
 def _score_lines(title: str, s: dict, name: str, start) -> list[str]:
     """A score set of a card, one line per method (flat or per-method layouts); the style it was
     fine-tuned from (``start``) is named as itself."""
@@ -257,7 +263,7 @@ def _score_lines(title: str, s: dict, name: str, start) -> list[str]:
         methods = {name: s, **methods}
     if "baseline_psnr" in s and "do-nothing" not in methods:
         methods["do-nothing"] = {m: s.get(f"baseline_{m}") for m in ("psnr", "ssim", "delta_e")}
-    labels = {"base_style": str(start or "start style"), "output_vs_input": name, "do-nothing": "do nothing",
+    labels = {"base_style": _start_label(name, start), "output_vs_input": name, "do-nothing": "do nothing",
               "pairs_only": "pairs only (no finished photos)"}
     rows = [(labels.get(k, k.replace("_", " ")), m) for k, m in methods.items()]
     width = max([len(label) for label, _ in rows] + [10])

@@ -476,6 +476,11 @@ def test_user_cards_read_like_the_builtin_ones(run, toy_registry):
         assert ["set", "mine", "auto", "autocontrast", "do", "nothing"] in [ln.split() for ln in text.splitlines()]
         assert "  autocontrast: Pillow's (cutoff 0.5%), per channel" in text.splitlines()
         assert text.count("steps") == 1 and "; 20 steps, chosen by 5-fold validation" in " ".join(text.split())
+    card["training"]["initialised_from"] = "mine"  # tuned again from its own earlier version: not 'mine' twice
+    toy_registry.save_style("mine", CSRNet().state_dict(), card, base=toy_registry.get("auto"), overwrite=True)
+    lines = [ln.split() for ln in run("styles", "show", "mine").output.splitlines()]
+    assert ["set", "mine", "start", "style", "autocontrast", "do", "nothing"] in lines
+    assert ["start", "style", "PSNR", "20.12"] in [ln[:4] for ln in lines]
     toy_registry.save_style("trained", CSRNet().state_dict(), dict(
         training=dict(data="707 photos", recipe=dict(method="synthetic faults")),
         scores=dict(synthetic_holdout=dict(psnr=20.5, baseline_psnr=17.4, images=30))))
