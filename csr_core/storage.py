@@ -307,20 +307,31 @@ def expand(url: Url, output) -> tuple[list[tuple[Url, Url]], list[str], str | No
     return found, problems, kind
 
 
+def _listing_key(path: str) -> tuple[str, ...]:
+    """The bucket and top folder of an output key (the bucket alone for a key at its root): outputs in
+    different top folders are listed apart, so that a run over two never lists the whole bucket."""
+    parts = path.strip("/").split("/")
+    return tuple(parts[:2]) if len(parts) > 2 else tuple(parts[:1])
+
+
 def list_outputs(jobs: list) -> None:
-    """Mark whether each store output of ``jobs`` exists, from one listing of their common prefix per store
-    (one request per thousand keys instead of one per photo); a missing or refused bucket raises
-    StorageError before any work."""
+    """Mark whether each store output of ``jobs`` exists, from one listing of their common prefix per
+    bucket and top folder (one request per thousand keys instead of one per photo; the root of a bucket
+    is listed one level deep); a missing or refused bucket raises StorageError before any work."""
     groups: dict = {}
     for job in jobs:
         if isinstance(job.dest, Url) and job.dest.exists is None:
-            groups.setdefault((job.dest.protocol, job.dest.options), []).append(job)
-    for group in groups.values():
+            dest = job.dest
+            groups.setdefault((dest.protocol, dest.options, _listing_key(dest.path)), []).append(job)
+    checked = set()
+    for (protocol, options, key), group in groups.items():
         first = group[0].dest
-        _check_bucket(first)
+        if (protocol, options, key[0]) not in checked:
+            _check_bucket(first)
+            checked.add((protocol, options, key[0]))
         common = posixpath.commonpath([job.dest.path for job in group])
         try:
-            existing = set(first.fs.find(common))
+            existing = set(first.fs.find(common, maxdepth=1 if len(key) == 1 else None))
         except FileNotFoundError:
             existing = set()
         except Exception as exc:

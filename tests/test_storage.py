@@ -147,6 +147,35 @@ def test_memory_store_in_place_run_never_replaces_a_photo_csr_did_not_write(run,
         fs.rm("/keep", recursive=True)
 
 
+def test_memory_store_outputs_in_two_top_folders_never_list_the_whole_bucket(run, rng, monkeypatch):
+    """An in-place run over two top folders checks its outputs by listing each folder, not the bucket that
+    holds them (on a catalogue of millions of keys that is minutes and gigabytes); the bucket's root is
+    listed one level deep."""
+    fsspec = pytest.importorskip("fsspec")
+    fs = fsspec.filesystem("memory")
+    for key in ("2023/a.jpg", "2024/b.jpg", "c.jpg", "archive/old.jpg"):
+        fs.pipe_file(f"/lst/{key}", _jpeg(rng))
+    listed, find = [], type(fs).find
+
+    def watched(self, path, maxdepth=None, **kw):
+        listed.append((path, maxdepth))
+        return find(self, path, maxdepth=maxdepth, **kw)
+
+    monkeypatch.setattr(type(fs), "find", watched)
+    try:
+        res = run("retouch", "memory://lst/2023/a.jpg", "memory://lst/2024/b.jpg", "memory://lst/c.jpg")
+        assert res.exit_code == 0, res.output
+        assert sorted(listed) == [("/lst/2023/a_retouched.jpg", None), ("/lst/2024/b_retouched.jpg", None),
+                                  ("/lst/c_retouched.jpg", 1)], listed
+        assert fs.exists("/lst/2024/b_retouched.jpg") and fs.exists("/lst/c_retouched.jpg")
+        listed.clear()
+        res = run("retouch", "memory://lst/2023/", "memory://lst/2024/", "--overwrite")
+        assert res.exit_code == 0 and listed and all(path.startswith(("/lst/2023", "/lst/2024"))
+                                                     for path, _ in listed), (res.output, listed)
+    finally:
+        fs.rm("/lst", recursive=True)
+
+
 def test_memory_store_records_are_read_several_at_once(run, rng, monkeypatch):
     """Telling csr's results from photos costs a request or two per object: the objects are read several at
     once, not one after another (thousands of round trips before the first photo)."""
