@@ -11,17 +11,19 @@ published numbers can be reproduced.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image
 
 from csr_core.errors import ImageError, PairsError
 from csr_core.image_io import SUPPORTED_EXTENSIONS, load_photo, to_float
+from csr_core.metrics import to_uint8
 
-__all__ = ["Pair", "SUPPORTED_EXTS", "FIVEK_TEST_IDS", "is_fivek_test_id", "fivek_id",
-           "discover_pairs", "load_pair", "shrink"]
+__all__ = ["Pair", "LoadedPair", "SUPPORTED_EXTS", "FIVEK_TEST_IDS", "is_fivek_test_id", "fivek_id",
+           "discover_pairs", "load_pair", "load_pairs", "shrink"]
 
 #: What csr retouch reads, RAW and HEIC included: a photographer's natural pair is a RAW file and the JPEG
 #: exported from its edit (a RAW and its camera JPEG side by side are two "befores": that pair is skipped).
@@ -49,6 +51,20 @@ class Pair:
     name: str
     before: Path
     after: Path
+
+
+@dataclass
+class LoadedPair:
+    """A pair read for learning or scoring: 8-bit sRGB H x W x 3 ``before`` and ``after`` of one size, and the
+    warnings its reading gave (an 'after' resized to its 'before')."""
+    pair: Pair
+    before: np.ndarray
+    after: np.ndarray
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.pair.name
 
 
 def fivek_id(name: str) -> str | None:
@@ -221,23 +237,46 @@ def load_pair(pair: Pair, max_side: int | None = None) -> tuple[np.ndarray, np.n
 
     A differently sized ``after`` is resized to ``before`` when aspect ratios agree within 2% or each
     side differs by at most 3% (a small crop), with a warning; otherwise PairsError. ``max_side``
-    shrinks both (area average) so the long side is at most ``max_side``.
+    shrinks both (area average) so the long side is at most ``max_side``: each photo is shrunk as soon as
+    it is read, so no copy larger than the larger file's own pixels is ever made.
     """
     if max_side is not None and max_side < 1:
         raise ValueError("max_side must be a positive integer")
-    before, after = _read_rgb(pair.before), _read_rgb(pair.after)
+    before = _read_rgb(pair.before)
+    hb, wb = before.shape[:2]
+    before = shrink(before, max_side)
+    after = _read_rgb(pair.after)
+    ha, wa = after.shape[:2]
     warnings: list[str] = []
-    (hb, wb), (ha, wa) = before.shape[:2], after.shape[:2]
     if (hb, wb) != (ha, wa):
         same_aspect = _close(wb * ha, wa * hb, 0.02)  # (wb/hb) vs (wa/ha)
         small_crop = _close(wb, wa, 0.03) and _close(hb, ha, 0.03)
         if not (same_aspect or small_crop):
             raise PairsError(f"pair {pair.name}: before {pair.before.name} is {wb}x{hb} but after "
                              f"{pair.after.name} is {wa}x{ha}; sizes too different to align")
-        after = _resize(after, wb, hb, Image.Resampling.LANCZOS)
+        h, w = before.shape[:2]
+        after = _resize(after, w, h, Image.Resampling.BOX if wa * ha > w * h else Image.Resampling.LANCZOS)
         warnings.append(f"pair {pair.name}: after {pair.after.name} is {wa}x{ha}, before is {wb}x{hb}; "
                         f"resized after to match")
-    return shrink(before, max_side), shrink(after, max_side), warnings
+    return before, shrink(after, max_side), warnings
+
+
+def load_pairs(pairs: Iterable[Pair | LoadedPair], max_side: int | None = None,
+               skipped: list[str] | None = None) -> Iterator[LoadedPair]:
+    """The ``pairs`` that can be read and aligned (``load_pair``), one at a time, in 8 bit; a pair that cannot
+    is left out with one line in ``skipped`` naming it and why. A pair already read is passed on as it is."""
+    for pair in pairs:
+        if isinstance(pair, LoadedPair):
+            yield pair
+            continue
+        try:
+            before, after, warnings = load_pair(pair, max_side)
+        except PairsError as e:
+            if skipped is not None:
+                why = str(e).removeprefix(f"pair {pair.name}: ")
+                skipped.append(f"pair {pair.name}: {why}; left out")
+            continue
+        yield LoadedPair(pair, to_uint8(before), to_uint8(after), warnings)
 
 
 def shrink(x: np.ndarray, max_side: int | None) -> np.ndarray:

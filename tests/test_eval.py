@@ -145,3 +145,22 @@ def test_cli_offers_every_core_baseline():
     from csr_core.evaluate import BASELINES
     opt = next(o for o in csr_cli.eval.command.params if o.name == "baselines")
     assert tuple(opt.type.choices) == BASELINES
+
+
+def test_a_pair_that_cannot_be_read_is_left_out_and_named(pairs_dir, toy_registry, monkeypatch):
+    """csr eval scores the pairs it can read; a damaged or misaligned one is named on one line, not the end of the
+    run; with none left, one clear error."""
+    import csr_cli.eval
+
+    monkeypatch.setattr(csr_cli.eval, "registry", lambda: toy_registry)
+    (pairs_dir / "after/p01.png").write_bytes(b"\x89PNG damaged")
+    out = CliRunner().invoke(csr_cli.eval.command, ["--pairs", str(pairs_dir)])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert lines[0].startswith("csr: skipped: pair p01: ") and "p01.png" in lines[0] and "left out" in lines[0]
+    assert [ln.split()[0] for ln in lines[4:-2]] == ["p00", "p02"] and out.output.count("p01") == 2
+    Image.new("RGB", (10, 40)).save(pairs_dir / "after/p00.png")
+    (pairs_dir / "after/p02.png").write_bytes(b"")
+    out = CliRunner().invoke(csr_cli.eval.command, ["--pairs", str(pairs_dir)])
+    assert out.exit_code == 1 and "Traceback" not in out.output
+    assert out.output.splitlines()[-1].startswith("csr: error: pairs: none of the 3 pairs could be read or aligned")

@@ -10,7 +10,7 @@ from PIL import Image
 from csr_core.errors import PairsError
 from csr_core.metrics import psnr
 from csr_core.image_io import to_float
-from csr_core.pairs import SUPPORTED_EXTS, Pair, discover_pairs, is_fivek_test_id, load_pair
+from csr_core.pairs import SUPPORTED_EXTS, Pair, discover_pairs, is_fivek_test_id, load_pair, load_pairs
 
 
 def _img(path: Path, w=8, h=6, value=128, mode="RGB"):
@@ -251,3 +251,38 @@ def test_expert_is_refused_where_there_is_no_fivek_expert_folder(tmp_path):
         with pytest.raises(PairsError, match="--expert picks a FiveK expert folder .* leave it out$"):
             discover_pairs(tmp_path / layout, expert="C")
     assert [p.after.parent.name for p in discover_pairs(tmp_path / "fivek", expert="C")[0]] == ["expertC"]
+
+
+def test_load_pairs_leaves_out_a_pair_it_cannot_read_or_align_naming_it(tmp_path):
+    """One bad pair among good ones: the others load (8 bit, each pair's own warnings kept), and one line
+    names the pair left out and why."""
+    _touch(tmp_path, "before/a.png", "after/a.png", "before/c.png")
+    _img(tmp_path / "before/b.png", w=200, h=100)
+    _img(tmp_path / "after/b.png", w=100, h=100)  # cannot be aligned
+    (tmp_path / "after/c.png").write_bytes(b"\x89PNG damaged")  # cannot be read
+    _img(tmp_path / "before/d.png", w=200, h=100)
+    _img(tmp_path / "after/d.png", w=196, h=99)  # a small crop: resized, with a warning
+    skipped = []
+    loaded = list(load_pairs(discover_pairs(tmp_path)[0], 64, skipped))
+    assert [p.name for p in loaded] == ["a", "d"] and loaded[0].before.dtype == np.uint8
+    assert loaded[1].before.shape == loaded[1].after.shape == (32, 64, 3) and "196x99" in loaded[1].warnings[0]
+    assert len(skipped) == 2
+    assert skipped[0].startswith("pair b: before b.png is 200x100 but after b.png is 100x100") and \
+        skipped[0].endswith("left out")
+    assert skipped[1].startswith("pair c: ") and "c.png" in skipped[1] and "not a supported image" in skipped[1]
+
+
+def test_load_pair_shrinks_a_large_before_without_enlarging_its_after(tmp_path, monkeypatch):
+    """A large 'before' (a RAW's sensor size) and a small exported 'after': the after is never enlarged to the
+    before's size on the way to max_side, so memory stays that of the files themselves."""
+    import csr_core.pairs as pairs
+
+    made = []
+    real = pairs._resize
+    monkeypatch.setattr(pairs, "_resize", lambda x, w, h, method: made.append((w, h)) or real(x, w, h, method))
+    b = _img(tmp_path / "b.png", w=3000, h=2000)
+    a = _img(tmp_path / "a.png", w=600, h=400)
+    before, after, warnings = load_pair(Pair("big", b, a), max_side=256)
+    assert before.shape == after.shape == (171, 256, 3) and "600x400" in warnings[0]
+    assert made and max(max(s) for s in made) <= 256, made
+    assert abs(float(after.mean()) - float(np.asarray(Image.open(a)).mean()) / 255) < 0.01

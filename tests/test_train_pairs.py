@@ -202,3 +202,28 @@ def test_ctrl_c_keeps_the_steps_done_and_the_same_command_resumes(tmp_path, toy_
         "csr: error: interrupted"]
     out = CliRunner().invoke(csr_cli.train.command, args)
     assert out.exit_code == 0 and f"resuming from {ckpt}: 3 of 5 steps already done" in out.output, out.output
+
+
+def test_cli_train_pairs_leaves_out_a_pair_it_cannot_read(tmp_path, toy_registry, monkeypatch):
+    """csr train --pairs: a damaged pair is named before the training and left out (the card counts the rest);
+    with fewer than 2 pairs left, one clear line."""
+    import csr_cli.train
+
+    monkeypatch.setattr(csr_cli.train, "registry", lambda: toy_registry)
+    pairs = write_pairs(tmp_path / "p", 6, layout="files")
+    (pairs / "p04_target.png").write_bytes(b"\x89PNG damaged")
+    args = ["--pairs", str(pairs), "--name", "big", "--steps", "2", "--batch", "4", "--cond-size", "64",
+            "--checkpoint", str(tmp_path / "c.ckpt")]
+    out = CliRunner().invoke(csr_cli.train.command, args)
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    skipped = next(i for i, ln in enumerate(lines) if ln.startswith("csr: skipped: pair p04: "))
+    assert "p04_target.png" in lines[skipped] and lines[skipped + 1] == f"5 pairs in {pairs}"
+    assert skipped < min(i for i, ln in enumerate(lines) if ln.startswith("training"))
+    card = json.loads((toy_registry.user_path / "big.json").read_text())
+    assert card["training"]["data"]["pairs"] == 5 and "p04" not in card["training"]["data"]["train"]
+    for i in (0, 1, 2, 3):
+        (pairs / f"p{i:02d}_input.png").write_bytes(b"")
+    out = CliRunner().invoke(csr_cli.train.command, [*args, "--overwrite"])
+    assert out.exit_code == 1 and out.output.splitlines()[-1] == \
+        "csr: error: full training needs at least 2 pairs, found 1"
