@@ -6,13 +6,17 @@ from pathlib import Path
 
 import click
 
+from csr_core.errors import printable
+
 from .common import device_option, handle_errors, registry, say, strength_option, style_option, WholeNumber
 
 
 def table(result: dict) -> str:
-    """Per-pair and mean scores, one column group per method."""
+    """Per-pair and mean scores, one column group per method (a name's control characters escaped: a file name
+    can neither forge a row nor drive the terminal)."""
     methods = result["methods"]
-    width = max([len(r["name"]) for r in result["pairs"]] + [4])
+    names = [printable(r["name"]) for r in result["pairs"]]
+    width = max([len(n) for n in names] + [4])
     head = " " * width + "".join(f" | {m[:19]:^19}" for m in methods)
     sub = f"{'pair':<{width}}" + " |   PSNR  SSIM   dE00" * len(methods)
     rows = [head, sub, "-" * len(sub)]
@@ -21,7 +25,7 @@ def table(result: dict) -> str:
         return f"{label:<{width}}" + "".join(
             f" | {s['psnr']:6.2f} {s['ssim']:.3f} {s['delta_e']:6.2f}" for s in scores)
 
-    rows += [line(r["name"], [r[m] for m in methods]) for r in result["pairs"]]
+    rows += [line(n, [r[m] for m in methods]) for n, r in zip(names, result["pairs"])]
     rows += ["-" * len(sub), line("mean", [result["mean"][m] for m in methods])]
     return "\n".join(rows)
 

@@ -109,15 +109,15 @@ def _rel(p: Path, root: Path) -> str:
         return str(p)
 
 
-def _match(before: dict[str, list[Path]], after: dict[str, list[Path]], root: Path,
-           problems: list[str], labels: tuple[str, str], base=lambda p: p.stem,
-           include_test: bool = False) -> list[Pair]:
-    """Pair files by key; ``labels`` describe each side, ``base(path)`` the stem a pair is named after."""
+def _match(before: dict[str, list[tuple[str, Path]]], after: dict[str, list[tuple[str, Path]]], root: Path,
+           problems: list[str], labels: tuple[str, str], include_test: bool = False) -> list[Pair]:
+    """Pair ``_group``'s (stem, file) lists by key; ``labels`` describe each side. A pair keyed by a FiveK id is
+    named by it, any other by the 'before' file's stem."""
     pairs = []
     for key in sorted(set(before) | set(after)):
-        b, a = before.get(key, []), after.get(key, [])
+        b, a = [p for _, p in before.get(key, [])], [p for _, p in after.get(key, [])]
         files = ", ".join(_rel(p, root) for p in b + a)
-        if fivek_id(key) in FIVEK_TEST_IDS and not include_test:
+        if key in FIVEK_TEST_IDS and not include_test:
             problems.append(f"{files}: FiveK test split (a4501-a5000); excluded, never used for training")
         elif len(b) > 1 or len(a) > 1:
             problems.append(f"{files}: several files for '{key}' on one side; keep only one")
@@ -126,14 +126,25 @@ def _match(before: dict[str, list[Path]], after: dict[str, list[Path]], root: Pa
         elif not b:
             problems.append(f"{files}: no matching {labels[0]}")
         else:
-            pairs.append(Pair(fivek_id(base(b[0])) or base(b[0]), b[0], a[0]))
+            pairs.append(Pair(key if fivek_id(key) == key else before[key][0][0], b[0], a[0]))
     return pairs
 
 
-def _group(files: list[Path]) -> dict[str, list[Path]]:
-    out: dict[str, list[Path]] = {}
-    for p in files:
-        out.setdefault(_key(p.stem), []).append(p)
+def _group(before: list[tuple[str, Path]], after: list[tuple[str, Path]]) -> tuple[dict, dict]:
+    """Each side's (stem, file) items by key: the stem's FiveK id ('a0001-IMG_1234' -> 'a0001'), or the stem.
+    An id that several different stems on one side share ('a6400_0001', 'a6400_0002', a camera's names) is
+    no FiveK id: those files are keyed by their whole stem, on both sides."""
+    shared = set()
+    for side in (before, after):
+        stems: dict[str, set[str]] = {}
+        for stem, _ in side:
+            stems.setdefault(_key(stem), set()).add(stem.casefold())
+        shared |= {k for k, v in stems.items() if len(v) > 1}
+    out: tuple[dict, dict] = ({}, {})
+    for grouped, side in zip(out, (before, after)):
+        for stem, p in side:
+            key = _key(stem)
+            grouped.setdefault(stem.casefold() if key in shared else key, []).append((stem, p))
     return out
 
 
@@ -188,20 +199,19 @@ def discover_pairs(root, expert: str | None = None, include_test: bool = False) 
         before = after = None
 
     if before is not None:
-        pairs = _match(_group(_images(before, root, problems)), _group(_images(after, root, problems)),
-                       root, problems, (f"file in {before.name}/", f"file in {after.name}/"),
+        sides = [[(p.stem, p) for p in _images(d, root, problems)] for d in (before, after)]
+        pairs = _match(*_group(*sides), root, problems, (f"file in {before.name}/", f"file in {after.name}/"),
                        include_test=include_test)
     else:
-        sides: tuple[dict, dict] = ({}, {})
+        sides = [[], []]
         for p in _images(root, root, problems):
             m = _ROLE_RE.match(p.stem)
             if not m:
                 problems.append(f"{_rel(p, root)}: not named X_input/X_target or X_before/X_after")
                 continue
-            side = sides[m.group(2).lower() in ("target", "after")]
-            side.setdefault(_key(m.group(1)), []).append(p)
-        pairs = _match(*sides, root, problems, ("X_input/X_before file", "X_target/X_after file"),
-                       base=lambda p: _ROLE_RE.match(p.stem).group(1), include_test=include_test)
+            sides[m.group(2).lower() in ("target", "after")].append((m.group(1), p))
+        pairs = _match(*_group(*sides), root, problems, ("X_input/X_before file", "X_target/X_after file"),
+                       include_test=include_test)
 
     if not pairs:
         first = f"; first problem: {problems[0]}" if problems else ""

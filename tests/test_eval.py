@@ -164,3 +164,18 @@ def test_a_pair_that_cannot_be_read_is_left_out_and_named(pairs_dir, toy_registr
     out = CliRunner().invoke(csr_cli.eval.command, ["--pairs", str(pairs_dir)])
     assert out.exit_code == 1 and "Traceback" not in out.output
     assert out.output.splitlines()[-1].startswith("csr: error: pairs: none of the 3 pairs could be read or aligned")
+
+
+def test_cli_table_escapes_control_characters_in_pair_names(pairs_dir, toy_registry, monkeypatch):
+    """A file name holding a newline or a terminal escape can neither forge a row of the table nor drive the
+    terminal: it is shown escaped, and the columns still line up."""
+    import csr_cli.eval
+
+    monkeypatch.setattr(csr_cli.eval, "registry", lambda: toy_registry)
+    for side in ("before", "after"):
+        (pairs_dir / side / "p01.png").rename(pairs_dir / side / "x\x1b[2J\nforged.png")
+    out = CliRunner().invoke(csr_cli.eval.command, ["--pairs", str(pairs_dir)])
+    assert out.exit_code == 0, out.output
+    assert "\x1b" not in out.output and "\\x1b[2J\\nforged" in out.output
+    lines = [line for line in out.output.splitlines() if not line.startswith("-")]
+    assert len(lines) == 2 + 3 + 1 and len({line.index("|") for line in lines}) == 1, out.output

@@ -286,3 +286,18 @@ def test_load_pair_shrinks_a_large_before_without_enlarging_its_after(tmp_path, 
     assert before.shape == after.shape == (171, 256, 3) and "600x400" in warnings[0]
     assert made and max(max(s) for s in made) <= 256, made
     assert abs(float(after.mean()) - float(np.asarray(Image.open(a)).mean()) / 255) < 0.01
+
+
+def test_camera_names_that_start_like_a_fivek_id_pair_by_their_whole_name(tmp_path):
+    """A camera's or a photographer's names such as 'a6400_0001' (Sony a6400) or 'a5000_0001' start like a FiveK
+    id: several different ones on one side are no FiveK id, so they pair by their whole name, keep it, and are
+    not taken for FiveK's test split."""
+    _touch(tmp_path / "ba", "before/a6400_0001.jpg", "before/a6400_0002.jpg", "after/a6400_0001.jpg",
+           "after/A6400_0002.png", "before/a5000-0007.png", "before/a5000-0008.png", "after/a5000-0007.png",
+           "after/a5000-0008.png")
+    pairs, problems = discover_pairs(tmp_path / "ba")
+    assert _names(pairs) == ["a5000-0007", "a5000-0008", "a6400_0001", "a6400_0002"] and problems == []
+    assert pairs[3].after.name == "A6400_0002.png"
+    _touch(tmp_path / "flat", "a6400_0001_before.jpg", "a6400_0002_before.jpg", "a6400_0001_after.jpg",
+           "a6400_0002_after.jpg")
+    assert _names(discover_pairs(tmp_path / "flat")[0]) == ["a6400_0001", "a6400_0002"]
