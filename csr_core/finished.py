@@ -9,7 +9,6 @@ smaller than MIN_SIDE and a second copy of a photo (the same pixels) are skipped
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Callable, Iterable
@@ -19,7 +18,7 @@ import numpy as np
 from .errors import ImageError, PairsError, printable
 from .image_io import SUPPORTED_EXTENSIONS, load_photo, to_float
 from .metrics import to_uint8
-from .pairs import shrink
+from .pairs import pixels_key, shrink
 
 __all__ = ["MIN_SIDE", "load_finished", "read_photos"]
 
@@ -71,12 +70,11 @@ def read_photos(folder: Path, convert: Callable[[np.ndarray], np.ndarray], limit
                 problems.append(f"skipped {name}: {rgb.shape[1]}x{rgb.shape[0]} pixels, too small to learn from "
                                 f"(at least {MIN_SIDE} on each side)")
             continue
-        pixels = hashlib.blake2b(f"{rgb.shape}{rgb.dtype}".encode(), digest_size=16)
-        pixels.update(np.ascontiguousarray(rgb))
-        if pixels.digest() in seen:
-            copies.append(f"{name} (= {seen[pixels.digest()]})")
+        key = pixels_key(rgb)
+        if key in seen:
+            copies.append(f"{name} (= {seen[key]})")
             continue
-        seen[pixels.digest()] = name
+        seen[key] = name
         read[i] = convert(to_float(rgb))
     photos = [read[i] for i in sorted(read)]
     if unreadable > len(problems):

@@ -10,6 +10,7 @@ published numbers can be reproduced.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from csr_core.image_io import SUPPORTED_EXTENSIONS, load_photo, to_float
 from csr_core.metrics import to_uint8
 
 __all__ = ["Pair", "LoadedPair", "SUPPORTED_EXTS", "FIVEK_TEST_IDS", "is_fivek_test_id", "fivek_id",
-           "discover_pairs", "load_pair", "load_pairs", "shrink"]
+           "discover_pairs", "load_pair", "load_pairs", "pixels_key", "shrink"]
 
 #: What csr retouch reads, RAW and HEIC included: a photographer's natural pair is a RAW file and the JPEG
 #: exported from its edit (a RAW and its camera JPEG side by side are two "befores": that pair is skipped).
@@ -274,7 +275,11 @@ def load_pair(pair: Pair, max_side: int | None = None) -> tuple[np.ndarray, np.n
 def load_pairs(pairs: Iterable[Pair | LoadedPair], max_side: int | None = None,
                skipped: list[str] | None = None) -> Iterator[LoadedPair]:
     """The ``pairs`` that can be read and aligned (``load_pair``), one at a time, in 8 bit; a pair that cannot
-    is left out with one line in ``skipped`` naming it and why. A pair already read is passed on as it is."""
+    is left out with one line in ``skipped`` naming it and why, and so is a second copy of a pair (the same
+    pixels before and after: it would count twice, and in validation score a pair seen in training). A pair
+    already read is passed on as it is."""
+    seen: dict[bytes, str] = {}
+    skipped = [] if skipped is None else skipped
     for pair in pairs:
         if isinstance(pair, LoadedPair):
             yield pair
@@ -282,11 +287,24 @@ def load_pairs(pairs: Iterable[Pair | LoadedPair], max_side: int | None = None,
         try:
             before, after, warnings = load_pair(pair, max_side)
         except PairsError as e:
-            if skipped is not None:
-                why = str(e).removeprefix(f"pair {pair.name}: ")
-                skipped.append(f"pair {pair.name}: {why}; left out")
+            why = str(e).removeprefix(f"pair {pair.name}: ")
+            skipped.append(f"pair {pair.name}: {why}; left out")
             continue
-        yield LoadedPair(pair, to_uint8(before), to_uint8(after), warnings)
+        loaded = LoadedPair(pair, to_uint8(before), to_uint8(after), warnings)
+        key = pixels_key(loaded.before, loaded.after)
+        if key in seen:
+            skipped.append(f"pair {pair.name}: the same photos as pair {seen[key]}; counted once")
+            continue
+        seen[key] = pair.name
+        yield loaded
+
+
+def pixels_key(*images: np.ndarray) -> bytes:
+    """A digest of ``images``' pixels (and shapes and types): equal exactly when the pixels are."""
+    digest = hashlib.blake2b(str([(x.shape, x.dtype.str) for x in images]).encode(), digest_size=16)
+    for x in images:
+        digest.update(np.ascontiguousarray(x))
+    return digest.digest()
 
 
 def shrink(x: np.ndarray, max_side: int | None) -> np.ndarray:

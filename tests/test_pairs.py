@@ -301,3 +301,18 @@ def test_camera_names_that_start_like_a_fivek_id_pair_by_their_whole_name(tmp_pa
     _touch(tmp_path / "flat", "a6400_0001_before.jpg", "a6400_0002_before.jpg", "a6400_0001_after.jpg",
            "a6400_0002_after.jpg")
     assert _names(discover_pairs(tmp_path / "flat")[0]) == ["a6400_0001", "a6400_0002"]
+
+
+def test_a_copy_of_a_pair_counts_once(tmp_path):
+    """The same before and after under other names (an export made twice) would count twice and, in validation,
+    score a pair that training saw: it is left out with one line. Two edits of one photo are two pairs."""
+    import shutil
+
+    _touch(tmp_path, "before/a.png", "after/a.png", "after/b.png")
+    shutil.copy(tmp_path / "before/a.png", tmp_path / "before/a copy.png")
+    shutil.copy(tmp_path / "after/a.png", tmp_path / "after/a copy.png")
+    shutil.copy(tmp_path / "before/a.png", tmp_path / "before/b.png")  # the same photo, edited another way
+    skipped = []
+    loaded = list(load_pairs(discover_pairs(tmp_path)[0], None, skipped))
+    assert [p.name for p in loaded] == ["a", "b"]
+    assert skipped == ["pair a copy: the same photos as pair a; counted once"]
