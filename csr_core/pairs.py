@@ -91,10 +91,16 @@ def _listdir(d: Path) -> list[Path]:
 
 
 def _images(d: Path, root: Path, problems: list[str]) -> list[Path]:
-    """Supported image files directly in ``d``; other files (not hidden, not metadata) are problems."""
+    """Supported image files directly in ``d``; other files (not hidden, not metadata) are problems, and so are
+    the folders inside a pairs folder (``d`` other than ``root``), which are not searched."""
     out = []
     for p in _listdir(d):
-        if p.name.startswith(".") or not p.is_file():
+        if p.name.startswith("."):
+            continue
+        if p.is_dir() and d != root:
+            problems.append(f"{_rel(p, root)}/: a folder inside {d.name}/; only the photos directly in "
+                            f"{d.name}/ are read")
+        if not p.is_file():
             continue
         if p.suffix.lower() in SUPPORTED_EXTS:
             out.append(p)

@@ -316,3 +316,19 @@ def test_a_copy_of_a_pair_counts_once(tmp_path):
     loaded = list(load_pairs(discover_pairs(tmp_path)[0], None, skipped))
     assert [p.name for p in loaded] == ["a", "b"]
     assert skipped == ["pair a copy: the same photos as pair a; counted once"]
+
+
+def test_a_folder_inside_before_or_after_is_named_not_silently_passed_over(tmp_path):
+    """before/2023/IMG_1.jpg: only the photos directly in before/ and after/ are read; a sub-folder is named,
+    so 'no image pairs found' does not leave the photographer guessing."""
+    _touch(tmp_path, "before/2023/x.png", "after/2023/x.png", "before/.thumbs/y.png")
+    with pytest.raises(PairsError, match="first problem: before/2023/: a folder inside before/; only the photos "
+                                         "directly in before/ are read$"):
+        discover_pairs(tmp_path)
+    _touch(tmp_path, "before/a.png", "after/a.png")
+    pairs, problems = discover_pairs(tmp_path)
+    assert _names(pairs) == ["a"] and problems == ["before/2023/: a folder inside before/; only the photos directly "
+                                                   "in before/ are read", "after/2023/: a folder inside after/; only "
+                                                   "the photos directly in after/ are read"]
+    _touch(tmp_path / "flat", "sub/z.png", "p_input.png", "p_target.png")  # beside X_input files: not a pairs folder
+    assert discover_pairs(tmp_path / "flat")[1] == []
