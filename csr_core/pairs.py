@@ -269,8 +269,10 @@ def load_pair(pair: Pair, max_side: int | None = None) -> tuple[np.ndarray, np.n
         same_aspect = _close(wb * ha, wa * hb, 0.02)  # (wb/hb) vs (wa/ha)
         small_crop = _close(wb, wa, 0.03) and _close(hb, ha, 0.03)
         if not (same_aspect or small_crop):
+            turned = "; the after is turned a quarter turn: export it the same way up" \
+                if wb != hb and _close(wb * wa, ha * hb, 0.02) else ""  # (wb/hb) vs (ha/wa)
             raise PairsError(f"pair {pair.name}: before {pair.before.name} is {wb}x{hb} but after "
-                             f"{pair.after.name} is {wa}x{ha}; sizes too different to align")
+                             f"{pair.after.name} is {wa}x{ha}; sizes too different to align{turned}")
         h, w = before.shape[:2]
         after = _resize(after, w, h, Image.Resampling.BOX if wa * ha > w * h else Image.Resampling.LANCZOS)
         warnings.append(f"pair {pair.name}: after {pair.after.name} is {wa}x{ha}, before is {wb}x{hb}; "

@@ -210,8 +210,12 @@ def test_load_pair_16bit_precision(tmp_path):
 def test_load_pair_rejects_different_sizes(tmp_path):
     b = _img(tmp_path / "b.png", w=200, h=100)
     a = _img(tmp_path / "a.png", w=100, h=100)
-    with pytest.raises(PairsError, match="pic.*200x100.*100x100"):
+    with pytest.raises(PairsError, match="pic.*200x100.*100x100.*align$"):
         load_pair(Pair("pic", b, a))
+    turned = _img(tmp_path / "t.png", w=50, h=100)  # exported portrait from a landscape 'before'
+    with pytest.raises(PairsError, match="200x100 .* is 50x100; sizes too different to align; the after is turned a "
+                                         "quarter turn: export it the same way up$"):
+        load_pair(Pair("pic", b, turned))
 
 
 def test_load_pair_unreadable(tmp_path):
