@@ -9,6 +9,7 @@ import click
 from csr_core.errors import printable
 
 from .common import device_option, handle_errors, registry, say, strength_option, style_option, WholeNumber
+from .progress import StepProgress
 
 
 def table(result: dict) -> str:
@@ -51,8 +52,10 @@ def command(pairs_dir, style, strength, baselines, expert, max_side, device, as_
     """
     from csr_core.evaluate import evaluate
 
-    result = evaluate(pairs_dir, style, strength=strength, registry=registry(), baselines=baselines,
-                      expert=expert.upper() if expert else None, max_side=max_side, device=device)
+    with StepProgress("scoring", unit="pair") as progress:  # a pair of camera size takes many seconds
+        result = evaluate(pairs_dir, style, strength=strength, registry=registry(), baselines=baselines,
+                          expert=expert.upper() if expert else None, max_side=max_side, device=device,
+                          on_progress=lambda i: progress(dict(step=i["done"], steps=i["total"])))
     for line in result["problems"]:
         say("skipped", line)
     for line in result["warnings"]:

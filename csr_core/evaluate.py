@@ -73,6 +73,7 @@ def evaluate(pairs: str | Path | Sequence[Pair], style: str | Look | None = "aut
              on_progress: Callable[[dict], None] | None = None) -> dict:
     """Score ``style`` (a name, a mix such as 'C:0.7,auto:0.3', a Look, or None) on pairs.
 
+    ``on_progress`` gets dicts with done (pairs scored or left out), total and name (None at the start).
     Returns ``{"methods": [...], "pairs": [{"name", "size", <method>: {psnr, ssim, delta_e}}],
     "mean": {<method>: {...}}, "warnings": [...], "problems": [...]}``; the do-nothing baseline
     (before vs after) is always included.
@@ -94,6 +95,8 @@ def evaluate(pairs: str | Path | Sequence[Pair], style: str | Look | None = "aut
                 warnings.append(leak)
     methods = [IDENTITY, *baselines] + ([label] if look else [])
     rows, discovered = [], len(problems)
+    if on_progress:
+        on_progress(dict(done=0, total=len(found), name=None))
     for pair in load_pairs(found, max_side, problems):
         warnings += pair.warnings
         b8, a8 = pair.before, pair.after
