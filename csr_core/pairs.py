@@ -41,9 +41,10 @@ _FIVEK_RE = re.compile(r"^(a\d{4})(?:[-_ .].*)?$", re.IGNORECASE)
 _ROLE_RE = re.compile(r"^(.+)_(input|target|before|after)$", re.IGNORECASE)
 _EXPERT_RE = re.compile(r"^(?:expert[_ -]?)?([a-e])$", re.IGNORECASE)
 _INPUT_DIRS = ("input", "original")
-# Sidecar / metadata files that sit beside photos: skipped quietly instead of reported.
+# Sidecar / metadata files that sit beside photos: skipped quietly instead of reported (.aae: an iPhone's edits,
+# .dop: DxO's, .cos: Capture One's, .thm: a camera's thumbnail).
 _QUIET_EXTS = {".txt", ".md", ".tsv", ".csv", ".json", ".yaml", ".yml", ".xmp", ".pp3", ".ini", ".db",
-               ".log", ".pdf", ".html"}
+               ".log", ".pdf", ".html", ".aae", ".dop", ".cos", ".thm"}
 
 
 @dataclass

@@ -39,7 +39,7 @@ def _names(pairs):
 def test_before_after_layout(tmp_path):
     _touch(tmp_path, "before/b.JPG", "after/b.png", "before/a.png", "after/a.tif",
            "before/lonely.png", "after/orphan.webp", "before/raw.CR2", "before/notes.txt",
-           "before/.DS_Store")
+           "before/.DS_Store", "before/IMG_1.AAE", "before/b.JPG.dop", "before/raw.THM")  # sidecars: quiet
     pairs, problems = discover_pairs(tmp_path)
     assert _names(pairs) == ["a", "b"]
     assert pairs[1].before.name == "b.JPG" and pairs[1].after.name == "b.png"
