@@ -117,24 +117,31 @@ def _rel(p: Path, root: Path) -> str:
         return str(p)
 
 
+#: Files named for each reason a file is left out (no match, FiveK's test split); the rest are counted in a line.
+SHOWN = 5
+
+
 def _match(before: dict[str, list[tuple[str, Path]]], after: dict[str, list[tuple[str, Path]]], root: Path,
            problems: list[str], labels: tuple[str, str], include_test: bool = False) -> list[Pair]:
     """Pair ``_group``'s (stem, file) lists by key; ``labels`` describe each side. A pair keyed by a FiveK id is
-    named by it, any other by the 'before' file's stem."""
-    pairs = []
+    named by it, any other by the 'before' file's stem. Files left out for one reason (a 'before' folder that
+    holds a whole shoot) are named up to SHOWN, then counted."""
+    pairs, left = [], {}  # left: the files left out, by reason
     for key in sorted(set(before) | set(after)):
         b, a = [p for _, p in before.get(key, [])], [p for _, p in after.get(key, [])]
         files = ", ".join(_rel(p, root) for p in b + a)
         if key in FIVEK_TEST_IDS and not include_test:
-            problems.append(f"{files}: FiveK test split (a4501-a5000); excluded, never used for training")
+            left.setdefault("FiveK test split (a4501-a5000); excluded, never used for training", []).append(files)
         elif len(b) > 1 or len(a) > 1:
             problems.append(f"{files}: several files for '{key}' on one side; keep only one")
-        elif not a:
-            problems.append(f"{files}: no matching {labels[1]}")
-        elif not b:
-            problems.append(f"{files}: no matching {labels[0]}")
+        elif not a or not b:
+            left.setdefault(f"no matching {labels[0 if a else 1]}", []).append(files)
         else:
             pairs.append(Pair(key if fivek_id(key) == key else before[key][0][0], b[0], a[0]))
+    for why, names in left.items():
+        problems += [f"{files}: {why}" for files in names[:SHOWN]]
+        if len(names) > SHOWN:
+            problems.append(f"and {len(names) - SHOWN} more: {why}")
     return pairs
 
 

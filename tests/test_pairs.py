@@ -336,3 +336,17 @@ def test_a_folder_inside_before_or_after_is_named_not_silently_passed_over(tmp_p
                                                    "the photos directly in after/ are read"]
     _touch(tmp_path / "flat", "sub/z.png", "p_input.png", "p_target.png")  # beside X_input files: not a pairs folder
     assert discover_pairs(tmp_path / "flat")[1] == []
+
+
+def test_a_before_folder_holding_a_whole_shoot_is_summed_up_not_listed(tmp_path):
+    """before/ holds the whole shoot, after/ the few photos edited: the files without a match are named up to
+    five, then counted in one line (and so are FiveK's test-split files), instead of a line each."""
+    _touch(tmp_path, *(f"before/IMG_{i:04d}.png" for i in range(12)), "after/IMG_0003.png", "after/IMG_0007.png",
+           *(f"after/a{4501 + i}.png" for i in range(7)), *(f"before/a{4501 + i}.png" for i in range(7)))
+    pairs, problems = discover_pairs(tmp_path)
+    assert _names(pairs) == ["IMG_0003", "IMG_0007"]
+    assert problems == [*(f"before/a{4501 + i}.png, after/a{4501 + i}.png: FiveK test split (a4501-a5000); excluded, "
+                          "never used for training" for i in range(5)),
+                        "and 2 more: FiveK test split (a4501-a5000); excluded, never used for training",
+                        *(f"before/IMG_{i:04d}.png: no matching file in after/" for i in (0, 1, 2, 4, 5)),
+                        "and 5 more: no matching file in after/"]
