@@ -230,6 +230,9 @@ def discover_pairs(root, expert: str | None = None, include_test: bool = False) 
 
     if not pairs:
         first = f"; first problem: {problems[0]}" if problems else ""
+        side = root.resolve()
+        if side.name.casefold() in ("before", "after", *_INPUT_DIRS) or _EXPERT_RE.match(side.name):
+            first = f"; {side.name}/ holds one side of the pairs: give the folder that holds it, {side.parent}"
         raise PairsError(f"{root}: no image pairs found (expected {layouts(expert)}){first}")
     if expert is not None and not (inputs and experts and before in inputs):
         raise PairsError(f"{root}: --expert picks a FiveK expert folder (input/ beside expertA/ .. expertE/); "

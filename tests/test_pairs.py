@@ -350,3 +350,12 @@ def test_a_before_folder_holding_a_whole_shoot_is_summed_up_not_listed(tmp_path)
                         "and 2 more: FiveK test split (a4501-a5000); excluded, never used for training",
                         *(f"before/IMG_{i:04d}.png: no matching file in after/" for i in (0, 1, 2, 4, 5)),
                         "and 5 more: no matching file in after/"]
+
+
+@pytest.mark.parametrize("side", ["before", "After", "input", "expertC"])
+def test_a_folder_of_one_side_of_the_pairs_says_to_give_the_one_above(tmp_path, side):
+    """--pairs my_edits/before: the photographer gave one side; the error says which folder to give."""
+    _touch(tmp_path / "my_edits", f"{side}/x.png", "after/x.png" if side != "after" else "before/x.png")
+    with pytest.raises(PairsError, match=f"no image pairs found .*; {side}/ holds one side of the pairs: give the "
+                                         f"folder that holds it, {tmp_path / 'my_edits'}$"):
+        discover_pairs(tmp_path / "my_edits" / side)
