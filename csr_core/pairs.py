@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -81,7 +82,13 @@ def is_fivek_test_id(name: str) -> bool:
 
 
 def _key(stem: str) -> str:
-    return fivek_id(stem) or stem.casefold()
+    return fivek_id(stem) or _fold(stem)
+
+
+def _fold(name: str) -> str:
+    """``name`` as names are compared: without case, and with accents composed one way (a name from a Mac's
+    older disks spells 'é' as 'e' and a combining accent)."""
+    return unicodedata.normalize("NFC", name).casefold()
 
 
 def _listdir(d: Path) -> list[Path]:
@@ -153,13 +160,13 @@ def _group(before: list[tuple[str, Path]], after: list[tuple[str, Path]]) -> tup
     for side in (before, after):
         stems: dict[str, set[str]] = {}
         for stem, _ in side:
-            stems.setdefault(_key(stem), set()).add(stem.casefold())
+            stems.setdefault(_key(stem), set()).add(_fold(stem))
         shared |= {k for k, v in stems.items() if len(v) > 1}
     out: tuple[dict, dict] = ({}, {})
     for grouped, side in zip(out, (before, after)):
         for stem, p in side:
             key = _key(stem)
-            grouped.setdefault(stem.casefold() if key in shared else key, []).append((stem, p))
+            grouped.setdefault(_fold(stem) if key in shared else key, []).append((stem, p))
     return out
 
 

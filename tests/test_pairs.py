@@ -359,3 +359,14 @@ def test_a_folder_of_one_side_of_the_pairs_says_to_give_the_one_above(tmp_path, 
     with pytest.raises(PairsError, match=f"no image pairs found .*; {side}/ holds one side of the pairs: give the "
                                          f"folder that holds it, {tmp_path / 'my_edits'}$"):
         discover_pairs(tmp_path / "my_edits" / side)
+
+
+def test_names_with_accents_written_two_ways_still_pair(tmp_path):
+    """'Café' from a Mac's older disk (e + a combining accent) and 'Café' exported elsewhere (one é) are one
+    name: they pair."""
+    import unicodedata
+
+    _touch(tmp_path, "before/" + unicodedata.normalize("NFD", "Café.png"),
+           "after/" + unicodedata.normalize("NFC", "Café.jpg"))
+    pairs, problems = discover_pairs(tmp_path)
+    assert len(pairs) == 1 and problems == []
