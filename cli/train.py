@@ -62,9 +62,9 @@ def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, 
     data = f"--photos {photos.resolve()}" if photos is not None else f"--pairs {pairs_dir.resolve()}"
     cfg = TrainConfig(steps=steps, batch=batch, lr=lr, cond_size=cond_size, seed=seed, extra={"data": data})
     ckpt = (checkpoint or Path(f"{name}.ckpt")).absolute()
-    _announce_checkpoint(ckpt, cfg)
     if pairs_dir is not None:
         return _train_pairs(reg, pairs_dir, expert.upper() if expert else None, name, cfg, ckpt, overwrite)
+    _announce_checkpoint(ckpt, cfg)
     images = read_photos(photos, "photo", lambda: read_training_photos(photos, cond_size))
     with _resumable(ckpt), StepProgress("training") as progress:
         model, hist = train_synthetic(images, cfg, ckpt, progress)
@@ -122,9 +122,11 @@ def _train_pairs(reg, pairs_dir: Path, expert, name: str, cfg, ckpt: Path, overw
     from csr_core.engine import Net
     from csr_core.inference import Look
     from csr_core.model import numpy_state
-    from csr_core.train import PAIR_SIDE, train_pairs
+    from csr_core.train import PAIR_SIDE, pairs_data, train_pairs
 
     _, pairs, _ = read_pairs(pairs_dir, expert, PAIR_SIDE)
+    cfg.extra["data"] = pairs_data(pairs_dir, pairs)  # the pairs it can read: a resumed run has the same
+    _announce_checkpoint(ckpt, cfg)
     with _resumable(ckpt), StepProgress("training") as progress:
         model, hist = train_pairs(pairs, cfg, ckpt, progress)
     for line in hist["warnings"]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -392,6 +393,14 @@ def holdout_split(n: int, fraction: float = 0.2, seed: int = 0) -> tuple[list[in
 
 #: Long side the pairs of ``csr train --pairs`` are shrunk to as they are read.
 PAIR_SIDE = 512
+
+
+def pairs_data(folder: Path, pairs: Sequence[LoadedPair]) -> str:
+    """What a ``csr train --pairs`` run learns from, for its checkpoint (``TrainConfig.extra['data']``): the folder
+    and which of its pairs were used, so that a run never resumes on another set (one pair more would move
+    pairs between the training and the held-out ones)."""
+    names = hashlib.sha256("/".join(p.name for p in pairs).encode()).hexdigest()[:12]
+    return f"--pairs {Path(folder).resolve()} ({len(pairs)} pairs, {names})"
 
 
 def train_pairs(pairs: Path | str | Sequence[LoadedPair], cfg: TrainConfig, checkpoint: Path | None = None,
