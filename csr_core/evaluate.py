@@ -67,8 +67,8 @@ def mean_scores(rows: Sequence[dict]) -> dict:
     return {k: float(np.mean([r[k] for r in rows])) for k in METRICS}
 
 
-def evaluate(pairs: str | Path | Sequence[Pair], style: str | Look | None = "auto", *, strength: float = 1.0,
-             registry=None, baselines: Sequence[str] = (), expert: str | None = None,
+def evaluate(pairs: str | Path | Sequence[Pair | LoadedPair], style: str | Look | None = "auto", *,
+             strength: float = 1.0, registry=None, baselines: Sequence[str] = (), expert: str | None = None,
              max_side: int | None = None, device: str = "cpu",
              on_progress: Callable[[dict], None] | None = None) -> dict:
     """Score ``style`` (a name, a mix such as 'C:0.7,auto:0.3', a Look, or None) on pairs.
