@@ -144,6 +144,34 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def read_photos(folder, what: str, read) -> list:
+    """Read the photos in ``folder`` with ``read()`` (-> photos, notes), saying so first (it may take a while),
+    then each note and how many ``what`` ('finished photo', 'photo') were read."""
+    click.echo(f"reading the {what}s in {folder}", err=True)
+    photos, notes = read()
+    for line in notes:
+        say("warning", line)
+    click.echo(f"{plural(len(photos), what)} in {folder}", err=True)
+    return photos
+
+
+def read_pairs(folder, expert: str | None, max_side: int) -> tuple[list, list, str]:
+    """(the pairs found in ``folder``; those that can be read, as ``csr_core.pairs.LoadedPair``; the folder's
+    name), naming each file or pair left out and saying how many pairs were read."""
+    from csr_core.evaluate import resolve_pairs
+    from csr_core.pairs import load_pairs
+
+    found, problems, source = resolve_pairs(folder, expert)
+    for line in problems:
+        say("skipped", line)
+    skipped: list[str] = []
+    loaded = list(load_pairs(found, max_side, skipped))
+    for line in skipped:
+        say("skipped", line)
+    click.echo(f"{plural(len(loaded), 'pair')} in {folder}", err=True)
+    return found, loaded, source
+
+
 def warn_if_worse_than_nothing(psnr: float, nothing: float, where: str, hint: str) -> None:
     """A loud warning, with the numbers, when a new style scores below leaving the photos alone."""
     if psnr < nothing:

@@ -6,13 +6,18 @@ from pathlib import Path
 
 import click
 
+from csr_core.errors import printable
+
 from .common import device_option, handle_errors, registry, say, strength_option, style_option, WholeNumber
+from .progress import StepProgress
 
 
 def table(result: dict) -> str:
-    """Per-pair and mean scores, one column group per method."""
+    """Per-pair and mean scores, one column group per method (a name's control characters escaped: a file name
+    can neither forge a row nor drive the terminal)."""
     methods = result["methods"]
-    width = max([len(r["name"]) for r in result["pairs"]] + [4])
+    names = [printable(r["name"]) for r in result["pairs"]]
+    width = max([len(n) for n in names] + [4])
     head = " " * width + "".join(f" | {m[:19]:^19}" for m in methods)
     sub = f"{'pair':<{width}}" + " |   PSNR  SSIM   dE00" * len(methods)
     rows = [head, sub, "-" * len(sub)]
@@ -21,7 +26,7 @@ def table(result: dict) -> str:
         return f"{label:<{width}}" + "".join(
             f" | {s['psnr']:6.2f} {s['ssim']:.3f} {s['delta_e']:6.2f}" for s in scores)
 
-    rows += [line(r["name"], [r[m] for m in methods]) for r in result["pairs"]]
+    rows += [line(n, [r[m] for m in methods]) for n, r in zip(names, result["pairs"])]
     rows += ["-" * len(sub), line("mean", [result["mean"][m] for m in methods])]
     return "\n".join(rows)
 
@@ -43,12 +48,15 @@ def command(pairs_dir, style, strength, baselines, expert, max_side, device, as_
     """Score a style on before/after pairs: PSNR, SSIM and CIE dE2000 per pair and the mean.
 
     The do-nothing baseline (before vs after) is always shown. FiveK test-split pairs (a4501-a5000) are
-    scored (only training refuses them); a warning names pairs the style's card lists as training data.
+    scored (only training refuses them); a warning names pairs the style's card lists as training data. A
+    pair that cannot be read or aligned, or a second copy of one, is named and left out.
     """
     from csr_core.evaluate import evaluate
 
-    result = evaluate(pairs_dir, style, strength=strength, registry=registry(), baselines=baselines,
-                      expert=expert.upper() if expert else None, max_side=max_side, device=device)
+    with StepProgress("scoring", unit="pair") as progress:  # a pair of camera size takes many seconds
+        result = evaluate(pairs_dir, style, strength=strength, registry=registry(), baselines=baselines,
+                          expert=expert.upper() if expert else None, max_side=max_side, device=device,
+                          on_progress=lambda i: progress(dict(step=i["done"], steps=i["total"])))
     for line in result["problems"]:
         say("skipped", line)
     for line in result["warnings"]:

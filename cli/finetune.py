@@ -7,8 +7,8 @@ import click
 
 from csr_core.errors import require
 
-from .common import (handle_errors, overwrite_style_option, plural, registry, say, warn_if_worse_than_nothing,
-                     WholeNumber)
+from .common import (handle_errors, overwrite_style_option, plural, read_pairs, read_photos, registry, say,
+                     warn_if_worse_than_nothing, WholeNumber)
 from .progress import StepProgress
 
 
@@ -59,8 +59,6 @@ def command(pairs_dir, finished_dir, name, base, expert, steps, overwrite, threa
       csr finetune --pairs my_edits/ --finished portfolio/ --name mine
       csr finetune --pairs /data/fivek --expert B --name B
     """
-    from csr_core.evaluate import resolve_pairs
-
     require("train", "csr finetune")
     from csr_core.finetune import FinetuneConfig, check_enough_pairs, finetune_style
     from csr_core.finished import load_finished
@@ -68,22 +66,15 @@ def command(pairs_dir, finished_dir, name, base, expert, steps, overwrite, threa
     expert = expert.upper() if expert else None
     reg = registry()
     reg.check_new_name(name, overwrite)
-    found, problems, source = resolve_pairs(pairs_dir, expert)
-    for line in problems:
-        say("skipped", line)
-    click.echo(f"{plural(len(found), 'pair')} in {pairs_dir}", err=True)
     cfg = FinetuneConfig(threads=threads, **({"steps": steps, "pseudo_steps": steps} if steps else {}))
+    found, loaded, source = read_pairs(pairs_dir, expert, cfg.max_side)
+    check_enough_pairs(len(loaded), source, finished_dir is not None)
     finished = None
     if finished_dir is not None:  # read first: what is skipped is said before minutes of training
-        check_enough_pairs(len(found), source, True)
-        click.echo(f"reading the finished photos in {finished_dir}", err=True)
-        finished, notes = load_finished(finished_dir, cfg.finished_side, cfg.finished_limit,
-                                         [p.before for p in found])
-        for line in notes:
-            say("warning", line)
-        click.echo(f"{plural(len(finished), 'finished photo')} in {finished_dir}", err=True)
+        finished = read_photos(finished_dir, "finished photo", lambda: load_finished(
+            finished_dir, cfg.finished_side, cfg.finished_limit, [p.before for p in found]))
     with StepProgress("fine-tuning", bound=True) as progress:  # early stopping: the total is an upper bound
-        style = finetune_style(pairs_dir, name, base, expert=expert, registry=reg, on_progress=progress,
+        style = finetune_style(loaded, name, base, expert=expert, registry=reg, on_progress=progress,
                                config=cfg, overwrite=overwrite, finished=finished)
     for line in style.card.get("warnings", []):
         say("warning", line)

@@ -25,11 +25,12 @@ def clock(seconds: float) -> str:
 
 class StepProgress:
     """Call with each progress dict: ``step`` (steps done), ``steps`` (total), optional ``phase``,
-    ``loss``, ``val_psnr`` / ``val``. ``bound``: the total is an upper bound (the job may stop early)."""
+    ``loss``, ``val_psnr`` / ``val``. ``bound``: the total is an upper bound (the job may stop early);
+    ``unit``: what a step is called ('pair': 'pair 2/10')."""
 
     def __init__(self, label: str, *, bound: bool = False, stream: TextIO | None = None,
-                 interval: float = 15.0, tty: bool | None = None):
-        self.label, self.bound, self.interval = label, bound, interval
+                 interval: float = 15.0, tty: bool | None = None, unit: str = "step"):
+        self.label, self.bound, self.interval, self.unit = label, bound, interval, unit
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
         self.started = self.t0 = time.monotonic()
@@ -69,12 +70,13 @@ class StepProgress:
         info = self.info
         upto = "at most " if self.bound else ""
         parts = [f"{self.label}: " + (f"{info['phase']}, " if info.get("phase") else "")
-                 + f"step {info.get('step', 0)}/{upto}{info.get('steps', 0)}"]
+                 + f"{self.unit} {info.get('step', 0)}/{upto}{info.get('steps', 0)}"]
         rate = self.rate(now)
         if rate:
             left = max(0, info.get("steps", 0) - info.get("step", 0)) / rate
             # the step count is a bound, the time is not (work between runs is not in steps): "about"
-            parts.append(f"{rate:.1f} steps/s, {clock(now - self.t0)} elapsed, {'about ' if upto else ''}{clock(left)} left")
+            speed = f"{rate:.1f} {self.unit}s/s" if rate >= 0.1 else f"{1 / rate:.0f} s/{self.unit}"
+            parts.append(f"{speed}, {clock(now - self.t0)} elapsed, {'about ' if upto else ''}{clock(left)} left")
         if info.get("loss") is not None:
             parts.append(f"loss {info['loss']:.4f}")
         if self.val is not None:

@@ -9,8 +9,8 @@ import click
 
 from csr_core.errors import require
 
-from .common import (FiniteFloatRange, cond_size_option, handle_errors, overwrite_style_option, plural, registry,
-                     say, warn_if_worse_than_nothing, WholeNumber)
+from .common import (FiniteFloatRange, cond_size_option, handle_errors, overwrite_style_option, plural, read_pairs,
+                     read_photos, registry, say, warn_if_worse_than_nothing, WholeNumber)
 from .progress import StepProgress
 
 FEW_PAIRS_HINT = ("a whole network needs many pairs; with a few, 'csr finetune' (which keeps a trained "
@@ -62,14 +62,10 @@ def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, 
     data = f"--photos {photos.resolve()}" if photos is not None else f"--pairs {pairs_dir.resolve()}"
     cfg = TrainConfig(steps=steps, batch=batch, lr=lr, cond_size=cond_size, seed=seed, extra={"data": data})
     ckpt = (checkpoint or Path(f"{name}.ckpt")).absolute()
-    _announce_checkpoint(ckpt, cfg)
     if pairs_dir is not None:
         return _train_pairs(reg, pairs_dir, expert.upper() if expert else None, name, cfg, ckpt, overwrite)
-    click.echo(f"reading the photos in {photos}", err=True)
-    images, notes = read_training_photos(photos, cond_size)
-    for line in notes:
-        say("warning", line)
-    click.echo(f"{plural(len(images), 'photo')} in {photos}", err=True)
+    _announce_checkpoint(ckpt, cfg)
+    images = read_photos(photos, "photo", lambda: read_training_photos(photos, cond_size))
     with _resumable(ckpt), StepProgress("training") as progress:
         model, hist = train_synthetic(images, cfg, ckpt, progress)
     card = dict(
@@ -126,16 +122,17 @@ def _train_pairs(reg, pairs_dir: Path, expert, name: str, cfg, ckpt: Path, overw
     from csr_core.engine import Net
     from csr_core.inference import Look
     from csr_core.model import numpy_state
-    from csr_core.pairs import discover_pairs
-    from csr_core.train import train_pairs
+    from csr_core.train import PAIR_SIDE, pairs_data, train_pairs
 
-    pairs, problems = discover_pairs(pairs_dir, expert=expert)
-    for line in problems:
-        say("skipped", line)
+    _, pairs, _ = read_pairs(pairs_dir, expert, PAIR_SIDE)
+    cfg.extra["data"] = pairs_data(pairs_dir, pairs)  # the pairs it can read: a resumed run has the same
+    _announce_checkpoint(ckpt, cfg)
     with _resumable(ckpt), StepProgress("training") as progress:
-        model, hist = train_pairs(pairs_dir, cfg, ckpt, progress, expert=expert)
+        model, hist = train_pairs(pairs, cfg, ckpt, progress)
+    for line in hist["warnings"]:
+        say("warning", line)
     val = [p for p in pairs if p.name in set(hist["val_pairs"])]
-    res = evaluate(val, Look.of(Net(numpy_state(model)), cfg.cond_size), baselines=("autocontrast",), max_side=512)
+    res = evaluate(val, Look.of(Net(numpy_state(model)), cfg.cond_size), baselines=("autocontrast",))
     m = res["mean"]
     card = dict(
         description=f"trained by csr train on {len(pairs)} pairs from {pairs_dir.resolve().name}"

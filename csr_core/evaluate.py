@@ -12,7 +12,8 @@ from PIL import Image, ImageOps
 
 from .inference import Look, retouch_array
 from .metrics import score, to_uint8
-from .pairs import Pair, discover_pairs, fivek_id, load_pair
+from .errors import PairsError
+from .pairs import LoadedPair, Pair, discover_pairs, fivek_id, load_pairs
 
 BASELINES = ("autocontrast", "autocontrast-tone")
 IDENTITY = "do-nothing"
@@ -28,9 +29,9 @@ def autocontrast(rgb: np.ndarray, preserve_tone: bool = False) -> np.ndarray:
 BASELINE_FNS = {"autocontrast": autocontrast, "autocontrast-tone": lambda rgb: autocontrast(rgb, True)}
 
 
-def resolve_pairs(pairs: str | Path | Sequence[Pair], expert: str | None = None,
-                  include_test: bool = False) -> tuple[list[Pair], list[str], str]:
-    """(pairs, problems, source name) from a folder or an explicit list of pairs."""
+def resolve_pairs(pairs: str | Path | Sequence[Pair | LoadedPair], expert: str | None = None,
+                  include_test: bool = False) -> tuple[list[Pair | LoadedPair], list[str], str]:
+    """(pairs, problems, source name) from a folder or an explicit list of pairs (found, or already read)."""
     if isinstance(pairs, (str, Path)):
         found, problems = discover_pairs(pairs, expert=expert, include_test=include_test)
         return found, problems, Path(pairs).resolve().name
@@ -66,12 +67,13 @@ def mean_scores(rows: Sequence[dict]) -> dict:
     return {k: float(np.mean([r[k] for r in rows])) for k in METRICS}
 
 
-def evaluate(pairs: str | Path | Sequence[Pair], style: str | Look | None = "auto", *, strength: float = 1.0,
-             registry=None, baselines: Sequence[str] = (), expert: str | None = None,
+def evaluate(pairs: str | Path | Sequence[Pair | LoadedPair], style: str | Look | None = "auto", *,
+             strength: float = 1.0, registry=None, baselines: Sequence[str] = (), expert: str | None = None,
              max_side: int | None = None, device: str = "cpu",
              on_progress: Callable[[dict], None] | None = None) -> dict:
     """Score ``style`` (a name, a mix such as 'C:0.7,auto:0.3', a Look, or None) on pairs.
 
+    ``on_progress`` gets dicts with done (pairs scored or left out), total and name (None at the start).
     Returns ``{"methods": [...], "pairs": [{"name", "size", <method>: {psnr, ssim, delta_e}}],
     "mean": {<method>: {...}}, "warnings": [...], "problems": [...]}``; the do-nothing baseline
     (before vs after) is always included.
@@ -79,7 +81,7 @@ def evaluate(pairs: str | Path | Sequence[Pair], style: str | Look | None = "aut
     unknown = set(baselines) - set(BASELINES)
     if unknown:
         raise ValueError(f"unknown baseline(s) {sorted(unknown)}; choose from {BASELINES}")
-    found, problems, _ = resolve_pairs(pairs, expert, include_test=True)
+    found, problems, source = resolve_pairs(pairs, expert, include_test=True)
     look, label, warnings = None, None, []
     if style is not None:
         if isinstance(style, Look):
@@ -92,11 +94,12 @@ def evaluate(pairs: str | Path | Sequence[Pair], style: str | Look | None = "aut
             if leak:
                 warnings.append(leak)
     methods = [IDENTITY, *baselines] + ([label] if look else [])
-    rows = []
-    for i, pair in enumerate(found):
-        before, after, warn = load_pair(pair, max_side=max_side)
-        warnings += warn
-        b8, a8 = to_uint8(before), to_uint8(after)
+    rows, discovered = [], len(problems)
+    if on_progress:
+        on_progress(dict(done=0, total=len(found), name=None))
+    for pair in load_pairs(found, max_side, problems):
+        warnings += pair.warnings
+        b8, a8 = pair.before, pair.after
         row = {"name": pair.name, "size": [b8.shape[1], b8.shape[0]], IDENTITY: score(b8, a8)}
         for b in baselines:
             row[b] = score(BASELINE_FNS[b](b8), a8)
@@ -104,7 +107,10 @@ def evaluate(pairs: str | Path | Sequence[Pair], style: str | Look | None = "aut
             row[label] = score(retouch_array(b8, look, strength, device, exact=True), a8)
         rows.append(row)
         if on_progress:
-            on_progress(dict(done=i + 1, total=len(found), name=pair.name))
+            on_progress(dict(done=len(rows) + len(problems) - discovered, total=len(found), name=pair.name))
+    if not rows:
+        last = f" ({problems[-1]})" if problems else ""
+        raise PairsError(f"{source}: none of the {len(found)} pairs could be read or aligned{last}")
     mean = {m: mean_scores([r[m] for r in rows]) for m in methods}
     return dict(methods=methods, style=label, strength=strength, pairs=rows, mean=mean,
                 warnings=warnings, problems=problems)

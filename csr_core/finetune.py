@@ -28,7 +28,7 @@ from .engine import Net
 from .inference import Look, retouch_array
 from .metrics import score, to_uint8
 from .model import CSRNet, condition_state, from_state, numpy_state
-from .pairs import Pair, load_pair
+from .pairs import LoadedPair, Pair, load_pairs
 from .pseudo import PseudoRecipe, fit_inverse_map, pseudo_pairs
 from .fsutil import write_bytes_atomic
 from .registry import Style, licence_label
@@ -199,11 +199,14 @@ def _summary(per: dict[int, dict]) -> dict:
                 images=len(rows), **extra)
 
 
-def finetune_style(pairs: str | Path | list[Pair], name: str, base: str = "auto", *, expert=None, registry=None,
-                   on_progress: Callable[[dict], None] | None = None, config: FinetuneConfig | None = None,
-                   overwrite: bool = False, finished: str | Path | Sequence[np.ndarray] | None = None) -> Style:
+def finetune_style(pairs: str | Path | list[Pair] | list[LoadedPair], name: str, base: str = "auto", *, expert=None,
+                   registry=None, on_progress: Callable[[dict], None] | None = None,
+                   config: FinetuneConfig | None = None, overwrite: bool = False,
+                   finished: str | Path | Sequence[np.ndarray] | None = None) -> Style:
     """Fine-tune the condition net + GFM of ``base`` on before/after pairs; save and return the new Style.
 
+    ``pairs``: a folder, found pairs, or pairs already read (``pairs.load_pairs``); a pair that cannot be read
+    or aligned is left out, and named in the card's problems.
     ``finished``: a folder of finished photos in the same look (or the photos, uint8 arrays): the pairs'
     inverse colour maps turn them into pseudo-pairs that the style learns from (``csr_core.pseudo``),
     while the real pairs give those maps and validate.
@@ -227,27 +230,28 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
     start_style = reg.get(base)
     base_style = reg._base_style(start_style)
 
-    found, problems, source = resolve_pairs(pairs, expert)
-    check_enough_pairs(len(found), source, finished is not None)
-    loaded, warnings = [], []
+    if not isinstance(pairs, (str, Path)) and pairs and all(isinstance(p, LoadedPair) for p in pairs):
+        loaded, problems, source = list(pairs), [], "pairs"
+        befores = [p.pair.before for p in loaded]
+    else:
+        found, problems, source = resolve_pairs(pairs, expert)
+        check_enough_pairs(len(found), source, finished is not None)
+        loaded, befores = list(load_pairs(found, cfg.max_side, problems)), [p.before for p in found]
+    check_enough_pairs(len(loaded), source, finished is not None)
+    warnings = [w for p in loaded for w in p.warnings]
     if finished is not None and not isinstance(finished, (str, Path)):
         finished = [np.array(to_uint8(f)) for f in finished]  # writable copies (torch shares them)
     elif finished is not None:  # files skipped are notes of this run, as the pairs' are: not the style's warnings
-        finished, more = load_finished(finished, cfg.finished_side, cfg.finished_limit, [p.before for p in found])
+        finished, more = load_finished(finished, cfg.finished_side, cfg.finished_limit, befores)
         problems = [*problems, *(f"finished photos: {line}" for line in more)]
-    for p in found:
-        b, a, w = load_pair(p, max_side=cfg.max_side)
-        loaded.append((to_uint8(b), to_uint8(a)))  # 8 bit in memory, as the files were
-        warnings += w
-
+    names, loaded = [p.name for p in loaded], [(p.before, p.after) for p in loaded]  # 8 bit, as the files were
     progress = _Progress(on_progress)
     tuner = _Tuner(from_state(reg.net(start_style).state), loaded, start_style.cond_size, cfg, progress)
     scorer = _Scorer(loaded, start_style.cond_size, from_state(reg.net(start_style).state))  # what --from picked
-    run = _kfold if len(found) < cfg.kfold_below else _holdout
+    run = _kfold if len(loaded) < cfg.kfold_below else _holdout
     pseudo = _Pseudo(tuner, loaded, finished, cfg) if finished is not None else None
-    model, per, validation = run(tuner, scorer, progress, len(found), pseudo)
+    model, per, validation = run(tuner, scorer, progress, len(loaded), pseudo)
     progress.complete()
-    names = [p.name for p in found]
     validation = {k: _named(v, names) if k in ("folds", "val_pairs") else v for k, v in validation.items()}
     validation["per_pair"] = {names[i]: per[i] for i in sorted(per)}
     if not validation["chosen_steps"]:
@@ -255,12 +259,12 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
 
     who = f"MIT-Adobe FiveK expert {expert}'s" if expert else "your"
     photos = f" and {len(finished)} finished photos" if finished is not None else ""
-    data = dict(pairs=len(found), expert=expert, names=names)
+    data = dict(pairs=len(loaded), expert=expert, names=names)
     if finished is not None:
         data["finished"] = len(finished)
     method = recipe_method(cfg, finished is not None)
     card = dict(
-        description=f"{who} look, fine-tuned from '{base}' on {len(found)} before/after pairs{photos}",
+        description=f"{who} look, fine-tuned from '{base}' on {len(loaded)} before/after pairs{photos}",
         cond_size=start_style.cond_size,
         training=dict(data=data, initialised_from=start_style.name, recipe=dict(asdict(cfg), method=method)),
         validation=validation, scores=dict(validation=_summary(per)), warnings=warnings, problems=problems,

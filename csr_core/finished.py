@@ -4,7 +4,8 @@
 Photos are read with the loader of ``csr retouch`` (every format, orientation, colour profile and size
 limit it knows), converted to sRGB and shrunk to a small long side. A folder of many files costs bounded
 time and memory: at most ``limit`` photos are read (an even, deterministic sample of the sorted names
-when there are more) and at most ``limit * 4`` files are tried; a file that cannot be read is skipped.
+when there are more) and at most ``limit * 4`` files are tried; a file that cannot be read, a photo
+smaller than MIN_SIDE and a second copy of a photo (the same pixels) are skipped.
 """
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ import numpy as np
 from .errors import ImageError, PairsError, printable
 from .image_io import SUPPORTED_EXTENSIONS, load_photo, to_float
 from .metrics import to_uint8
-from .pairs import shrink
+from .pairs import pixels_key, shrink
 
-__all__ = ["load_finished", "read_photos"]
+__all__ = ["MIN_SIDE", "load_finished", "read_photos"]
+
+#: Fewest pixels on each side of a photo worth learning from (a thumbnail or an icon teaches nothing).
+MIN_SIDE = 16
 
 
 def _candidates(folder: Path, cap: int, exclude: frozenset[Path] = frozenset()) -> tuple[list[Path], int]:
@@ -46,23 +50,39 @@ def read_photos(folder: Path, convert: Callable[[np.ndarray], np.ndarray], limit
     paths, total = _candidates(folder, limit * 4, exclude)
     sample = set(np.linspace(0, len(paths) - 1, min(limit, len(paths))).round().astype(int).tolist())
     order = sorted(range(len(paths)), key=lambda i: i not in sample)  # the rest stand in for unreadable files
-    read, problems, unreadable = {}, [], 0
+    read, problems, unreadable, seen, copies = {}, [], 0, {}, []
     for i in order:
         if len(read) >= limit:
             break
         p = paths[i]
+        name = printable(p.relative_to(folder).as_posix())
         try:
-            rgb = to_float(load_photo(p).rgb)
+            rgb = load_photo(p).rgb
         except ImageError as exc:
             unreadable += 1
             if len(problems) < 5:
                 why = str(exc).removeprefix(str(p)).removeprefix(":").strip()
-                problems.append(f"skipped {printable(p.relative_to(folder).as_posix())}: {printable(why)}")
+                problems.append(f"skipped {name}: {printable(why)}")
             continue
-        read[i] = convert(rgb)
+        if min(rgb.shape[:2]) < MIN_SIDE:
+            unreadable += 1
+            if len(problems) < 5:
+                problems.append(f"skipped {name}: {rgb.shape[1]}x{rgb.shape[0]} pixels, too small to learn from "
+                                f"(at least {MIN_SIDE} on each side)")
+            continue
+        key = pixels_key(rgb)
+        if key in seen:
+            copies.append(f"{name} (= {seen[key]})")
+            continue
+        seen[key] = name
+        read[i] = convert(to_float(rgb))
     photos = [read[i] for i in sorted(read)]
     if unreadable > len(problems):
-        problems.append(f"skipped {unreadable} unreadable files in all")
+        problems.append(f"skipped {unreadable} unreadable or too small files in all")
+    if copies:
+        more = f" and {len(copies) - 5} more" if len(copies) > 5 else ""
+        problems.append(f"left out {len(copies)} {'copy' if len(copies) == 1 else 'copies'} of a photo already read "
+                        f"(the same pixels; each photo counts once): {', '.join(copies[:5])}{more}")
     if total > limit:
         problems.append(f"used {len(photos)} of the {total} {what} (an even sample by name)")
     return photos, problems, total

@@ -10,18 +10,22 @@ published numbers can be reproduced.
 """
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass
+import unicodedata
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image
 
 from csr_core.errors import ImageError, PairsError
 from csr_core.image_io import SUPPORTED_EXTENSIONS, load_photo, to_float
+from csr_core.metrics import to_uint8
 
-__all__ = ["Pair", "SUPPORTED_EXTS", "FIVEK_TEST_IDS", "is_fivek_test_id", "fivek_id",
-           "discover_pairs", "load_pair", "shrink"]
+__all__ = ["Pair", "LoadedPair", "SUPPORTED_EXTS", "FIVEK_TEST_IDS", "is_fivek_test_id", "fivek_id",
+           "discover_pairs", "load_pair", "load_pairs", "pixels_key", "shrink"]
 
 #: What csr retouch reads, RAW and HEIC included: a photographer's natural pair is a RAW file and the JPEG
 #: exported from its edit (a RAW and its camera JPEG side by side are two "befores": that pair is skipped).
@@ -38,9 +42,10 @@ _FIVEK_RE = re.compile(r"^(a\d{4})(?:[-_ .].*)?$", re.IGNORECASE)
 _ROLE_RE = re.compile(r"^(.+)_(input|target|before|after)$", re.IGNORECASE)
 _EXPERT_RE = re.compile(r"^(?:expert[_ -]?)?([a-e])$", re.IGNORECASE)
 _INPUT_DIRS = ("input", "original")
-# Sidecar / metadata files that sit beside photos: skipped quietly instead of reported.
+# Sidecar / metadata files that sit beside photos: skipped quietly instead of reported (.aae: an iPhone's edits,
+# .dop: DxO's, .cos: Capture One's, .thm: a camera's thumbnail).
 _QUIET_EXTS = {".txt", ".md", ".tsv", ".csv", ".json", ".yaml", ".yml", ".xmp", ".pp3", ".ini", ".db",
-               ".log", ".pdf", ".html"}
+               ".log", ".pdf", ".html", ".aae", ".dop", ".cos", ".thm"}
 
 
 @dataclass
@@ -49,6 +54,20 @@ class Pair:
     name: str
     before: Path
     after: Path
+
+
+@dataclass
+class LoadedPair:
+    """A pair read for learning or scoring: 8-bit sRGB H x W x 3 ``before`` and ``after`` of one size, and the
+    warnings its reading gave (an 'after' resized to its 'before')."""
+    pair: Pair
+    before: np.ndarray
+    after: np.ndarray
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.pair.name
 
 
 def fivek_id(name: str) -> str | None:
@@ -63,7 +82,13 @@ def is_fivek_test_id(name: str) -> bool:
 
 
 def _key(stem: str) -> str:
-    return fivek_id(stem) or stem.casefold()
+    return fivek_id(stem) or _fold(stem)
+
+
+def _fold(name: str) -> str:
+    """``name`` as names are compared: without case, and with accents composed one way (a name from a Mac's
+    older disks spells 'é' as 'e' and a combining accent)."""
+    return unicodedata.normalize("NFC", name).casefold()
 
 
 def _listdir(d: Path) -> list[Path]:
@@ -74,10 +99,16 @@ def _listdir(d: Path) -> list[Path]:
 
 
 def _images(d: Path, root: Path, problems: list[str]) -> list[Path]:
-    """Supported image files directly in ``d``; other files (not hidden, not metadata) are problems."""
+    """Supported image files directly in ``d``; other files (not hidden, not metadata) are problems, and so are
+    the folders inside a pairs folder (``d`` other than ``root``), which are not searched."""
     out = []
     for p in _listdir(d):
-        if p.name.startswith(".") or not p.is_file():
+        if p.name.startswith("."):
+            continue
+        if p.is_dir() and d != root:
+            problems.append(f"{_rel(p, root)}/: a folder inside {d.name}/; only the photos directly in "
+                            f"{d.name}/ are read")
+        if not p.is_file():
             continue
         if p.suffix.lower() in SUPPORTED_EXTS:
             out.append(p)
@@ -93,31 +124,49 @@ def _rel(p: Path, root: Path) -> str:
         return str(p)
 
 
-def _match(before: dict[str, list[Path]], after: dict[str, list[Path]], root: Path,
-           problems: list[str], labels: tuple[str, str], base=lambda p: p.stem,
-           include_test: bool = False) -> list[Pair]:
-    """Pair files by key; ``labels`` describe each side, ``base(path)`` the stem a pair is named after."""
-    pairs = []
+#: Files named for each reason a file is left out (no match, FiveK's test split); the rest are counted in a line.
+SHOWN = 5
+
+
+def _match(before: dict[str, list[tuple[str, Path]]], after: dict[str, list[tuple[str, Path]]], root: Path,
+           problems: list[str], labels: tuple[str, str], include_test: bool = False) -> list[Pair]:
+    """Pair ``_group``'s (stem, file) lists by key; ``labels`` describe each side. A pair keyed by a FiveK id is
+    named by it, any other by the 'before' file's stem. Files left out for one reason (a 'before' folder that
+    holds a whole shoot) are named up to SHOWN, then counted."""
+    pairs, left = [], {}  # left: the files left out, by reason
     for key in sorted(set(before) | set(after)):
-        b, a = before.get(key, []), after.get(key, [])
+        b, a = [p for _, p in before.get(key, [])], [p for _, p in after.get(key, [])]
         files = ", ".join(_rel(p, root) for p in b + a)
-        if fivek_id(key) in FIVEK_TEST_IDS and not include_test:
-            problems.append(f"{files}: FiveK test split (a4501-a5000); excluded, never used for training")
+        if key in FIVEK_TEST_IDS and not include_test:
+            left.setdefault("FiveK test split (a4501-a5000); excluded, never used for training", []).append(files)
         elif len(b) > 1 or len(a) > 1:
             problems.append(f"{files}: several files for '{key}' on one side; keep only one")
-        elif not a:
-            problems.append(f"{files}: no matching {labels[1]}")
-        elif not b:
-            problems.append(f"{files}: no matching {labels[0]}")
+        elif not a or not b:
+            left.setdefault(f"no matching {labels[0 if a else 1]}", []).append(files)
         else:
-            pairs.append(Pair(fivek_id(base(b[0])) or base(b[0]), b[0], a[0]))
+            pairs.append(Pair(key if fivek_id(key) == key else before[key][0][0], b[0], a[0]))
+    for why, names in left.items():
+        problems += [f"{files}: {why}" for files in names[:SHOWN]]
+        if len(names) > SHOWN:
+            problems.append(f"and {len(names) - SHOWN} more: {why}")
     return pairs
 
 
-def _group(files: list[Path]) -> dict[str, list[Path]]:
-    out: dict[str, list[Path]] = {}
-    for p in files:
-        out.setdefault(_key(p.stem), []).append(p)
+def _group(before: list[tuple[str, Path]], after: list[tuple[str, Path]]) -> tuple[dict, dict]:
+    """Each side's (stem, file) items by key: the stem's FiveK id ('a0001-IMG_1234' -> 'a0001'), or the stem.
+    An id that several different stems on one side share ('a6400_0001', 'a6400_0002', a camera's names) is
+    no FiveK id: those files are keyed by their whole stem, on both sides."""
+    shared = set()
+    for side in (before, after):
+        stems: dict[str, set[str]] = {}
+        for stem, _ in side:
+            stems.setdefault(_key(stem), set()).add(_fold(stem))
+        shared |= {k for k, v in stems.items() if len(v) > 1}
+    out: tuple[dict, dict] = ({}, {})
+    for grouped, side in zip(out, (before, after)):
+        for stem, p in side:
+            key = _key(stem)
+            grouped.setdefault(_fold(stem) if key in shared else key, []).append((stem, p))
     return out
 
 
@@ -172,23 +221,25 @@ def discover_pairs(root, expert: str | None = None, include_test: bool = False) 
         before = after = None
 
     if before is not None:
-        pairs = _match(_group(_images(before, root, problems)), _group(_images(after, root, problems)),
-                       root, problems, (f"file in {before.name}/", f"file in {after.name}/"),
+        sides = [[(p.stem, p) for p in _images(d, root, problems)] for d in (before, after)]
+        pairs = _match(*_group(*sides), root, problems, (f"file in {before.name}/", f"file in {after.name}/"),
                        include_test=include_test)
     else:
-        sides: tuple[dict, dict] = ({}, {})
+        sides = [[], []]
         for p in _images(root, root, problems):
             m = _ROLE_RE.match(p.stem)
             if not m:
                 problems.append(f"{_rel(p, root)}: not named X_input/X_target or X_before/X_after")
                 continue
-            side = sides[m.group(2).lower() in ("target", "after")]
-            side.setdefault(_key(m.group(1)), []).append(p)
-        pairs = _match(*sides, root, problems, ("X_input/X_before file", "X_target/X_after file"),
-                       base=lambda p: _ROLE_RE.match(p.stem).group(1), include_test=include_test)
+            sides[m.group(2).lower() in ("target", "after")].append((m.group(1), p))
+        pairs = _match(*_group(*sides), root, problems, ("X_input/X_before file", "X_target/X_after file"),
+                       include_test=include_test)
 
     if not pairs:
         first = f"; first problem: {problems[0]}" if problems else ""
+        side = root.resolve()
+        if side.name.casefold() in ("before", "after", *_INPUT_DIRS) or _EXPERT_RE.match(side.name):
+            first = f"; {side.name}/ holds one side of the pairs: give the folder that holds it, {side.parent}"
         raise PairsError(f"{root}: no image pairs found (expected {layouts(expert)}){first}")
     if expert is not None and not (inputs and experts and before in inputs):
         raise PairsError(f"{root}: --expert picks a FiveK expert folder (input/ beside expertA/ .. expertE/); "
@@ -221,23 +272,65 @@ def load_pair(pair: Pair, max_side: int | None = None) -> tuple[np.ndarray, np.n
 
     A differently sized ``after`` is resized to ``before`` when aspect ratios agree within 2% or each
     side differs by at most 3% (a small crop), with a warning; otherwise PairsError. ``max_side``
-    shrinks both (area average) so the long side is at most ``max_side``.
+    shrinks both (area average) so the long side is at most ``max_side``: each photo is shrunk as soon as
+    it is read, so no copy larger than the larger file's own pixels is ever made.
     """
     if max_side is not None and max_side < 1:
         raise ValueError("max_side must be a positive integer")
-    before, after = _read_rgb(pair.before), _read_rgb(pair.after)
+    before = _read_rgb(pair.before)
+    hb, wb = before.shape[:2]
+    before = shrink(before, max_side)
+    after = _read_rgb(pair.after)
+    ha, wa = after.shape[:2]
     warnings: list[str] = []
-    (hb, wb), (ha, wa) = before.shape[:2], after.shape[:2]
     if (hb, wb) != (ha, wa):
         same_aspect = _close(wb * ha, wa * hb, 0.02)  # (wb/hb) vs (wa/ha)
         small_crop = _close(wb, wa, 0.03) and _close(hb, ha, 0.03)
         if not (same_aspect or small_crop):
+            turned = "; the after is turned a quarter turn: export it the same way up" \
+                if wb != hb and _close(wb * wa, ha * hb, 0.02) else ""  # (wb/hb) vs (ha/wa)
             raise PairsError(f"pair {pair.name}: before {pair.before.name} is {wb}x{hb} but after "
-                             f"{pair.after.name} is {wa}x{ha}; sizes too different to align")
-        after = _resize(after, wb, hb, Image.Resampling.LANCZOS)
+                             f"{pair.after.name} is {wa}x{ha}; sizes too different to align{turned}")
+        h, w = before.shape[:2]
+        after = _resize(after, w, h, Image.Resampling.BOX if wa * ha > w * h else Image.Resampling.LANCZOS)
         warnings.append(f"pair {pair.name}: after {pair.after.name} is {wa}x{ha}, before is {wb}x{hb}; "
                         f"resized after to match")
-    return shrink(before, max_side), shrink(after, max_side), warnings
+    return before, shrink(after, max_side), warnings
+
+
+def load_pairs(pairs: Iterable[Pair | LoadedPair], max_side: int | None = None,
+               skipped: list[str] | None = None) -> Iterator[LoadedPair]:
+    """The ``pairs`` that can be read and aligned (``load_pair``), one at a time, in 8 bit; a pair that cannot
+    is left out with one line in ``skipped`` naming it and why, and so is a second copy of a pair (the same
+    pixels before and after: it would count twice, and in validation score a pair seen in training). A pair
+    already read is passed on as it is."""
+    seen: dict[bytes, str] = {}
+    skipped = [] if skipped is None else skipped
+    for pair in pairs:
+        if isinstance(pair, LoadedPair):
+            yield pair
+            continue
+        try:
+            before, after, warnings = load_pair(pair, max_side)
+        except PairsError as e:
+            why = str(e).removeprefix(f"pair {pair.name}: ")
+            skipped.append(f"pair {pair.name}: {why}; left out")
+            continue
+        loaded = LoadedPair(pair, to_uint8(before), to_uint8(after), warnings)
+        key = pixels_key(loaded.before, loaded.after)
+        if key in seen:
+            skipped.append(f"pair {pair.name}: the same photos as pair {seen[key]}; counted once")
+            continue
+        seen[key] = pair.name
+        yield loaded
+
+
+def pixels_key(*images: np.ndarray) -> bytes:
+    """A digest of ``images``' pixels (and shapes and types): equal exactly when the pixels are."""
+    digest = hashlib.blake2b(str([(x.shape, x.dtype.str) for x in images]).encode(), digest_size=16)
+    for x in images:
+        digest.update(np.ascontiguousarray(x))
+    return digest.digest()
 
 
 def shrink(x: np.ndarray, max_side: int | None) -> np.ndarray:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,11 +19,12 @@ import torch
 import torch.nn.functional as F
 
 from . import degrade
-from .errors import CsrError
+from .errors import CsrError, PairsError
 from .fsutil import atomic_write
 from .inference import condition_input
 from .metrics import psnr_from_mse
 from .model import CONDITION_PREFIXES, CSRNet, Modulation
+from .pairs import LoadedPair, discover_pairs, load_pairs
 
 Sample = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (cond input 1x3xhxw, x pixels Px3, y pixels Px3)
 
@@ -389,25 +391,36 @@ def holdout_split(n: int, fraction: float = 0.2, seed: int = 0) -> tuple[list[in
     return sorted(order[k:].tolist()), sorted(order[:k].tolist())
 
 
-def train_pairs(pairs_dir: Path | str, cfg: TrainConfig, checkpoint: Path | None = None,
+#: Long side the pairs of ``csr train --pairs`` are shrunk to as they are read.
+PAIR_SIDE = 512
+
+
+def pairs_data(folder: Path, pairs: Sequence[LoadedPair]) -> str:
+    """What a ``csr train --pairs`` run learns from, for its checkpoint (``TrainConfig.extra['data']``): the folder
+    and which of its pairs were used, so that a run never resumes on another set (one pair more would move
+    pairs between the training and the held-out ones)."""
+    names = hashlib.sha256("/".join(p.name for p in pairs).encode()).hexdigest()[:12]
+    return f"--pairs {Path(folder).resolve()} ({len(pairs)} pairs, {names})"
+
+
+def train_pairs(pairs: Path | str | Sequence[LoadedPair], cfg: TrainConfig, checkpoint: Path | None = None,
                 on_progress: Callable[[dict], None] | None = None, expert: str | None = None,
-                max_side: int = 512, val_pixels: int = 16384) -> tuple[CSRNet, dict]:
+                max_side: int = PAIR_SIDE, val_pixels: int = 16384) -> tuple[CSRNet, dict]:
     """Train the whole network on a user's before/after pairs (~20% held out for validation).
 
-    Resumes from ``checkpoint``; keeps the weights that score best on the held-out pairs. The history
+    ``pairs``: a folder, or pairs already read (``pairs.load_pairs``); a pair that cannot be read or aligned is
+    left out. Resumes from ``checkpoint``; keeps the weights that score best on the held-out pairs. The history
     carries ``train_pairs``/``val_pairs`` (names), ``warnings`` and ``problems``.
     """
-    from .pairs import discover_pairs, load_pair
-    pairs, problems = discover_pairs(pairs_dir, expert=expert)
+    problems: list[str] = []
+    if isinstance(pairs, (str, Path)):
+        source, (found, problems) = f"{pairs}: ", discover_pairs(pairs, expert=expert)
+        pairs = list(load_pairs(found, max_side, problems))
+    else:
+        source, pairs = "", list(pairs)
     if len(pairs) < 2:
-        from .errors import PairsError
-        raise PairsError(f"{pairs_dir}: full training needs at least 2 pairs, found {len(pairs)}")
-    from .metrics import to_uint8
-    loaded, warnings = [], []
-    for p in pairs:
-        b, a, w = load_pair(p, max_side=max_side)
-        loaded.append((to_uint8(b), to_uint8(a)))
-        warnings += w
+        raise PairsError(f"{source}full training needs at least 2 pairs, found {len(pairs)}")
+    loaded, warnings = [(p.before, p.after) for p in pairs], [w for p in pairs for w in p.warnings]
     tr, va = holdout_split(len(pairs), seed=cfg.seed)
     train = RealPairs([loaded[i] for i in tr], cfg.cond_size, cfg.pixels, seed=cfg.seed)
     val = RealPairs([loaded[i] for i in va], cfg.cond_size, val_pixels, views=1)

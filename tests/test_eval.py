@@ -48,11 +48,11 @@ def test_cli_table_and_json(pairs_dir, toy_registry, monkeypatch):
     runner = CliRunner()
     out = runner.invoke(csr_cli.eval.command, ["--pairs", str(pairs_dir), "--baseline", "autocontrast"])
     assert out.exit_code == 0, out.output
-    lines = out.output.splitlines()
+    lines = out.stdout.splitlines()  # the table; progress goes to stderr
     assert "do-nothing" in lines[0] and "autocontrast" in lines[0] and "auto" in lines[0]
     assert lines[-1].startswith("mean") and len(lines) == 3 + 3 + 2
     out = runner.invoke(csr_cli.eval.command, ["--pairs", str(pairs_dir), "--json", "--strength", "0.5"])
-    data = json.loads(out.output)
+    data = json.loads(out.stdout)
     assert data["strength"] == 0.5 and len(data["pairs"]) == 3 and set(data["mean"]) == {"do-nothing", "auto"}
 
 
@@ -89,9 +89,9 @@ def test_identical_pair_is_capped_not_infinite(pairs_dir, toy_registry, monkeypa
     assert res["mean"]["do-nothing"]["psnr"] == pytest.approx((100.0 + sum(others)) / 3)
     monkeypatch.setattr(csr_cli.eval, "registry", lambda: toy_registry)
     out = CliRunner().invoke(csr_cli.eval.command, ["--pairs", str(pairs_dir), "--json"])
-    assert out.exit_code == 0 and "Infinity" not in out.output and "inf" not in out.output.lower()
-    json.loads(out.output, parse_constant=lambda c: pytest.fail(f"non-finite {c} in the JSON"))
-    table = CliRunner().invoke(csr_cli.eval.command, ["--pairs", str(pairs_dir)]).output
+    assert out.exit_code == 0 and "Infinity" not in out.stdout and "inf" not in out.stdout.lower()
+    json.loads(out.stdout, parse_constant=lambda c: pytest.fail(f"non-finite {c} in the JSON"))
+    table = CliRunner().invoke(csr_cli.eval.command, ["--pairs", str(pairs_dir)]).stdout
     assert "100.00" in table and "inf" not in table
     lines = [line for line in table.splitlines() if not line.startswith("-")]
     assert len({tuple(i for i, c in enumerate(line) if c == "|") for line in lines}) == 1, table  # columns line up
@@ -145,3 +145,50 @@ def test_cli_offers_every_core_baseline():
     from csr_core.evaluate import BASELINES
     opt = next(o for o in csr_cli.eval.command.params if o.name == "baselines")
     assert tuple(opt.type.choices) == BASELINES
+
+
+def test_a_pair_that_cannot_be_read_is_left_out_and_named(pairs_dir, toy_registry, monkeypatch):
+    """csr eval scores the pairs it can read; a damaged or misaligned one is named on one line, not the end of the
+    run; with none left, one clear error."""
+    import csr_cli.eval
+
+    monkeypatch.setattr(csr_cli.eval, "registry", lambda: toy_registry)
+    (pairs_dir / "after/p01.png").write_bytes(b"\x89PNG damaged")
+    out = CliRunner().invoke(csr_cli.eval.command, ["--pairs", str(pairs_dir)])
+    assert out.exit_code == 0, out.output
+    (skipped,) = [ln for ln in out.stderr.splitlines() if ln.startswith("csr: skipped:")]
+    assert skipped.startswith("csr: skipped: pair p01: ") and "p01.png" in skipped and "left out" in skipped
+    assert [ln.split()[0] for ln in out.stdout.splitlines()[3:-2]] == ["p00", "p02"] and "p01" not in out.stdout
+    Image.new("RGB", (10, 40)).save(pairs_dir / "after/p00.png")
+    (pairs_dir / "after/p02.png").write_bytes(b"")
+    out = CliRunner().invoke(csr_cli.eval.command, ["--pairs", str(pairs_dir)])
+    assert out.exit_code == 1 and "Traceback" not in out.output
+    assert out.output.splitlines()[-1].startswith("csr: error: pairs: none of the 3 pairs could be read or aligned")
+
+
+def test_cli_table_escapes_control_characters_in_pair_names(pairs_dir, toy_registry, monkeypatch):
+    """A file name holding a newline or a terminal escape can neither forge a row of the table nor drive the
+    terminal: it is shown escaped, and the columns still line up."""
+    import csr_cli.eval
+
+    monkeypatch.setattr(csr_cli.eval, "registry", lambda: toy_registry)
+    for side in ("before", "after"):
+        (pairs_dir / side / "p01.png").rename(pairs_dir / side / "x\x1b[2J\nforged.png")
+    out = CliRunner().invoke(csr_cli.eval.command, ["--pairs", str(pairs_dir)])
+    assert out.exit_code == 0, out.output
+    assert "\x1b" not in out.output and "\\x1b[2J\\nforged" in out.output
+    lines = [line for line in out.stdout.splitlines() if not line.startswith("-")]
+    assert len(lines) == 2 + 3 + 1 and len({line.index("|") for line in lines}) == 1, out.output
+
+
+def test_cli_says_how_far_the_scoring_is(pairs_dir, toy_registry, monkeypatch):
+    """A pair of camera size takes many seconds to score: csr eval reports its progress on stderr (here off a
+    terminal: a line at the start and at the end), and stdout holds only the table."""
+    import csr_cli.eval
+
+    monkeypatch.setattr(csr_cli.eval, "registry", lambda: toy_registry)
+    out = CliRunner().invoke(csr_cli.eval.command, ["--pairs", str(pairs_dir), "--json"])
+    assert out.exit_code == 0, out.output
+    lines = out.stderr.splitlines()
+    assert lines[:2] == ["scoring: pair 0/3", "scoring: pair 3/3"] and lines[2].startswith("scoring: done in ")
+    assert len(json.loads(out.stdout)["pairs"]) == 3

@@ -333,3 +333,59 @@ def test_threads_help_states_the_default_that_is_used():
 
     option = next(p for p in command.params if p.name == "threads")
     assert option.help.endswith("(default: every core, up to 8).") and default_workers() == min(cores(), 8)
+
+
+def test_a_pair_that_cannot_be_read_is_left_out_named_before_training_and_counted(toy_registry, tmp_path,
+                                                                                  monkeypatch):
+    """One damaged or misaligned pair is not the end of csr finetune: it is named before the training and the
+    count says what is used; with too few pairs left, one clear line."""
+    from PIL import Image
+
+    import csr_cli.finetune
+    import csr_core.finetune
+
+    monkeypatch.setattr(csr_cli.finetune, "registry", lambda: toy_registry)
+    monkeypatch.setattr(csr_core.finetune, "FinetuneConfig", lambda **kw: FinetuneConfig(**dict(FAST, **kw)))
+    pairs = write_pairs(tmp_path / "p", 6)
+    (pairs / "after/p02.png").write_bytes(b"\x89PNG damaged")
+    args = ["--pairs", str(pairs), "--name", "mine", "--steps", "5"]
+    out = CliRunner().invoke(csr_cli.finetune.command, args)
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    skipped = next(i for i, ln in enumerate(lines) if ln.startswith("csr: skipped: pair p02: "))
+    assert "p02.png" in lines[skipped] and lines[skipped + 1] == f"5 pairs in {pairs}"
+    card = json.loads((toy_registry.user_path / "mine.json").read_text())
+    assert card["training"]["data"]["pairs"] == 5 and "p02" not in card["training"]["data"]["names"]
+    assert "5-fold validation on 5 pairs" in out.output
+    Image.new("RGB", (10, 40)).save(pairs / "after/p03.png")  # sizes that cannot be aligned
+    out = CliRunner().invoke(csr_cli.finetune.command, [*args[:3], "other"])
+    assert out.exit_code == 1 and "csr: skipped: pair p03: before p03.png is 48x36 but after p03.png is 10x40" \
+        in out.output
+    assert out.output.splitlines()[-1] == ("csr: error: p: fine-tuning needs at least 5 before/after pairs (3 with "
+                                           "finished photos), found 4")
+    pairs = write_pairs(tmp_path / "p2", 6)
+    (pairs / "before/p03.png").write_bytes(b"")
+    style = finetune_style(pairs, "api", registry=toy_registry, config=FinetuneConfig(**FAST))
+    assert style.card["training"]["data"]["pairs"] == 5 and any("pair p03" in p for p in style.card["problems"])
+
+
+def test_finished_copies_count_once_and_tiny_photos_are_skipped(tmp_path):
+    """A finished photo present twice (a copy, or the same pixels in another format) counts once, said in one
+    line; a thumbnail or icon too small to teach anything is skipped, with the smallest size csr takes."""
+    import shutil
+
+    from PIL import Image
+
+    from csr_core.finished import load_finished
+
+    folder = _finished_folder(tmp_path / "f", 3)
+    shutil.copy(folder / "f00.png", folder / "f00_copy.png")
+    Image.open(folder / "f00.png").save(folder / "f00.tif")
+    Image.new("RGB", (1, 1), "red").save(folder / "dot.png")
+    Image.new("RGB", (64, 15), "red").save(folder / "strip.png")
+    photos, notes = load_finished(folder)
+    assert len(photos) == 3
+    assert notes == ["skipped dot.png: 1x1 pixels, too small to learn from (at least 16 on each side)",
+                     "skipped strip.png: 64x15 pixels, too small to learn from (at least 16 on each side)",
+                     "left out 2 copies of a photo already read (the same pixels; each photo counts once): "
+                     "f00.tif (= f00.png), f00_copy.png (= f00.png)"]

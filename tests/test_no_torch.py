@@ -67,7 +67,7 @@ def test_cli_retouches_lists_evaluates_and_exports_without_torch(no_torch_env, t
     img = np.asarray(Image.open(src))[:120, :160]
     for i in range(2):
         Image.fromarray(img).save(pairs / "before" / f"p{i}.png")
-        Image.fromarray(np.clip(img.astype(int) + 20, 0, 255).astype(np.uint8)).save(pairs / "after" / f"p{i}.png")
+        Image.fromarray(np.clip(img.astype(int) + 20 + i, 0, 255).astype(np.uint8)).save(pairs / "after" / f"p{i}.png")
     p = run(no_torch_env, "eval", "--pairs", pairs, "--json")
     assert p.returncode == 0 and len(json.loads(p.stdout)["pairs"]) == 2, p.stderr
 

@@ -10,7 +10,7 @@ from PIL import Image
 from csr_core.errors import PairsError
 from csr_core.metrics import psnr
 from csr_core.image_io import to_float
-from csr_core.pairs import SUPPORTED_EXTS, Pair, discover_pairs, is_fivek_test_id, load_pair
+from csr_core.pairs import SUPPORTED_EXTS, Pair, discover_pairs, is_fivek_test_id, load_pair, load_pairs
 
 
 def _img(path: Path, w=8, h=6, value=128, mode="RGB"):
@@ -39,7 +39,7 @@ def _names(pairs):
 def test_before_after_layout(tmp_path):
     _touch(tmp_path, "before/b.JPG", "after/b.png", "before/a.png", "after/a.tif",
            "before/lonely.png", "after/orphan.webp", "before/raw.CR2", "before/notes.txt",
-           "before/.DS_Store")
+           "before/.DS_Store", "before/IMG_1.AAE", "before/b.JPG.dop", "before/raw.THM")  # sidecars: quiet
     pairs, problems = discover_pairs(tmp_path)
     assert _names(pairs) == ["a", "b"]
     assert pairs[1].before.name == "b.JPG" and pairs[1].after.name == "b.png"
@@ -210,8 +210,12 @@ def test_load_pair_16bit_precision(tmp_path):
 def test_load_pair_rejects_different_sizes(tmp_path):
     b = _img(tmp_path / "b.png", w=200, h=100)
     a = _img(tmp_path / "a.png", w=100, h=100)
-    with pytest.raises(PairsError, match="pic.*200x100.*100x100"):
+    with pytest.raises(PairsError, match="pic.*200x100.*100x100.*align$"):
         load_pair(Pair("pic", b, a))
+    turned = _img(tmp_path / "t.png", w=50, h=100)  # exported portrait from a landscape 'before'
+    with pytest.raises(PairsError, match="200x100 .* is 50x100; sizes too different to align; the after is turned a "
+                                         "quarter turn: export it the same way up$"):
+        load_pair(Pair("pic", b, turned))
 
 
 def test_load_pair_unreadable(tmp_path):
@@ -251,3 +255,118 @@ def test_expert_is_refused_where_there_is_no_fivek_expert_folder(tmp_path):
         with pytest.raises(PairsError, match="--expert picks a FiveK expert folder .* leave it out$"):
             discover_pairs(tmp_path / layout, expert="C")
     assert [p.after.parent.name for p in discover_pairs(tmp_path / "fivek", expert="C")[0]] == ["expertC"]
+
+
+def test_load_pairs_leaves_out_a_pair_it_cannot_read_or_align_naming_it(tmp_path):
+    """One bad pair among good ones: the others load (8 bit, each pair's own warnings kept), and one line
+    names the pair left out and why."""
+    _touch(tmp_path, "before/a.png", "after/a.png", "before/c.png")
+    _img(tmp_path / "before/b.png", w=200, h=100)
+    _img(tmp_path / "after/b.png", w=100, h=100)  # cannot be aligned
+    (tmp_path / "after/c.png").write_bytes(b"\x89PNG damaged")  # cannot be read
+    _img(tmp_path / "before/d.png", w=200, h=100)
+    _img(tmp_path / "after/d.png", w=196, h=99)  # a small crop: resized, with a warning
+    skipped = []
+    loaded = list(load_pairs(discover_pairs(tmp_path)[0], 64, skipped))
+    assert [p.name for p in loaded] == ["a", "d"] and loaded[0].before.dtype == np.uint8
+    assert loaded[1].before.shape == loaded[1].after.shape == (32, 64, 3) and "196x99" in loaded[1].warnings[0]
+    assert len(skipped) == 2
+    assert skipped[0].startswith("pair b: before b.png is 200x100 but after b.png is 100x100") and \
+        skipped[0].endswith("left out")
+    assert skipped[1].startswith("pair c: ") and "c.png" in skipped[1] and "not a supported image" in skipped[1]
+
+
+def test_load_pair_shrinks_a_large_before_without_enlarging_its_after(tmp_path, monkeypatch):
+    """A large 'before' (a RAW's sensor size) and a small exported 'after': the after is never enlarged to the
+    before's size on the way to max_side, so memory stays that of the files themselves."""
+    import csr_core.pairs as pairs
+
+    made = []
+    real = pairs._resize
+    monkeypatch.setattr(pairs, "_resize", lambda x, w, h, method: made.append((w, h)) or real(x, w, h, method))
+    b = _img(tmp_path / "b.png", w=3000, h=2000)
+    a = _img(tmp_path / "a.png", w=600, h=400)
+    before, after, warnings = load_pair(Pair("big", b, a), max_side=256)
+    assert before.shape == after.shape == (171, 256, 3) and "600x400" in warnings[0]
+    assert made and max(max(s) for s in made) <= 256, made
+    assert abs(float(after.mean()) - float(np.asarray(Image.open(a)).mean()) / 255) < 0.01
+
+
+def test_camera_names_that_start_like_a_fivek_id_pair_by_their_whole_name(tmp_path):
+    """A camera's or a photographer's names such as 'a6400_0001' (Sony a6400) or 'a5000_0001' start like a FiveK
+    id: several different ones on one side are no FiveK id, so they pair by their whole name, keep it, and are
+    not taken for FiveK's test split."""
+    _touch(tmp_path / "ba", "before/a6400_0001.jpg", "before/a6400_0002.jpg", "after/a6400_0001.jpg",
+           "after/A6400_0002.png", "before/a5000-0007.png", "before/a5000-0008.png", "after/a5000-0007.png",
+           "after/a5000-0008.png")
+    pairs, problems = discover_pairs(tmp_path / "ba")
+    assert _names(pairs) == ["a5000-0007", "a5000-0008", "a6400_0001", "a6400_0002"] and problems == []
+    assert pairs[3].after.name == "A6400_0002.png"
+    _touch(tmp_path / "flat", "a6400_0001_before.jpg", "a6400_0002_before.jpg", "a6400_0001_after.jpg",
+           "a6400_0002_after.jpg")
+    assert _names(discover_pairs(tmp_path / "flat")[0]) == ["a6400_0001", "a6400_0002"]
+
+
+def test_a_copy_of_a_pair_counts_once(tmp_path):
+    """The same before and after under other names (an export made twice) would count twice and, in validation,
+    score a pair that training saw: it is left out with one line. Two edits of one photo are two pairs."""
+    import shutil
+
+    _touch(tmp_path, "before/a.png", "after/a.png", "after/b.png")
+    shutil.copy(tmp_path / "before/a.png", tmp_path / "before/a copy.png")
+    shutil.copy(tmp_path / "after/a.png", tmp_path / "after/a copy.png")
+    shutil.copy(tmp_path / "before/a.png", tmp_path / "before/b.png")  # the same photo, edited another way
+    skipped = []
+    loaded = list(load_pairs(discover_pairs(tmp_path)[0], None, skipped))
+    assert [p.name for p in loaded] == ["a", "b"]
+    assert skipped == ["pair a copy: the same photos as pair a; counted once"]
+
+
+def test_a_folder_inside_before_or_after_is_named_not_silently_passed_over(tmp_path):
+    """before/2023/IMG_1.jpg: only the photos directly in before/ and after/ are read; a sub-folder is named,
+    so 'no image pairs found' does not leave the photographer guessing."""
+    _touch(tmp_path, "before/2023/x.png", "after/2023/x.png", "before/.thumbs/y.png")
+    with pytest.raises(PairsError, match="first problem: before/2023/: a folder inside before/; only the photos "
+                                         "directly in before/ are read$"):
+        discover_pairs(tmp_path)
+    _touch(tmp_path, "before/a.png", "after/a.png")
+    pairs, problems = discover_pairs(tmp_path)
+    assert _names(pairs) == ["a"] and problems == ["before/2023/: a folder inside before/; only the photos directly "
+                                                   "in before/ are read", "after/2023/: a folder inside after/; only "
+                                                   "the photos directly in after/ are read"]
+    _touch(tmp_path / "flat", "sub/z.png", "p_input.png", "p_target.png")  # beside X_input files: not a pairs folder
+    assert discover_pairs(tmp_path / "flat")[1] == []
+
+
+def test_a_before_folder_holding_a_whole_shoot_is_summed_up_not_listed(tmp_path):
+    """before/ holds the whole shoot, after/ the few photos edited: the files without a match are named up to
+    five, then counted in one line (and so are FiveK's test-split files), instead of a line each."""
+    _touch(tmp_path, *(f"before/IMG_{i:04d}.png" for i in range(12)), "after/IMG_0003.png", "after/IMG_0007.png",
+           *(f"after/a{4501 + i}.png" for i in range(7)), *(f"before/a{4501 + i}.png" for i in range(7)))
+    pairs, problems = discover_pairs(tmp_path)
+    assert _names(pairs) == ["IMG_0003", "IMG_0007"]
+    assert problems == [*(f"before/a{4501 + i}.png, after/a{4501 + i}.png: FiveK test split (a4501-a5000); excluded, "
+                          "never used for training" for i in range(5)),
+                        "and 2 more: FiveK test split (a4501-a5000); excluded, never used for training",
+                        *(f"before/IMG_{i:04d}.png: no matching file in after/" for i in (0, 1, 2, 4, 5)),
+                        "and 5 more: no matching file in after/"]
+
+
+@pytest.mark.parametrize("side", ["before", "After", "input", "expertC"])
+def test_a_folder_of_one_side_of_the_pairs_says_to_give_the_one_above(tmp_path, side):
+    """--pairs my_edits/before: the photographer gave one side; the error says which folder to give."""
+    _touch(tmp_path / "my_edits", f"{side}/x.png", "after/x.png" if side != "after" else "before/x.png")
+    with pytest.raises(PairsError, match=f"no image pairs found .*; {side}/ holds one side of the pairs: give the "
+                                         f"folder that holds it, {tmp_path / 'my_edits'}$"):
+        discover_pairs(tmp_path / "my_edits" / side)
+
+
+def test_names_with_accents_written_two_ways_still_pair(tmp_path):
+    """'Café' from a Mac's older disk (e + a combining accent) and 'Café' exported elsewhere (one é) are one
+    name: they pair."""
+    import unicodedata
+
+    _touch(tmp_path, "before/" + unicodedata.normalize("NFD", "Café.png"),
+           "after/" + unicodedata.normalize("NFC", "Café.jpg"))
+    pairs, problems = discover_pairs(tmp_path)
+    assert len(pairs) == 1 and problems == []

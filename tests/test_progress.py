@@ -50,5 +50,19 @@ def test_on_a_terminal_one_line_is_redrawn_and_a_resume_does_not_inflate_the_rat
     assert last.startswith("training: step 4050/5000 · 5.0 steps/s") and "3:10 left" in last  # 950 steps at 5/s
 
 
+def test_a_slow_job_counts_in_its_own_unit_and_in_seconds_each(monkeypatch):
+    """Scoring pairs of camera size: 'pair 3/10', and 37 s a pair rather than '0.0 pairs/s'."""
+    import csr_cli.progress
+
+    now = _Clock()
+    monkeypatch.setattr(csr_cli.progress.time, "monotonic", now)
+    out = io.StringIO()
+    p = StepProgress("scoring", unit="pair", stream=out, interval=10, tty=False)
+    for done in range(4):
+        now.t = 100 + 37 * done
+        p(dict(step=done, steps=10))
+    assert out.getvalue().splitlines()[-1] == "scoring: pair 3/10 · 37 s/pair, 1:51 elapsed, 4:19 left"
+
+
 def test_clock():
     assert [clock(s) for s in (0, 42, 185, 3723)] == ["0:00", "0:42", "3:05", "1:02:03"]

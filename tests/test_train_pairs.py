@@ -4,13 +4,19 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from csr_core.train import TrainConfig, holdout_split, train_pairs
+from csr_core.pairs import discover_pairs, load_pairs
+from csr_core.train import PAIR_SIDE, TrainConfig, holdout_split, pairs_data, train_pairs
 from pairs_util import write_pairs
 
 CFG = dict(batch=4, pixels=512, eval_every=10, checkpoint_every=10, lr=3e-3, cond_size=64)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _read(folder):
+    """The pairs in ``folder`` that csr train --pairs reads."""
+    return list(load_pairs(discover_pairs(folder)[0], PAIR_SIDE))
 
 
 def test_holdout_split_is_deterministic_and_disjoint():
@@ -54,7 +60,7 @@ def test_cli_train_says_where_checkpoints_go_resumes_aloud_and_warns(tmp_path, t
     pairs = write_pairs(tmp_path / "p", 6, layout="files")
     ckpt = tmp_path / "c.ckpt"
     args = ["--pairs", str(pairs), "--name", "big", "--batch", "4", "--cond-size", "64", "--checkpoint", str(ckpt)]
-    cfg = dict(CFG, checkpoint_every=1, lr=1e-3, extra={"data": f"--pairs {pairs.resolve()}"})
+    cfg = dict(CFG, checkpoint_every=1, lr=1e-3, extra={"data": pairs_data(pairs, _read(pairs))})
     train_pairs(pairs, TrainConfig(steps=2, **cfg), ckpt)  # an interrupted run of the same command
     out = CliRunner().invoke(csr_cli.train.command, [*args, "--steps", "3"])
     assert out.exit_code == 0, out.output
@@ -158,10 +164,10 @@ def test_cli_train_resumes_only_the_run_it_interrupted(tmp_path, toy_registry, m
     pairs = write_pairs(tmp_path / "p", 6, layout="files")
     other = write_pairs(tmp_path / "q", 6, seed=1, layout="files")
     ckpt = tmp_path / "c.ckpt"
-    cfg = dict(CFG, checkpoint_every=1, lr=1e-3, extra={"data": f"--pairs {pairs.resolve()}"})
+    cfg = dict(CFG, checkpoint_every=1, lr=1e-3, extra={"data": pairs_data(pairs, _read(pairs))})
     train_pairs(pairs, TrainConfig(steps=2, **cfg), ckpt)  # an interrupted run
     args = ["--name", "big", "--batch", "4", "--steps", "3", "--checkpoint", str(ckpt)]
-    for source, size, differs in ((other, 64, f"--pairs {pairs.resolve()}"), (pairs, 128, "--cond-size 64")):
+    for source, size, differs in ((other, 64, pairs_data(pairs, _read(pairs))), (pairs, 128, "--cond-size 64")):
         out = CliRunner().invoke(csr_cli.train.command, ["--pairs", str(source), *args, "--cond-size", str(size)])
         assert out.exit_code == 1 and out.output.splitlines()[-1] == (
             f"csr: error: {ckpt}: holds a run with other options or data ({differs}); run that command again to "
@@ -202,3 +208,51 @@ def test_ctrl_c_keeps_the_steps_done_and_the_same_command_resumes(tmp_path, toy_
         "csr: error: interrupted"]
     out = CliRunner().invoke(csr_cli.train.command, args)
     assert out.exit_code == 0 and f"resuming from {ckpt}: 3 of 5 steps already done" in out.output, out.output
+
+
+def test_cli_train_pairs_leaves_out_a_pair_it_cannot_read(tmp_path, toy_registry, monkeypatch):
+    """csr train --pairs: a damaged pair is named before the training and left out (the card counts the rest);
+    with fewer than 2 pairs left, one clear line."""
+    import csr_cli.train
+
+    monkeypatch.setattr(csr_cli.train, "registry", lambda: toy_registry)
+    pairs = write_pairs(tmp_path / "p", 6, layout="files")
+    (pairs / "p04_target.png").write_bytes(b"\x89PNG damaged")
+    args = ["--pairs", str(pairs), "--name", "big", "--steps", "2", "--batch", "4", "--cond-size", "64",
+            "--checkpoint", str(tmp_path / "c.ckpt")]
+    out = CliRunner().invoke(csr_cli.train.command, args)
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    skipped = next(i for i, ln in enumerate(lines) if ln.startswith("csr: skipped: pair p04: "))
+    assert "p04_target.png" in lines[skipped] and lines[skipped + 1] == f"5 pairs in {pairs}"
+    assert skipped < min(i for i, ln in enumerate(lines) if ln.startswith("training"))
+    card = json.loads((toy_registry.user_path / "big.json").read_text())
+    assert card["training"]["data"]["pairs"] == 5 and "p04" not in card["training"]["data"]["train"]
+    for i in (0, 1, 2, 3):
+        (pairs / f"p{i:02d}_input.png").write_bytes(b"")
+    out = CliRunner().invoke(csr_cli.train.command, [*args, "--overwrite"])
+    assert out.exit_code == 1 and out.output.splitlines()[-1] == \
+        "csr: error: full training needs at least 2 pairs, found 1"
+
+
+def test_cli_train_never_resumes_a_run_on_another_set_of_pairs(tmp_path, toy_registry, monkeypatch):
+    """A run that left out a damaged pair, then the pair mended: one pair more would move pairs between the
+    training and the held-out ones, so the checkpoint is refused with one line instead of resumed."""
+    import csr_cli.train
+
+    monkeypatch.setattr(csr_cli.train, "registry", lambda: toy_registry)
+    pairs = write_pairs(tmp_path / "p", 6, layout="files")
+    good = (pairs / "p04_target.png").read_bytes()
+    (pairs / "p04_target.png").write_bytes(b"\x89PNG damaged")
+    ckpt = tmp_path / "c.ckpt"
+    cfg = dict(CFG, checkpoint_every=1, extra={"data": pairs_data(pairs, _read(pairs))})
+    train_pairs(_read(pairs), TrainConfig(steps=2, **cfg), ckpt)  # an interrupted run on the 5 readable pairs
+    (pairs / "p04_target.png").write_bytes(good)
+    args = ["--pairs", str(pairs), "--name", "big", "--steps", "3", "--batch", "4", "--cond-size", "64",
+            "--lr", "0.003", "--checkpoint", str(ckpt)]
+    out = CliRunner().invoke(csr_cli.train.command, args)
+    assert out.exit_code == 1 and "holds a run with other options or data (--pairs " in out.output
+    assert out.output.splitlines()[-1].endswith("delete the checkpoint to start over") and "6 pairs" in out.output
+    (pairs / "p04_target.png").write_bytes(b"\x89PNG damaged")  # the same pairs again: it resumes
+    out = CliRunner().invoke(csr_cli.train.command, args)
+    assert out.exit_code == 0 and "2 of 3 steps already done" in out.output, out.output
