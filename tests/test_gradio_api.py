@@ -584,3 +584,20 @@ def test_sample_photos_are_the_bundled_ones_only(tmp_path, monkeypatch):
     shutil.copy(bundled / "coffee_dark.jpg", tmp_path / "coffee_dark_retouched.jpg")
     monkeypatch.setattr(service, "data_dir", lambda name: tmp_path)
     assert [p.name for p in service.sample_photos()] == list(SAMPLE_PHOTOS)
+
+
+def test_teach_summary_names_what_the_fine_tune_left_out():
+    """A pair that cannot be aligned, or a second copy, is left out by the fine-tune and listed on the card:
+    the web app's summary says so, naming files by their names alone (no folder of the server)."""
+    import tempfile
+    from types import SimpleNamespace
+
+    from csr_plugins.gradio_app.teach import summary
+
+    where = Path(tempfile.gettempdir(), "csr-teach-x", "pairs")
+    card = dict(problems=[f"pair p2: {where}/p2_target.png is turned a quarter turn from its before; left out",
+                          "pair p4: the same photos as pair p3; counted once"])
+    text = summary(SimpleNamespace(name="mine", card=card))
+    assert text.startswith("Style **mine** saved.") and "Left out or counted once: 2 (the first: pair p2: " \
+        "p2_target.png is turned a quarter turn from its before; left out)." in text, text
+    assert "Left out" not in summary(SimpleNamespace(name="mine", card={}))

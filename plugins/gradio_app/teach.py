@@ -272,6 +272,9 @@ def summary(style, skipped: Sequence[str] = ()) -> str:
     text += "."
     if skipped:
         text += f" Skipped {len(skipped)} finished photo(s) that could not be read (the first: {skipped[0]})."
+    left = [public(str(x)) for x in card.get("problems") or ()]  # pairs and photos the fine-tune left out
+    if left:
+        text += f" Left out or counted once: {len(left)} (the first: {left[0]})."
     return text
 
 
