@@ -53,6 +53,21 @@ strength_option = click.option("--strength", type=FiniteFloatRange(0, MAX_STRENG
 device_option = click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
                              help="Where the network runs: cpu, or through PyTorch (the train extra) cuda, "
                                   "mps or auto (the best available).")
+
+
+class _Expert(click.Choice):
+    """One of FiveK's experts A-E, in any case; help and errors name them in capitals, as FiveK does (click
+    names the choices of a case-insensitive option in lower case)."""
+
+    def normalize_choice(self, choice, ctx) -> str:
+        return super().normalize_choice(choice, ctx).upper()
+
+
+def expert_option(help: str):
+    """--expert, the FiveK expert folder."""
+    return click.option("--expert", type=_Expert(list("ABCDE"), case_sensitive=False), help=help)
+
+
 overwrite_style_option = click.option("--overwrite", is_flag=True, help="Replace an existing user style of that name.")
 cond_size_option = click.option("--cond-size", type=WholeNumber(*COND_SIZES), default=256, show_default=True,
                                 help="Long side of the copy of each photo the condition network sees.")

@@ -8,7 +8,8 @@ import click
 
 from csr_core.errors import printable
 
-from .common import device_option, handle_errors, registry, say, strength_option, style_option, WholeNumber
+from .common import (device_option, expert_option, handle_errors, registry, say, strength_option, style_option,
+                     WholeNumber)
 from .progress import StepProgress
 
 
@@ -39,7 +40,7 @@ def table(result: dict) -> str:
 @click.option("--baseline", "baselines", type=click.Choice(["autocontrast", "autocontrast-tone"]), multiple=True,  # = evaluate.BASELINES
               help="Extra baseline column (repeatable): Pillow's autocontrast (cutoff 0.5%), per channel or, "
                    "with -tone, keeping the tones (preserve_tone=True).")
-@click.option("--expert", type=click.Choice(list("ABCDE"), case_sensitive=False), help="FiveK expert folder to score against.")
+@expert_option("FiveK expert folder to score against.")
 @click.option("--max-side", type=WholeNumber(16), help="Shrink pairs so the long side is at most this.")
 @device_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

@@ -7,8 +7,8 @@ import click
 
 from csr_core.errors import require
 
-from .common import (handle_errors, overwrite_style_option, plural, read_pairs, read_photos, registry, say,
-                     warn_if_worse_than_nothing, WholeNumber)
+from .common import (expert_option, handle_errors, overwrite_style_option, plural, read_pairs, read_photos, registry,
+                     say, warn_if_worse_than_nothing, WholeNumber)
 from .progress import StepProgress
 
 
@@ -35,8 +35,7 @@ def summary_lines(card: dict) -> list[str]:
 @click.option("--name", required=True, help="Name of the new style.")
 @click.option("--from", "base", default="auto", show_default=True,
               help="Style to start from (its base network stays frozen).")
-@click.option("--expert", type=click.Choice(list("ABCDE"), case_sensitive=False),
-              help="FiveK expert whose folder (expertX/) holds the 'after' photos.")
+@expert_option("FiveK expert whose folder (expertX/) holds the 'after' photos.")
 @click.option("--steps", type=WholeNumber(1),
               help="Most training steps per run (default 600; 1200 with --finished).")
 @overwrite_style_option

@@ -9,8 +9,8 @@ import click
 
 from csr_core.errors import require
 
-from .common import (FiniteFloatRange, cond_size_option, handle_errors, overwrite_style_option, plural, read_pairs,
-                     read_photos, registry, say, warn_if_worse_than_nothing, WholeNumber)
+from .common import (cond_size_option, expert_option, FiniteFloatRange, handle_errors, overwrite_style_option, plural,
+                     read_pairs, read_photos, registry, say, warn_if_worse_than_nothing, WholeNumber)
 from .progress import StepProgress
 
 FEW_PAIRS_HINT = ("a whole network needs many pairs; with a few, 'csr finetune' (which keeps a trained "
@@ -23,8 +23,7 @@ FEW_PAIRS_HINT = ("a whole network needs many pairs; with a few, 'csr finetune' 
 @click.option("--pairs", "pairs_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Folder of before/after pairs (before/ + after/, X_input + X_target, FiveK input/ + expertX/): "
                    "learn your look with the whole network (for large sets; ~20% held out).")
-@click.option("--expert", type=click.Choice(list("ABCDE"), case_sensitive=False),
-              help="With --pairs on FiveK: the expert folder to learn.")
+@expert_option("With --pairs on FiveK: the expert folder to learn.")
 @click.option("--name", required=True, help="Name of the new user style.")
 @click.option("--steps", type=WholeNumber(1), default=5000, show_default=True,
               help="Training steps (the weights that score best on the held-out photos are kept).")

@@ -120,6 +120,9 @@ def test_cli_expert_flag_reads_that_expert(toy_registry, tmp_path, monkeypatch):
     root = write_pairs(tmp_path / "fivek", 5, layout="fivek")
     out = CliRunner().invoke(csr_cli.finetune.command, ["--pairs", str(root), "--name", "B"])
     assert out.exit_code == 1 and "several FiveK expert folders" in out.output
+    assert "--expert [A|B|C|D|E] " in CliRunner().invoke(csr_cli.finetune.command, ["--help"]).output
+    out = CliRunner().invoke(csr_cli.finetune.command, ["--pairs", str(root), "--expert", "x", "--name", "X"])
+    assert out.exit_code == 2 and "'x' is not one of 'A', 'B', 'C', 'D', 'E'" in out.output, out.output  # as FiveK
     out = CliRunner().invoke(csr_cli.finetune.command,
                              ["--pairs", str(root), "--expert", "b", "--name", "B", "--steps", "20"])
     assert out.exit_code == 0, out.output
