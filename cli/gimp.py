@@ -27,6 +27,11 @@ def default_profile() -> Path:
     """$GIMP3_DIRECTORY, else GIMP 3's per-user folder for this platform."""
     if os.environ.get("GIMP3_DIRECTORY"):
         return Path(os.environ["GIMP3_DIRECTORY"]).expanduser()
+    return user_profile()
+
+
+def user_profile() -> Path:
+    """GIMP 3's per-user profile folder on this platform."""
     home = Path.home()
     if sys.platform == "win32":
         return Path(os.environ.get("APPDATA", home / "AppData" / "Roaming")) / "GIMP" / "3.0"
@@ -96,8 +101,15 @@ def command() -> None:
     """Set up the GIMP 3 plug-in: Filters > Enhance > CSRNet Retouch."""
 
 
-_profile = click.option("--profile", type=click.Path(file_okay=False, path_type=Path),
-                        help="GIMP 3 profile folder (default: $GIMP3_DIRECTORY or ~/.config/GIMP/3.0).")
+class _ProfileOption(click.Option):
+    """--profile, whose help names the default folder of the system it runs on."""
+
+    def get_help_record(self, ctx):
+        self.help = f"GIMP 3 profile folder [default: GIMP3_DIRECTORY if set, else {user_profile()}]."
+        return super().get_help_record(ctx)
+
+
+_profile = click.option("--profile", cls=_ProfileOption, type=click.Path(file_okay=False, path_type=Path))
 
 
 @command.command("install")

@@ -51,6 +51,7 @@ def test_request_round_trip_and_sizes():
 @pytest.mark.parametrize("change, message", [
     (dict(op="explode"), "unknown request"),
     (dict(protocol=99), "csr gimp install"),
+    (dict(protocol=1, check=True), "speaks protocol 1, this csr speaks 2"),  # a worker of protocol 1 would hang
     (dict(width=0), "width"),
     (dict(height="6"), "height"),
     (dict(channels=2), "channels"),
@@ -210,6 +211,39 @@ def test_worker_subprocess_matches_csr_retouch(installed, rng):
     assert np.abs(got - want).max() <= 1 and again == data
 
 
+def test_style_mix_from_the_plugin_is_csr_retouchs_mix(installed, rng):
+    """Mix with + Mix amount in the dialog make the spec --style takes, parsed by the registry as for the CLI."""
+    from csr_core.pipeline import retouch
+
+    assert bridge.mix_spec("C", "auto", 0.3) == "C:0.7,auto:0.3"
+    assert bridge.mix_spec("C", "(none)", 0.0) == "C" and bridge.mix_spec("C", "auto", 1.0) == "auto"
+    u8 = (rng.random((30, 40, 3)) * 255).astype(np.uint8)
+    with bridge.Worker(str(installed)) as w:
+        _, data = w.ask("retouch", u8.tobytes(), width=40, height=30, channels=3, dtype="u8",
+                        style=bridge.mix_spec("C", "auto", 0.3), strength=1.0)
+        with pytest.raises(BridgeError, match="^unknown style 'nope'"):
+            w.ask("retouch", check=True, width=40, height=30, channels=3, dtype="u8",
+                  style=bridge.mix_spec("C", "nope", 0.3), strength=1.0)
+    got = np.frombuffer(data, np.uint8).reshape(30, 40, 3)
+    np.testing.assert_array_equal(got, retouch(u8, "C:0.7,auto:0.3"))
+    assert np.abs(got.astype(int) - retouch(u8, "C")).max() > 2
+
+
+def test_plugin_offers_a_style_mix():
+    """The retouch procedure declares Mix with (the style list) and Mix amount, and sends their spec."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse((Path(bridge.__file__).parent / "csr_retouch" / "csr_retouch.py").read_text())
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)]
+    declared = {c.args[0].value: c for c in calls if c.func.attr.startswith("add_") and c.args
+                and isinstance(c.args[0], ast.Constant)}
+    assert declared["mix-with"].func.attr == "add_choice_argument"
+    amount = declared["mix-amount"]
+    assert amount.func.attr == "add_double_argument" and [a.value for a in amount.args[3:6]] == [0.0, 1.0, 0.0]
+    assert [c for c in calls if c.func.attr == "mix_spec"]
+
+
 def test_worker_setup_errors(installed, tmp_path):
     empty = tmp_path / "nowhere"
     empty.mkdir()
@@ -283,6 +317,57 @@ def test_worker_stops_when_gimp_kills_the_plugin(installed, tmp_path):
         if not _gone(pid):
             os.kill(pid, signal.SIGKILL)
     assert "cancelled" not in Registry().names()
+
+
+def test_worker_refuses_a_huge_layer_before_reading_it(installed, tmp_path):
+    """GIMP makes 30000x30000 layers: the worker refuses one over CSR_MAX_PIXELS as csr retouch refuses such a
+    photo, with one line, before allocating its pixels (14 GB as float RGBA; the worker runs under 2 GB here)."""
+    import hostile
+
+    cmd, env = bridge.worker_command(str(installed))
+    request = tmp_path / "request"
+    with open(request, "wb") as fh:  # the header, and the first MB of the pixels the plug-in would send
+        bridge.write_message(fh, bridge.request("retouch", width=30000, height=30000, channels=4, dtype="f32",
+                                                style="auto", strength=1.0), bytes(1 << 20))
+    capped = hostile.run_capped(cmd, mem_mb=2048, cpu_s=60, wall_s=120, cwd=installed, env=env, stdin=request)
+    assert not capped.hit_cap and capped.returncode == 1, capped.stderr[-1500:]
+    reply = json.loads(capped.stdout.splitlines()[0])
+    message = ("the layer is too large: 30000x30000 (900 MP) exceeds csr's limit of 200 MP; scale or crop it first, "
+               "or start GIMP with CSR_MAX_PIXELS set higher")
+    assert reply == {"ok": False, "error": message}
+    assert bridge.error_line(capped.stderr.encode(), 1) == message
+
+
+def test_worker_checks_size_and_style_before_the_pixels(toy_worker, monkeypatch, rng):
+    """A check request (no pixels) says what the real one would refuse: the plug-in reads no layer it cannot
+    send. The memory budget is csr retouch's: BYTES_PER_PIXEL per allowed pixel."""
+    from csr_core import image_io
+
+    monkeypatch.setattr(image_io, "DEFAULT_MAX_PIXELS", 1000)
+    small = _req(width=20, height=10, channels=3, dtype="u8", region=None, check=True)
+    out = io.BytesIO()
+    worker.serve(_session((_req(width=40, height=30, check=True), b""),           # 1200 pixels
+                          (_req(width=20, height=25, region=None, check=True), b""),  # 500 float RGBA: 22 kB
+                          (dict(small, style="auto:0.7,nope:0.3"), b""), (dict(small, strength=3), b""),
+                          (small, b""), (dict(small, check=False), bytes(600))), out)
+    (big, _), (heavy, _), (mix, _), (strong, _), (ok, _), (done, data) = _replies(out)
+    assert big == {"ok": False, "nbytes": 0, "error": "the layer is too large: 40x30 (0.0012 MP) exceeds csr's "
+                   "limit of 0.001 MP; scale or crop it first, or start GIMP with CSR_MAX_PIXELS set higher"}
+    assert heavy["error"] == ("the layer is too large: 20x25 needs 0.022 MB, more than csr's limit of 0.012 MB; "
+                              "scale or crop it first, or start GIMP with CSR_MAX_PIXELS set higher")
+    assert not mix["ok"] and "unknown style 'nope'" in mix["error"]
+    assert not strong["ok"] and "strength must be between 0 and 2" in strong["error"]
+    assert ok == {"ok": True, "nbytes": 0} and done["ok"] and len(data) == 600
+    with pytest.raises(BridgeError, match="^the layer is too large: 40x30 "):  # sent anyway: the session ends unread
+        worker.serve(_session((_req(width=40, height=30), bytes(40 * 30 * 16))), io.BytesIO())
+
+
+def test_worker_memory_estimate(toy_worker, rng):
+    """What check_size charges a retouch: the layer as sent plus the region's colours and result."""
+    req = bridge.check_request(_req(width=40, height=30, channels=4, region=[0, 0, 10, 5]))
+    assert worker.working_bytes(req) == 40 * 30 * 16 + 10 * 5 * 7 * 4
+    req3 = bridge.check_request(_req(width=40, height=30, channels=3, dtype="u16", region=None))
+    assert worker.working_bytes(req3) == 40 * 30 * 6 * 2
 
 
 def test_worker_env_is_cleaned(installed):
@@ -365,6 +450,24 @@ def test_default_profile(monkeypatch, tmp_path):
         assert default_profile() == tmp_path / "GIMP" / "3.0"
     monkeypatch.setenv("GIMP3_DIRECTORY", "/x/y")
     assert str(default_profile()) == "/x/y"
+
+
+@pytest.mark.parametrize("platform, folder", [("linux", "home/.config/GIMP/3.0"),
+                                              ("darwin", "home/Library/Application Support/GIMP/3.0"),
+                                              ("win32", "roaming/GIMP/3.0")])
+def test_profile_help_names_this_systems_default(monkeypatch, tmp_path, platform, folder):
+    """`csr gimp install/doctor/uninstall --help` name the profile folder GIMP uses where csr runs."""
+    from csr_cli.main import cli
+
+    monkeypatch.setattr(sys, "platform", platform)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("APPDATA", str(tmp_path / "roaming"))
+    for name in ("XDG_CONFIG_HOME", "GIMP3_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)
+    for command in ("install", "doctor", "uninstall"):
+        res = CliRunner().invoke(cli, ["gimp", command, "--help"])
+        want = f"[default: GIMP3_DIRECTORY if set, else {tmp_path / folder}]"
+        assert res.exit_code == 0 and "".join(want.split()) in "".join(res.output.split()), res.output  # wrapped
 
 
 def test_worker_teach_makes_a_user_style(toy_worker, rng):
@@ -450,8 +553,12 @@ def test_plugin_passes_the_finished_folder_to_the_worker():
     declared = {c.args[0].value: c.func.attr for c in calls if c.func.attr.startswith("add_") and c.args
                 and isinstance(c.args[0], ast.Constant)}
     assert declared["finished"] == "add_string_argument"
-    (teach,) = [c for c in calls if c.func.attr == "ask" and c.args and getattr(c.args[0], "value", None) == "teach"]
-    assert "finished" in {k.arg for k in teach.keywords}
+    (run,) = [f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == "teach_run"]
+    (args,) = [n.targets[0].id for n in ast.walk(run) if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
+               and "finished" in {k.arg for k in n.value.keywords}]
+    asks = [c for c in ast.walk(run) if isinstance(c, ast.Call) and getattr(c.func, "attr", "") == "ask"]
+    assert asks and all(c.args[0].value == "teach" and any(k.arg is None and k.value.id == args for k in c.keywords)
+                        for c in asks)  # the check and the request itself: **args
 
 
 def test_install_records_styles_for_the_fallback(installed):

@@ -9,10 +9,16 @@ reply is one JSON line on its stdout (``{"ok": true, "nbytes": N, ...}`` then N 
 f32 (everything else: float, half, linear precisions), so nothing is squeezed through 8 bits. Ops:
 
 - ``styles``: reply ``styles`` (names) and ``default``.
-- ``retouch`` (width, height, channels, style, strength, region [x, y, w, h], exact): the whole layer
-  in; the region out, retouched with the condition vector of the whole layer, alpha passed through.
+- ``retouch`` (width, height, channels, style: a name or a mix such as 'C:0.7,auto:0.3', strength, region
+  [x, y, w, h], exact): the whole layer in; the region out, retouched with the condition vector of the whole
+  layer, alpha passed through.
 - ``teach`` (width, height, channels, name, finished: a folder of finished photos in the same look, "" for
   none): before + after layers in; reply ``style`` (and ``finished``, the photos used).
+
+A ``retouch`` or ``teach`` request with ``check: true`` carries no pixels: the reply says whether that
+request would be refused before its pixels are read (a layer over csr's size limit, an unknown style), so the
+plug-in reads no layer it could not send. A request over the size limit that does carry pixels ends the session
+unread.
 
 A worker that dies leaves its last ``csr: error:`` stderr line as the message. This file is copied
 beside the plug-in by ``csr gimp install``: keep it free of project imports.
@@ -25,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 
-PROTOCOL = 1
+PROTOCOL = 2  # the plug-in and its worker must speak the same one
 PLUGIN_NAME = "csr_retouch"
 CONFIG_NAME = PLUGIN_NAME + ".json"
 ENV_PYTHON = "CSR_GIMP_PYTHON"  # overrides the config's interpreter
@@ -51,7 +57,7 @@ def nbytes(width: int, height: int, channels: int, dtype: str = "f32", layers: i
 
 def payload_size(req: dict) -> int:
     """Bytes that follow a (checked) request header."""
-    if req["op"] == "styles":
+    if req["op"] == "styles" or req["check"]:
         return 0
     return nbytes(req["width"], req["height"], req["channels"], req["dtype"], 2 if req["op"] == "teach" else 1)
 
@@ -106,6 +112,7 @@ def check_request(req: dict) -> dict:
     if req.get("protocol") != PROTOCOL:
         raise BridgeError(f"the GIMP plug-in speaks protocol {req.get('protocol')}, this csr speaks "
                           f"{PROTOCOL}: run 'csr gimp install' again")
+    req["check"] = bool(req.get("check", False))
     if req["op"] == "styles":
         return req
     for key in ("width", "height", "channels"):
@@ -142,6 +149,16 @@ def check_region(region, width: int, height: int) -> list[int]:
 
 
 # -- plug-in side ------------------------------------------------------------------------------
+def mix_spec(style: str, second: str | None = None, amount: float = 0.0) -> str:
+    """The style spec csr retouch takes: ``style``, or ``amount`` (0-1) of ``second`` mixed into it
+    ('C', 'auto', 0.3 -> 'C:0.7,auto:0.3')."""
+    if not second or amount <= 0:
+        return style
+    if amount >= 1:
+        return second
+    return f"{style}:{1 - amount:g},{second}:{amount:g}"
+
+
 def load_config(plugin_dir: str) -> dict:
     """The installer's JSON config beside the plug-in ({} when absent or unreadable)."""
     try:
