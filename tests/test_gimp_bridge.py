@@ -51,7 +51,7 @@ def test_request_round_trip_and_sizes():
 @pytest.mark.parametrize("change, message", [
     (dict(op="explode"), "unknown request"),
     (dict(protocol=99), "csr gimp install"),
-    (dict(protocol=1, check=True), "speaks protocol 1, this csr speaks 2"),  # a worker of protocol 1 would hang
+    (dict(protocol=3, check=True), "speaks protocol 3, this csr speaks 2"),  # not read as a request with pixels
     (dict(width=0), "width"),
     (dict(height="6"), "height"),
     (dict(channels=2), "channels"),
@@ -349,7 +349,7 @@ def test_worker_checks_size_and_style_before_the_pixels(toy_worker, monkeypatch,
     worker.serve(_session((_req(width=40, height=30, check=True), b""),           # 1200 pixels
                           (_req(width=20, height=25, region=None, check=True), b""),  # 500 float RGBA: 22 kB
                           (dict(small, style="auto:0.7,nope:0.3"), b""), (dict(small, strength=3), b""),
-                          (small, b""), (dict(small, check=False), bytes(600))), out)
+                          (small, b""), (dict(small, check=False, protocol=1), bytes(600))), out)  # 1: no checks
     (big, _), (heavy, _), (mix, _), (strong, _), (ok, _), (done, data) = _replies(out)
     assert big == {"ok": False, "nbytes": 0, "error": "the layer is too large: 40x30 (0.0012 MP) exceeds csr's "
                    "limit of 0.001 MP; scale or crop it first, or start GIMP with CSR_MAX_PIXELS set higher"}
@@ -410,6 +410,25 @@ def test_cli_install_doctor_uninstall(tmp_path, monkeypatch):
     assert res.exit_code == 1 and "not executable" in res.output
     assert runner.invoke(cli, ["gimp", "uninstall"]).exit_code == 0 and not dest.exists()
     assert "not installed" in runner.invoke(cli, ["gimp", "uninstall"]).output
+
+
+@pytest.mark.skipif(sys.prefix == sys.base_prefix, reason="needs a venv to stand for a user-site install")
+def test_install_from_a_user_site_install(tmp_path):
+    """csr installed with `pip install --user`: the worker, started by GIMP as the same user, imports it too."""
+    import site
+    import subprocess
+
+    base = getattr(sys, "_base_executable", "") or os.path.join(sys.base_prefix, "bin", "python3")
+    env = dict(os.environ, PYTHONUSERBASE=str(tmp_path / "userbase"), HOME=str(tmp_path))
+    user_site = subprocess.run([base, "-c", "import site; print(site.getusersitepackages())"], env=env,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    os.makedirs(user_site)
+    with open(os.path.join(user_site, "csr.pth"), "w") as fh:  # csr and its dependencies, from the user site
+        fh.write(f"import site; site.addsitedir({site.getsitepackages()[0]!r})\n")
+    (tmp_path / "profile").mkdir()
+    res = subprocess.run([base, "-m", "csr_cli.main", "gimp", "install", "--profile", str(tmp_path / "profile")],
+                         env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0 and res.stdout.startswith("installed "), res.stderr
 
 
 def test_install_and_doctor_check_the_device(installed, tmp_path, monkeypatch):

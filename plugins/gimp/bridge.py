@@ -31,7 +31,8 @@ import subprocess
 import sys
 import tempfile
 
-PROTOCOL = 2  # the plug-in and its worker must speak the same one
+#: The protocol this plug-in speaks; a worker also serves plug-ins of OLDEST_PROTOCOL on (1: no check requests).
+PROTOCOL, OLDEST_PROTOCOL = 2, 1
 PLUGIN_NAME = "csr_retouch"
 CONFIG_NAME = PLUGIN_NAME + ".json"
 ENV_PYTHON = "CSR_GIMP_PYTHON"  # overrides the config's interpreter
@@ -109,7 +110,7 @@ def check_request(req: dict) -> dict:
     """Validate a request header (worker side); raises BridgeError with one line."""
     if req.get("op") not in OPS:
         raise BridgeError(f"unknown request {req.get('op')!r} from the GIMP plug-in")
-    if req.get("protocol") != PROTOCOL:
+    if req.get("protocol") not in range(OLDEST_PROTOCOL, PROTOCOL + 1):
         raise BridgeError(f"the GIMP plug-in speaks protocol {req.get('protocol')}, this csr speaks "
                           f"{PROTOCOL}: run 'csr gimp install' again")
     req["check"] = bool(req.get("check", False))
@@ -201,7 +202,6 @@ def worker_command(plugin_dir: str, environ=None) -> tuple[list[str], dict]:
     env = {k: v for k, v in environ.items() if k not in STRIPPED_ENV}
     if cfg.get("pythonpath"):
         env["PYTHONPATH"] = cfg["pythonpath"]
-    env["PYTHONNOUSERSITE"] = "1"
     if cfg.get("device"):
         env.setdefault("CSR_GIMP_DEVICE", cfg["device"])
     return [python, "-m", "csr_plugins.gimp.worker"], env
