@@ -349,8 +349,9 @@ def test_worker_checks_size_and_style_before_the_pixels(toy_worker, monkeypatch,
     worker.serve(_session((_req(width=40, height=30, check=True), b""),           # 1200 pixels
                           (_req(width=20, height=25, region=None, check=True), b""),  # 500 float RGBA: 22 kB
                           (dict(small, style="auto:0.7,nope:0.3"), b""), (dict(small, strength=3), b""),
-                          (small, b""), (dict(small, check=False, protocol=1), bytes(600))), out)  # 1: no checks
-    (big, _), (heavy, _), (mix, _), (strong, _), (ok, _), (done, data) = _replies(out)
+                          (small, b""), (dict(small, check=False, protocol=1), bytes(600)),  # 1: no checks
+                          (_req("teach", width=20, height=12, channels=3, name="x", check=True), b"")), out)
+    (big, _), (heavy, _), (mix, _), (strong, _), (ok, _), (done, data), (teach, _) = _replies(out)
     assert big == {"ok": False, "nbytes": 0, "error": "the layer is too large: 40x30 (0.0012 MP) exceeds csr's "
                    "limit of 0.001 MP; scale or crop it first, or start GIMP with CSR_MAX_PIXELS set higher"}
     assert heavy["error"] == ("the layer is too large: 20x25 needs 0.022 MB, more than csr's limit of 0.012 MB; "
@@ -358,6 +359,8 @@ def test_worker_checks_size_and_style_before_the_pixels(toy_worker, monkeypatch,
     assert not mix["ok"] and "unknown style 'nope'" in mix["error"]
     assert not strong["ok"] and "strength must be between 0 and 2" in strong["error"]
     assert ok == {"ok": True, "nbytes": 0} and done["ok"] and len(data) == 600
+    assert teach["error"] == ("the layers are too large: 20x12 needs 0.013 MB, more than csr's limit of 0.012 MB; "
+                              "scale or crop them first, or start GIMP with CSR_MAX_PIXELS set higher"), teach
     with pytest.raises(BridgeError, match="^the layer is too large: 40x30 "):  # sent anyway: the session ends unread
         worker.serve(_session((_req(width=40, height=30), bytes(40 * 30 * 16))), io.BytesIO())
 
@@ -578,6 +581,22 @@ def test_plugin_passes_the_finished_folder_to_the_worker():
     asks = [c for c in ast.walk(run) if isinstance(c, ast.Call) and getattr(c.func, "attr", "") == "ask"]
     assert asks and all(c.args[0].value == "teach" and any(k.arg is None and k.value.id == args for k in c.keywords)
                         for c in asks)  # the check and the request itself: **args
+
+
+def test_plugin_exact_help_states_the_clis_bound():
+    """The dialog's Exact says how far the LUT may be off, as `csr retouch --help` does."""
+    import ast
+    import re
+    from pathlib import Path
+
+    from csr_cli.retouch import command
+
+    tree = ast.parse((Path(bridge.__file__).parent / "csr_retouch" / "csr_retouch.py").read_text())
+    (exact,) = [c for c in ast.walk(tree) if isinstance(c, ast.Call) and getattr(c.func, "attr", "").startswith("add_")
+                and c.args and getattr(c.args[0], "value", None) == "exact"]
+    (cli_help,) = [o.help for o in command.params if o.name == "exact"]
+    bound = re.search(r"at most \d+/255", cli_help).group()
+    assert bound in exact.args[2].value, exact.args[2].value
 
 
 def test_install_records_styles_for_the_fallback(installed):

@@ -227,7 +227,7 @@ class CsrRetouch(Gimp.PlugIn):
             proc.add_double_argument("strength", "S_trength", "0 = unchanged, 1 = full style, 2 = exaggerated",
                                      0.0, 2.0, 1.0, RW)
             proc.add_boolean_argument("exact", "_Exact (slower)", "Run the network on every pixel instead of "
-                                      "through the per-layer 3-D LUT (differences are below 1/255)", False, RW)
+                                      "through the per-layer 3-D LUT (the LUT is at most 2/255 off)", False, RW)
             proc.add_choice_argument("mix-with", "_Mix with", "A second csr style to mix into the first one",
                                      *self._styles(NO_MIX, "(no second style)"), RW)
             proc.add_double_argument("mix-amount", "Mix _amount", "How much of the second style: 0 = only the "
