@@ -176,7 +176,7 @@ def diagnose(profile: Path) -> list[tuple[str, str]]:
     why = missing_profile(profile)
     out.append(("FAIL", why) if why else ("ok", f"profile folder {profile}"))
     flatpak = Path.home() / ".var/app/org.gimp.GIMP/config/GIMP/3.0"
-    if flatpak.is_dir() and flatpak != profile:
+    if flatpak.is_dir() and not (profile.is_dir() and flatpak.samefile(profile)):  # the same, however written
         out.append(("warn", f"a Flatpak GIMP profile exists at {flatpak}: install there with --profile if "
                             f"that is the GIMP you use"))
     if not script.is_file():

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -461,6 +462,21 @@ def _unavailable(resolve_device, device: str) -> bool:
     except CsrError:
         return True
     return False
+
+
+def test_doctor_knows_the_flatpak_profile_however_it_is_written(tmp_path, monkeypatch):
+    """--profile naming the Flatpak profile by a relative path or a link is that profile: no warning about it."""
+    from csr_cli.gimp import diagnose
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    flatpak = tmp_path / ".var/app/org.gimp.GIMP/config/GIMP/3.0"
+    flatpak.mkdir(parents=True)
+    (tmp_path / "gimp-profile").symlink_to(flatpak)
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for written in (Path(".var/app/org.gimp.GIMP/config/GIMP/3.0"), tmp_path / "gimp-profile"):
+        assert not [line for _, line in diagnose(written) if "Flatpak" in line], written
+    assert [line for _, line in diagnose(tmp_path / "other") if "a Flatpak GIMP profile exists" in line]
 
 
 def test_default_profile(monkeypatch, tmp_path):
