@@ -515,7 +515,7 @@ def test_worker_teach_makes_a_user_style(toy_worker, rng):
     req = bridge.check_request(bridge.request("teach", width=48, height=40, channels=3, name="warm",
                                              config=dict(steps=2, pixels=256, views=1, folds=2, val_pixels=256)))
     out = io.BytesIO()
-    payload = before.tobytes() + after.tobytes()
+    payload = [before.tobytes(), after.tobytes()]  # as the plug-in sends them: the layers never joined
     worker.serve(_session((dict(req, name=" warm "), payload), (dict(req, name="bad name"), payload),
                           (dict(req, name="Warm"), payload)), out)
     (ok, _), (bad, _), (taken, _) = _replies(out)

@@ -70,9 +70,12 @@ def babl_format(channels: int, dtype: str) -> str:
 
 # -- framing -----------------------------------------------------------------------------------
 def write_message(stream, header: dict, payload=b"") -> None:
+    """The header line, then ``payload``: bytes, or a list of them sent one after another (two layers are
+    never joined into a third copy)."""
     stream.write(json.dumps(header, separators=(",", ":")).encode() + b"\n")
-    if len(payload):
-        stream.write(payload)
+    for part in payload if isinstance(payload, list) else [payload]:
+        if len(part):
+            stream.write(part)
     stream.flush()
 
 

@@ -187,7 +187,7 @@ def teach_run(procedure, run_mode, image, drawables, config, data):
         Gimp.progress_init(f"CSRNet: teaching style '{name}' (this takes a while)")
         args = dict(layer_args(before, "f32", 3), name=name, finished=finished or "")
         worker.ask("teach", check=True, **args)
-        reply, _ = worker.ask("teach", read_layer(before, args) + read_layer(after, args), **args)
+        reply, _ = worker.ask("teach", [read_layer(before, args), read_layer(after, args)], **args)
     except bridge.BridgeError as exc:
         return fail(procedure, str(exc))
     remember_styles(*bridge.list_styles(worker, _STYLES[0])[::2])
