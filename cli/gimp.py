@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -168,11 +169,22 @@ def gimp_version() -> tuple[str | None, str]:
     return None, "; ".join(found) or "no gimp binary on PATH"
 
 
+def install_command(profile: Path) -> str:
+    """The command that installs into ``profile`` (--profile unless it is the default)."""
+    if profile == default_profile():
+        return "csr gimp install"
+    where = str(profile)
+    if shlex.quote(where) != where:  # a space, say: quoted, within the message's single quotes
+        where = f'"{where}"'
+    return f"csr gimp install --profile {where}"
+
+
 def diagnose(profile: Path) -> list[tuple[str, str]]:
     """(level, line) findings, level 'ok', 'warn' or 'FAIL'."""
     out = []
     dest = plugin_dir(profile)
     script = dest / f"{NAME}.py"
+    install = install_command(profile)
     why = missing_profile(profile)
     out.append(("FAIL", why) if why else ("ok", f"profile folder {profile}"))
     flatpak = Path.home() / ".var/app/org.gimp.GIMP/config/GIMP/3.0"
@@ -180,23 +192,23 @@ def diagnose(profile: Path) -> list[tuple[str, str]]:
         out.append(("warn", f"a Flatpak GIMP profile exists at {flatpak}: install there with --profile if "
                             f"that is the GIMP you use"))
     if not script.is_file():
-        out.append(("FAIL", f"plug-in {script} is missing: run 'csr gimp install'"))
+        out.append(("FAIL", f"plug-in {script} is missing: run '{install}'"))
         return out + [_gimp_line()]
     out.append(("ok", f"plug-in file {script}"))
     if not os.access(script, os.X_OK):
-        out.append(("FAIL", f"{script.name} is not executable: run 'csr gimp install' again"))
+        out.append(("FAIL", f"{script.name} is not executable: run '{install}' again"))
     first = script.read_bytes().split(b"\n", 1)[0]
     if not (first.startswith(b"#!") and b"python3" in first):
         out.append(("FAIL", f"{script.name} has no python3 shebang (first line {first[:60]!r})"))
     for rel in FILES:
         installed = dest / Path(rel).name
         if not installed.is_file():
-            out.append(("FAIL", f"{installed} is missing: run 'csr gimp install' again"))
+            out.append(("FAIL", f"{installed} is missing: run '{install}' again"))
         elif installed.read_bytes() != (PLUGIN_SRC / rel).read_bytes():
-            out.append(("warn", f"{installed.name} differs from this csr's copy: run 'csr gimp install' again"))
+            out.append(("warn", f"{installed.name} differs from this csr's copy: run '{install}' again"))
     cfg = bridge.load_config(str(dest))
     if not cfg.get("python"):
-        out.append(("FAIL", f"{dest / (NAME + '.json')} is missing or damaged: run 'csr gimp install' again"))
+        out.append(("FAIL", f"{dest / (NAME + '.json')} is missing or damaged: run '{install}' again"))
     else:
         try:
             names = check_worker(dest)

@@ -435,6 +435,21 @@ def test_install_from_a_user_site_install(tmp_path):
     assert res.returncode == 0 and res.stdout.startswith("installed "), res.stderr
 
 
+def test_doctor_advice_names_the_profile_it_checked(tmp_path, monkeypatch):
+    """`csr gimp doctor --profile DIR` advises installing into DIR, not into the default profile."""
+    from csr_cli.main import cli
+
+    monkeypatch.delenv("GIMP3_DIRECTORY", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no gimp binary
+    profile = tmp_path / "Flatpak GIMP"
+    profile.mkdir()
+    res = CliRunner().invoke(cli, ["gimp", "doctor", "--profile", str(profile)])
+    assert res.exit_code == 1 and f"""run 'csr gimp install --profile "{profile}"'""" in res.output, res.output
+    monkeypatch.setenv("GIMP3_DIRECTORY", str(profile))
+    res = CliRunner().invoke(cli, ["gimp", "doctor"])
+    assert "run 'csr gimp install'" in res.output, res.output
+
+
 def test_install_and_doctor_check_the_device(installed, tmp_path, monkeypatch):
     """A device the worker cannot use fails at `csr gimp install` (nothing written) and in `csr gimp doctor`,
     not at every retouch in GIMP after an install that said all is well."""

@@ -20,7 +20,7 @@ _TIMING = bool(os.environ.get("CSR_GIMP_TIMING"))
 _worker = None  # one worker per plug-in run (imports once), started as early as possible
 _worker_error = None
 _STYLES = (["auto"], "auto")  # (names, registry default) as listed when the procedure was created
-_LISTED = None  # True once list_styles ran
+_LISTED = False  # True once list_styles ran
 
 
 def mark(what):
@@ -258,7 +258,7 @@ class CsrRetouch(Gimp.PlugIn):
     def _styles(unset, label):
         """(Gimp.Choice, ``unset``): the styles the worker lists now (if it cannot: those recorded at install),
         then ``unset`` shown as ``label``, the default."""
-        if _LISTED is None:
+        if not _LISTED:
             list_styles()
         names = _STYLES[0]
         choice = Gimp.Choice.new()
