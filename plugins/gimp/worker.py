@@ -2,8 +2,9 @@
 
 Region semantics: the condition vector comes from the WHOLE layer and the base net is applied to the
 requested region only, so the result in the region equals ``csr retouch`` of the whole layer cropped to
-that region (GIMP then blends it through the selection mask). Imports stay light (csr_core.registry +
-inference: numpy, safetensors; no torch, no image codecs, no UI), so it starts in a fraction of a second.
+that region (GIMP then blends it through the selection mask). Imports stay light (csr_core.registry,
+inference and image_io's size limits: numpy, safetensors; no torch, no UI), so it starts in a fraction of a
+second.
 """
 from __future__ import annotations
 
