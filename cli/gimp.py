@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -171,12 +170,7 @@ def gimp_version() -> tuple[str | None, str]:
 
 def install_command(profile: Path) -> str:
     """The command that installs into ``profile`` (--profile unless it is the default)."""
-    if profile == default_profile():
-        return "csr gimp install"
-    where = str(profile)
-    if shlex.quote(where) != where:  # a space, say: quoted, within the message's single quotes
-        where = f'"{where}"'
-    return f"csr gimp install --profile {where}"
+    return "csr gimp install" if profile == default_profile() else bridge.install_command(str(profile))
 
 
 def diagnose(profile: Path) -> list[tuple[str, str]]:

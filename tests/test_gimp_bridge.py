@@ -250,8 +250,10 @@ def test_worker_setup_errors(installed, tmp_path):
     empty.mkdir()
     with pytest.raises(BridgeError, match="csr gimp install"):
         bridge.Worker(str(empty))
-    with pytest.raises(BridgeError, match="is missing"):
+    with pytest.raises(BridgeError, match="is missing") as err:
         bridge.Worker(str(installed), environ=dict(os.environ, **{bridge.ENV_PYTHON: str(tmp_path / "py")}))
+    # GIMP shows this: its advice installs into this GIMP's profile, a Flatpak one say, not the default one
+    assert str(err.value).endswith(f"""run 'csr gimp install --profile "{installed.parents[1]}"' again""")
     assert bridge.list_styles(str(empty)) [0] == ["auto"]  # the dialog's fallback
     fake = tmp_path / "fakepy"
     fake.write_text("#!/bin/sh\necho 'csr: error: cannot import csr_core here' >&2\nexit 1\n")

@@ -192,16 +192,23 @@ def record_styles(plugin_dir: str, names: list[str]) -> bool:
     return True
 
 
+def install_command(profile: str) -> str:
+    """The command that installs the plug-in into the GIMP profile folder ``profile``."""
+    return f'csr gimp install --profile "{profile}"'
+
+
 def worker_command(plugin_dir: str, environ=None) -> tuple[list[str], dict]:
-    """(argv, environment) that start the worker; BridgeError when csr is not set up."""
+    """(argv, environment) that start the worker; BridgeError when csr is not set up (its advice names this
+    GIMP's profile: installing into another one would not help)."""
     environ = os.environ if environ is None else environ
     cfg = load_config(plugin_dir)
     python = environ.get(ENV_PYTHON) or cfg.get("python")
+    install = install_command(os.path.dirname(os.path.dirname(os.path.abspath(plugin_dir))))
     if not python:
         raise BridgeError(f"csr is not set up for GIMP ({CONFIG_NAME} missing in {plugin_dir}): "
-                          f"run 'csr gimp install' from the environment that has csr")
+                          f"run '{install}' from the environment that has csr")
     if not (os.path.isfile(python) and os.access(python, os.X_OK)):
-        raise BridgeError(f"the Python recorded for csr ({python}) is missing: run 'csr gimp install' again")
+        raise BridgeError(f"the Python recorded for csr ({python}) is missing: run '{install}' again")
     env = {k: v for k, v in environ.items() if k not in STRIPPED_ENV}
     if cfg.get("pythonpath"):
         env["PYTHONPATH"] = cfg["pythonpath"]
