@@ -27,6 +27,11 @@ def default_profile() -> Path:
     """$GIMP3_DIRECTORY, else GIMP 3's per-user folder for this platform."""
     if os.environ.get("GIMP3_DIRECTORY"):
         return Path(os.environ["GIMP3_DIRECTORY"]).expanduser()
+    return user_profile()
+
+
+def user_profile() -> Path:
+    """GIMP 3's per-user profile folder on this platform."""
     home = Path.home()
     if sys.platform == "win32":
         return Path(os.environ.get("APPDATA", home / "AppData" / "Roaming")) / "GIMP" / "3.0"
@@ -96,8 +101,15 @@ def command() -> None:
     """Set up the GIMP 3 plug-in: Filters > Enhance > CSRNet Retouch."""
 
 
-_profile = click.option("--profile", type=click.Path(file_okay=False, path_type=Path),
-                        help="GIMP 3 profile folder (default: $GIMP3_DIRECTORY or ~/.config/GIMP/3.0).")
+class _ProfileOption(click.Option):
+    """--profile, whose help names the default folder of the system it runs on."""
+
+    def get_help_record(self, ctx):
+        self.help = f"GIMP 3 profile folder [default: GIMP3_DIRECTORY if set, else {user_profile()}]."
+        return super().get_help_record(ctx)
+
+
+_profile = click.option("--profile", cls=_ProfileOption, type=click.Path(file_okay=False, path_type=Path))
 
 
 @command.command("install")
@@ -156,35 +168,41 @@ def gimp_version() -> tuple[str | None, str]:
     return None, "; ".join(found) or "no gimp binary on PATH"
 
 
+def install_command(profile: Path) -> str:
+    """The command that installs into ``profile`` (--profile unless it is the default)."""
+    return "csr gimp install" if profile == default_profile() else bridge.install_command(str(profile))
+
+
 def diagnose(profile: Path) -> list[tuple[str, str]]:
     """(level, line) findings, level 'ok', 'warn' or 'FAIL'."""
     out = []
     dest = plugin_dir(profile)
     script = dest / f"{NAME}.py"
+    install = install_command(profile)
     why = missing_profile(profile)
     out.append(("FAIL", why) if why else ("ok", f"profile folder {profile}"))
     flatpak = Path.home() / ".var/app/org.gimp.GIMP/config/GIMP/3.0"
-    if flatpak.is_dir() and flatpak != profile:
+    if flatpak.is_dir() and not (profile.is_dir() and flatpak.samefile(profile)):  # the same, however written
         out.append(("warn", f"a Flatpak GIMP profile exists at {flatpak}: install there with --profile if "
                             f"that is the GIMP you use"))
     if not script.is_file():
-        out.append(("FAIL", f"plug-in {script} is missing: run 'csr gimp install'"))
+        out.append(("FAIL", f"plug-in {script} is missing: run '{install}'"))
         return out + [_gimp_line()]
     out.append(("ok", f"plug-in file {script}"))
     if not os.access(script, os.X_OK):
-        out.append(("FAIL", f"{script.name} is not executable: run 'csr gimp install' again"))
+        out.append(("FAIL", f"{script.name} is not executable: run '{install}' again"))
     first = script.read_bytes().split(b"\n", 1)[0]
     if not (first.startswith(b"#!") and b"python3" in first):
         out.append(("FAIL", f"{script.name} has no python3 shebang (first line {first[:60]!r})"))
     for rel in FILES:
         installed = dest / Path(rel).name
         if not installed.is_file():
-            out.append(("FAIL", f"{installed} is missing: run 'csr gimp install' again"))
+            out.append(("FAIL", f"{installed} is missing: run '{install}' again"))
         elif installed.read_bytes() != (PLUGIN_SRC / rel).read_bytes():
-            out.append(("warn", f"{installed.name} differs from this csr's copy: run 'csr gimp install' again"))
+            out.append(("warn", f"{installed.name} differs from this csr's copy: run '{install}' again"))
     cfg = bridge.load_config(str(dest))
     if not cfg.get("python"):
-        out.append(("FAIL", f"{dest / (NAME + '.json')} is missing or damaged: run 'csr gimp install' again"))
+        out.append(("FAIL", f"{dest / (NAME + '.json')} is missing or damaged: run '{install}' again"))
     else:
         try:
             names = check_worker(dest)

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,6 +52,7 @@ def test_request_round_trip_and_sizes():
 @pytest.mark.parametrize("change, message", [
     (dict(op="explode"), "unknown request"),
     (dict(protocol=99), "csr gimp install"),
+    (dict(protocol=3, check=True), "speaks protocol 3, this csr speaks 2"),  # not read as a request with pixels
     (dict(width=0), "width"),
     (dict(height="6"), "height"),
     (dict(channels=2), "channels"),
@@ -210,13 +212,48 @@ def test_worker_subprocess_matches_csr_retouch(installed, rng):
     assert np.abs(got - want).max() <= 1 and again == data
 
 
+def test_style_mix_from_the_plugin_is_csr_retouchs_mix(installed, rng):
+    """Mix with + Mix amount in the dialog make the spec --style takes, parsed by the registry as for the CLI."""
+    from csr_core.pipeline import retouch
+
+    assert bridge.mix_spec("C", "auto", 0.3) == "C:0.7,auto:0.3"
+    assert bridge.mix_spec("C", "(none)", 0.0) == "C" and bridge.mix_spec("C", "auto", 1.0) == "auto"
+    u8 = (rng.random((30, 40, 3)) * 255).astype(np.uint8)
+    with bridge.Worker(str(installed)) as w:
+        _, data = w.ask("retouch", u8.tobytes(), width=40, height=30, channels=3, dtype="u8",
+                        style=bridge.mix_spec("C", "auto", 0.3), strength=1.0)
+        with pytest.raises(BridgeError, match="^unknown style 'nope'"):
+            w.ask("retouch", check=True, width=40, height=30, channels=3, dtype="u8",
+                  style=bridge.mix_spec("C", "nope", 0.3), strength=1.0)
+    got = np.frombuffer(data, np.uint8).reshape(30, 40, 3)
+    np.testing.assert_array_equal(got, retouch(u8, "C:0.7,auto:0.3"))
+    assert np.abs(got.astype(int) - retouch(u8, "C")).max() > 2
+
+
+def test_plugin_offers_a_style_mix():
+    """The retouch procedure declares Mix with (the style list) and Mix amount, and sends their spec."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse((Path(bridge.__file__).parent / "csr_retouch" / "csr_retouch.py").read_text())
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)]
+    declared = {c.args[0].value: c for c in calls if c.func.attr.startswith("add_") and c.args
+                and isinstance(c.args[0], ast.Constant)}
+    assert declared["mix-with"].func.attr == "add_choice_argument"
+    amount = declared["mix-amount"]
+    assert amount.func.attr == "add_double_argument" and [a.value for a in amount.args[3:6]] == [0.0, 1.0, 0.0]
+    assert [c for c in calls if c.func.attr == "mix_spec"]
+
+
 def test_worker_setup_errors(installed, tmp_path):
     empty = tmp_path / "nowhere"
     empty.mkdir()
     with pytest.raises(BridgeError, match="csr gimp install"):
         bridge.Worker(str(empty))
-    with pytest.raises(BridgeError, match="is missing"):
+    with pytest.raises(BridgeError, match="is missing") as err:
         bridge.Worker(str(installed), environ=dict(os.environ, **{bridge.ENV_PYTHON: str(tmp_path / "py")}))
+    # GIMP shows this: its advice installs into this GIMP's profile, a Flatpak one say, not the default one
+    assert str(err.value).endswith(f"""run 'csr gimp install --profile "{installed.parents[1]}"' again""")
     assert bridge.list_styles(str(empty)) [0] == ["auto"]  # the dialog's fallback
     fake = tmp_path / "fakepy"
     fake.write_text("#!/bin/sh\necho 'csr: error: cannot import csr_core here' >&2\nexit 1\n")
@@ -285,6 +322,60 @@ def test_worker_stops_when_gimp_kills_the_plugin(installed, tmp_path):
     assert "cancelled" not in Registry().names()
 
 
+def test_worker_refuses_a_huge_layer_before_reading_it(installed, tmp_path):
+    """GIMP makes 30000x30000 layers: the worker refuses one over CSR_MAX_PIXELS as csr retouch refuses such a
+    photo, with one line, before allocating its pixels (14 GB as float RGBA; the worker runs under 2 GB here)."""
+    import hostile
+
+    cmd, env = bridge.worker_command(str(installed))
+    request = tmp_path / "request"
+    with open(request, "wb") as fh:  # the header, and the first MB of the pixels the plug-in would send
+        bridge.write_message(fh, bridge.request("retouch", width=30000, height=30000, channels=4, dtype="f32",
+                                                style="auto", strength=1.0), bytes(1 << 20))
+    capped = hostile.run_capped(cmd, mem_mb=2048, cpu_s=60, wall_s=120, cwd=installed, env=env, stdin=request)
+    assert not capped.hit_cap and capped.returncode == 1, capped.stderr[-1500:]
+    reply = json.loads(capped.stdout.splitlines()[0])
+    message = ("the layer is too large: 30000x30000 (900 MP) exceeds csr's limit of 200 MP; scale or crop it first, "
+               "or start GIMP with CSR_MAX_PIXELS set higher")
+    assert reply == {"ok": False, "error": message}
+    assert bridge.error_line(capped.stderr.encode(), 1) == message
+
+
+def test_worker_checks_size_and_style_before_the_pixels(toy_worker, monkeypatch, rng):
+    """A check request (no pixels) says what the real one would refuse: the plug-in reads no layer it cannot
+    send. The memory budget is csr retouch's: BYTES_PER_PIXEL per allowed pixel."""
+    from csr_core import image_io
+
+    monkeypatch.setattr(image_io, "DEFAULT_MAX_PIXELS", 1000)
+    small = _req(width=20, height=10, channels=3, dtype="u8", region=None, check=True)
+    out = io.BytesIO()
+    worker.serve(_session((_req(width=40, height=30, check=True), b""),           # 1200 pixels
+                          (_req(width=20, height=25, region=None, check=True), b""),  # 500 float RGBA: 22 kB
+                          (dict(small, style="auto:0.7,nope:0.3"), b""), (dict(small, strength=3), b""),
+                          (small, b""), (dict(small, check=False, protocol=1), bytes(600)),  # 1: no checks
+                          (_req("teach", width=20, height=12, channels=3, name="x", check=True), b"")), out)
+    (big, _), (heavy, _), (mix, _), (strong, _), (ok, _), (done, data), (teach, _) = _replies(out)
+    assert big == {"ok": False, "nbytes": 0, "error": "the layer is too large: 40x30 (0.0012 MP) exceeds csr's "
+                   "limit of 0.001 MP; scale or crop it first, or start GIMP with CSR_MAX_PIXELS set higher"}
+    assert heavy["error"] == ("the layer is too large: 20x25 needs 0.022 MB, more than csr's limit of 0.012 MB; "
+                              "scale or crop it first, or start GIMP with CSR_MAX_PIXELS set higher")
+    assert not mix["ok"] and "unknown style 'nope'" in mix["error"]
+    assert not strong["ok"] and "strength must be between 0 and 2" in strong["error"]
+    assert ok == {"ok": True, "nbytes": 0} and done["ok"] and len(data) == 600
+    assert teach["error"] == ("the layers are too large: 20x12 needs 0.013 MB, more than csr's limit of 0.012 MB; "
+                              "scale or crop them first, or start GIMP with CSR_MAX_PIXELS set higher"), teach
+    with pytest.raises(BridgeError, match="^the layer is too large: 40x30 "):  # sent anyway: the session ends unread
+        worker.serve(_session((_req(width=40, height=30), bytes(40 * 30 * 16))), io.BytesIO())
+
+
+def test_worker_memory_estimate(toy_worker, rng):
+    """What check_size charges a retouch: the layer as sent plus the region's colours and result."""
+    req = bridge.check_request(_req(width=40, height=30, channels=4, region=[0, 0, 10, 5]))
+    assert worker.working_bytes(req) == 40 * 30 * 16 + 10 * 5 * 7 * 4
+    req3 = bridge.check_request(_req(width=40, height=30, channels=3, dtype="u16", region=None))
+    assert worker.working_bytes(req3) == 40 * 30 * 6 * 2
+
+
 def test_worker_env_is_cleaned(installed):
     cmd, env = bridge.worker_command(str(installed), dict(PYTHONHOME="/gimp", LD_LIBRARY_PATH="/x", KEEP="1"))
     assert cmd == [sys.executable, "-m", "csr_plugins.gimp.worker"]
@@ -327,6 +418,40 @@ def test_cli_install_doctor_uninstall(tmp_path, monkeypatch):
     assert "not installed" in runner.invoke(cli, ["gimp", "uninstall"]).output
 
 
+@pytest.mark.skipif(sys.prefix == sys.base_prefix, reason="needs a venv to stand for a user-site install")
+def test_install_from_a_user_site_install(tmp_path):
+    """csr installed with `pip install --user`: the worker, started by GIMP as the same user, imports it too."""
+    import site
+    import subprocess
+
+    base = getattr(sys, "_base_executable", "") or os.path.join(sys.base_prefix, "bin", "python3")
+    env = dict(os.environ, PYTHONUSERBASE=str(tmp_path / "userbase"), HOME=str(tmp_path))
+    user_site = subprocess.run([base, "-c", "import site; print(site.getusersitepackages())"], env=env,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    os.makedirs(user_site)
+    with open(os.path.join(user_site, "csr.pth"), "w") as fh:  # csr and its dependencies, from the user site
+        fh.write(f"import site; site.addsitedir({site.getsitepackages()[0]!r})\n")
+    (tmp_path / "profile").mkdir()
+    res = subprocess.run([base, "-m", "csr_cli.main", "gimp", "install", "--profile", str(tmp_path / "profile")],
+                         env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0 and res.stdout.startswith("installed "), res.stderr
+
+
+def test_doctor_advice_names_the_profile_it_checked(tmp_path, monkeypatch):
+    """`csr gimp doctor --profile DIR` advises installing into DIR, not into the default profile."""
+    from csr_cli.main import cli
+
+    monkeypatch.delenv("GIMP3_DIRECTORY", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no gimp binary
+    profile = tmp_path / "Flatpak GIMP"
+    profile.mkdir()
+    res = CliRunner().invoke(cli, ["gimp", "doctor", "--profile", str(profile)])
+    assert res.exit_code == 1 and f"""run 'csr gimp install --profile "{profile}"'""" in res.output, res.output
+    monkeypatch.setenv("GIMP3_DIRECTORY", str(profile))
+    res = CliRunner().invoke(cli, ["gimp", "doctor"])
+    assert "run 'csr gimp install'" in res.output, res.output
+
+
 def test_install_and_doctor_check_the_device(installed, tmp_path, monkeypatch):
     """A device the worker cannot use fails at `csr gimp install` (nothing written) and in `csr gimp doctor`,
     not at every retouch in GIMP after an install that said all is well."""
@@ -356,6 +481,21 @@ def _unavailable(resolve_device, device: str) -> bool:
     return False
 
 
+def test_doctor_knows_the_flatpak_profile_however_it_is_written(tmp_path, monkeypatch):
+    """--profile naming the Flatpak profile by a relative path or a link is that profile: no warning about it."""
+    from csr_cli.gimp import diagnose
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    flatpak = tmp_path / ".var/app/org.gimp.GIMP/config/GIMP/3.0"
+    flatpak.mkdir(parents=True)
+    (tmp_path / "gimp-profile").symlink_to(flatpak)
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for written in (Path(".var/app/org.gimp.GIMP/config/GIMP/3.0"), tmp_path / "gimp-profile"):
+        assert not [line for _, line in diagnose(written) if "Flatpak" in line], written
+    assert [line for _, line in diagnose(tmp_path / "other") if "a Flatpak GIMP profile exists" in line]
+
+
 def test_default_profile(monkeypatch, tmp_path):
     from csr_cli.gimp import default_profile
 
@@ -367,6 +507,24 @@ def test_default_profile(monkeypatch, tmp_path):
     assert str(default_profile()) == "/x/y"
 
 
+@pytest.mark.parametrize("platform, folder", [("linux", "home/.config/GIMP/3.0"),
+                                              ("darwin", "home/Library/Application Support/GIMP/3.0"),
+                                              ("win32", "roaming/GIMP/3.0")])
+def test_profile_help_names_this_systems_default(monkeypatch, tmp_path, platform, folder):
+    """`csr gimp install/doctor/uninstall --help` name the profile folder GIMP uses where csr runs."""
+    from csr_cli.main import cli
+
+    monkeypatch.setattr(sys, "platform", platform)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("APPDATA", str(tmp_path / "roaming"))
+    for name in ("XDG_CONFIG_HOME", "GIMP3_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)
+    for command in ("install", "doctor", "uninstall"):
+        res = CliRunner().invoke(cli, ["gimp", command, "--help"])
+        want = f"[default: GIMP3_DIRECTORY if set, else {tmp_path / folder}]"
+        assert res.exit_code == 0 and "".join(want.split()) in "".join(res.output.split()), res.output  # wrapped
+
+
 def test_worker_teach_makes_a_user_style(toy_worker, rng):
     """'Teach style from layers': one before/after layer pair -> a condition-only user style."""
     before = _layer(rng, 40, 48, 3)
@@ -374,7 +532,7 @@ def test_worker_teach_makes_a_user_style(toy_worker, rng):
     req = bridge.check_request(bridge.request("teach", width=48, height=40, channels=3, name="warm",
                                              config=dict(steps=2, pixels=256, views=1, folds=2, val_pixels=256)))
     out = io.BytesIO()
-    payload = before.tobytes() + after.tobytes()
+    payload = [before.tobytes(), after.tobytes()]  # as the plug-in sends them: the layers never joined
     worker.serve(_session((dict(req, name=" warm "), payload), (dict(req, name="bad name"), payload),
                           (dict(req, name="Warm"), payload)), out)
     (ok, _), (bad, _), (taken, _) = _replies(out)
@@ -450,8 +608,28 @@ def test_plugin_passes_the_finished_folder_to_the_worker():
     declared = {c.args[0].value: c.func.attr for c in calls if c.func.attr.startswith("add_") and c.args
                 and isinstance(c.args[0], ast.Constant)}
     assert declared["finished"] == "add_string_argument"
-    (teach,) = [c for c in calls if c.func.attr == "ask" and c.args and getattr(c.args[0], "value", None) == "teach"]
-    assert "finished" in {k.arg for k in teach.keywords}
+    (run,) = [f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == "teach_run"]
+    (args,) = [n.targets[0].id for n in ast.walk(run) if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
+               and "finished" in {k.arg for k in n.value.keywords}]
+    asks = [c for c in ast.walk(run) if isinstance(c, ast.Call) and getattr(c.func, "attr", "") == "ask"]
+    assert asks and all(c.args[0].value == "teach" and any(k.arg is None and k.value.id == args for k in c.keywords)
+                        for c in asks)  # the check and the request itself: **args
+
+
+def test_plugin_exact_help_states_the_clis_bound():
+    """The dialog's Exact says how far the LUT may be off, as `csr retouch --help` does."""
+    import ast
+    import re
+    from pathlib import Path
+
+    from csr_cli.retouch import command
+
+    tree = ast.parse((Path(bridge.__file__).parent / "csr_retouch" / "csr_retouch.py").read_text())
+    (exact,) = [c for c in ast.walk(tree) if isinstance(c, ast.Call) and getattr(c.func, "attr", "").startswith("add_")
+                and c.args and getattr(c.args[0], "value", None) == "exact"]
+    (cli_help,) = [o.help for o in command.params if o.name == "exact"]
+    bound = re.search(r"at most \d+/255", cli_help).group()
+    assert bound in exact.args[2].value, exact.args[2].value
 
 
 def test_install_records_styles_for_the_fallback(installed):

@@ -43,13 +43,15 @@ assert proc is not None, "python-fu-csr-retouch is not registered"
 def load(name):
     return Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(os.path.join(D, name)))
 
-def call(key, img, drawables, style="tstyle", strength=1.0):
+def call(key, img, drawables, style="tstyle", strength=1.0, **more):
     cfg = proc.create_config()
     cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
     cfg.set_property("image", img)
     cfg.set_core_object_array("drawables", drawables)
     cfg.set_property("style", style)
     cfg.set_property("strength", strength)
+    for name, value in more.items():
+        cfg.set_property(name.replace("_", "-"), value)
     t = time.time()
     r = proc.run(cfg)
     status = r.index(0)
@@ -65,6 +67,15 @@ img = load("in8.png")
 img.select_rectangle(Gimp.ChannelOps.REPLACE, *%(rect)r)
 call("u8", img, img.get_layers())
 Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, img, Gio.File.new_for_path(os.path.join(D, "out8.png")), None)
+
+mix = load("in8.png")
+call("mix", mix, mix.get_layers(), style="C", mix_with="auto", mix_amount=0.3)
+Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, mix, Gio.File.new_for_path(os.path.join(D, "out_mix.png")), None)
+call("mix_unknown", mix, mix.get_layers(), style="C", mix_with="nope", mix_amount=0.3)
+huge = Gimp.Image.new(15000, 14000, Gimp.ImageBaseType.RGB)  # GIMP makes such a layer in no time
+huge.insert_layer(Gimp.Layer.new(huge, "huge", 15000, 14000, Gimp.ImageType.RGBA_IMAGE, 100.0,
+                                 Gimp.LayerMode.NORMAL), None, 0)
+call("huge", huge, huge.get_layers())
 
 img16 = load("in16.png")
 res["precision16"] = img16.get_precision().value_nick
@@ -221,6 +232,12 @@ def test_gimp_filter_matches_csr_retouch(tmp_path, tmp_path_factory, csr_home):
     np.testing.assert_array_equal(out[~inside], rgba[..., :3][~inside])
     np.testing.assert_array_equal(np.squeeze(alpha), rgba[..., 3])
 
+    # a mix of two styles (Mix with, Mix amount): csr retouch's --style 'C:0.7,auto:0.3'
+    assert res["mix"]["status"] == "success", res["mix"]
+    _csr("retouch", str(work / "in8.png"), "-o", str(work / "exp_mix.png"), "--style", "C:0.7,auto:0.3")
+    out, exp = (np.asarray(load_photo(work / n).rgb, np.int32) for n in ("out_mix.png", "exp_mix.png"))
+    assert np.abs(out - exp).max() <= 1
+
     # 16-bit: not squeezed through 8 bits (strength passed through)
     assert res["precision16"] == "u16-non-linear" and res["u16"]["status"] == "success", res
     _csr("retouch", str(work / "in16.png"), "-o", str(work / "exp16.png"), "--style", "tstyle", "--strength", "0.6")
@@ -271,5 +288,7 @@ def test_gimp_filter_matches_csr_retouch(tmp_path, tmp_path_factory, csr_home):
 
     # refusals and failures come back as GIMP errors with one clear line
     for key, words in (("gray", "RGB images only"), ("group", "layer group"), ("not_installed", "csr gimp install"),
-                       ("unknown_style", "unknown or missing style: pass one of")):
+                       ("unknown_style", "unknown or missing style: pass one of"),
+                       ("mix_unknown", "unknown or missing style to mix in: pass one of"),
+                       ("huge", "CSRNet: the layer is too large: 15000x14000 (210 MP) exceeds csr's limit of 200 MP")):
         assert res[key]["status"] == "execution-error" and words in (res[key]["message"] or ""), (key, res[key])

@@ -9,10 +9,16 @@ reply is one JSON line on its stdout (``{"ok": true, "nbytes": N, ...}`` then N 
 f32 (everything else: float, half, linear precisions), so nothing is squeezed through 8 bits. Ops:
 
 - ``styles``: reply ``styles`` (names) and ``default``.
-- ``retouch`` (width, height, channels, style, strength, region [x, y, w, h], exact): the whole layer
-  in; the region out, retouched with the condition vector of the whole layer, alpha passed through.
+- ``retouch`` (width, height, channels, style: a name or a mix such as 'C:0.7,auto:0.3', strength, region
+  [x, y, w, h], exact): the whole layer in; the region out, retouched with the condition vector of the whole
+  layer, alpha passed through.
 - ``teach`` (width, height, channels, name, finished: a folder of finished photos in the same look, "" for
   none): before + after layers in; reply ``style`` (and ``finished``, the photos used).
+
+A ``retouch`` or ``teach`` request with ``check: true`` carries no pixels: the reply says whether that
+request would be refused before its pixels are read (a layer over csr's size limit, an unknown style), so the
+plug-in reads no layer it could not send. A request over the size limit that does carry pixels ends the session
+unread.
 
 A worker that dies leaves its last ``csr: error:`` stderr line as the message. This file is copied
 beside the plug-in by ``csr gimp install``: keep it free of project imports.
@@ -25,7 +31,8 @@ import subprocess
 import sys
 import tempfile
 
-PROTOCOL = 1
+#: The protocol this plug-in speaks; a worker also serves plug-ins of OLDEST_PROTOCOL on (1: no check requests).
+PROTOCOL, OLDEST_PROTOCOL = 2, 1
 PLUGIN_NAME = "csr_retouch"
 CONFIG_NAME = PLUGIN_NAME + ".json"
 ENV_PYTHON = "CSR_GIMP_PYTHON"  # overrides the config's interpreter
@@ -51,7 +58,7 @@ def nbytes(width: int, height: int, channels: int, dtype: str = "f32", layers: i
 
 def payload_size(req: dict) -> int:
     """Bytes that follow a (checked) request header."""
-    if req["op"] == "styles":
+    if req["op"] == "styles" or req["check"]:
         return 0
     return nbytes(req["width"], req["height"], req["channels"], req["dtype"], 2 if req["op"] == "teach" else 1)
 
@@ -63,9 +70,12 @@ def babl_format(channels: int, dtype: str) -> str:
 
 # -- framing -----------------------------------------------------------------------------------
 def write_message(stream, header: dict, payload=b"") -> None:
+    """The header line, then ``payload``: bytes, or a list of them sent one after another (two layers are
+    never joined into a third copy)."""
     stream.write(json.dumps(header, separators=(",", ":")).encode() + b"\n")
-    if len(payload):
-        stream.write(payload)
+    for part in payload if isinstance(payload, list) else [payload]:
+        if len(part):
+            stream.write(part)
     stream.flush()
 
 
@@ -103,9 +113,10 @@ def check_request(req: dict) -> dict:
     """Validate a request header (worker side); raises BridgeError with one line."""
     if req.get("op") not in OPS:
         raise BridgeError(f"unknown request {req.get('op')!r} from the GIMP plug-in")
-    if req.get("protocol") != PROTOCOL:
+    if req.get("protocol") not in range(OLDEST_PROTOCOL, PROTOCOL + 1):
         raise BridgeError(f"the GIMP plug-in speaks protocol {req.get('protocol')}, this csr speaks "
                           f"{PROTOCOL}: run 'csr gimp install' again")
+    req["check"] = bool(req.get("check", False))
     if req["op"] == "styles":
         return req
     for key in ("width", "height", "channels"):
@@ -142,6 +153,16 @@ def check_region(region, width: int, height: int) -> list[int]:
 
 
 # -- plug-in side ------------------------------------------------------------------------------
+def mix_spec(style: str, second: str | None = None, amount: float = 0.0) -> str:
+    """The style spec csr retouch takes: ``style``, or ``amount`` (0-1) of ``second`` mixed into it
+    ('C', 'auto', 0.3 -> 'C:0.7,auto:0.3')."""
+    if not second or amount <= 0:
+        return style
+    if amount >= 1:
+        return second
+    return f"{style}:{1 - amount:g},{second}:{amount:g}"
+
+
 def load_config(plugin_dir: str) -> dict:
     """The installer's JSON config beside the plug-in ({} when absent or unreadable)."""
     try:
@@ -171,20 +192,26 @@ def record_styles(plugin_dir: str, names: list[str]) -> bool:
     return True
 
 
+def install_command(profile: str) -> str:
+    """The command that installs the plug-in into the GIMP profile folder ``profile``."""
+    return f'csr gimp install --profile "{profile}"'
+
+
 def worker_command(plugin_dir: str, environ=None) -> tuple[list[str], dict]:
-    """(argv, environment) that start the worker; BridgeError when csr is not set up."""
+    """(argv, environment) that start the worker; BridgeError when csr is not set up (its advice names this
+    GIMP's profile: installing into another one would not help)."""
     environ = os.environ if environ is None else environ
     cfg = load_config(plugin_dir)
     python = environ.get(ENV_PYTHON) or cfg.get("python")
+    install = install_command(os.path.dirname(os.path.dirname(os.path.abspath(plugin_dir))))
     if not python:
         raise BridgeError(f"csr is not set up for GIMP ({CONFIG_NAME} missing in {plugin_dir}): "
-                          f"run 'csr gimp install' from the environment that has csr")
+                          f"run '{install}' from the environment that has csr")
     if not (os.path.isfile(python) and os.access(python, os.X_OK)):
-        raise BridgeError(f"the Python recorded for csr ({python}) is missing: run 'csr gimp install' again")
+        raise BridgeError(f"the Python recorded for csr ({python}) is missing: run '{install}' again")
     env = {k: v for k, v in environ.items() if k not in STRIPPED_ENV}
     if cfg.get("pythonpath"):
         env["PYTHONPATH"] = cfg["pythonpath"]
-    env["PYTHONNOUSERSITE"] = "1"
     if cfg.get("device"):
         env.setdefault("CSR_GIMP_DEVICE", cfg["device"])
     return [python, "-m", "csr_plugins.gimp.worker"], env

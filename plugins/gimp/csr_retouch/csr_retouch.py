@@ -20,6 +20,7 @@ _TIMING = bool(os.environ.get("CSR_GIMP_TIMING"))
 _worker = None  # one worker per plug-in run (imports once), started as early as possible
 _worker_error = None
 _STYLES = (["auto"], "auto")  # (names, registry default) as listed when the procedure was created
+_LISTED = False  # True once list_styles ran
 
 
 def mark(what):
@@ -60,6 +61,10 @@ RW = GObject.ParamFlags.READWRITE
 #: The style argument's default: GIMP drops a style name its cached list lacks (it only warns), so a PDB
 #: call with an unknown name arrives as this and fails loudly instead of silently using another style.
 UNSET = "(choose)"
+NO_MIX = "(none)"  # the Mix with choice when no second style is mixed in
+#: The retouch procedure's arguments after image and drawables, in the dialog's order.
+ARGS = ("style", "strength", "exact", "mix-with", "mix-amount")
+DIALOG = ("style", "mix-with", "mix-amount", "strength", "exact")
 
 
 def fail(procedure, message):
@@ -92,23 +97,28 @@ def wire_dtype(image):
     return "f32"
 
 
-def read_layer(layer, dtype, channels=None):
-    """(bytes of the whole layer, width, height, channels, babl format) in the wire format."""
-    w, h = layer.get_width(), layer.get_height()
-    channels = channels or (4 if layer.has_alpha() else 3)
-    fmt = bridge.babl_format(channels, dtype)
-    data = layer.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, fmt, Gegl.AbyssPolicy.CLAMP)
-    return data, w, h, channels, fmt
+def layer_args(layer, dtype, channels=None):
+    """The request fields that describe ``layer`` in the wire format (width, height, channels, dtype)."""
+    return dict(width=layer.get_width(), height=layer.get_height(),
+                channels=channels or (4 if layer.has_alpha() else 3), dtype=dtype)
 
 
-def show_dialog(procedure, config, title):
-    """Interactive runs: the procedure's own dialog; False when cancelled."""
+def read_layer(layer, args):
+    """The whole layer's pixels, as ``layer_args`` describes them."""
+    rect = Gegl.Rectangle.new(0, 0, args["width"], args["height"])
+    return layer.get_buffer().get(rect, 1.0, bridge.babl_format(args["channels"], args["dtype"]),
+                                  Gegl.AbyssPolicy.CLAMP)
+
+
+def show_dialog(procedure, config, title, order=None):
+    """Interactive runs: the procedure's own dialog (its arguments in ``order``, else as declared); False when
+    cancelled."""
     gi.require_version("GimpUi", "3.0")
     from gi.repository import GimpUi
 
     GimpUi.init(procedure.get_name())
     dialog = GimpUi.ProcedureDialog.new(procedure, config, title)
-    dialog.fill(None)
+    dialog.fill(list(order) if order else None)
     ok = dialog.run()
     dialog.destroy()
     return ok
@@ -124,28 +134,33 @@ def retouch_run(procedure, run_mode, image, drawables, config, data):
         return fail(procedure, str(exc))
     if run_mode != Gimp.RunMode.NONINTERACTIVE and config.get_property("style") == UNSET:
         config.set_property("style", _STYLES[1])
-    if run_mode == Gimp.RunMode.INTERACTIVE and not show_dialog(procedure, config, "CSRNet Retouch"):
+    if run_mode == Gimp.RunMode.INTERACTIVE and not show_dialog(procedure, config, "CSRNet Retouch", DIALOG):
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
-    style, strength, exact = (config.get_property(k) for k in ("style", "strength", "exact"))
+    style, strength, exact, second, amount = (config.get_property(k) for k in ARGS)
     if style == UNSET:
         return fail(procedure, f"unknown or missing style: pass one of {', '.join(_STYLES[0])} (GIMP updates "
                                f"its list of styles when it restarts: restart it to use one made since)")
+    if amount > 0 and second == NO_MIX:
+        return fail(procedure, f"unknown or missing style to mix in: pass one of {', '.join(_STYLES[0])} as Mix "
+                               f"with, or set Mix amount to 0")
+    spec = bridge.mix_spec(style, second, amount)
     ok, x, y, w, h = layer.mask_intersect()
     if not ok or w <= 0 or h <= 0:
         return fail(procedure, "the selection does not overlap the active layer: nothing to retouch")
     try:
-        Gimp.progress_init(f"CSRNet: retouching with '{style}'")
-        dtype = wire_dtype(image)
+        args = dict(layer_args(layer, wire_dtype(image)), style=spec, strength=strength, exact=exact,
+                    region=[x, y, w, h])
+        worker.ask("retouch", check=True, **args)  # a layer too large, a style gone: said before reading it
+        Gimp.progress_init(f"CSRNet: retouching with '{spec}'")
         mark("dialog done")
-        pixels, lw, lh, channels, fmt = read_layer(layer, dtype)
-        mark(f"read {lw}x{lh}x{channels} {dtype}")
-        _, out = worker.ask("retouch", pixels, width=lw, height=lh, channels=channels, dtype=dtype, style=style,
-                            strength=strength, exact=exact, region=[x, y, w, h])
+        pixels = read_layer(layer, args)
+        mark(f"read {args['width']}x{args['height']}x{args['channels']} {args['dtype']}")
+        _, out = worker.ask("retouch", pixels, **args)
     except bridge.BridgeError as exc:
         return fail(procedure, str(exc))
     mark("worker done")
     shadow = layer.get_shadow_buffer()
-    shadow.set(Gegl.Rectangle.new(x, y, w, h), fmt, out)
+    shadow.set(Gegl.Rectangle.new(x, y, w, h), bridge.babl_format(args["channels"], args["dtype"]), out)
     shadow.flush()
     image.undo_group_start()
     layer.merge_shadow(True)  # blends through the selection mask, pushes the undo step
@@ -170,10 +185,9 @@ def teach_run(procedure, run_mode, image, drawables, config, data):
     try:
         worker = get_worker()
         Gimp.progress_init(f"CSRNet: teaching style '{name}' (this takes a while)")
-        b, w, h, _, _ = read_layer(before, "f32", 3)
-        a, _, _, _, _ = read_layer(after, "f32", 3)
-        reply, _ = worker.ask("teach", b + a, width=w, height=h, channels=3, dtype="f32", name=name,
-                              finished=finished or "")
+        args = dict(layer_args(before, "f32", 3), name=name, finished=finished or "")
+        worker.ask("teach", check=True, **args)
+        reply, _ = worker.ask("teach", [read_layer(before, args), read_layer(after, args)], **args)
     except bridge.BridgeError as exc:
         return fail(procedure, str(exc))
     remember_styles(*bridge.list_styles(worker, _STYLES[0])[::2])
@@ -209,11 +223,16 @@ class CsrRetouch(Gimp.PlugIn):
                 "Retouches the selected part of the active layer with a csr style (built-in or your own). "
                 "The look is computed from the whole layer; alpha is kept; one undo step.", name)
             proc.add_choice_argument("style", "_Style", "csr style name (see: csr styles list)",
-                                     *self._styles(), RW)
+                                     *self._styles(UNSET, "(choose a style)"), RW)
             proc.add_double_argument("strength", "S_trength", "0 = unchanged, 1 = full style, 2 = exaggerated",
                                      0.0, 2.0, 1.0, RW)
             proc.add_boolean_argument("exact", "_Exact (slower)", "Run the network on every pixel instead of "
-                                      "through the per-layer 3-D LUT (differences are below 1/255)", False, RW)
+                                      "through the per-layer 3-D LUT (the LUT is at most 2/255 off)", False, RW)
+            proc.add_choice_argument("mix-with", "_Mix with", "A second csr style to mix into the first one",
+                                     *self._styles(NO_MIX, "(no second style)"), RW)
+            proc.add_double_argument("mix-amount", "Mix _amount", "How much of the second style: 0 = only the "
+                                     "first style, 0.3 = 70% of it and 30% of the second, 1 = only the second",
+                                     0.0, 1.0, 0.0, RW)
         elif name == TEACH:
             proc = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, teach_run, None)
             proc.set_menu_label("Teach CSRNet _Style from Layers...")
@@ -236,26 +255,34 @@ class CsrRetouch(Gimp.PlugIn):
         return proc
 
     @staticmethod
-    def _styles():
-        """(Gimp.Choice, UNSET) with the styles the worker lists now (if it cannot: those recorded at install)."""
-        global _STYLES
-        running = "-run" in sys.argv
-        fallback = bridge.load_config(HERE).get("styles") or ["auto"]  # recorded by csr gimp install
-        try:
-            worker = get_worker() if running else bridge.Worker(HERE)
-            names, default, why = bridge.list_styles(worker, fallback)
-            if not running:
-                worker.close()
-        except bridge.BridgeError as exc:
-            names, default, why = list(fallback), fallback[0], str(exc)
-        remember_styles(names, why)
-        _STYLES = (names, default)
-        mark(f"styles listed ({why or 'ok'})")
+    def _styles(unset, label):
+        """(Gimp.Choice, ``unset``): the styles the worker lists now (if it cannot: those recorded at install),
+        then ``unset`` shown as ``label``, the default."""
+        if not _LISTED:
+            list_styles()
+        names = _STYLES[0]
         choice = Gimp.Choice.new()
         for i, n in enumerate(names):
             choice.add(n, i, n, "")
-        choice.add(UNSET, len(names), "(choose a style)", "")
-        return choice, UNSET
+        choice.add(unset, len(names), label, "")
+        return choice, unset
+
+
+def list_styles():
+    """Ask the worker for the styles once per plug-in run (if it cannot: those recorded at install)."""
+    global _STYLES, _LISTED
+    running = "-run" in sys.argv
+    fallback = bridge.load_config(HERE).get("styles") or ["auto"]  # recorded by csr gimp install
+    try:
+        worker = get_worker() if running else bridge.Worker(HERE)
+        names, default, why = bridge.list_styles(worker, fallback)
+        if not running:
+            worker.close()
+    except bridge.BridgeError as exc:
+        names, default, why = list(fallback), fallback[0], str(exc)
+    remember_styles(names, why)
+    _STYLES, _LISTED = (names, default), True
+    mark(f"styles listed ({why or 'ok'})")
 
 
 Gimp.main(CsrRetouch.__gtype__, sys.argv)
