@@ -50,7 +50,8 @@ def command(pairs_dir, style, strength, baselines, expert, max_side, device, as_
 
     The do-nothing baseline (before vs after) is always shown. FiveK test-split pairs (a4501-a5000) are
     scored (only training refuses them); a warning names pairs the style's card lists as training data. A
-    pair that cannot be read or aligned, or a second copy of one, is named and left out.
+    pair that cannot be read or aligned, a second copy of one, or two different photos that share a name is
+    named and left out.
     """
     from csr_core.evaluate import evaluate
 

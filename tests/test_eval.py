@@ -1,5 +1,6 @@
 """csr eval: per-pair and mean PSNR / SSIM / dE2000 of a style against do-nothing and autocontrast."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,6 +165,22 @@ def test_a_pair_that_cannot_be_read_is_left_out_and_named(pairs_dir, toy_registr
     out = CliRunner().invoke(csr_cli.eval.command, ["--pairs", str(pairs_dir)])
     assert out.exit_code == 1 and "Traceback" not in out.output
     assert out.output.splitlines()[-1].startswith("csr: error: pairs: none of the 3 pairs could be read or aligned")
+
+
+def test_two_photos_that_share_a_name_are_named_and_left_out(pairs_dir, toy_registry, monkeypatch):
+    """A camera's counter restarted: before/IMG_0001 and after/IMG_0001 are different photos of one size. Scored,
+    they would score far below any real pair and pull the mean down; they are named on one line and left out."""
+    import csr_cli.eval
+
+    monkeypatch.setattr(csr_cli.eval, "registry", lambda: toy_registry)
+    samples = Path(__file__).resolve().parents[1] / "samples"
+    for side, name in (("before", "astronaut"), ("after", "coffee_dark")):
+        Image.open(samples / f"{name}.jpg").convert("RGB").resize((96, 72)).save(pairs_dir / side / "IMG_0001.png")
+    out = CliRunner().invoke(csr_cli.eval.command, ["--pairs", str(pairs_dir)])
+    assert out.exit_code == 0, out.output
+    assert [ln for ln in out.stderr.splitlines() if ln.startswith("csr: skipped:")] == [
+        "csr: skipped: pair IMG_0001: its before and after look like different photos (check the names); left out"]
+    assert [ln.split()[0] for ln in out.stdout.splitlines()[3:-2]] == ["p00", "p01", "p02"]
 
 
 def test_cli_table_escapes_control_characters_in_pair_names(pairs_dir, toy_registry, monkeypatch):

@@ -22,6 +22,15 @@ def _img(path: Path, w=8, h=6, value=128, mode="RGB"):
     return path
 
 
+def _edit(before: Path, after: Path, size=None, curve=lambda x: x ** 0.7 * [1.05, 1.0, 0.9]):
+    """Save ``after`` as a colour edit of ``before`` (the same photo: a real pair), resized to ``size``."""
+    x = np.asarray(Image.open(before).convert("RGB")) / 255
+    im = Image.fromarray(np.round(np.clip(curve(x), 0, 1) * 255).astype(np.uint8))
+    after.parent.mkdir(parents=True, exist_ok=True)
+    (im.resize(size, Image.Resampling.LANCZOS) if size else im).save(after)
+    return after
+
+
 def _touch(root: Path, *names):
     for n in names:
         p = root / n
@@ -265,7 +274,7 @@ def test_load_pairs_leaves_out_a_pair_it_cannot_read_or_align_naming_it(tmp_path
     _img(tmp_path / "after/b.png", w=100, h=100)  # cannot be aligned
     (tmp_path / "after/c.png").write_bytes(b"\x89PNG damaged")  # cannot be read
     _img(tmp_path / "before/d.png", w=200, h=100)
-    _img(tmp_path / "after/d.png", w=196, h=99)  # a small crop: resized, with a warning
+    _edit(tmp_path / "before/d.png", tmp_path / "after/d.png", (196, 99))  # a small crop: resized, with a warning
     skipped = []
     loaded = list(load_pairs(discover_pairs(tmp_path)[0], 64, skipped))
     assert [p.name for p in loaded] == ["a", "d"] and loaded[0].before.dtype == np.uint8
@@ -312,7 +321,8 @@ def test_a_copy_of_a_pair_counts_once(tmp_path):
     score a pair that training saw: it is left out with one line. Two edits of one photo are two pairs."""
     import shutil
 
-    _touch(tmp_path, "before/a.png", "after/a.png", "after/b.png")
+    _touch(tmp_path, "before/a.png", "after/a.png")
+    _edit(tmp_path / "before/a.png", tmp_path / "after/b.png")
     shutil.copy(tmp_path / "before/a.png", tmp_path / "before/a copy.png")
     shutil.copy(tmp_path / "after/a.png", tmp_path / "after/a copy.png")
     shutil.copy(tmp_path / "before/a.png", tmp_path / "before/b.png")  # the same photo, edited another way
@@ -370,3 +380,82 @@ def test_names_with_accents_written_two_ways_still_pair(tmp_path):
            "after/" + unicodedata.normalize("NFC", "Café.jpg"))
     pairs, problems = discover_pairs(tmp_path)
     assert len(pairs) == 1 and problems == []
+
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+def _sample(name: str, size=(300, 200)) -> np.ndarray:
+    """A bundled sample photo, cropped to ``size`` (w, h) from its top left, as float [0, 1]."""
+    return np.asarray(Image.open(SAMPLES / f"{name}.jpg").convert("RGB"))[:size[1], :size[0]] / 255
+
+
+def _save(x: np.ndarray, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def _load_folder(root: Path) -> tuple[list[str], list[str]]:
+    skipped = []
+    return [p.name for p in load_pairs(discover_pairs(root)[0], 512, skipped)], skipped
+
+
+def test_two_different_photos_that_share_a_name_are_left_out_naming_the_pair(tmp_path):
+    """A camera's counter restarts between shoots: before/IMG_0001 and after/IMG_0001 are then two photos of one
+    size. Each such pair is left out with one line naming it, whatever the edit; the real pair stays."""
+    names = ["astronaut", "coffee_dark", "cat_cast_flat"]
+    _save(_sample("astronaut"), tmp_path / "before/real.png")
+    _save(_sample("astronaut") ** 0.6, tmp_path / "after/real.png")
+    for i, (b, a) in enumerate((b, a) for b in names for a in names if a != b):
+        _save(_sample(b), tmp_path / f"before/IMG_{i}.png")
+        _save(_sample(a) ** 0.6 * [1.05, 1.0, 0.9], tmp_path / f"after/IMG_{i}.png")
+    loaded, skipped = _load_folder(tmp_path)
+    assert loaded == ["real"]
+    assert skipped == [f"pair IMG_{i}: its before and after look like different photos (check the names); left out"
+                       for i in range(6)]
+
+
+def _s_curve(x):
+    return 0.5 + 0.5 * np.tanh(5 * (x - 0.5)) / np.tanh(2.5)
+
+
+@pytest.mark.parametrize("name, before, after", [
+    ("strong curves", lambda x: x, _s_curve),
+    ("black and white", lambda x: x, lambda x: np.repeat((x @ [0.8, 0.2, 0.0])[..., None], 3, -1) ** 0.8),
+    ("5 stops under", lambda x: (x ** 2.2 / 32) ** (1 / 2.2), lambda x: x ** 0.8),
+    ("over, clipped", lambda x: x, lambda x: (x ** 2.2 * 4) ** (1 / 2.2)),
+    ("inverted", lambda x: x, lambda x: 1 - x),
+    ("cross-processed", lambda x: x, lambda x: np.stack([_s_curve(x[..., 0]), x[..., 1] ** 0.7, 1 - x[..., 2]], -1)),
+])
+def test_real_pairs_are_kept_whatever_the_colour_edit(tmp_path, name, before, after):
+    """Any global colour or tone edit of a photo keeps its edges where they were: never taken for another photo."""
+    for s in ("astronaut", "coffee_dark", "cat_cast_flat"):
+        _save(before(_sample(s)), tmp_path / f"before/{s}.png")
+        _save(after(_sample(s)), tmp_path / f"after/{s}.png")
+    assert _load_folder(tmp_path) == (["astronaut", "cat_cast_flat", "coffee_dark"], [])
+
+
+def test_a_small_crop_is_no_other_photo(tmp_path):
+    """An after cropped by up to 3% a side, which is resized back to its before's size, is kept: its edges
+    moved a little, not away."""
+    for s, size in (("coffee_dark", (600, 400)), ("cat_cast_flat", (451, 300))):
+        x = _sample(s, size)
+        _save(x, tmp_path / f"before/{s}.png")
+        _save(_s_curve(x)[int(size[1] * 0.03):, int(size[0] * 0.03):], tmp_path / f"after/{s}.png")
+    assert _load_folder(tmp_path) == (["cat_cast_flat", "coffee_dark"], [])
+
+
+def test_flat_photos_are_kept(tmp_path):
+    """A grey card or a clear sky has no edges to compare: kept, even when the after's noise is not the before's
+    (denoised, or grain added) or the two are different flat photos."""
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0.35, 0.8, 400)[:, None, None] * [0.55, 0.75, 1.0] * np.ones((400, 600, 3))
+    grey = np.full((400, 600, 3), 0.45)
+    for name, before, after in [("card", grey, grey * [1.1, 1.0, 0.9]), ("sky", ramp, ramp ** 0.7),
+                                ("black", grey * 0, grey * 0 + 0.02), ("card-sky", grey, ramp)]:
+        _save(before + rng.normal(0, 0.02, before.shape), tmp_path / f"before/{name}.png")
+        _save(after + rng.normal(0, 0.02, after.shape), tmp_path / f"after/{name}.png")
+    _save(np.full((4, 6, 3), 0.5), tmp_path / "before/tiny.png")
+    _save(np.full((4, 6, 3), 0.6), tmp_path / "after/tiny.png")
+    assert _load_folder(tmp_path) == (["black", "card", "card-sky", "sky", "tiny"], [])
