@@ -110,7 +110,7 @@ def evaluate(pairs: str | Path | Sequence[Pair | LoadedPair], style: str | Look 
             on_progress(dict(done=len(rows) + len(problems) - discovered, total=len(found), name=pair.name))
     if not rows:
         last = f" ({problems[-1]})" if problems else ""
-        raise PairsError(f"{source}: none of the {len(found)} pairs could be read or aligned{last}")
+        raise PairsError(f"{source}: none of the {len(found)} pairs could be used{last}")
     mean = {m: mean_scores([r[m] for r in rows]) for m in methods}
     return dict(methods=methods, style=label, strength=strength, pairs=rows, mean=mean,
                 warnings=warnings, problems=problems)

@@ -164,7 +164,7 @@ def test_a_pair_that_cannot_be_read_is_left_out_and_named(pairs_dir, toy_registr
     (pairs_dir / "after/p02.png").write_bytes(b"")
     out = CliRunner().invoke(csr_cli.eval.command, ["--pairs", str(pairs_dir)])
     assert out.exit_code == 1 and "Traceback" not in out.output
-    assert out.output.splitlines()[-1].startswith("csr: error: pairs: none of the 3 pairs could be read or aligned")
+    assert out.output.splitlines()[-1].startswith("csr: error: pairs: none of the 3 pairs could be used (pair ")
 
 
 def test_two_photos_that_share_a_name_are_named_and_left_out(pairs_dir, toy_registry, monkeypatch):
