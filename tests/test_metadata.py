@@ -261,6 +261,41 @@ def test_heif_and_avif_input(tmp_path, ext):
     assert Image.open(jobs[0].dest).getexif()[271] == "PhoneCam"
 
 
+@pytest.mark.parametrize("ext", [".heic", ".avif"])
+def test_display_p3_declared_without_icc_profile_is_converted(tmp_path, ext):
+    """Phones and AVIF encoders often declare the colour space in an nclx box and embed no ICC profile:
+    a Display P3 red must come out as the more saturated sRGB red it is, not as its P3 numbers."""
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    rgb[...] = (230, 40, 40)
+    path = tmp_path / f"p3{ext}"
+    if ext == ".heic":
+        pillow_heif = pytest.importorskip("pillow_heif", reason="the 'heif' extra (pillow-heif) is not installed")
+        pillow_heif.from_bytes(mode="RGB", size=(64, 48), data=rgb.tobytes()).save(
+            path, quality=100, color_primaries=12, transfer_characteristic=13, matrix_coefficients=6,
+            full_range_flag=1)
+    else:
+        from PIL import features
+        if not features.check("avif"):
+            pytest.skip("this Pillow has no AVIF support")
+        Image.fromarray(rgb).save(path, "AVIF", quality=100)
+        data = bytearray(path.read_bytes())
+        at = data.find(b"colrnclx") + 8
+        assert data[at:at + 4] in (b"\0\1\0\x0d", b"\0\2\0\2")  # BT.709/unspecified primaries, sRGB curve
+        srgb = load_photo(bytes(data), name="srgb")  # declared sRGB: the numbers as they are
+        assert srgb.source_space == "sRGB" and np.abs(srgb.rgb[24, 32].astype(int) - (230, 40, 40)).max() <= 3
+        data[at:at + 2] = (12).to_bytes(2, "big")  # Display P3
+        path.write_bytes(bytes(data))
+    photo = load_photo(path)
+    assert photo.source_space != "sRGB"
+    red = photo.rgb[24, 32].astype(int)
+    assert red[0] >= 245 and red[1] <= 8 and 10 <= red[2] <= 26, red  # P3 (230, 40, 40) is sRGB (251, 0, 18)
+    save_photo(photo, photo.rgb, tmp_path / "out.jpg")
+    from PIL import ImageCms
+    with Image.open(tmp_path / "out.jpg") as out:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(out.info["icc_profile"]))
+    assert "sRGB" in ImageCms.getProfileDescription(profile)
+
+
 def test_missing_extra_is_one_clear_line(tmp_path, monkeypatch):
     from csr_core.errors import ImageError
     path = tmp_path / "shot.dng"
