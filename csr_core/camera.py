@@ -54,7 +54,12 @@ def sniff(data: bytes, name: str) -> str | None:
     return None
 
 
-def develop_raw(data: bytes, check_size: Callable[[int, int], None]) -> np.ndarray:
+#: ``check_size(width, height, sample_bytes, decoder_bytes)`` vets a declared size before decoding:
+#: the result's bytes a sample and what the decoder allocates.
+CheckSize = Callable[[int, int, int, int], None]
+
+
+def develop_raw(data: bytes, check_size: CheckSize) -> np.ndarray:
     """HxWx3 uint16 sRGB pixels of a RAW file (see the module docstring)."""
     try:
         import rawpy
@@ -68,8 +73,10 @@ def develop_raw(data: bytes, check_size: Callable[[int, int], None]) -> np.ndarr
             raise Unreadable(f"not a RAW file LibRaw can read ({type(exc).__name__})") from None
         with raw:
             sizes = raw.sizes
-            check_size(sizes.width, sizes.height)
-            check_size(sizes.raw_width, sizes.raw_height)
+            # LibRaw holds the raw mosaic (2 bytes a pixel), its 4-channel image (8) and the RGB result (6)
+            check_size(sizes.width, sizes.height, 2, 2 * sizes.raw_width * sizes.raw_height
+                       + 14 * sizes.width * sizes.height)
+            check_size(sizes.raw_width, sizes.raw_height, 2, 0)
             try:
                 raw.unpack()
                 return raw.postprocess(use_camera_wb=True, no_auto_bright=True, bright=1.0, output_bps=16,
@@ -84,12 +91,15 @@ def develop_raw(data: bytes, check_size: Callable[[int, int], None]) -> np.ndarr
                 raise Unreadable(f"damaged RAW file ({type(exc).__name__})") from None
 
 
-def decode_heif(data: bytes, check_size: Callable[[int, int], None]) -> np.ndarray:
+def decode_heif(data: bytes, check_size: CheckSize) -> np.ndarray:
     """HxWx3 (or x4 with alpha) pixels of a HEIF/HEIC file's primary image, uint8 or uint16."""
     try:
         import pillow_heif
     except ImportError:
         raise MissingExtra(f"HEIC/HEIF files need the 'heif' extra ({install_command('heif')})") from None
     heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
-    check_size(*heif.size)
+    sample = 2 if heif.info.get("bit_depth", 8) > 8 else 1
+    width, height = heif.size
+    # libheif's decoded YCbCr planes (up to 3 samples a pixel) and the interleaved result
+    check_size(width, height, sample, (3 + (4 if heif.has_alpha else 3)) * sample * width * height)
     return np.asarray(heif)

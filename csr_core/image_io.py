@@ -389,12 +389,12 @@ def _read_raw(data: bytes, max_pixels: int) -> _Decoded:
             subs = page.pages or ()  # the raw image is usually a SubIFD
             for i in range(min(len(subs), 8)):
                 _check_segments(subs[i], len(data))
-    return _Decoded(_camera(camera.develop_raw, data, max_pixels), "RAW", 1)
+    return _Decoded(_camera(camera.develop_raw, data, max_pixels, "this RAW"), "RAW", 1)
 
 
 def _read_heif(data: bytes, max_pixels: int) -> _Decoded:
     icc = _check_heif(data)
-    return _Decoded(_camera(camera.decode_heif, data, max_pixels), "HEIF", 1, icc)
+    return _Decoded(_camera(camera.decode_heif, data, max_pixels, "this HEIF"), "HEIF", 1, icc)
 
 
 def _read_avif(data: bytes, max_pixels: int) -> _Decoded:
@@ -414,10 +414,15 @@ def _check_heif(data: bytes) -> bytes | None:
     return _nclx_profile(*info.nclx) if info.nclx else None
 
 
-def _camera(decode, data: bytes, max_pixels: int) -> np.ndarray:
+def _camera(decode, data: bytes, max_pixels: int, what: str) -> np.ndarray:
     pil_image()  # pillow-heif decodes through Pillow: its bomb limit must be off first
+
+    def check(width: int, height: int, sample_bytes: int, decoder_bytes: int) -> None:
+        _check_size(width, height, max_pixels)
+        _check_bytes(decoder_bytes, max_pixels, what, width, height, sample_bytes)
+
     try:
-        return decode(data, lambda w, h: _check_size(w, h, max_pixels))
+        return decode(data, check)
     except (camera.MissingExtra, camera.Unreadable) as exc:
         raise _Bad(str(exc)) from None
 

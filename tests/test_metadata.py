@@ -296,6 +296,30 @@ def test_display_p3_declared_without_icc_profile_is_converted(tmp_path, ext):
     assert "sRGB" in ImageCms.getProfileDescription(profile)
 
 
+def test_raw_and_deep_heif_count_as_16_bit_in_the_memory_budget(dng, tmp_path):
+    """The budget takes 16-bit photos up to 2/3 of CSR_MAX_PIXELS (133 MP of 200): a RAW develops to 16 bits
+    and a 10-bit HEIC decodes to 16, so either is refused where an 8-bit photo of its size is not."""
+    from csr_core.errors import ImageError
+    path, _ = dng
+    pixels = 64 * 96
+    limit = pixels * 5 // 4  # room for 8-bit samples (3 copies x 3 bytes a pixel), not for 16-bit
+    Image.fromarray(np.zeros((64, 96, 3), np.uint8)).save(tmp_path / "same.png")
+    assert load_photo(tmp_path / "same.png", max_pixels=limit).rgb.shape == (64, 96, 3)
+    with pytest.raises(ImageError, match=r"shot\.dng: image too large: retouching this RAW needs"):
+        load_photo(path, max_pixels=limit)
+    assert load_photo(path, max_pixels=2 * pixels).rgb.dtype == np.uint16
+    pillow_heif = pytest.importorskip("pillow_heif", reason="the 'heif' extra (pillow-heif) is not installed")
+    for mode, bits, refused in (("RGB", 8, False), ("RGB;16", 10, True)):
+        heic = tmp_path / f"deep{bits}.heic"
+        pillow_heif.from_bytes(mode=mode, size=(96, 64), data=bytes(64 * 96 * 3 * (bits > 8 and 2 or 1))).save(
+            heic, quality=90)
+        if refused:
+            with pytest.raises(ImageError, match=r"image too large: retouching this HEIF needs"):
+                load_photo(heic, max_pixels=limit)
+        else:
+            assert load_photo(heic, max_pixels=limit).rgb.dtype == np.uint8
+
+
 def test_missing_extra_is_one_clear_line(tmp_path, monkeypatch):
     from csr_core.errors import ImageError
     path = tmp_path / "shot.dng"
