@@ -7,7 +7,8 @@ Pixels
     RGB, palettes are expanded, alpha is split off untouched. The EXIF orientation (for TIFF the
     Orientation tag; without EXIF the XMP ``tiff:Orientation``) is applied to the pixels and reset to 1
     on writing. RAW (extra ``raw``) and HEIF (extra ``heif``) are decoded by ``csr_core.camera``: a
-    RAW is developed neutrally to 16-bit sRGB and written as 16-bit TIFF unless told otherwise.
+    RAW is developed neutrally to 16-bit sRGB (a profile in the file is its preview's, ignored) and
+    written as 16-bit TIFF unless told otherwise, as converted to sRGB (see Colour).
 Colour
     A source whose ICC profile is not sRGB (Adobe RGB, Display P3, ProPhoto, a gray gamma...) is
     converted to sRGB on load by LittleCMS (imagecodecs) at the source's own precision (8/16-bit or
@@ -494,7 +495,10 @@ def _assemble(dec: _Decoded, meta: metadata.Metadata, name: str) -> Photo:
     colour = arr[..., :1] if gray else arr[..., :3]
     alpha_index = 1 if gray else 3
     alpha = np.ascontiguousarray(arr[..., alpha_index]) if arr.shape[2] > alpha_index else None
-    colour, icc, space = _to_srgb(colour, gray, meta.icc or dec.icc, name)
+    raw = dec.format == "RAW"  # LibRaw developed it to sRGB: a profile in the file is its preview's
+    colour, icc, space = _to_srgb(colour, gray, None if raw else meta.icc or dec.icc, name)
+    if raw:  # converted from the camera's colours: written with an sRGB profile and EXIF ColorSpace sRGB
+        space = "camera colours"
     if colour.shape[2] == 1:
         colour = np.repeat(colour, 3, axis=2)
     meta.icc = None  # kept as Photo.icc_profile, where the colour rules decide it

@@ -237,6 +237,26 @@ def test_raw_exif_carried_to_16bit_tiff(dng, tmp_path):
     assert "IFD0:DNGVersion" not in after and "IFD0:CFAPattern2" not in after  # the output is no DNG
 
 
+@needs_exiftool
+def test_raw_developed_to_srgb_says_so(dng, tmp_path):
+    """A camera set to Adobe RGB marks its RAW's EXIF Uncalibrated (and DCF's R03); csr develops it to sRGB,
+    so the result says sRGB, with an sRGB profile, and a profile in the RAW (its preview's) changes nothing."""
+    import imagecodecs
+    path, _ = dng
+    plain = load_photo(path).rgb
+    (tmp_path / "adobe.icc").write_bytes(imagecodecs.cms_profile("adobergb"))
+    write_tags(path, {"ExifIFD:ColorSpace": 65535, "InteropIFD:InteropIndex": "R03"},
+               f"-ICC_Profile<={tmp_path / 'adobe.icc'}")
+    assert read_tags(path)["ICC_Profile:ProfileDescription"] == "Adobe RGB (compatible)"
+    photo = load_photo(path)
+    assert np.array_equal(photo.rgb, plain)
+    for ext in (".tif", ".jpg"):
+        save_photo(photo, photo.rgb, tmp_path / f"out{ext}")
+        after = read_tags(tmp_path / f"out{ext}")
+        assert (after["ExifIFD:ColorSpace"], after["InteropIFD:InteropIndex"]) == (1, "R98")
+        assert "sRGB" in after["ICC_Profile:ProfileDescription"]
+
+
 @pytest.mark.parametrize("ext", [".heic", ".avif"])
 def test_heif_and_avif_input(tmp_path, ext):
     rgb = np.rint(scene() * 255).astype(np.uint8)
