@@ -4,9 +4,9 @@ with metadata.
 Pixels
     ``Photo.rgb`` is HxWx3 sRGB, C-contiguous: uint8 (8-bit sources), uint16 (16-bit PNG/TIFF) or
     float32 in [0, 1] (float TIFF; NaN and values outside [0, 1] are clipped). Gray is replicated to
-    RGB, palettes are expanded, alpha is split off untouched. The EXIF orientation (for TIFF the
-    Orientation tag; without EXIF the XMP ``tiff:Orientation``) is applied to the pixels and reset to 1
-    on writing. RAW (extra ``raw``) and HEIF (extra ``heif``) are decoded by ``csr_core.camera``: a
+    RGB, palettes are expanded, alpha is split off untouched (a TIFF's associated alpha is first divided
+    out of its colours). The EXIF orientation (for TIFF the Orientation tag; without EXIF the XMP
+    ``tiff:Orientation``) is applied to the pixels and reset to 1 on writing. RAW (extra ``raw``) and HEIF (extra ``heif``) are decoded by ``csr_core.camera``: a
     RAW is developed neutrally to 16-bit sRGB (a profile in the file is its preview's, ignored) and
     written as 16-bit TIFF unless told otherwise, as converted to sRGB (see Colour).
 Colour
@@ -468,11 +468,27 @@ def _read_tiff(data: bytes, max_pixels: int) -> _Decoded:
             gray = arr[..., 0] if arr.ndim == 3 else arr
             np.invert(gray, out=gray)
         orientation = page.tags.valueof(274)
+        colours = page.samplesperpixel - len(page.extrasamples)
+        associated = page.extrasamples[:1] == (tifffile.EXTRASAMPLE.ASSOCALPHA,) and arr.ndim == 3
     if arr.dtype == np.uint32:
         arr = np.divide(arr, np.float32(4294967295.0), dtype=np.float32)
     elif arr.dtype.kind == "i":
         raise _Bad(f"signed integer samples ({arr.dtype}) are not supported")
+    if associated and colours in (1, 3) and arr.shape[2] > colours:
+        _unpremultiply(arr, colours)
     return _Decoded(arr, "TIFF", None if orientation is None else int(orientation))
+
+
+def _unpremultiply(arr: np.ndarray, colours: int) -> None:
+    """Divide the colour samples by alpha, in place, a band of rows at a time: a TIFF's associated alpha
+    (premultiplied colours) becomes the straight alpha that csr retouches and writes."""
+    top = 1.0 if arr.dtype.kind == "f" else float(np.iinfo(arr.dtype).max)
+    for band in np.array_split(arr, max(1, arr.shape[0] // 256)):
+        alpha = band[..., colours:colours + 1].astype(np.float32)
+        colour = band[..., :colours].astype(np.float32)
+        np.divide(colour * np.float32(top), alpha, out=colour, where=alpha > 0)
+        np.minimum(colour, top, out=colour)
+        band[..., :colours] = colour if arr.dtype.kind == "f" else np.rint(colour)
 
 
 def _check_segments(page, size: int) -> None:
