@@ -106,6 +106,38 @@ def test_tags_reach_every_output_format(tmp_path, fmt):
     assert thumb.height > thumb.width and np.asarray(thumb.convert("RGB"))[..., 0].std() > 10
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
+def test_maker_note_preview_of_the_old_picture_is_dropped(tmp_path, fmt):
+    """Cameras keep a preview of the picture inside their maker note (here Olympus's ThumbnailImage):
+    carried to the result, viewers that show it would show the photo before retouching."""
+    from csr_core import metadata
+    exiv2 = metadata.library()
+    src = tmp_path / "olympus.jpg"
+    Image.fromarray(np.full((120, 160, 3), (40, 160, 60), np.uint8)).save(src, quality=95)
+    red = io.BytesIO()
+    Image.new("RGB", (160, 120), "red").save(red, "JPEG")
+    image = exiv2.ImageFactory.open(str(src))
+    image.readMetadata()
+    exif = image.exifData()
+    exif["Exif.Image.Make"], exif["Exif.Image.Model"] = "OLYMPUS IMAGING CORP.", "E-M1"
+    exif["Exif.Olympus.Quality"] = exiv2.UShortValue(2)
+    exif["Exif.Olympus.ThumbnailImage"] = exiv2.DataValue(red.getvalue())
+    image.writeMetadata()
+
+    def previews(path) -> list[int]:
+        image = exiv2.ImageFactory.open(str(path))
+        image.readMetadata()
+        return [p.width_ for p in exiv2.PreviewManager(image).getPreviewProperties()]
+
+    assert previews(src) == [160]
+    photo = load_photo(src)
+    out = tmp_path / f"out{EXT[fmt]}"
+    save_photo(photo, photo.rgb, out)
+    assert previews(out) == []
+    after = load_photo(out).meta
+    assert after.get("Exif.Olympus.Quality") == "2" and after.get("Exif.Image.Model") == "E-M1"
+
+
 @needs_exiftool
 def test_tags_not_in_the_source_are_not_invented(tmp_path):
     src = tagged_jpeg(tmp_path / "in.jpg", orientation=1, thumbnail=False)
