@@ -415,10 +415,14 @@ def _output_exif(meta: Metadata, width: int, height: int, converted: bool, fmt: 
 
 def _thumbnail(rgb: np.ndarray) -> bytes:
     from .pillow import pil_image
-    from .pixels import from_float
+    from .pixels import from_float, to_float
 
     Image = pil_image()
-    small = Image.fromarray(rgb if rgb.dtype == np.uint8 else from_float(rgb, np.uint8))
+    step = max(1, max(rgb.shape[:2]) // 640)  # thinned first: 16-bit and float photos convert no full copy
+    rgb = rgb[::step, ::step]
+    if rgb.dtype != np.uint8:
+        rgb = from_float(to_float(rgb), np.uint8)
+    small = Image.fromarray(np.ascontiguousarray(rgb))
     small.thumbnail((160, 160), Image.Resampling.BOX)
     out = io.BytesIO()
     small.save(out, "JPEG", quality=85)

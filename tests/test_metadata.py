@@ -138,6 +138,36 @@ def test_maker_note_preview_of_the_old_picture_is_dropped(tmp_path, fmt):
     assert after.get("Exif.Olympus.Quality") == "2" and after.get("Exif.Image.Model") == "E-M1"
 
 
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_thumbnail_of_a_16_bit_or_float_result_shows_it(tmp_path, dtype):
+    """A 16-bit or float result (a RAW developed to TIFF: a CR2 carries an EXIF thumbnail) gets a
+    thumbnail of its own picture, not a white one."""
+    from csr_core import metadata
+    exiv2 = metadata.library()
+    src = tmp_path / "in.jpg"
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(src, quality=95)
+    image = exiv2.ImageFactory.open(str(src))
+    image.readMetadata()
+    exif = image.exifData()
+    exif["Exif.Image.Make"] = "CsrCam"
+    red = io.BytesIO()
+    Image.new("RGB", (16, 12), "red").save(red, "JPEG")
+    exiv2.ExifThumb(exif).setJpegThumbnail(red.getvalue())
+    image.writeMetadata()
+    photo = load_photo(src)
+    assert photo.meta.thumbnail
+    top = 1.0 if dtype == np.float32 else 65535
+    result = np.empty((48, 64, 3), dtype)
+    result[...] = np.array([0.25, 0.5, 0.75]) * top
+    out = tmp_path / "out.tif"
+    save_photo(photo, result, out)
+    image = exiv2.ImageFactory.open(str(out))
+    image.readMetadata()
+    thumb = Image.open(io.BytesIO(bytes(exiv2.ExifThumbC(image.exifData()).copy().data())))
+    assert thumb.size == (64, 48)
+    assert np.abs(np.asarray(thumb.convert("RGB")).mean((0, 1)) - (64, 128, 191)).max() < 4
+
+
 @needs_exiftool
 def test_tags_not_in_the_source_are_not_invented(tmp_path):
     src = tagged_jpeg(tmp_path / "in.jpg", orientation=1, thumbnail=False)
