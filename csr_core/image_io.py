@@ -436,7 +436,8 @@ def _read_tiff(data: bytes, max_pixels: int) -> _Decoded:
         if not tif.pages:
             raise _Bad("TIFF file contains no image")
         page = tif.pages.first
-        if page.is_dng or page.photometric in (ph.CFA, ph.LINEAR_RAW):
+        subs = page.pages or ()  # a NEF, ARW, PEF...: a preview first, the raw image in a SubIFD
+        if page.is_dng or any(p.photometric in (ph.CFA, ph.LINEAR_RAW) for p in (page, *subs[:8])):
             return _read_raw(data, max_pixels)
         _check_segments(page, len(data))
         _check_size(page.imagewidth, page.imagelength, max_pixels)

@@ -273,6 +273,26 @@ def dng(tmp_path):
     return path, write_dng(path)
 
 
+def test_tiff_based_raw_read_by_content(tmp_path):
+    """A NEF (ARW, PEF...) is a TIFF whose first image is a small preview and whose raw image is in a SubIFD:
+    piped in, or under another name, it is developed like the named file, not taken for its preview."""
+    pytest.importorskip("rawpy", reason="the 'raw' extra (rawpy) is not installed")
+    h, w = 64, 96
+    y, x = np.mgrid[0:h, 0:w]
+    cfa = np.take_along_axis(scene(h, w), np.array([[0, 1], [1, 2]])[y % 2, x % 2][..., None], 2)[..., 0]
+    path = tmp_path / "DSC_0001.NEF"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(np.full((12, 16, 3), 200, np.uint8), photometric="rgb", subfiletype=1, subifds=1, metadata=None,
+                  extratags=[(271, "s", 0, "NIKON CORPORATION", True), (272, "s", 0, "NIKON D850", True)])
+        tif.write(np.rint(cfa * (4095 - 256) + 256).astype(np.uint16), photometric=32803, subfiletype=0,
+                  extratags=[(33421, "H", 2, (2, 2), True), (33422, "B", 4, (0, 1, 1, 2), True)], metadata=None)
+    named = load_photo(path)
+    assert named.format == "RAW" and named.rgb.shape == (h, w, 3)
+    for src in (path.read_bytes(), io.BytesIO(path.read_bytes())):  # stdin
+        piped = load_photo(src)
+        assert piped.format == "RAW" and np.array_equal(piped.rgb, named.rgb)
+
+
 def test_raw_is_developed_to_16bit_srgb(dng):
     path, rgb = dng
     photo = load_photo(path)
