@@ -381,6 +381,7 @@ def _pil_pixels(im) -> np.ndarray:
 
 
 def _read_raw(data: bytes, max_pixels: int) -> _Decoded:
+    dng = False
     if data[:4] in (b"II*\0", b"MM\0*"):  # DNG and the TIFF-based RAWs: LibRaw trusts their tile tables
         import tifffile
 
@@ -390,7 +391,10 @@ def _read_raw(data: bytes, max_pixels: int) -> _Decoded:
             subs = page.pages or ()  # the raw image is usually a SubIFD
             for i in range(min(len(subs), 8)):
                 _check_segments(subs[i], len(data))
-    return _Decoded(_camera(camera.develop_raw, data, max_pixels, "this RAW"), "RAW", 1)
+            dng = page.is_dng
+    develop = functools.partial(camera.develop_raw, default_crop=dng)
+    rgb, orientation = _camera(develop, data, max_pixels, "this RAW")
+    return _Decoded(rgb, "RAW", orientation)
 
 
 def _read_heif(data: bytes, max_pixels: int) -> _Decoded:

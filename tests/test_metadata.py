@@ -248,9 +248,9 @@ _XYZ_TO_SRGB = tuple(v for x in (32404542, -15371385, -4985314, -9692660, 187601
                                   10572252) for v in (x // 100, 100000))
 
 
-def write_dng(path: Path, h: int = 64, w: int = 96, rgb: np.ndarray | None = None) -> np.ndarray:
+def write_dng(path: Path, h: int = 64, w: int = 96, rgb: np.ndarray | None = None, extratags=()) -> np.ndarray:
     """A CFA DNG (RGGB, 12-bit) of ``rgb`` (linear sRGB in [0, 1]; default ``scene()``) with the tags LibRaw
-    needs; returns the scene."""
+    needs (and ``extratags``, as tifffile takes them); returns the scene."""
     rgb = scene(h, w) if rgb is None else rgb
     h, w = rgb.shape[:2]
     y, x = np.mgrid[0:h, 0:w]
@@ -260,7 +260,7 @@ def write_dng(path: Path, h: int = 64, w: int = 96, rgb: np.ndarray | None = Non
             (50708, "s", 0, "CSR test camera", True), (50714, "H", 1, 256, True), (50717, "H", 1, 4095, True),
             (50721, "2i", 9, _XYZ_TO_SRGB, True),  # camera = linear sRGB (XYZ D65 -> sRGB, Lindbloom)
             (50778, "H", 1, 21, True), (50728, "2I", 3, (1, 1, 1, 1, 1, 1), True),
-            (271, "s", 0, "CsrCam", True), (272, "s", 0, "Model X", True)]
+            (271, "s", 0, "CsrCam", True), (272, "s", 0, "Model X", True), *extratags]
     tifffile.imwrite(path, np.rint(cfa * (4095 - 256) + 256).astype(np.uint16), photometric=32803,
                      subfiletype=0, extratags=tags, metadata=None)
     return rgb
@@ -302,6 +302,31 @@ def test_raw_is_developed_to_16bit_srgb(dng):
     want = rgb[4:-4, 4:-4]
     srgb = np.where(want <= 0.0031308, 12.92 * want, 1.055 * want ** (1 / 2.4) - 0.055)
     assert np.abs(got - srgb).mean() < 0.005  # measured: 6e-5 (a linear or BT.709 curve: > 0.02)
+
+
+def test_dng_default_crop_and_orientation(tmp_path):
+    """A DNG's DefaultCrop is the picture (other converters show only it; the rest is sensor margin),
+    turned as its Orientation says, LibRaw's way for each of the eight."""
+    rawpy = pytest.importorskip("rawpy", reason="the 'raw' extra (rawpy) is not installed")
+    crop = [(50719, "I", 2, (6, 4), True), (50720, "I", 2, (80, 48), True)]  # origin (x, y), size (w, h)
+    write_dng(tmp_path / "whole.dng")
+    whole = load_photo(tmp_path / "whole.dng").rgb
+    for orientation in range(1, 9):
+        path = tmp_path / f"o{orientation}.dng"
+        write_dng(path, extratags=[*crop, (274, "H", 1, orientation, True)])
+        with rawpy.imread(str(path)) as raw:  # LibRaw turning it, uncropped
+            turned = raw.postprocess(use_camera_wb=True, no_auto_bright=True, bright=1.0, output_bps=16,
+                                     gamma=(2.4, 12.92), highlight_mode=rawpy.HighlightMode.Clip,
+                                     demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD)
+        got = load_photo(path).rgb
+        assert got.shape == ((48, 80, 3) if orientation < 5 else (80, 48, 3))
+        assert np.array_equal(got, iio_orient(whole[4:52, 6:86], orientation))
+        assert np.array_equal(iio_orient(whole, orientation), turned)
+
+
+def iio_orient(rgb: np.ndarray, orientation: int) -> np.ndarray:
+    from csr_core.image_io import _orient
+    return _orient(rgb, orientation)
 
 
 @needs_exiftool
