@@ -92,9 +92,11 @@ def develop_raw(data: bytes, check_size: CheckSize, *, default_crop: bool = Fals
                 raise MemoryError from None
             except rawpy.LibRawError as exc:
                 raise Unreadable(f"damaged RAW file ({type(exc).__name__})") from None
-            top, left = getattr(sizes, "crop_top_margin", 0), getattr(sizes, "crop_left_margin", 0)
+            # LibRaw counts the crop from the sensor's corner, the result from the active area's
+            top = getattr(sizes, "crop_top_margin", 0) - sizes.top_margin
+            left = getattr(sizes, "crop_left_margin", 0) - sizes.left_margin
             height, width = getattr(sizes, "crop_height", 0), getattr(sizes, "crop_width", 0)
-            if default_crop and height > 0 and width > 0 and top + height <= rgb.shape[0] \
+            if default_crop and height > 0 and width > 0 and min(top, left) >= 0 and top + height <= rgb.shape[0] \
                     and left + width <= rgb.shape[1]:
                 rgb = rgb[top:top + height, left:left + width]
             return rgb, int("12435867"[sizes.flip & 7])  # LibRaw's flip (dcraw's) as an EXIF orientation

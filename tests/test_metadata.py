@@ -311,6 +311,11 @@ def test_dng_default_crop_and_orientation(tmp_path):
     crop = [(50719, "I", 2, (6, 4), True), (50720, "I", 2, (80, 48), True)]  # origin (x, y), size (w, h)
     write_dng(tmp_path / "whole.dng")
     whole = load_photo(tmp_path / "whole.dng").rgb
+    # the crop counts from the active area (top, left, bottom, right), where LibRaw's image starts
+    write_dng(tmp_path / "active.dng", extratags=[*crop, (50829, "I", 4, (2, 4, 62, 92), True)])
+    active = load_photo(tmp_path / "active.dng").rgb
+    write_dng(tmp_path / "active_whole.dng", extratags=[(50829, "I", 4, (2, 4, 62, 92), True)])
+    assert np.array_equal(active, load_photo(tmp_path / "active_whole.dng").rgb[4:52, 6:86])
     for orientation in range(1, 9):
         path = tmp_path / f"o{orientation}.dng"
         write_dng(path, extratags=[*crop, (274, "H", 1, orientation, True)])
