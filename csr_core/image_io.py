@@ -517,7 +517,8 @@ def _assemble(dec: _Decoded, meta: metadata.Metadata, name: str) -> Photo:
     alpha_index = 1 if gray else 3
     alpha = np.ascontiguousarray(arr[..., alpha_index]) if arr.shape[2] > alpha_index else None
     raw = dec.format == "RAW"  # LibRaw developed it to sRGB: a profile in the file is its preview's
-    colour, icc, space = _to_srgb(colour, gray, None if raw else meta.icc or dec.icc, name)
+    declared = None if gray else dec.icc  # an nclx's primaries say nothing about gray
+    colour, icc, space = _to_srgb(colour, gray, None if raw else meta.icc or declared, name)
     if raw:  # converted from the camera's colours: written with an sRGB profile and EXIF ColorSpace sRGB
         space = "camera colours"
     if colour.shape[2] == 1:

@@ -422,6 +422,14 @@ def test_display_p3_declared_without_icc_profile_is_converted(tmp_path, ext):
     red = photo.rgb[24, 32].astype(int)
     assert red[0] >= 245 and red[1] <= 8 and 10 <= red[2] <= 26, red  # P3 (230, 40, 40) is sRGB (251, 0, 18)
     save_photo(photo, photo.rgb, tmp_path / "out.jpg")
+    if ext == ".heic":  # a gray photo declaring P3 primaries is gray as it is, without a warning
+        pillow_heif.from_bytes(mode="L", size=(64, 48), data=bytes([120]) * 64 * 48).save(
+            tmp_path / "gray.heic", quality=100, color_primaries=12, transfer_characteristic=13,
+            matrix_coefficients=6, full_range_flag=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            gray = load_photo(tmp_path / "gray.heic")
+        assert gray.source_space == "sRGB" and np.abs(gray.rgb.astype(int) - 120).max() <= 2
     from PIL import ImageCms
     with Image.open(tmp_path / "out.jpg") as out:
         profile = ImageCms.ImageCmsProfile(io.BytesIO(out.info["icc_profile"]))
