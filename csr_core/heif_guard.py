@@ -5,7 +5,7 @@ libavif scales a coded image up to the size its 'ispe' box declares, and libheif
 decode every tile a grid names, however many point at the same bytes: a 300-byte AVIF declaring
 14000x14000, or a 127 kB grid of 3,025 tiles sharing one, cost 7-9 s and 2.2 GB. Neither pillow-heif
 nor Pillow tells what the items point at before decoding, so the few ISOBMFF boxes needed are read
-here (ftyp, meta: pitm, iinf/infe, iloc, iref 'dimg', iprp: ipco/ispe/av1C, ipma; idat; the AV1
+here (ftyp, meta: pitm, iinf/infe, iloc, iref 'dimg', iprp: ipco/ispe/av1C/colr, ipma; idat; the AV1
 sequence header): about what libheif parses before its first allocation, with every count and
 size bounded by the file itself. ``inspect`` raises only ``HeifDataError``.
 """
@@ -44,6 +44,7 @@ class HeifInfo:
     height: int = 0
     coded_bytes: int = 0  # bytes of coded data the primary image reaches, each counted once
     tiles: int = 0
+    nclx: tuple[int, int] | None = None  # its 'colr' nclx (colour primaries, transfer), else its first tile's
 
 
 def _boxes(data: bytes, start: int, end: int):
@@ -215,7 +216,19 @@ def _check(data: bytes, items: dict[int, _Item], ipco, idat, primary: int) -> He
     if width * height > max(FREE_PIXELS, coded * PIXELS_PER_BYTE):
         raise HeifDataError(f"refusing a HEIF image that declares {width}x{height} pixels with {coded:,} bytes "
                             "of coded data (more than that data can fill)")
-    return HeifInfo(width, height, coded, len(reached) - 1)
+    tile = items.get(top.tiles[0]) if top.tiles else None
+    colour = _nclx(data, top, ipco) or (_nclx(data, tile, ipco) if tile else None)
+    return HeifInfo(width, height, coded, len(reached) - 1, colour)
+
+
+def _nclx(data: bytes, item: _Item, ipco) -> tuple[int, int] | None:
+    """(colour primaries, transfer characteristics) of an item's 'colr' box of type nclx (ISO 23091-2)."""
+    for i in item.props:
+        if 0 < i <= len(ipco):
+            kind, lo, hi = ipco[i - 1]
+            if kind == b"colr" and hi - lo >= 8 and data[lo:lo + 4] == b"nclx":
+                return struct.unpack_from(">HH", data, lo + 4)
+    return None
 
 
 def _grid_size(data: bytes, item: _Item, span, declared: tuple[int, int]) -> tuple[int, int]:

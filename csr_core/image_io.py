@@ -4,10 +4,11 @@ with metadata.
 Pixels
     ``Photo.rgb`` is HxWx3 sRGB, C-contiguous: uint8 (8-bit sources), uint16 (16-bit PNG/TIFF) or
     float32 in [0, 1] (float TIFF; NaN and values outside [0, 1] are clipped). Gray is replicated to
-    RGB, palettes are expanded, alpha is split off untouched. The EXIF orientation (for TIFF the
-    Orientation tag; without EXIF the XMP ``tiff:Orientation``) is applied to the pixels and reset to 1
-    on writing. RAW (extra ``raw``) and HEIF (extra ``heif``) are decoded by ``csr_core.camera``: a
-    RAW is developed neutrally to 16-bit sRGB and written as 16-bit TIFF unless told otherwise.
+    RGB, palettes are expanded, alpha is split off untouched (a TIFF's associated alpha is first divided
+    out of its colours). The EXIF orientation (for TIFF the Orientation tag; without EXIF the XMP
+    ``tiff:Orientation``) is applied to the pixels and reset to 1 on writing. RAW (extra ``raw``) and HEIF (extra ``heif``) are decoded by ``csr_core.camera``: a
+    RAW is developed neutrally to 16-bit sRGB (a profile in the file is its preview's, ignored) and
+    written as 16-bit TIFF unless told otherwise, as converted to sRGB (see Colour).
 Colour
     A source whose ICC profile is not sRGB (Adobe RGB, Display P3, ProPhoto, a gray gamma...) is
     converted to sRGB on load by LittleCMS (imagecodecs) at the source's own precision (8/16-bit or
@@ -15,8 +16,10 @@ Colour
     the profile's description, and ``save_photo`` embeds an sRGB profile instead of the source's.
     A profile counts as sRGB when it maps a colour grid to sRGB within 1/255, whatever its name:
     pixels are left alone and its bytes are carried to the output (for a gray source it is dropped,
-    the output being RGB). Untagged sources are taken as sRGB and stay untagged. An unusable profile
-    (unparseable, or not matching the pixels' colour model) is warned about, ignored and dropped.
+    the output being RGB). A HEIF/AVIF without a profile that declares its colour space in an nclx box
+    (Display P3, BT.2020...) is converted from a profile built for it. Untagged sources are taken as
+    sRGB and stay untagged. An unusable profile (unparseable, or not matching the pixels' colour model)
+    is warned about, ignored and dropped.
 Output
     JPEG and WebP are 8-bit (16-bit/float data is rounded); PNG is 8- or 16-bit (float -> 16-bit);
     TIFF keeps uint8/uint16/float32 (deflate + predictor). Metadata (EXIF, IPTC, XMP, ICC, comments,
@@ -145,6 +148,7 @@ class _Decoded:
     pixels: np.ndarray  # HxW, HxWx2 (gray+alpha), HxWx3 or HxWx4
     format: str
     orientation: int | None = None  # when not taken from the metadata (TIFF tag; 1: decoder applied it)
+    icc: bytes | None = None  # the colour space a HEIF/AVIF declares without an ICC profile (its nclx)
 
 
 def load_photo(src: str | os.PathLike | bytes | BinaryIO, *, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -377,6 +381,7 @@ def _pil_pixels(im) -> np.ndarray:
 
 
 def _read_raw(data: bytes, max_pixels: int) -> _Decoded:
+    dng = False
     if data[:4] in (b"II*\0", b"MM\0*"):  # DNG and the TIFF-based RAWs: LibRaw trusts their tile tables
         import tifffile
 
@@ -386,31 +391,43 @@ def _read_raw(data: bytes, max_pixels: int) -> _Decoded:
             subs = page.pages or ()  # the raw image is usually a SubIFD
             for i in range(min(len(subs), 8)):
                 _check_segments(subs[i], len(data))
-    return _Decoded(_camera(camera.develop_raw, data, max_pixels), "RAW", 1)
+            dng = page.is_dng
+    develop = functools.partial(camera.develop_raw, default_crop=dng)
+    rgb, orientation = _camera(develop, data, max_pixels, "this RAW")
+    return _Decoded(rgb, "RAW", orientation)
 
 
 def _read_heif(data: bytes, max_pixels: int) -> _Decoded:
-    _check_heif(data)
-    return _Decoded(_camera(camera.decode_heif, data, max_pixels), "HEIF", 1)
+    icc = _check_heif(data)
+    return _Decoded(_camera(camera.decode_heif, data, max_pixels, "this HEIF"), "HEIF", 1, icc)
 
 
 def _read_avif(data: bytes, max_pixels: int) -> _Decoded:
-    _check_heif(data)
-    return _read_pillow(data, max_pixels)
+    icc = _check_heif(data)
+    dec = _read_pillow(data, max_pixels)
+    dec.icc = icc
+    return dec
 
 
-def _check_heif(data: bytes) -> None:
-    """Refuse a declared size that the coded data cannot fill, and grid tiles sharing data (heif_guard)."""
+def _check_heif(data: bytes) -> bytes | None:
+    """Refuse a declared size that the coded data cannot fill, and grid tiles sharing data (heif_guard);
+    return the profile of the colour space its nclx box declares, if other than sRGB."""
     try:
-        heif_guard.inspect(data)
+        info = heif_guard.inspect(data)
     except heif_guard.HeifDataError as exc:
         raise _Bad(str(exc)) from None
+    return _nclx_profile(*info.nclx) if info.nclx else None
 
 
-def _camera(decode, data: bytes, max_pixels: int) -> np.ndarray:
+def _camera(decode, data: bytes, max_pixels: int, what: str) -> np.ndarray:
     pil_image()  # pillow-heif decodes through Pillow: its bomb limit must be off first
+
+    def check(width: int, height: int, sample_bytes: int, decoder_bytes: int) -> None:
+        _check_size(width, height, max_pixels)
+        _check_bytes(decoder_bytes, max_pixels, what, width, height, sample_bytes)
+
     try:
-        return decode(data, lambda w, h: _check_size(w, h, max_pixels))
+        return decode(data, check)
     except (camera.MissingExtra, camera.Unreadable) as exc:
         raise _Bad(str(exc)) from None
 
@@ -423,7 +440,8 @@ def _read_tiff(data: bytes, max_pixels: int) -> _Decoded:
         if not tif.pages:
             raise _Bad("TIFF file contains no image")
         page = tif.pages.first
-        if page.is_dng or page.photometric in (ph.CFA, ph.LINEAR_RAW):
+        subs = page.pages or ()  # a NEF, ARW, PEF...: a preview first, the raw image in a SubIFD
+        if page.is_dng or any(p.photometric in (ph.CFA, ph.LINEAR_RAW) for p in (page, *subs[:8])):
             return _read_raw(data, max_pixels)
         _check_segments(page, len(data))
         _check_size(page.imagewidth, page.imagelength, max_pixels)
@@ -455,11 +473,27 @@ def _read_tiff(data: bytes, max_pixels: int) -> _Decoded:
             gray = arr[..., 0] if arr.ndim == 3 else arr
             np.invert(gray, out=gray)
         orientation = page.tags.valueof(274)
+        colours = page.samplesperpixel - len(page.extrasamples)
+        associated = page.extrasamples[:1] == (tifffile.EXTRASAMPLE.ASSOCALPHA,) and arr.ndim == 3
     if arr.dtype == np.uint32:
         arr = np.divide(arr, np.float32(4294967295.0), dtype=np.float32)
     elif arr.dtype.kind == "i":
         raise _Bad(f"signed integer samples ({arr.dtype}) are not supported")
+    if associated and colours in (1, 3) and arr.shape[2] > colours:
+        _unpremultiply(arr, colours)
     return _Decoded(arr, "TIFF", None if orientation is None else int(orientation))
+
+
+def _unpremultiply(arr: np.ndarray, colours: int) -> None:
+    """Divide the colour samples by alpha, in place, a band of rows at a time: a TIFF's associated alpha
+    (premultiplied colours) becomes the straight alpha that csr retouches and writes."""
+    top = 1.0 if arr.dtype.kind == "f" else float(np.iinfo(arr.dtype).max)
+    for band in np.array_split(arr, max(1, arr.shape[0] // 256)):
+        alpha = band[..., colours:colours + 1].astype(np.float32)
+        colour = band[..., :colours].astype(np.float32)
+        np.divide(colour * np.float32(top), alpha, out=colour, where=alpha > 0)
+        np.minimum(colour, top, out=colour)
+        band[..., :colours] = colour if arr.dtype.kind == "f" else np.rint(colour)
 
 
 def _check_segments(page, size: int) -> None:
@@ -482,7 +516,11 @@ def _assemble(dec: _Decoded, meta: metadata.Metadata, name: str) -> Photo:
     colour = arr[..., :1] if gray else arr[..., :3]
     alpha_index = 1 if gray else 3
     alpha = np.ascontiguousarray(arr[..., alpha_index]) if arr.shape[2] > alpha_index else None
-    colour, icc, space = _to_srgb(colour, gray, meta.icc, name)
+    raw = dec.format == "RAW"  # LibRaw developed it to sRGB: a profile in the file is its preview's
+    declared = None if gray else dec.icc  # an nclx's primaries say nothing about gray
+    colour, icc, space = _to_srgb(colour, gray, None if raw else meta.icc or declared, name)
+    if raw:  # converted from the camera's colours: written with an sRGB profile and EXIF ColorSpace sRGB
+        space = "camera colours"
     if colour.shape[2] == 1:
         colour = np.repeat(colour, 3, axis=2)
     meta.icc = None  # kept as Photo.icc_profile, where the colour rules decide it
@@ -602,6 +640,38 @@ def _measure_space(icc: bytes, gray: bool) -> str:
     except Exception:
         desc = ""
     return (desc or "").strip("\0 ") or "unnamed ICC profile"
+
+
+#: nclx colour primaries (ITU-T H.273) other than sRGB's: red, green, blue and white x, y
+_NCLX_PRIMARIES = {
+    4: (0.67, 0.33, 0.21, 0.71, 0.14, 0.08, 0.310, 0.316), 5: (0.64, 0.33, 0.29, 0.60, 0.15, 0.06, 0.3127, 0.3290),
+    6: (0.630, 0.340, 0.310, 0.595, 0.155, 0.070, 0.3127, 0.3290),
+    7: (0.630, 0.340, 0.310, 0.595, 0.155, 0.070, 0.3127, 0.3290),
+    8: (0.681, 0.319, 0.243, 0.692, 0.145, 0.049, 0.310, 0.316),
+    9: (0.708, 0.292, 0.170, 0.797, 0.131, 0.046, 0.3127, 0.3290),
+    11: (0.680, 0.320, 0.265, 0.690, 0.150, 0.060, 0.314, 0.351),  # DCI-P3
+    12: (0.680, 0.320, 0.265, 0.690, 0.150, 0.060, 0.3127, 0.3290),  # Display P3
+    22: (0.630, 0.340, 0.295, 0.605, 0.155, 0.077, 0.3127, 0.3290)}
+#: nclx transfer characteristics -> gamma (None: the sRGB curve, as viewers show BT.709-coded photos)
+_NCLX_GAMMA = {1: None, 2: None, 6: None, 13: None, 14: None, 15: None, 4: 2.2, 5: 2.8, 8: 1.0}
+
+
+@functools.cache
+def _nclx_profile(primaries: int, transfer: int) -> bytes | None:
+    """An ICC profile (LittleCMS) of the colour space a HEIF/AVIF declares in its nclx box, where
+    its primaries are not sRGB's and its transfer curve is an SDR one (PQ and HLG are left alone)."""
+    xy = _NCLX_PRIMARIES.get(primaries)
+    if xy is None or transfer not in _NCLX_GAMMA:
+        return None
+    gamma = _NCLX_GAMMA[transfer]
+    if gamma is None:
+        x = np.linspace(0.0, 1.0, 4096)
+        curve = {"transferfunction": np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+                 .astype(np.float32)}
+    else:
+        curve = {"gamma": gamma}
+    rgb = [v for i in range(3) for v in (*xy[2 * i:2 * i + 2], 1.0)]
+    return bytes(imagecodecs.cms_profile("rgb", whitepoint=[*xy[6:], 1.0], primaries=rgb, **curve))
 
 
 def _to_srgb(colour: np.ndarray, gray: bool, icc: bytes | None, name: str):

@@ -8,9 +8,9 @@ beyond one 64 KB segment, Adobe XMP spec part 3) and PNG text chunks other than 
 On writing, csr's changes are applied the way exiftool/libvips do: Orientation 1 (the pixels are
 already turned), pixel dimensions of the result, an EXIF thumbnail regenerated from the result
 (where the source had one), ColorSpace sRGB when the pixels were converted, tags that describe the
-source file's own structure (strips, tiles, sub-images, DNG data) dropped, and ``xmp:CreatorTool``
-plus ``csr:Style``/``csr:Strength`` recorded. What an output format cannot hold is named in one
-warning line.
+source file's own structure (strips, tiles, sub-images, DNG data) and maker-note previews of the
+source's picture dropped, and ``xmp:CreatorTool`` plus ``csr:Style``/``csr:Strength`` recorded. What
+an output format cannot hold is named in one warning line.
 
 Safety: metadata is budgeted before exiv2 sees it. The value sizes that every TIFF structure in the
 file declares (EXIF blobs, TIFF/RAW IFDs, maker notes) and everything PNG metadata chunks inflate to
@@ -73,6 +73,9 @@ _STRUCTURE = {254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 274, 277, 278, 2
               33422, 33723, 34665, 34675, 34853, 37399, 40965}
 _SOURCE_GROUPS = re.compile(r"^Exif\.(SubImage\d*|SubThumb\d*|Thumbnail|Image2|Image3|PanasonicRaw|"
                             r"MakerNote)\.")
+# maker-note tags that hold or point at a preview of the source's picture (Olympus ThumbnailImage, Nikon's
+# PreviewIFD, Pentax PreviewOffset, Samsung PreviewImage...): dropped, not left to show the old picture
+_MAKER_PREVIEW = re.compile(r"Preview|Thumbnail")
 _TIFF_TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
 _SUB_IFDS = (330, 34665, 34853, 40965, 37500)  # SubIFDs, Exif, GPS, Interop, MakerNote (if an IFD)
 
@@ -394,6 +397,9 @@ def _output_exif(meta: Metadata, width: int, height: int, converted: bool, fmt: 
             continue
         if datum.groupName() == "Image" and (datum.tag() in _STRUCTURE or 50706 <= datum.tag() <= 52600):
             continue  # source structure and DNG private data (the output is no DNG)
+        if exiv2.ExifTags.isMakerGroup(datum.groupName()) and (
+                datum.groupName() == "NikonPreview" or _MAKER_PREVIEW.search(datum.tagName())):
+            continue
         exif.add(datum)
     exif["Exif.Image.Orientation"] = exiv2.UShortValue(1)
     for key, value in (("Exif.Photo.PixelXDimension", width), ("Exif.Photo.PixelYDimension", height)):
@@ -409,10 +415,14 @@ def _output_exif(meta: Metadata, width: int, height: int, converted: bool, fmt: 
 
 def _thumbnail(rgb: np.ndarray) -> bytes:
     from .pillow import pil_image
-    from .pixels import from_float
+    from .pixels import from_float, to_float
 
     Image = pil_image()
-    small = Image.fromarray(rgb if rgb.dtype == np.uint8 else from_float(rgb, np.uint8))
+    step = max(1, max(rgb.shape[:2]) // 640)  # thinned first: 16-bit and float photos convert no full copy
+    rgb = rgb[::step, ::step]
+    if rgb.dtype != np.uint8:
+        rgb = from_float(to_float(rgb), np.uint8)
+    small = Image.fromarray(np.ascontiguousarray(rgb))
     small.thumbnail((160, 160), Image.Resampling.BOX)
     out = io.BytesIO()
     small.save(out, "JPEG", quality=85)

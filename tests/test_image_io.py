@@ -168,6 +168,29 @@ def test_format_for_path():
     assert all(e.startswith(".") and e == e.lower() for e in iio.SUPPORTED_EXTENSIONS)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_tiff_associated_alpha_read_as_straight_colours(tmp_path, rng, dtype):
+    """A TIFF with associated (premultiplied) alpha, as ImageMagick and others write it: its half-transparent
+    pixels keep their colour rather than darkening, and the result (straight alpha) shows the same picture."""
+    top = 1.0 if dtype == np.float32 else np.iinfo(dtype).max
+    rgb = (rng.random((6, 9, 3)) * top).astype(dtype)
+    alpha = np.linspace(0, top, 54).reshape(6, 9).astype(dtype)
+    premultiplied = (rgb.astype(np.float64) * alpha[..., None] / top)
+    if dtype != np.float32:
+        premultiplied = np.rint(premultiplied)
+    src = tmp_path / "assoc.tif"
+    tifffile.imwrite(src, np.dstack([premultiplied.astype(dtype), alpha]), photometric="rgb", extrasamples=(1,))
+    ph = load_photo(src)
+    assert ph.rgb.dtype == dtype and np.array_equal(ph.alpha, alpha)
+    seen = alpha > top / 4  # where the premultiplied samples still hold the colour to a few levels
+    error = np.abs(ph.rgb.astype(np.float64) - rgb)[seen] / top
+    assert error.max() <= 4 / 255 and (ph.rgb[alpha == 0] == 0).all()
+    save_photo(ph, ph.rgb, tmp_path / "out.tif")
+    with tifffile.TiffFile(tmp_path / "out.tif") as tif:
+        assert tif.pages.first.extrasamples == (tifffile.EXTRASAMPLE.UNASSALPHA,)
+        assert np.array_equal(tif.pages.first.asarray()[..., :3], ph.rgb)
+
+
 # ----------------------------------------------------------------------------- orientation and metadata
 
 @pytest.mark.parametrize("orientation", range(1, 9))

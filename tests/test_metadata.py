@@ -106,6 +106,68 @@ def test_tags_reach_every_output_format(tmp_path, fmt):
     assert thumb.height > thumb.width and np.asarray(thumb.convert("RGB"))[..., 0].std() > 10
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
+def test_maker_note_preview_of_the_old_picture_is_dropped(tmp_path, fmt):
+    """Cameras keep a preview of the picture inside their maker note (here Olympus's ThumbnailImage):
+    carried to the result, viewers that show it would show the photo before retouching."""
+    from csr_core import metadata
+    exiv2 = metadata.library()
+    src = tmp_path / "olympus.jpg"
+    Image.fromarray(np.full((120, 160, 3), (40, 160, 60), np.uint8)).save(src, quality=95)
+    red = io.BytesIO()
+    Image.new("RGB", (160, 120), "red").save(red, "JPEG")
+    image = exiv2.ImageFactory.open(str(src))
+    image.readMetadata()
+    exif = image.exifData()
+    exif["Exif.Image.Make"], exif["Exif.Image.Model"] = "OLYMPUS IMAGING CORP.", "E-M1"
+    exif["Exif.Olympus.Quality"] = exiv2.UShortValue(2)
+    exif["Exif.Olympus.ThumbnailImage"] = exiv2.DataValue(red.getvalue())
+    image.writeMetadata()
+
+    def previews(path) -> list[int]:
+        image = exiv2.ImageFactory.open(str(path))
+        image.readMetadata()
+        return [p.width_ for p in exiv2.PreviewManager(image).getPreviewProperties()]
+
+    assert previews(src) == [160]
+    photo = load_photo(src)
+    out = tmp_path / f"out{EXT[fmt]}"
+    save_photo(photo, photo.rgb, out)
+    assert previews(out) == []
+    after = load_photo(out).meta
+    assert after.get("Exif.Olympus.Quality") == "2" and after.get("Exif.Image.Model") == "E-M1"
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_thumbnail_of_a_16_bit_or_float_result_shows_it(tmp_path, dtype):
+    """A 16-bit or float result (a RAW developed to TIFF: a CR2 carries an EXIF thumbnail) gets a
+    thumbnail of its own picture, not a white one."""
+    from csr_core import metadata
+    exiv2 = metadata.library()
+    src = tmp_path / "in.jpg"
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(src, quality=95)
+    image = exiv2.ImageFactory.open(str(src))
+    image.readMetadata()
+    exif = image.exifData()
+    exif["Exif.Image.Make"] = "CsrCam"
+    red = io.BytesIO()
+    Image.new("RGB", (16, 12), "red").save(red, "JPEG")
+    exiv2.ExifThumb(exif).setJpegThumbnail(red.getvalue())
+    image.writeMetadata()
+    photo = load_photo(src)
+    assert photo.meta.thumbnail
+    top = 1.0 if dtype == np.float32 else 65535
+    result = np.empty((48, 64, 3), dtype)
+    result[...] = np.array([0.25, 0.5, 0.75]) * top
+    out = tmp_path / "out.tif"
+    save_photo(photo, result, out)
+    image = exiv2.ImageFactory.open(str(out))
+    image.readMetadata()
+    thumb = Image.open(io.BytesIO(bytes(exiv2.ExifThumbC(image.exifData()).copy().data())))
+    assert thumb.size == (64, 48)
+    assert np.abs(np.asarray(thumb.convert("RGB")).mean((0, 1)) - (64, 128, 191)).max() < 4
+
+
 @needs_exiftool
 def test_tags_not_in_the_source_are_not_invented(tmp_path):
     src = tagged_jpeg(tmp_path / "in.jpg", orientation=1, thumbnail=False)
@@ -186,9 +248,9 @@ _XYZ_TO_SRGB = tuple(v for x in (32404542, -15371385, -4985314, -9692660, 187601
                                   10572252) for v in (x // 100, 100000))
 
 
-def write_dng(path: Path, h: int = 64, w: int = 96, rgb: np.ndarray | None = None) -> np.ndarray:
+def write_dng(path: Path, h: int = 64, w: int = 96, rgb: np.ndarray | None = None, extratags=()) -> np.ndarray:
     """A CFA DNG (RGGB, 12-bit) of ``rgb`` (linear sRGB in [0, 1]; default ``scene()``) with the tags LibRaw
-    needs; returns the scene."""
+    needs (and ``extratags``, as tifffile takes them); returns the scene."""
     rgb = scene(h, w) if rgb is None else rgb
     h, w = rgb.shape[:2]
     y, x = np.mgrid[0:h, 0:w]
@@ -198,7 +260,7 @@ def write_dng(path: Path, h: int = 64, w: int = 96, rgb: np.ndarray | None = Non
             (50708, "s", 0, "CSR test camera", True), (50714, "H", 1, 256, True), (50717, "H", 1, 4095, True),
             (50721, "2i", 9, _XYZ_TO_SRGB, True),  # camera = linear sRGB (XYZ D65 -> sRGB, Lindbloom)
             (50778, "H", 1, 21, True), (50728, "2I", 3, (1, 1, 1, 1, 1, 1), True),
-            (271, "s", 0, "CsrCam", True), (272, "s", 0, "Model X", True)]
+            (271, "s", 0, "CsrCam", True), (272, "s", 0, "Model X", True), *extratags]
     tifffile.imwrite(path, np.rint(cfa * (4095 - 256) + 256).astype(np.uint16), photometric=32803,
                      subfiletype=0, extratags=tags, metadata=None)
     return rgb
@@ -211,6 +273,26 @@ def dng(tmp_path):
     return path, write_dng(path)
 
 
+def test_tiff_based_raw_read_by_content(tmp_path):
+    """A NEF (ARW, PEF...) is a TIFF whose first image is a small preview and whose raw image is in a SubIFD:
+    piped in, or under another name, it is developed like the named file, not taken for its preview."""
+    pytest.importorskip("rawpy", reason="the 'raw' extra (rawpy) is not installed")
+    h, w = 64, 96
+    y, x = np.mgrid[0:h, 0:w]
+    cfa = np.take_along_axis(scene(h, w), np.array([[0, 1], [1, 2]])[y % 2, x % 2][..., None], 2)[..., 0]
+    path = tmp_path / "DSC_0001.NEF"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(np.full((12, 16, 3), 200, np.uint8), photometric="rgb", subfiletype=1, subifds=1, metadata=None,
+                  extratags=[(271, "s", 0, "NIKON CORPORATION", True), (272, "s", 0, "NIKON D850", True)])
+        tif.write(np.rint(cfa * (4095 - 256) + 256).astype(np.uint16), photometric=32803, subfiletype=0,
+                  extratags=[(33421, "H", 2, (2, 2), True), (33422, "B", 4, (0, 1, 1, 2), True)], metadata=None)
+    named = load_photo(path)
+    assert named.format == "RAW" and named.rgb.shape == (h, w, 3)
+    for src in (path.read_bytes(), io.BytesIO(path.read_bytes())):  # stdin
+        piped = load_photo(src)
+        assert piped.format == "RAW" and np.array_equal(piped.rgb, named.rgb)
+
+
 def test_raw_is_developed_to_16bit_srgb(dng):
     path, rgb = dng
     photo = load_photo(path)
@@ -220,6 +302,36 @@ def test_raw_is_developed_to_16bit_srgb(dng):
     want = rgb[4:-4, 4:-4]
     srgb = np.where(want <= 0.0031308, 12.92 * want, 1.055 * want ** (1 / 2.4) - 0.055)
     assert np.abs(got - srgb).mean() < 0.005  # measured: 6e-5 (a linear or BT.709 curve: > 0.02)
+
+
+def test_dng_default_crop_and_orientation(tmp_path):
+    """A DNG's DefaultCrop is the picture (other converters show only it; the rest is sensor margin),
+    turned as its Orientation says, LibRaw's way for each of the eight."""
+    rawpy = pytest.importorskip("rawpy", reason="the 'raw' extra (rawpy) is not installed")
+    crop = [(50719, "I", 2, (6, 4), True), (50720, "I", 2, (80, 48), True)]  # origin (x, y), size (w, h)
+    write_dng(tmp_path / "whole.dng")
+    whole = load_photo(tmp_path / "whole.dng").rgb
+    # the crop counts from the active area (top, left, bottom, right), where LibRaw's image starts
+    write_dng(tmp_path / "active.dng", extratags=[*crop, (50829, "I", 4, (2, 4, 62, 92), True)])
+    active = load_photo(tmp_path / "active.dng").rgb
+    write_dng(tmp_path / "active_whole.dng", extratags=[(50829, "I", 4, (2, 4, 62, 92), True)])
+    assert np.array_equal(active, load_photo(tmp_path / "active_whole.dng").rgb[4:52, 6:86])
+    for orientation in range(1, 9):
+        path = tmp_path / f"o{orientation}.dng"
+        write_dng(path, extratags=[*crop, (274, "H", 1, orientation, True)])
+        with rawpy.imread(str(path)) as raw:  # LibRaw turning it, uncropped
+            turned = raw.postprocess(use_camera_wb=True, no_auto_bright=True, bright=1.0, output_bps=16,
+                                     gamma=(2.4, 12.92), highlight_mode=rawpy.HighlightMode.Clip,
+                                     demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD)
+        got = load_photo(path).rgb
+        assert got.shape == ((48, 80, 3) if orientation < 5 else (80, 48, 3))
+        assert np.array_equal(got, iio_orient(whole[4:52, 6:86], orientation))
+        assert np.array_equal(iio_orient(whole, orientation), turned)
+
+
+def iio_orient(rgb: np.ndarray, orientation: int) -> np.ndarray:
+    from csr_core.image_io import _orient
+    return _orient(rgb, orientation)
 
 
 @needs_exiftool
@@ -235,6 +347,26 @@ def test_raw_exif_carried_to_16bit_tiff(dng, tmp_path):
     lost = {k: v for k, v in TAGS.items() if k.startswith(("ExifIFD", "GPS", "IFD0")) and after.get(k) != v}
     assert lost == {}
     assert "IFD0:DNGVersion" not in after and "IFD0:CFAPattern2" not in after  # the output is no DNG
+
+
+@needs_exiftool
+def test_raw_developed_to_srgb_says_so(dng, tmp_path):
+    """A camera set to Adobe RGB marks its RAW's EXIF Uncalibrated (and DCF's R03); csr develops it to sRGB,
+    so the result says sRGB, with an sRGB profile, and a profile in the RAW (its preview's) changes nothing."""
+    import imagecodecs
+    path, _ = dng
+    plain = load_photo(path).rgb
+    (tmp_path / "adobe.icc").write_bytes(imagecodecs.cms_profile("adobergb"))
+    write_tags(path, {"ExifIFD:ColorSpace": 65535, "InteropIFD:InteropIndex": "R03"},
+               f"-ICC_Profile<={tmp_path / 'adobe.icc'}")
+    assert read_tags(path)["ICC_Profile:ProfileDescription"] == "Adobe RGB (compatible)"
+    photo = load_photo(path)
+    assert np.array_equal(photo.rgb, plain)
+    for ext in (".tif", ".jpg"):
+        save_photo(photo, photo.rgb, tmp_path / f"out{ext}")
+        after = read_tags(tmp_path / f"out{ext}")
+        assert (after["ExifIFD:ColorSpace"], after["InteropIFD:InteropIndex"]) == (1, "R98")
+        assert "sRGB" in after["ICC_Profile:ProfileDescription"]
 
 
 @pytest.mark.parametrize("ext", [".heic", ".avif"])
@@ -259,6 +391,73 @@ def test_heif_and_avif_input(tmp_path, ext):
     assert [j.dest.name for j in jobs] == ["in_retouched.jpg"]
     save_photo(photo, photo.rgb, jobs[0].dest)
     assert Image.open(jobs[0].dest).getexif()[271] == "PhoneCam"
+
+
+@pytest.mark.parametrize("ext", [".heic", ".avif"])
+def test_display_p3_declared_without_icc_profile_is_converted(tmp_path, ext):
+    """Phones and AVIF encoders often declare the colour space in an nclx box and embed no ICC profile:
+    a Display P3 red must come out as the more saturated sRGB red it is, not as its P3 numbers."""
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    rgb[...] = (230, 40, 40)
+    path = tmp_path / f"p3{ext}"
+    if ext == ".heic":
+        pillow_heif = pytest.importorskip("pillow_heif", reason="the 'heif' extra (pillow-heif) is not installed")
+        pillow_heif.from_bytes(mode="RGB", size=(64, 48), data=rgb.tobytes()).save(
+            path, quality=100, color_primaries=12, transfer_characteristic=13, matrix_coefficients=6,
+            full_range_flag=1)
+    else:
+        from PIL import features
+        if not features.check("avif"):
+            pytest.skip("this Pillow has no AVIF support")
+        Image.fromarray(rgb).save(path, "AVIF", quality=100)
+        data = bytearray(path.read_bytes())
+        at = data.find(b"colrnclx") + 8
+        assert data[at:at + 4] in (b"\0\1\0\x0d", b"\0\2\0\2")  # BT.709/unspecified primaries, sRGB curve
+        srgb = load_photo(bytes(data), name="srgb")  # declared sRGB: the numbers as they are
+        assert srgb.source_space == "sRGB" and np.abs(srgb.rgb[24, 32].astype(int) - (230, 40, 40)).max() <= 3
+        data[at:at + 2] = (12).to_bytes(2, "big")  # Display P3
+        path.write_bytes(bytes(data))
+    photo = load_photo(path)
+    assert photo.source_space != "sRGB"
+    red = photo.rgb[24, 32].astype(int)
+    assert red[0] >= 245 and red[1] <= 8 and 10 <= red[2] <= 26, red  # P3 (230, 40, 40) is sRGB (251, 0, 18)
+    save_photo(photo, photo.rgb, tmp_path / "out.jpg")
+    if ext == ".heic":  # a gray photo declaring P3 primaries is gray as it is, without a warning
+        pillow_heif.from_bytes(mode="L", size=(64, 48), data=bytes([120]) * 64 * 48).save(
+            tmp_path / "gray.heic", quality=100, color_primaries=12, transfer_characteristic=13,
+            matrix_coefficients=6, full_range_flag=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            gray = load_photo(tmp_path / "gray.heic")
+        assert gray.source_space == "sRGB" and np.abs(gray.rgb.astype(int) - 120).max() <= 2
+    from PIL import ImageCms
+    with Image.open(tmp_path / "out.jpg") as out:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(out.info["icc_profile"]))
+    assert "sRGB" in ImageCms.getProfileDescription(profile)
+
+
+def test_raw_and_deep_heif_count_as_16_bit_in_the_memory_budget(dng, tmp_path):
+    """The budget takes 16-bit photos up to 2/3 of CSR_MAX_PIXELS (133 MP of 200): a RAW develops to 16 bits
+    and a 10-bit HEIC decodes to 16, so either is refused where an 8-bit photo of its size is not."""
+    from csr_core.errors import ImageError
+    path, _ = dng
+    pixels = 64 * 96
+    limit = pixels * 5 // 4  # room for 8-bit samples (3 copies x 3 bytes a pixel), not for 16-bit
+    Image.fromarray(np.zeros((64, 96, 3), np.uint8)).save(tmp_path / "same.png")
+    assert load_photo(tmp_path / "same.png", max_pixels=limit).rgb.shape == (64, 96, 3)
+    with pytest.raises(ImageError, match=r"shot\.dng: image too large: retouching this RAW needs"):
+        load_photo(path, max_pixels=limit)
+    assert load_photo(path, max_pixels=2 * pixels).rgb.dtype == np.uint16
+    pillow_heif = pytest.importorskip("pillow_heif", reason="the 'heif' extra (pillow-heif) is not installed")
+    for mode, bits, refused in (("RGB", 8, False), ("RGB;16", 10, True)):
+        heic = tmp_path / f"deep{bits}.heic"
+        pillow_heif.from_bytes(mode=mode, size=(96, 64), data=bytes(64 * 96 * 3 * (bits > 8 and 2 or 1))).save(
+            heic, quality=90)
+        if refused:
+            with pytest.raises(ImageError, match=r"image too large: retouching this HEIF needs"):
+                load_photo(heic, max_pixels=limit)
+        else:
+            assert load_photo(heic, max_pixels=limit).rgb.dtype == np.uint8
 
 
 def test_missing_extra_is_one_clear_line(tmp_path, monkeypatch):
