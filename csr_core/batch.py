@@ -21,6 +21,7 @@ from __future__ import annotations
 import glob
 import os
 import stat
+import sys
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,6 +203,13 @@ def _destination(src: Path, root: Path, out: Path | None, to_file: bool, ext: st
     return out / src.relative_to(root).with_suffix(ext or output_extension(src.name))
 
 
+def _same_file_key(path: Path) -> str:
+    """What two output paths share when they name one file: Windows and (by default) macOS disks ignore the
+    case of names, so IMG_1_retouched.jpg and IMG_1_retouched.JPG would overwrite each other there."""
+    key = os.path.normcase(os.path.abspath(path))
+    return key.casefold() if sys.platform == "darwin" else key
+
+
 def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> tuple[list[Job], list[str], int]:
     """Jobs for the inputs, problem lines, and how many files were left out as csr's own results. ``output``:
     a file (one input), a folder (always when it ends in a slash), or None (beside each input). Inputs and
@@ -255,9 +263,10 @@ def plan(inputs: Iterable[str], output: str | None, fmt: str | None = None) -> t
         if owner is not None and owner != job.src:  # named like another job's output: never retouched
             job.skip = f"{job.src}: skipped, it is the output of {owner} (not retouched again)"
             continue
-        key = str(job.dest) if isinstance(job.dest, storage.Url) else os.path.normcase(os.path.abspath(job.dest))
+        key = str(job.dest) if isinstance(job.dest, storage.Url) else _same_file_key(job.dest)
         if key in seen:
-            job.error = f"{job.src}: output {job.dest} is also the output of {seen[key]}"
+            job.error = (f"{job.src}: output {job.dest} is also the output of {seen[key]} (two photos of one name: "
+                         f"retouch this one on its own with -o)")
             continue
         seen[key] = job.src
         try:

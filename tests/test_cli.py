@@ -97,6 +97,23 @@ def test_folder_recursive_keeps_structure_and_reports_failures(run, tmp_path):
     assert not list((tmp_path / "out").rglob("*.part")) and not (tmp_path / "out" / "sub" / "broken.png").exists()
 
 
+@pytest.mark.parametrize("platform", ["linux", "darwin"])
+def test_two_photos_of_one_name_never_share_an_output(run, tmp_path, monkeypatch, platform):
+    """IMG_1.png and IMG_1.jpg both make IMG_1_retouched.jpg with --format jpg: the second is refused with a way
+    out, the first is written; on a Mac (names without case) IMG_2_retouched.JPG and .jpg are one file too."""
+    import csr_core.batch
+
+    monkeypatch.setattr(csr_core.batch.sys, "platform", platform)
+    for name in ("IMG_1.png", "IMG_1.jpg", "IMG_2.jpg", "IMG_2.JPG"):
+        _photo(tmp_path / name)
+    res = run("retouch", tmp_path / "IMG_1.png", tmp_path / "IMG_1.jpg", "--format", "jpg")
+    assert res.exit_code == 1 and res.output.count("csr: error: ") == 1, res.output
+    assert f"output {tmp_path / 'IMG_1_retouched.jpg'} is also the output of {tmp_path / 'IMG_1.png'} (two photos " \
+        "of one name: retouch this one on its own with -o)" in res.output, res.output
+    res = run("retouch", tmp_path / "IMG_2.jpg", tmp_path / "IMG_2.JPG")
+    assert (res.exit_code, res.output.count("is also the output of")) == ((1, 1) if platform == "darwin" else (0, 0))
+
+
 def test_glob_pattern(run, tmp_path):
     for i in range(3):
         _photo(tmp_path / f"p{i}.jpg", seed=i)
