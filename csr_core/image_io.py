@@ -149,6 +149,7 @@ class _Decoded:
     format: str
     orientation: int | None = None  # when not taken from the metadata (TIFF tag; 1: decoder applied it)
     icc: bytes | None = None  # the colour space a HEIF/AVIF declares without an ICC profile (its nclx)
+    hdr: str | None = None  # the HDR curve a HEIF/AVIF declares (PQ, HLG): read as a standard photo
 
 
 def load_photo(src: str | os.PathLike | bytes | BinaryIO, *, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -398,25 +399,31 @@ def _read_raw(data: bytes, max_pixels: int) -> _Decoded:
 
 
 def _read_heif(data: bytes, max_pixels: int) -> _Decoded:
-    icc = _check_heif(data)
-    return _Decoded(_camera(camera.decode_heif, data, max_pixels, "this HEIF"), "HEIF", 1, icc)
+    icc, hdr = _check_heif(data)
+    return _Decoded(_camera(camera.decode_heif, data, max_pixels, "this HEIF"), "HEIF", 1, icc, hdr)
 
 
 def _read_avif(data: bytes, max_pixels: int) -> _Decoded:
-    icc = _check_heif(data)
+    icc, hdr = _check_heif(data)
     dec = _read_pillow(data, max_pixels)
-    dec.icc = icc
+    dec.icc, dec.hdr = icc, hdr
     return dec
 
 
-def _check_heif(data: bytes) -> bytes | None:
+#: nclx transfer characteristics of HDR photos (ITU-T H.273): csr reads them as standard-range photos.
+_NCLX_HDR = {16: "PQ", 18: "HLG"}
+
+
+def _check_heif(data: bytes) -> tuple[bytes | None, str | None]:
     """Refuse a declared size that the coded data cannot fill, and grid tiles sharing data (heif_guard);
-    return the profile of the colour space its nclx box declares, if other than sRGB."""
+    return the profile of the colour space its nclx box declares, if other than sRGB, and its HDR curve."""
     try:
         info = heif_guard.inspect(data)
     except heif_guard.HeifDataError as exc:
         raise _Bad(str(exc)) from None
-    return _nclx_profile(*info.nclx) if info.nclx else None
+    if not info.nclx:
+        return None, None
+    return _nclx_profile(*info.nclx), _NCLX_HDR.get(info.nclx[1])
 
 
 def _camera(decode, data: bytes, max_pixels: int, what: str) -> np.ndarray:
@@ -517,6 +524,9 @@ def _assemble(dec: _Decoded, meta: metadata.Metadata, name: str) -> Photo:
     alpha_index = 1 if gray else 3
     alpha = np.ascontiguousarray(arr[..., alpha_index]) if arr.shape[2] > alpha_index else None
     raw = dec.format == "RAW"  # LibRaw developed it to sRGB: a profile in the file is its preview's
+    if dec.hdr:
+        warnings.warn(f"{name}: an HDR photo ({dec.hdr} curve), read as a standard one: its tones and colours "
+                      f"come out wrong; export it as a standard (SDR) photo first", stacklevel=3)
     declared = None if gray else dec.icc  # an nclx's primaries say nothing about gray
     colour, icc, space = _to_srgb(colour, gray, None if raw else meta.icc or declared, name)
     if raw:  # converted from the camera's colours: written with an sRGB profile and EXIF ColorSpace sRGB

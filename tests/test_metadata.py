@@ -592,3 +592,26 @@ def test_made_by_csr_knows_its_float_tiff_results(tmp_path):
     save_quietly(photo, photo.rgb, out, made={"style": "auto", "strength": "1"})
     assert tifffile.imread(out).dtype == np.float32
     assert made_by_csr(out) and made_by_csr(io.BytesIO(out.read_bytes())) and not made_by_csr(src)
+
+
+@pytest.mark.parametrize("transfer, curve", [(16, "PQ"), (18, "HLG")])
+def test_hdr_heif_is_read_with_a_warning(tmp_path, transfer, curve):
+    """An HDR HEIC (a PQ or HLG curve, as phones record them) is read as a standard photo: csr says so in one
+    line instead of handing back wrong tones in silence; a standard one reads without a word."""
+    import warnings
+
+    pillow_heif = pytest.importorskip("pillow_heif", reason="the 'heif' extra (pillow-heif) is not installed")
+    pillow_heif.from_bytes(mode="RGB", size=(64, 48), data=np.full((48, 64, 3), 120, np.uint8).tobytes()).save(
+        tmp_path / "sdr.heic", quality=90, color_primaries=9, transfer_characteristic=13, matrix_coefficients=9)
+    data = (tmp_path / "sdr.heic").read_bytes()  # the encoder writes an 8-bit photo's curve as sRGB's: set it
+    assert data.count(b"colrnclx\0\x09\0\x0d") == 1
+    (tmp_path / "hdr.heic").write_bytes(data.replace(b"colrnclx\0\x09\0\x0d",
+                                                     b"colrnclx\0\x09" + transfer.to_bytes(2, "big")))
+    with pytest.warns(UserWarning) as caught:
+        load_photo(tmp_path / "hdr.heic")
+    assert [str(w.message) for w in caught] == [
+        f"{tmp_path / 'hdr.heic'}: an HDR photo ({curve} curve), read as a standard one: its tones and colours "
+        f"come out wrong; export it as a standard (SDR) photo first"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_photo(tmp_path / "sdr.heic")
