@@ -392,3 +392,36 @@ def test_finished_copies_count_once_and_tiny_photos_are_skipped(tmp_path):
                      "skipped strip.png: 64x15 pixels, too small to learn from (at least 16 on each side)",
                      "left out 2 copies of a photo already read (the same pixels; each photo counts once): "
                      "f00.tif (= f00.png), f00_copy.png (= f00.png)"]
+
+
+def test_a_style_scoring_below_its_start_says_so_on_its_card_and_at_the_end(toy_registry, tmp_path, monkeypatch):
+    """Validation chose steps, yet on whole photos the new style scores below 'auto': the photographer is told,
+    by csr finetune and by the card, that 'auto' comes closer to these edits."""
+    import csr_cli.finetune
+    import csr_core.finetune as ft
+
+    scored = ft._Scorer.__call__
+
+    def swapped(self, model, idx, pairs_only=None):  # the tuned style and its start trade places
+        out = scored(self, model, idx, pairs_only)
+        return {i: dict(r, style=r["base"], base=r["style"]) for i, r in out.items()}
+
+    monkeypatch.setattr(ft._Scorer, "__call__", swapped)
+    monkeypatch.setattr(csr_cli.finetune, "registry", lambda: toy_registry)
+    monkeypatch.setattr(ft, "FinetuneConfig", lambda **kw: FinetuneConfig(**dict(FAST, **kw)))
+    from csr_cli.main import cli
+
+    result = CliRunner().invoke(cli, ["finetune", "--pairs", str(write_pairs(tmp_path / "p", 6)), "--name", "mine"])
+    assert result.exit_code == 0, result.output
+    s = toy_registry.get("mine").card["scores"]["validation"]
+    assert s["psnr"] < s["base_style"]["psnr"]
+    below = [w for w in toy_registry.get("mine").card["warnings"] if "below 'auto'" in w]
+    assert below == [f"on pairs it did not learn from, the new style scores {s['psnr']:.2f} dB, below 'auto' "
+                     f"({s['base_style']['psnr']:.2f} dB): 'auto' comes closer to these edits; more or more "
+                     "consistent pairs, or your finished photos (--finished), may help"]
+    assert below[0] in " ".join(result.output.split())
+
+
+def test_a_style_that_beats_its_start_gets_no_below_warning(tuned):
+    _, style, _ = tuned
+    assert not any("below" in w for w in style.card["warnings"])
