@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from csr_core.errors import require
+from csr_core.errors import UsageError, require
 
 from .common import (expert_option, handle_errors, overwrite_style_option, plural, read_pairs, read_photos, registry,
                      say, warn_if_worse_than_nothing, WholeNumber)
@@ -27,8 +27,9 @@ def summary_lines(card: dict) -> list[str]:
 
 
 @click.command("finetune")
-@click.option("--pairs", "pairs_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
-              help="Folder of pairs: before/ + after/, X_input + X_target files, or FiveK input/ + expertX/.")
+@click.option("--pairs", "pairs_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Folder of pairs: before/ + after/, X_input + X_target files, or FiveK input/ + expertX/ "
+                   "(required).")
 @click.option("--finished", "finished_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Folder of finished photos in the same look (a portfolio, an exported album): the pairs' "
                    "colour maps turn them into more examples to learn from. Needs only 3 pairs.")
@@ -58,6 +59,10 @@ def command(pairs_dir, finished_dir, name, base, expert, steps, overwrite, threa
       csr finetune --pairs my_edits/ --finished portfolio/ --name mine
       csr finetune --pairs /data/fivek --expert B --name B
     """
+    if pairs_dir is None:  # a photographer with only finished photos learns why pairs are needed
+        raise UsageError("missing option '--pairs'" + (
+            ": finished photos need 3 or more before/after pairs beside them (--pairs DIR), from which csr "
+            "learns how your edits change colour and tone" if finished_dir is not None else ""))
     require("train", "csr finetune")
     from csr_core.finetune import FinetuneConfig, check_enough_pairs, finetune_style
     from csr_core.finished import load_finished

@@ -425,3 +425,18 @@ def test_a_style_scoring_below_its_start_says_so_on_its_card_and_at_the_end(toy_
 def test_a_style_that_beats_its_start_gets_no_below_warning(tuned):
     _, style, _ = tuned
     assert not any("below" in w for w in style.card["warnings"])
+
+
+def test_finished_photos_alone_say_that_pairs_are_needed_beside_them(toy_registry, tmp_path, monkeypatch):
+    import csr_cli.finetune
+    from csr_cli.main import cli
+
+    monkeypatch.setattr(csr_cli.finetune, "registry", lambda: toy_registry)
+    (tmp_path / "portfolio").mkdir()
+    alone = CliRunner().invoke(cli, ["finetune", "--finished", str(tmp_path / "portfolio"), "--name", "mine"])
+    assert alone.exit_code == 2 and "Traceback" not in alone.output
+    assert alone.output.strip().splitlines() == [
+        "csr: error: missing option '--pairs': finished photos need 3 or more before/after pairs beside them "
+        "(--pairs DIR), from which csr learns how your edits change colour and tone"]
+    neither = CliRunner().invoke(cli, ["finetune", "--name", "mine"])
+    assert neither.exit_code == 2 and neither.output.strip() == "csr: error: missing option '--pairs'"
