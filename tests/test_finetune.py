@@ -440,3 +440,42 @@ def test_finished_photos_alone_say_that_pairs_are_needed_beside_them(toy_registr
         "(--pairs DIR), from which csr learns how your edits change colour and tone"]
     neither = CliRunner().invoke(cli, ["finetune", "--name", "mine"])
     assert neither.exit_code == 2 and neither.output.strip() == "csr: error: missing option '--pairs'"
+
+
+@pytest.mark.parametrize("finished", [False, True])
+def test_photos_beside_before_and_after_are_said_to_be_unused_unless_finished_names_them(
+        toy_registry, tmp_path, monkeypatch, finished):
+    """A photographer keeps 6 pairs and their finished photos in one folder: without --finished those photos
+    are not learned from, and csr says so (and how to use them) before training."""
+    import csr_cli.finetune
+    import csr_core.finetune as ft
+    from csr_cli.main import cli
+    from PIL import Image
+
+    folder = write_pairs(tmp_path / "shoot", 6)
+    for i in range(3):
+        Image.new("RGB", (40, 30), (90 + 40 * i, 80, 70)).save(folder / f"final{i}.jpg")
+    (folder / "notes.txt").write_text("not a photo")
+
+    def trained(*args, **kwargs):  # training itself is not what this checks
+        raise PairsError("stopped here")
+
+    monkeypatch.setattr(csr_cli.finetune, "registry", lambda: toy_registry)
+    monkeypatch.setattr(ft, "finetune_style", trained)
+    args = ["finetune", "--pairs", str(folder), "--name", "mine"] + (["--finished", str(folder)] if finished else [])
+    out = CliRunner().invoke(cli, args).output
+    assert "csr: error: stopped here" in out
+    note = (f"csr: note: 3 photos in {folder} beside its before/ and after/ folders are not used; to learn from "
+            f"finished photos, add --finished {folder}")
+    assert (note in out.splitlines()) == (not finished), out
+
+
+def test_a_plain_pairs_folder_gets_no_note_about_unused_photos(tmp_path):
+    from csr_cli.finetune import loose_photos
+
+    folder = write_pairs(tmp_path / "pairs", 5)
+    assert loose_photos(folder) == 0
+    (folder / "IMG_1.JPG").write_bytes(b"")
+    (folder / ".hidden.jpg").write_bytes(b"")
+    assert loose_photos(folder) == 1
+    assert loose_photos(write_pairs(tmp_path / "flat", 5, layout="flat")) == 0  # X_input + X_target files
