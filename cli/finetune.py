@@ -26,6 +26,18 @@ def summary_lines(card: dict) -> list[str]:
     return lines
 
 
+def verdict(card: dict) -> str:
+    """In plain words, how much closer to the pairs' edits the new style comes than the style it started
+    from, on pairs it did not learn from ('' when it does not: a warning then says so)."""
+    s = card["scores"]["validation"]
+    new, start = round(s["psnr"], 2), round(s["base_style"]["psnr"], 2)
+    name = card.get("training", {}).get("initialised_from", "start style")
+    if new <= start:
+        return ""
+    return (f"on pairs it did not learn from, the new style comes {new - start:.2f} dB closer to your edits than "
+            f"'{name}' ({new:.2f} against {start:.2f} dB)")
+
+
 def loose_photos(folder: Path) -> int:
     """How many photos lie directly in a pairs folder laid out as before/ + after/ (read by no layout)."""
     from csr_core.pairs import SUPPORTED_EXTS
@@ -105,6 +117,9 @@ def command(pairs_dir, finished_dir, name, base, expert, steps, overwrite, threa
                f"the network '{style.card['base']['name']}') -> {style.path}")
     for line in summary_lines(style.card):
         click.echo(line)
+    gain = verdict(style.card)
+    if gain:
+        click.echo(gain)
     s = style.card["scores"]["validation"]
     warn_if_worse_than_nothing(s["psnr"], s["baseline_psnr"], f"{style.card['validation']['method']} validation",
                                "more or more consistent pairs, or --from another style, may help")

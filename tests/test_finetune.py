@@ -131,6 +131,7 @@ def test_cli_expert_flag_reads_that_expert(toy_registry, tmp_path, monkeypatch):
     assert "saved style 'B'" in out.output and "5-fold validation on 5 pairs" in out.output
     # the style learned expertB's look (expertC holds inverted images, far from anything learned)
     assert card["scores"]["validation"]["psnr"] > card["scores"]["validation"]["base_style"]["psnr"]
+    assert any(ln.startswith("on pairs it did not learn from, the new style comes ") for ln in out.output.splitlines())
 
 
 def test_a_style_tuned_from_a_research_only_style_keeps_its_terms(toy_registry, tmp_path):
@@ -479,3 +480,16 @@ def test_a_plain_pairs_folder_gets_no_note_about_unused_photos(tmp_path):
     (folder / ".hidden.jpg").write_bytes(b"")
     assert loose_photos(folder) == 1
     assert loose_photos(write_pairs(tmp_path / "flat", 5, layout="flat")) == 0  # X_input + X_target files
+
+
+def test_the_end_of_a_fine_tune_says_in_plain_words_how_much_it_beats_its_start(tuned):
+    from csr_cli.finetune import verdict
+
+    _, style, _ = tuned
+    s = style.card["scores"]["validation"]
+    gain = round(s["psnr"], 2) - round(s["base_style"]["psnr"], 2)
+    assert gain > 0 and verdict(style.card) == (
+        f"on pairs it did not learn from, the new style comes {gain:.2f} dB closer to your edits than 'auto' "
+        f"({s['psnr']:.2f} against {s['base_style']['psnr']:.2f} dB)")
+    same = dict(style.card, scores=dict(validation=dict(s, psnr=s["base_style"]["psnr"])))
+    assert verdict(same) == ""  # no gain: the warning on the card says so instead
