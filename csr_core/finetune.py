@@ -255,7 +255,9 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
     validation = {k: _named(v, names) if k in ("folds", "val_pairs") else v for k, v in validation.items()}
     validation["per_pair"] = {names[i]: per[i] for i in sorted(per)}
     if not validation["chosen_steps"]:
-        warnings.append(f"validation found no gain over '{base}' on these pairs: the new style equals it")
+        more = "more pairs" + ("" if finished is not None else ", or your finished photos (--finished),")
+        warnings.append(f"on pairs it did not learn from, nothing it learned came closer to your edits than "
+                        f"'{base}': the new style is '{base}' unchanged; {more} may help")
     warnings += _below_start(_summary(per), base, finished is not None)
 
     who = f"MIT-Adobe FiveK expert {expert}'s" if expert else "your"

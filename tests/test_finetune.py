@@ -493,3 +493,17 @@ def test_the_end_of_a_fine_tune_says_in_plain_words_how_much_it_beats_its_start(
         f"({s['psnr']:.2f} against {s['base_style']['psnr']:.2f} dB)")
     same = dict(style.card, scores=dict(validation=dict(s, psnr=s["base_style"]["psnr"])))
     assert verdict(same) == ""  # no gain: the warning on the card says so instead
+
+
+def test_a_style_that_learned_nothing_says_it_is_its_start_unchanged_and_what_may_help(toy_registry, tmp_path,
+                                                                                      monkeypatch):
+    import csr_core.finetune as ft
+
+    monkeypatch.setattr(ft, "_pooled", lambda runs: (0, [0], [0.0]))  # validation keeps the start weights
+    style = finetune_style(write_pairs(tmp_path / "p", 5), "same", registry=toy_registry,
+                           config=FinetuneConfig(**FAST))
+    assert style.card["validation"]["chosen_steps"] == 0
+    assert "on pairs it did not learn from, nothing it learned came closer to your edits than 'auto': the new " \
+           "style is 'auto' unchanged; more pairs, or your finished photos (--finished), may help" \
+           in style.card["warnings"]
+    assert not any("below 'auto'" in w for w in style.card["warnings"])  # equal scores: one warning, not two
