@@ -34,8 +34,12 @@ def verdict(card: dict) -> str:
     name = card.get("training", {}).get("initialised_from", "start style")
     if new <= start:
         return ""
-    return (f"on pairs it did not learn from, the new style comes {new - start:.2f} dB closer to your edits than "
+    text = (f"on pairs it did not learn from, the new style comes {new - start:.2f} dB closer to your edits than "
             f"'{name}' ({new:.2f} against {start:.2f} dB)")
+    de, de_start = round(s["delta_e"], 2), round(s["base_style"]["delta_e"], 2)
+    if de > de_start:  # closer by PSNR, yet its colours are further off: said, not hidden behind one number
+        text += f", though its colours differ more from them (dE2000 {de:.2f} against {de_start:.2f})"
+    return text
 
 
 def loose_photos(folder: Path) -> int:

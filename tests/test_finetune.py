@@ -493,6 +493,10 @@ def test_the_end_of_a_fine_tune_says_in_plain_words_how_much_it_beats_its_start(
         f"({s['psnr']:.2f} against {s['base_style']['psnr']:.2f} dB)")
     same = dict(style.card, scores=dict(validation=dict(s, psnr=s["base_style"]["psnr"])))
     assert verdict(same) == ""  # no gain: the warning on the card says so instead
+    base = s["base_style"]
+    off = dict(style.card, scores=dict(validation=dict(s, delta_e=base["delta_e"] + 0.4)))  # colours further off
+    assert verdict(off) == verdict(style.card) + (f", though its colours differ more from them (dE2000 "
+                                                  f"{base['delta_e'] + 0.4:.2f} against {base['delta_e']:.2f})")
 
 
 def test_a_style_that_learned_nothing_says_it_is_its_start_unchanged_and_what_may_help(toy_registry, tmp_path,
