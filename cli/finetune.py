@@ -36,8 +36,8 @@ def verdict(card: dict) -> str:
         return ""
     text = (f"on pairs it did not learn from, the new style comes {new - start:.2f} dB closer to your edits than "
             f"'{name}' ({new:.2f} against {start:.2f} dB)")
-    de, de_start = round(s["delta_e"], 2), round(s["base_style"]["delta_e"], 2)
-    if de > de_start:  # closer by PSNR, yet its colours are further off: said, not hidden behind one number
+    de, de_start = s["delta_e"], s["base_style"]["delta_e"]
+    if de - de_start >= 0.1:  # closer by PSNR, yet colours further off: said, not hidden (a smaller gap is noise)
         text += f", though its colours differ more from them (dE2000 {de:.2f} against {de_start:.2f})"
     return text
 

@@ -497,6 +497,8 @@ def test_the_end_of_a_fine_tune_says_in_plain_words_how_much_it_beats_its_start(
     off = dict(style.card, scores=dict(validation=dict(s, delta_e=base["delta_e"] + 0.4)))  # colours further off
     assert verdict(off) == verdict(style.card) + (f", though its colours differ more from them (dE2000 "
                                                   f"{base['delta_e'] + 0.4:.2f} against {base['delta_e']:.2f})")
+    near = dict(style.card, scores=dict(validation=dict(s, delta_e=base["delta_e"] + 0.05)))
+    assert verdict(near) == verdict(style.card)  # a colour gap under 0.1 dE2000 is noise, not news
 
 
 def test_a_style_that_learned_nothing_says_it_is_its_start_unchanged_and_what_may_help(toy_registry, tmp_path,
