@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from csr_core.errors import require
+from csr_core.errors import UsageError, require
 
 from .common import (expert_option, handle_errors, overwrite_style_option, plural, read_pairs, read_photos, registry,
                      say, warn_if_worse_than_nothing, WholeNumber)
@@ -26,9 +26,40 @@ def summary_lines(card: dict) -> list[str]:
     return lines
 
 
+def verdict(card: dict) -> str:
+    """In plain words, how much closer to the pairs' edits the new style comes than the style it started
+    from, on pairs it did not learn from ('' when it does not: a warning then says so)."""
+    s = card["scores"]["validation"]
+    new, start = round(s["psnr"], 2), round(s["base_style"]["psnr"], 2)
+    name = card.get("training", {}).get("initialised_from", "start style")
+    if new <= start:
+        return ""
+    text = (f"on pairs it did not learn from, the new style comes {new - start:.2f} dB closer to your edits than "
+            f"'{name}' ({new:.2f} against {start:.2f} dB)")
+    de, de_start = s["delta_e"], s["base_style"]["delta_e"]
+    if de - de_start >= 0.1:  # closer by PSNR, yet colours further off: said, not hidden (a smaller gap is noise)
+        text += f", though its colours differ more from them (dE2000 {de:.2f} against {de_start:.2f})"
+    return text
+
+
+def loose_photos(folder: Path) -> int:
+    """How many photos lie directly in a pairs folder laid out as before/ + after/ (read by no layout)."""
+    from csr_core.pairs import SUPPORTED_EXTS
+
+    try:
+        entries = list(folder.iterdir())
+        if not {"before", "after"} <= {p.name.casefold() for p in entries if p.is_dir()}:
+            return 0
+        return sum(p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SUPPORTED_EXTS
+                   for p in entries)
+    except OSError:  # the pairs were read: a folder that cannot be listed again just gets no note
+        return 0
+
+
 @click.command("finetune")
-@click.option("--pairs", "pairs_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
-              help="Folder of pairs: before/ + after/, X_input + X_target files, or FiveK input/ + expertX/.")
+@click.option("--pairs", "pairs_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Folder of pairs: before/ + after/, X_input + X_target files, or FiveK input/ + expertX/ "
+                   "(required).")
 @click.option("--finished", "finished_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Folder of finished photos in the same look (a portfolio, an exported album): the pairs' "
                    "colour maps turn them into more examples to learn from. Needs only 3 pairs.")
@@ -58,6 +89,10 @@ def command(pairs_dir, finished_dir, name, base, expert, steps, overwrite, threa
       csr finetune --pairs my_edits/ --finished portfolio/ --name mine
       csr finetune --pairs /data/fivek --expert B --name B
     """
+    if pairs_dir is None:  # a photographer with only finished photos learns why pairs are needed
+        raise UsageError("missing option '--pairs'" + (
+            ": finished photos need 3 or more before/after pairs beside them (--pairs DIR), from which csr "
+            "learns how your edits change colour and tone" if finished_dir is not None else ""))
     require("train", "csr finetune")
     from csr_core.finetune import FinetuneConfig, check_enough_pairs, finetune_style
     from csr_core.finished import load_finished
@@ -68,6 +103,11 @@ def command(pairs_dir, finished_dir, name, base, expert, steps, overwrite, threa
     cfg = FinetuneConfig(threads=threads, **({"steps": steps, "pseudo_steps": steps} if steps else {}))
     found, loaded, source = read_pairs(pairs_dir, expert, cfg.max_side)
     check_enough_pairs(len(loaded), source, finished_dir is not None)
+    loose = 0 if finished_dir is not None else loose_photos(pairs_dir)
+    if loose:  # finished photos kept beside before/ and after/ are not learned from unless --finished says so
+        say("note", f"{plural(loose, 'photo')} in {pairs_dir} beside its before/ and after/ folders "
+                    f"{'is' if loose == 1 else 'are'} not used; to learn from finished photos, add "
+                    f"--finished {pairs_dir}")
     finished = None
     if finished_dir is not None:  # read first: what is skipped is said before minutes of training
         finished = read_photos(finished_dir, "finished photo", lambda: load_finished(
@@ -81,6 +121,9 @@ def command(pairs_dir, finished_dir, name, base, expert, steps, overwrite, threa
                f"the network '{style.card['base']['name']}') -> {style.path}")
     for line in summary_lines(style.card):
         click.echo(line)
+    gain = verdict(style.card)
+    if gain:
+        click.echo(gain)
     s = style.card["scores"]["validation"]
     warn_if_worse_than_nothing(s["psnr"], s["baseline_psnr"], f"{style.card['validation']['method']} validation",
                                "more or more consistent pairs, or --from another style, may help")

@@ -80,7 +80,7 @@ class StepProgress:
         if info.get("loss") is not None:
             parts.append(f"loss {info['loss']:.4f}")
         if self.val is not None:
-            parts.append(f"val {self.val:.2f} dB")
+            parts.append(f"held-out {self.val:.2f} dB")  # what the photos left out of this run score
         return " · ".join(parts)
 
     def _redraw(self, text: str) -> None:

@@ -255,7 +255,10 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
     validation = {k: _named(v, names) if k in ("folds", "val_pairs") else v for k, v in validation.items()}
     validation["per_pair"] = {names[i]: per[i] for i in sorted(per)}
     if not validation["chosen_steps"]:
-        warnings.append(f"validation found no gain over '{base}' on these pairs: the new style equals it")
+        more = "more pairs" + ("" if finished is not None else ", or your finished photos (--finished),")
+        warnings.append(f"on pairs it did not learn from, nothing it learned came closer to your edits than "
+                        f"'{base}': the new style is '{base}' unchanged; {more} may help")
+    warnings += _below_start(_summary(per), base, finished is not None)
 
     who = f"MIT-Adobe FiveK expert {expert}'s" if expert else "your"
     photos = f" and {len(finished)} finished photos" if finished is not None else ""
@@ -474,6 +477,17 @@ def _holdout(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo
     if pseudo:
         validation["pairs_only"] = dict(chosen_steps=runs["pairs_only"][2])
     return model, per, validation
+
+
+def _below_start(summary: dict, base: str, finished: bool) -> list[str]:
+    """A warning when the new style scores below the style it started from on pairs it did not learn from."""
+    new, start = summary["psnr"], summary["base_style"]["psnr"]
+    if round(new, 2) >= round(start, 2):
+        return []
+    more = "more or more consistent pairs may help" if finished else \
+        "more or more consistent pairs, or your finished photos (--finished), may help"
+    return [f"on pairs it did not learn from, the new style scores {new:.2f} dB, below '{base}' ({start:.2f} dB): "
+            f"'{base}' comes closer to these edits; {more}"]
 
 
 def _named(v, names: list[str]):

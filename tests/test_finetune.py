@@ -131,6 +131,7 @@ def test_cli_expert_flag_reads_that_expert(toy_registry, tmp_path, monkeypatch):
     assert "saved style 'B'" in out.output and "5-fold validation on 5 pairs" in out.output
     # the style learned expertB's look (expertC holds inverted images, far from anything learned)
     assert card["scores"]["validation"]["psnr"] > card["scores"]["validation"]["base_style"]["psnr"]
+    assert any(ln.startswith("on pairs it did not learn from, the new style comes ") for ln in out.output.splitlines())
 
 
 def test_a_style_tuned_from_a_research_only_style_keeps_its_terms(toy_registry, tmp_path):
@@ -392,3 +393,123 @@ def test_finished_copies_count_once_and_tiny_photos_are_skipped(tmp_path):
                      "skipped strip.png: 64x15 pixels, too small to learn from (at least 16 on each side)",
                      "left out 2 copies of a photo already read (the same pixels; each photo counts once): "
                      "f00.tif (= f00.png), f00_copy.png (= f00.png)"]
+
+
+def test_a_style_scoring_below_its_start_says_so_on_its_card_and_at_the_end(toy_registry, tmp_path, monkeypatch):
+    """Validation chose steps, yet on whole photos the new style scores below 'auto': the photographer is told,
+    by csr finetune and by the card, that 'auto' comes closer to these edits."""
+    import csr_cli.finetune
+    import csr_core.finetune as ft
+
+    scored = ft._Scorer.__call__
+
+    def swapped(self, model, idx, pairs_only=None):  # the tuned style and its start trade places
+        out = scored(self, model, idx, pairs_only)
+        return {i: dict(r, style=r["base"], base=r["style"]) for i, r in out.items()}
+
+    monkeypatch.setattr(ft._Scorer, "__call__", swapped)
+    monkeypatch.setattr(csr_cli.finetune, "registry", lambda: toy_registry)
+    monkeypatch.setattr(ft, "FinetuneConfig", lambda **kw: FinetuneConfig(**dict(FAST, **kw)))
+    from csr_cli.main import cli
+
+    result = CliRunner().invoke(cli, ["finetune", "--pairs", str(write_pairs(tmp_path / "p", 6)), "--name", "mine"])
+    assert result.exit_code == 0, result.output
+    s = toy_registry.get("mine").card["scores"]["validation"]
+    assert s["psnr"] < s["base_style"]["psnr"]
+    below = [w for w in toy_registry.get("mine").card["warnings"] if "below 'auto'" in w]
+    assert below == [f"on pairs it did not learn from, the new style scores {s['psnr']:.2f} dB, below 'auto' "
+                     f"({s['base_style']['psnr']:.2f} dB): 'auto' comes closer to these edits; more or more "
+                     "consistent pairs, or your finished photos (--finished), may help"]
+    assert below[0] in " ".join(result.output.split())
+
+
+def test_a_style_that_beats_its_start_gets_no_below_warning(tuned):
+    _, style, _ = tuned
+    assert not any("below" in w for w in style.card["warnings"])
+
+
+def test_finished_photos_alone_say_that_pairs_are_needed_beside_them(toy_registry, tmp_path, monkeypatch):
+    import csr_cli.finetune
+    from csr_cli.main import cli
+
+    monkeypatch.setattr(csr_cli.finetune, "registry", lambda: toy_registry)
+    (tmp_path / "portfolio").mkdir()
+    alone = CliRunner().invoke(cli, ["finetune", "--finished", str(tmp_path / "portfolio"), "--name", "mine"])
+    assert alone.exit_code == 2 and "Traceback" not in alone.output
+    assert alone.output.strip().splitlines() == [
+        "csr: error: missing option '--pairs': finished photos need 3 or more before/after pairs beside them "
+        "(--pairs DIR), from which csr learns how your edits change colour and tone"]
+    neither = CliRunner().invoke(cli, ["finetune", "--name", "mine"])
+    assert neither.exit_code == 2 and neither.output.strip() == "csr: error: missing option '--pairs'"
+
+
+@pytest.mark.parametrize("finished", [False, True])
+def test_photos_beside_before_and_after_are_said_to_be_unused_unless_finished_names_them(
+        toy_registry, tmp_path, monkeypatch, finished):
+    """A photographer keeps 6 pairs and their finished photos in one folder: without --finished those photos
+    are not learned from, and csr says so (and how to use them) before training."""
+    import csr_cli.finetune
+    import csr_core.finetune as ft
+    from csr_cli.main import cli
+    from PIL import Image
+
+    folder = write_pairs(tmp_path / "shoot", 6)
+    for i in range(3):
+        Image.new("RGB", (40, 30), (90 + 40 * i, 80, 70)).save(folder / f"final{i}.jpg")
+    (folder / "notes.txt").write_text("not a photo")
+
+    def trained(*args, **kwargs):  # training itself is not what this checks
+        raise PairsError("stopped here")
+
+    monkeypatch.setattr(csr_cli.finetune, "registry", lambda: toy_registry)
+    monkeypatch.setattr(ft, "finetune_style", trained)
+    args = ["finetune", "--pairs", str(folder), "--name", "mine"] + (["--finished", str(folder)] if finished else [])
+    out = CliRunner().invoke(cli, args).output
+    assert "csr: error: stopped here" in out
+    note = (f"csr: note: 3 photos in {folder} beside its before/ and after/ folders are not used; to learn from "
+            f"finished photos, add --finished {folder}")
+    assert (note in out.splitlines()) == (not finished), out
+
+
+def test_a_plain_pairs_folder_gets_no_note_about_unused_photos(tmp_path):
+    from csr_cli.finetune import loose_photos
+
+    folder = write_pairs(tmp_path / "pairs", 5)
+    assert loose_photos(folder) == 0
+    (folder / "IMG_1.JPG").write_bytes(b"")
+    (folder / ".hidden.jpg").write_bytes(b"")
+    assert loose_photos(folder) == 1
+    assert loose_photos(write_pairs(tmp_path / "flat", 5, layout="flat")) == 0  # X_input + X_target files
+
+
+def test_the_end_of_a_fine_tune_says_in_plain_words_how_much_it_beats_its_start(tuned):
+    from csr_cli.finetune import verdict
+
+    _, style, _ = tuned
+    s = style.card["scores"]["validation"]
+    gain = round(s["psnr"], 2) - round(s["base_style"]["psnr"], 2)
+    assert gain > 0 and verdict(style.card) == (
+        f"on pairs it did not learn from, the new style comes {gain:.2f} dB closer to your edits than 'auto' "
+        f"({s['psnr']:.2f} against {s['base_style']['psnr']:.2f} dB)")
+    same = dict(style.card, scores=dict(validation=dict(s, psnr=s["base_style"]["psnr"])))
+    assert verdict(same) == ""  # no gain: the warning on the card says so instead
+    base = s["base_style"]
+    off = dict(style.card, scores=dict(validation=dict(s, delta_e=base["delta_e"] + 0.4)))  # colours further off
+    assert verdict(off) == verdict(style.card) + (f", though its colours differ more from them (dE2000 "
+                                                  f"{base['delta_e'] + 0.4:.2f} against {base['delta_e']:.2f})")
+    near = dict(style.card, scores=dict(validation=dict(s, delta_e=base["delta_e"] + 0.05)))
+    assert verdict(near) == verdict(style.card)  # a colour gap under 0.1 dE2000 is noise, not news
+
+
+def test_a_style_that_learned_nothing_says_it_is_its_start_unchanged_and_what_may_help(toy_registry, tmp_path,
+                                                                                      monkeypatch):
+    import csr_core.finetune as ft
+
+    monkeypatch.setattr(ft, "_pooled", lambda runs: (0, [0], [0.0]))  # validation keeps the start weights
+    style = finetune_style(write_pairs(tmp_path / "p", 5), "same", registry=toy_registry,
+                           config=FinetuneConfig(**FAST))
+    assert style.card["validation"]["chosen_steps"] == 0
+    assert "on pairs it did not learn from, nothing it learned came closer to your edits than 'auto': the new " \
+           "style is 'auto' unchanged; more pairs, or your finished photos (--finished), may help" \
+           in style.card["warnings"]
+    assert not any("below 'auto'" in w for w in style.card["warnings"])  # equal scores: one warning, not two

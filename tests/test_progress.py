@@ -28,8 +28,8 @@ def test_off_a_terminal_prints_lines_with_measured_rate_and_time_left(monkeypatc
     assert lines[0].startswith("fine-tuning: fold 1/5, step 1/at most 600")  # the first step: no rate yet
     assert lines[1].startswith("fine-tuning: fold 1/5, step 81/at most 600 · 8.0 steps/s, 0:10 elapsed, "
                                "about 1:05 left")  # after `interval` seconds
-    assert "val 21.50 dB" in lines[1]
-    assert lines[2].startswith("fine-tuning: fold 2/5, step 82/at most 300") and "val" not in lines[2]
+    assert "held-out 21.50 dB" in lines[1] and "val " not in lines[1]  # in words, not lab shorthand
+    assert lines[2].startswith("fine-tuning: fold 2/5, step 82/at most 300") and "held-out" not in lines[2]
     assert lines[-1] == "fine-tuning: done in 0:10" and len(lines) == 5  # the 3 above, the last state, done
     assert "\r" not in out.getvalue()
 
