@@ -6,7 +6,8 @@ Pixels
     float32 in [0, 1] (float TIFF; NaN and values outside [0, 1] are clipped). Gray is replicated to
     RGB, palettes are expanded, alpha is split off untouched (a TIFF's associated alpha is first divided
     out of its colours). The EXIF orientation (for TIFF the Orientation tag; without EXIF the XMP
-    ``tiff:Orientation``) is applied to the pixels and reset to 1 on writing. RAW (extra ``raw``) and HEIF (extra ``heif``) are decoded by ``csr_core.camera``: a
+    ``tiff:Orientation``) is applied to the pixels and reset to 1 on writing. RAW (extra ``raw``) and HEIF
+    (extra ``heif``) are decoded by ``csr_core.camera``: a
     RAW is developed neutrally to 16-bit sRGB (a profile in the file is its preview's, ignored) and
     written as 16-bit TIFF unless told otherwise, as converted to sRGB (see Colour).
 Colour
