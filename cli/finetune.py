@@ -65,7 +65,7 @@ def loose_photos(folder: Path) -> int:
                    "colour maps turn them into more examples to learn from. Needs only 3 pairs.")
 @click.option("--name", required=True, help="Name of the new style.")
 @click.option("--from", "base", default="auto", show_default=True,
-              help="Style to start from (its base network stays frozen).")
+              help="Style to start from: the new style is a retuned copy of it.")
 @expert_option("FiveK expert whose folder (expertX/) holds the 'after' photos.")
 @click.option("--steps", type=WholeNumber(1),
               help="Most training steps per run (default 600; 1200 with --finished).")
@@ -76,12 +76,12 @@ def command(pairs_dir, finished_dir, name, base, expert, steps, overwrite, threa
     """Teach a new style your look from before/after pairs (5 or more), or from
     3 or more pairs plus a folder of finished photos (--finished).
 
-    \b
-    Validation is honest: k-fold below 20 pairs (the folds choose the step count,
-    then the style is trained on all pairs), a 20% held-out split above; with
-    --finished, a fold's extra examples use only the other folds' pairs, and the
-    same folds on the pairs alone are shown for comparison. Your folders are
-    only read.
+    The score it reports comes from pairs the style did not learn from: with
+    fewer than 20 pairs, each pair is scored by a trial style taught without it
+    (these trials also choose how long to train), then the style learns from
+    all pairs; with 20 or more, a fifth of them is held out. With --finished,
+    the examples made for each trial use only the other pairs' edits, and the
+    pairs alone are scored beside it. Your folders are only read.
 
     \b
     Examples:

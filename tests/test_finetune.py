@@ -513,3 +513,13 @@ def test_a_style_that_learned_nothing_says_it_is_its_start_unchanged_and_what_ma
            "style is 'auto' unchanged; more pairs, or your finished photos (--finished), may help" \
            in style.card["warnings"]
     assert not any("below 'auto'" in w for w in style.card["warnings"])  # equal scores: one warning, not two
+
+
+def test_help_speaks_to_a_photographer():
+    """csr finetune --help says how the score is measured in plain words, without the trade's terms."""
+    import csr_cli.finetune
+
+    text = " ".join(CliRunner().invoke(csr_cli.finetune.command, ["--help"]).output.split())
+    assert "The score it reports comes from pairs the style did not learn from" in text
+    for jargon in ("k-fold", " folds", "base network", "frozen", "GFM", "held-out split"):
+        assert jargon not in text, jargon
