@@ -57,7 +57,7 @@ def command(pairs_dir, style, strength, baselines, expert, max_side, device, as_
 
     with StepProgress("scoring", unit="pair") as progress:  # a pair of camera size takes many seconds
         result = evaluate(pairs_dir, style, strength=strength, registry=registry(), baselines=baselines,
-                          expert=expert.upper() if expert else None, max_side=max_side, device=device,
+                          expert=expert, max_side=max_side, device=device,
                           on_progress=lambda i: progress(dict(step=i["done"], steps=i["total"])))
     for line in result["problems"]:
         say("skipped", line)

@@ -97,7 +97,6 @@ def command(pairs_dir, finished_dir, name, base, expert, steps, overwrite, threa
     from csr_core.finetune import FinetuneConfig, check_enough_pairs, finetune_style
     from csr_core.finished import load_finished
 
-    expert = expert.upper() if expert else None
     reg = registry()
     reg.check_new_name(name, overwrite)
     cfg = FinetuneConfig(threads=threads, **({"steps": steps, "pseudo_steps": steps} if steps else {}))

@@ -62,7 +62,7 @@ def command(photos, pairs_dir, expert, name, steps, batch, lr, cond_size, seed, 
     cfg = TrainConfig(steps=steps, batch=batch, lr=lr, cond_size=cond_size, seed=seed, extra={"data": data})
     ckpt = (checkpoint or Path(f"{name}.ckpt")).absolute()
     if pairs_dir is not None:
-        return _train_pairs(reg, pairs_dir, expert.upper() if expert else None, name, cfg, ckpt, overwrite)
+        return _train_pairs(reg, pairs_dir, expert, name, cfg, ckpt, overwrite)
     _announce_checkpoint(ckpt, cfg)
     images = read_photos(photos, "photo", lambda: read_training_photos(photos, cond_size))
     with _resumable(ckpt), StepProgress("training") as progress:
