@@ -265,7 +265,6 @@ class Registry:
         self._nets: dict[str, Net] = {}
         self._damaged: dict[str, str] = {}
         self._warned: set[str] = set()
-        self._asked: str | None = None  # the style get() looks up: its error says what a warning would
 
     # -- listing ------------------------------------------------------------------------------
     def _builtin_styles(self) -> dict[str, Style]:
@@ -288,10 +287,10 @@ class Registry:
             out[name] = Style(name, card, self.builtin_path / card["file"], True)
         return out
 
-    def _user_styles(self) -> dict[str, Style]:
+    def _user_styles(self, asked: str | None = None) -> dict[str, Style]:
         """The user styles whose cards read; a damaged or foreign card (or a FIFO, a device), or one named like
         a built-in style, is skipped, never blocking, with one warning per card (``damaged()`` lists them;
-        ``remove`` deletes them)."""
+        ``remove`` deletes them), except the card of ``asked``, whose error in ``get`` says why."""
         out, self._damaged = {}, {}
         if not self.user_path.is_dir():
             return out
@@ -307,18 +306,18 @@ class Registry:
                 out[name] = Style(name, card, self.user_path / card["file"], False)
             except FileNotFoundError as exc:  # gone: removed by another csr process since the listing, unless
                 if os.path.lexists(card_path):  # it is a link to nothing
-                    self._skip(card_path, f"invalid style card ({exc})")
+                    self._skip(card_path, f"invalid style card ({exc})", asked)
             except StyleError as exc:
-                self._skip(card_path, str(exc).removeprefix(f"{card_path}: "))
+                self._skip(card_path, str(exc).removeprefix(f"{card_path}: "), asked)
             except (ValueError, OSError) as exc:
-                self._skip(card_path, f"invalid style card ({exc})")
+                self._skip(card_path, f"invalid style card ({exc})", asked)
         return out
 
-    def _skip(self, card_path: Path, why: str) -> None:
-        """Note a card that cannot be used, and warn about it once."""
+    def _skip(self, card_path: Path, why: str, asked: str | None) -> None:
+        """Note a card that cannot be used, and warn about it once (not when it is the style ``asked`` for)."""
         name = card_path.stem
         self._damaged[name] = why
-        if card_path.name not in self._warned and name != self._asked:
+        if card_path.name not in self._warned and name != asked:
             self._warned.add(card_path.name)
             warnings.warn(f"{card_path}: skipped, {why}; {_repair_hint(name)}", stacklevel=3)
 
@@ -336,15 +335,10 @@ class Registry:
 
     def get(self, name: str) -> Style:
         """The style called ``name``; an unknown name raises StyleError with suggestions."""
-        self._asked = name
-        try:
-            styles = self.styles()
-        finally:
-            self._asked = None
-        for style in styles:
+        for style in [*self._builtin_styles().values(), *self._user_styles(asked=name).values()]:
             if style.name == name:
                 return style
-        if name in self._damaged:  # (read again by styles() above)
+        if name in self._damaged:  # (read again by the listing above)
             raise StyleError(f"user style '{name}' cannot be used: {self._damaged[name]}; {_repair_hint(name)}")
         if name in EXPERTS:
             raise UnknownStyleError(
