@@ -47,7 +47,9 @@ def connect(address: str, timeout: float = 30.0, quiet: bool = False) -> Iterato
     cluster of N single-threaded worker processes on this machine (closed on exit).
 
     Waits up to ``timeout`` seconds for a worker and checks that the workers run this version of csr.
-    ``quiet`` hides Dask's log lines below errors (the CLI prints its own report).
+    ``quiet`` hides Dask's own log lines (the CLI prints its own report): on this process's ``distributed``
+    logger below errors, and in a local cluster's worker processes, which share this terminal, below
+    critical (a worker's heartbeat to a scheduler that is shutting down logs a traceback at error level).
     """
     local = LOCAL.fullmatch(address.strip())
     if not local and address.strip().startswith("local"):
@@ -60,7 +62,7 @@ def connect(address: str, timeout: float = 30.0, quiet: bool = False) -> Iterato
             if local:
                 cluster = stack.enter_context(distributed.LocalCluster(
                     n_workers=int(local.group(1)), threads_per_worker=1, processes=True, host="127.0.0.1",
-                    dashboard_address=None))
+                    dashboard_address=None, silence_logs=logging.CRITICAL if quiet else logging.WARN))
                 client = stack.enter_context(distributed.Client(cluster, timeout=timeout))
             else:
                 client = stack.enter_context(distributed.Client(address, timeout=timeout))

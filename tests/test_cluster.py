@@ -121,6 +121,32 @@ def test_unreachable_scheduler_is_a_cluster_error():
             pass
 
 
+WORKER_LOGS = r'''
+import logging, sys
+from csr_core import cluster
+
+def shout():  # what a worker's failed heartbeat does while the scheduler shuts down
+    logging.getLogger("distributed.worker").error("Failed to communicate with scheduler during heartbeat.")
+
+if __name__ == "__main__":  # worker processes start by importing this file
+    with cluster.connect("local[1]", quiet=sys.argv[1] == "quiet") as client:
+        client.run(shout)
+'''
+
+
+@needs_dask
+def test_quiet_local_cluster_keeps_worker_processes_log_lines_off_the_terminal(tmp_path):
+    """The CLI's workers share its stderr: their error-level log lines (a traceback when a worker loses the
+    scheduler) must not reach it; without quiet, Dask's own logging is left as it is."""
+    script = tmp_path / "logs.py"
+    script.write_text(WORKER_LOGS)
+    runs = {how: subprocess.run([sys.executable, str(script), how], capture_output=True, text=True, timeout=120,
+                                cwd=REPO) for how in ("quiet", "loud")}
+    assert all(r.returncode == 0 for r in runs.values()), {k: r.stderr for k, r in runs.items()}
+    assert "heartbeat" in runs["loud"].stderr
+    assert runs["quiet"].stderr == "", runs["quiet"].stderr
+
+
 @needs_dask
 def test_api_on_local_cluster_ships_the_look_and_keeps_the_rules(tmp_path, toy_registry):
     """retouch_many on local[2]: the driver's style (a toy one the workers do not have) is what they use."""
