@@ -2,8 +2,9 @@
 with metadata.
 
 Pixels
-    ``Photo.rgb`` is HxWx3 sRGB, C-contiguous: uint8 (8-bit sources), uint16 (16-bit PNG/TIFF) or
-    float32 in [0, 1] (float TIFF; NaN and values outside [0, 1] are clipped). Gray is replicated to
+    ``Photo.rgb`` is HxWx3 sRGB, C-contiguous: uint8 (8-bit sources), uint16 (16-bit PNG/TIFF, RAW,
+    10/12-bit HEIF and AVIF scaled to 16 bits) or float32 in [0, 1] (float TIFF; NaN and values
+    outside [0, 1] are clipped). Gray is replicated to
     RGB, palettes are expanded, alpha is split off untouched (a TIFF's associated alpha is first divided
     out of its colours). The EXIF orientation (for TIFF the Orientation tag; without EXIF the XMP
     ``tiff:Orientation``) is applied to the pixels and reset to 1 on writing. RAW (extra ``raw``) and HEIF
@@ -320,6 +321,13 @@ def _read_jpeg(data: bytes, max_pixels: int) -> _Decoded:
 
 
 def _read_pillow(data: bytes, max_pixels: int) -> _Decoded:
+    im, dec = _pil_opened(data, max_pixels)
+    dec.pixels = _pil_pixels(im)
+    return dec
+
+
+def _pil_opened(data: bytes, max_pixels: int):
+    """(the Pillow image, not yet decoded; a _Decoded with its format and orientation but no pixels)."""
     im = _pil_open(data)
     _check_size(*im.size, max_pixels)
     fmt = "JPEG" if im.format == "MPO" else im.format
@@ -329,7 +337,7 @@ def _read_pillow(data: bytes, max_pixels: int) -> _Decoded:
     if im.mode == "CMYK":
         raise _Bad(_CMYK)
     orientation = im.getexif().get(0x0112) if fmt == "AVIF" else None  # Pillow's, from irot/imir
-    return _Decoded(_pil_pixels(im), fmt, orientation)
+    return im, _Decoded(np.empty(0, np.uint8), fmt, orientation)
 
 
 def _read_webp(data: bytes, max_pixels: int) -> _Decoded:
@@ -400,31 +408,51 @@ def _read_raw(data: bytes, max_pixels: int) -> _Decoded:
 
 
 def _read_heif(data: bytes, max_pixels: int) -> _Decoded:
-    icc, hdr = _check_heif(data)
+    icc, hdr, _ = _check_heif(data)
     return _Decoded(_camera(camera.decode_heif, data, max_pixels, "this HEIF"), "HEIF", 1, icc, hdr)
 
 
 def _read_avif(data: bytes, max_pixels: int) -> _Decoded:
-    icc, hdr = _check_heif(data)
-    dec = _read_pillow(data, max_pixels)
+    """Pillow opens every AVIF (size, frames, orientation from irot/imir) and decodes an 8-bit one. Its
+    libavif plugin only ever hands out 8 bits a sample, as does pillow-avif-plugin, and pillow-heif's
+    wheels carry no AV1 decoder; so a 10- or 12-bit AVIF is decoded by libavif through imagecodecs (a
+    dependency already, kept up with libavif's releases), to uint16 like a deep HEIC."""
+    icc, hdr, depth = _check_heif(data)
+    im, dec = _pil_opened(data, max_pixels)
+    if depth > 8:
+        width, height = im.size
+        colours = 4 if "A" in im.mode else 3
+        # libavif's YUV(A) planes and the interleaved result, 2 bytes a sample each
+        _check_bytes((3 + colours) * 2 * width * height, max_pixels, f"this {depth}-bit AVIF", width, height, 2)
+        dec.pixels = _full_range(imagecodecs.avif_decode(data), depth)
+    else:
+        dec.pixels = _pil_pixels(im)
     dec.icc, dec.hdr = icc, hdr
     return dec
+
+
+def _full_range(pixels: np.ndarray, depth: int) -> np.ndarray:
+    """``depth``-bit samples (uint16, 0 to 2**depth - 1) scaled to 0-65535, rounded."""
+    top = (1 << depth) - 1
+    wide = pixels.astype(np.uint32) * 65535 + top // 2
+    return np.floor_divide(wide, top, out=wide).astype(np.uint16)
 
 
 #: nclx transfer characteristics of HDR photos (ITU-T H.273): csr reads them as standard-range photos.
 _NCLX_HDR = {16: "PQ", 18: "HLG"}
 
 
-def _check_heif(data: bytes) -> tuple[bytes | None, str | None]:
+def _check_heif(data: bytes) -> tuple[bytes | None, str | None, int]:
     """Refuse a declared size that the coded data cannot fill, and grid tiles sharing data (heif_guard);
-    return the profile of the colour space its nclx box declares, if other than sRGB, and its HDR curve."""
+    return the profile of the colour space its nclx box declares, if other than sRGB, its HDR curve and its
+    AV1 bit depth."""
     try:
         info = heif_guard.inspect(data)
     except heif_guard.HeifDataError as exc:
         raise _Bad(str(exc)) from None
     if not info.nclx:
-        return None, None
-    return _nclx_profile(*info.nclx), _NCLX_HDR.get(info.nclx[1])
+        return None, None, info.depth
+    return _nclx_profile(*info.nclx), _NCLX_HDR.get(info.nclx[1]), info.depth
 
 
 def _camera(decode, data: bytes, max_pixels: int, what: str) -> np.ndarray:

@@ -522,3 +522,36 @@ def _adam7(rgb: np.ndarray) -> bytes:
     h, w = rgb.shape[:2]  # libpng, not the guard, then decodes it: a wrong pass table would not agree
     raw = b"".join(b"\x00" + row.tobytes() for x0, y0, dx, dy in ADAM7 for row in rgb[y0::dy, x0::dx] if row.size)
     return _png_from(struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 1), zlib.compress(raw))
+
+
+def _deep_avif(pixels: np.ndarray, bits: int, **nclx) -> bytes:
+    """A lossless AVIF of ``bits``-bit samples (libavif through imagecodecs; Pillow writes 8 bits only)."""
+    if not imagecodecs.AVIF.available:
+        pytest.skip("this imagecodecs has no AVIF codec (libavif), needed to write a deep AVIF")
+    try:
+        return imagecodecs.avif_encode(pixels, level=100, speed=8, bitspersample=bits, **nclx)
+    except imagecodecs.AvifError as exc:
+        pytest.skip(f"this imagecodecs' libavif has no AV1 encoder for a {bits}-bit AVIF ({exc})")
+
+
+@pytest.mark.parametrize("bits", [10, 12])
+def test_deep_avif_keeps_its_depth(tmp_path, bits):
+    """A 10- or 12-bit AVIF is read at its depth, to 16 bits (as a deep HEIC): a smooth gradient keeps its
+    1024 levels instead of 256, reaches full white, is written as a 16-bit PNG, and counts as 16-bit photo
+    in the memory budget."""
+    top = (1 << bits) - 1
+    ramp = np.rint(np.linspace(0, top, 1024)).astype(np.uint16)
+    gradient = np.repeat(np.repeat(ramp[None, :, None], 8, axis=0), 3, axis=2)
+    photo = load_photo(_deep_avif(gradient, bits), name="deep.avif")
+    assert (photo.format, photo.rgb.dtype, photo.bit_depth) == ("AVIF", np.uint16, 16)
+    assert len(np.unique(photo.rgb[..., 1])) > 1000
+    assert photo.rgb.min() == 0 and photo.rgb.max() == 65535
+    assert np.abs(photo.rgb.astype(float) - gradient * (65535 / top)).max() <= 65535 / top  # lossless, one level
+    save_photo(photo, photo.rgb, tmp_path / "out.png")
+    assert imagecodecs.png_decode((tmp_path / "out.png").read_bytes()).dtype == np.uint16
+    pixels = 8 * 1024
+    limit = pixels * 5 // 4  # room for 8-bit samples (3 copies x 3 bytes a pixel), not for 16-bit
+    assert load_photo(encode(Image.fromarray((gradient >> (bits - 8)).astype(np.uint8)), "AVIF", quality=90),
+                      max_pixels=limit).rgb.dtype == np.uint8
+    with pytest.raises(ImageError, match=rf"deep\.avif: image too large: retouching this {bits}-bit AVIF needs"):
+        load_photo(_deep_avif(gradient, bits), max_pixels=limit, name="deep.avif")
