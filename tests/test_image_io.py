@@ -555,3 +555,71 @@ def test_deep_avif_keeps_its_depth(tmp_path, bits):
                       max_pixels=limit).rgb.dtype == np.uint8
     with pytest.raises(ImageError, match=rf"deep\.avif: image too large: retouching this {bits}-bit AVIF needs"):
         load_photo(_deep_avif(gradient, bits), max_pixels=limit, name="deep.avif")
+
+
+def _pq(nits):
+    """SMPTE ST 2084's inverse EOTF: cd/m2 -> PQ signal in [0, 1] (written out here, apart from csr's)."""
+    y = (np.asarray(nits, float) / 10000) ** (2610 / 16384)
+    return ((3424 / 4096 + 2413 / 128 * y) / (1 + 2392 / 128 * y)) ** (2523 / 32)
+
+
+def _hdr_heic(pixels16: np.ndarray, transfer: int) -> bytes:
+    """A 10-bit BT.2020 HEIC of ``pixels16`` whose nclx declares ``transfer`` (pillow-heif writes 13, sRGB's)."""
+    pillow_heif = pytest.importorskip("pillow_heif", reason="the 'heif' extra (pillow-heif) is not installed")
+    out = io.BytesIO()
+    h, w = pixels16.shape[:2]
+    pillow_heif.from_bytes(mode="RGB;16", size=(w, h), data=pixels16.tobytes()).save(
+        out, format="HEIF", quality=-1, chroma=444, color_primaries=9, transfer_characteristic=13,
+        matrix_coefficients=9, full_range_flag=1)
+    data = out.getvalue()
+    assert data.count(b"colrnclx\0\x09\0\x0d") == 1
+    return data.replace(b"colrnclx\0\x09\0\x0d", b"colrnclx\0\x09" + transfer.to_bytes(2, "big"))
+
+
+NITS = [0, 1, 10, 50, 100, 203, 300, 1000, 4000, 10000]
+
+
+@pytest.mark.parametrize("fmt", ["AVIF", "HEIC"])
+def test_pq_photo_is_tone_mapped_to_srgb(fmt):
+    """A 10-bit PQ photo with BT.2020 primaries, of known luminances: black stays black, BT.2408's reference
+    white (203 cd/m2) comes out near white, the ramp rises, 1000 cd/m2 and up are white, and mid tones land
+    where BT.2446 method C puts them (50 cd/m2: 0.838 x 50% of SDR white). A BT.2020 colour that is sRGB's pure
+    red comes out pure red: the primaries are converted."""
+    gray = np.repeat(_pq(NITS)[:, None], 3, axis=1)
+    red = np.array([0.6274, 0.0691, 0.0164]) * 50  # linear sRGB (1, 0, 0) at 50 cd/m2, in BT.2020 primaries
+    signal = np.concatenate([gray, _pq(red)[None]])
+    row = np.rint(signal * 1023).astype(np.uint16)
+    tile = np.repeat(np.repeat(row[None], 8, axis=0), 8, axis=1)  # 8x8 blocks: no chroma bleeding between them
+    if fmt == "AVIF":
+        data = _deep_avif(tile, 10, primaries=9, transfer=16, matrix=9)
+    else:
+        data = _hdr_heic(tile << 6, 16)
+    with pytest.warns(UserWarning) as caught:
+        photo = load_photo(data, name=f"hdr.{fmt.lower()}")
+    assert [str(w.message) for w in caught] == [f"hdr.{fmt.lower()}: an HDR photo (PQ curve), tone-mapped to a "
+                                                "standard (SDR) one"]
+    assert photo.rgb.dtype == np.uint16 and photo.source_space == "HDR (PQ)"
+    got = photo.rgb[4, 4::8].astype(float) / 65535
+    levels = got[:len(NITS), 1]
+    assert np.abs(got[:len(NITS)] - levels[:, None]).max() < 0.01  # gray stays gray
+    assert levels[0] < 0.002 and 0.94 <= levels[NITS.index(203)] <= 0.97 and levels[NITS.index(1000):].min() > 0.998
+    assert np.all(np.diff(levels[:NITS.index(1000)]) > 0.02)
+    linear50 = 0.83802 * 0.5
+    assert abs(levels[NITS.index(50)] - (1.055 * linear50 ** (1 / 2.4) - 0.055)) < 0.01
+    r, g, b = got[-1]
+    assert abs(r - (1.055 * linear50 ** (1 / 2.4) - 0.055)) < 0.02 and g < 0.03 and b < 0.03, got[-1]
+
+
+def test_hlg_photo_is_tone_mapped_to_srgb():
+    """HLG (BT.2100): 75% signal is BT.2408's reference white of 203 cd/m2 on a 1000 cd/m2 display, so it
+    comes out near white as PQ's 203 cd/m2 does; 0 stays black, 50% (51 cd/m2) lands where method C puts it."""
+    signal = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+    tile = np.repeat(np.repeat(np.rint(signal * 1023).astype(np.uint16)[None, :, None], 8, axis=0), 8, axis=1)
+    tile = np.repeat(tile, 3, axis=2)
+    with pytest.warns(UserWarning, match=r"hlg\.heic: an HDR photo \(HLG curve\), tone-mapped"):
+        photo = load_photo(_hdr_heic(tile << 6, 18), name="hlg.heic")
+    levels = photo.rgb[4, 4::8, 1].astype(float) / 65535
+    assert levels[0] < 0.002 and 0.94 <= levels[3] <= 0.97 and levels[4] > 0.998
+    assert np.all(np.diff(levels[:4]) > 0.05)
+    hlg50 = 1000 * (0.5 ** 2 / 3) ** 1.2  # 50%: scene light 1/12, on a 1000 cd/m2 display (51 cd/m2)
+    assert abs(levels[2] - (1.055 * (0.83802 * hlg50 / 100) ** (1 / 2.4) - 0.055)) < 0.01
