@@ -1,5 +1,5 @@
 """Camera files: RAW through LibRaw (rawpy, extra ``raw``), HEIF/HEIC through libheif (pillow-heif,
-extra ``heif``). AVIF is read by Pillow itself.
+extra ``heif``). AVIF is read by ``csr_core.image_io`` (Pillow; libavif through imagecodecs when deep).
 
 A RAW is developed neutrally, close to how FiveK's inputs look, so the styles apply as trained:
 as-shot white balance, no auto-brightening, no creative curve, highlights clipped, LibRaw's AHD

@@ -7,7 +7,8 @@ decode every tile a grid names, however many point at the same bytes: a 300-byte
 nor Pillow tells what the items point at before decoding, so the few ISOBMFF boxes needed are read
 here (ftyp, meta: pitm, iinf/infe, iloc, iref 'dimg', iprp: ipco/ispe/av1C/colr, ipma; idat; the AV1
 sequence header): about what libheif parses before its first allocation, with every count and
-size bounded by the file itself. ``inspect`` raises only ``HeifDataError``.
+size bounded by the file itself. ``inspect`` raises only ``HeifDataError``. It also tells the colour
+space the primary image declares (nclx) and an AV1 image's bit depth, which decide how it is decoded.
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ class HeifInfo:
     coded_bytes: int = 0  # bytes of coded data the primary image reaches, each counted once
     tiles: int = 0
     nclx: tuple[int, int] | None = None  # its 'colr' nclx (colour primaries, transfer), else its first tile's
+    depth: int = 8  # bits a sample of an AV1 image (its 'av1C', else its first tile's); 8 for HEVC
 
 
 def _boxes(data: bytes, start: int, end: int):
@@ -218,7 +220,16 @@ def _check(data: bytes, items: dict[int, _Item], ipco, idat, primary: int) -> He
                             "of coded data (more than that data can fill)")
     tile = items.get(top.tiles[0]) if top.tiles else None
     colour = _nclx(data, top, ipco) or (_nclx(data, tile, ipco) if tile else None)
-    return HeifInfo(width, height, coded, len(reached) - 1, colour)
+    depth = _av1_depth(data, prop(top, b"av1C") or (prop(tile, b"av1C") if tile else None))
+    return HeifInfo(width, height, coded, len(reached) - 1, colour, depth)
+
+
+def _av1_depth(data: bytes, av1c) -> int:
+    """8, 10 or 12 from an 'av1C' box's high_bitdepth and twelve_bit flags (AV1-ISOBMFF 2.3.3); 8 without one."""
+    if av1c is None or av1c[2] - av1c[1] < 3:
+        return 8
+    flags = data[av1c[1] + 2]
+    return 8 if not flags & 0x40 else 12 if flags & 0x20 else 10
 
 
 def _nclx(data: bytes, item: _Item, ipco) -> tuple[int, int] | None:

@@ -2,8 +2,9 @@
 with metadata.
 
 Pixels
-    ``Photo.rgb`` is HxWx3 sRGB, C-contiguous: uint8 (8-bit sources), uint16 (16-bit PNG/TIFF) or
-    float32 in [0, 1] (float TIFF; NaN and values outside [0, 1] are clipped). Gray is replicated to
+    ``Photo.rgb`` is HxWx3 sRGB, C-contiguous: uint8 (8-bit sources), uint16 (16-bit PNG/TIFF, RAW,
+    10/12-bit HEIF and AVIF scaled to 16 bits) or float32 in [0, 1] (float TIFF; NaN and values
+    outside [0, 1] are clipped). Gray is replicated to
     RGB, palettes are expanded, alpha is split off untouched (a TIFF's associated alpha is first divided
     out of its colours). The EXIF orientation (for TIFF the Orientation tag; without EXIF the XMP
     ``tiff:Orientation``) is applied to the pixels and reset to 1 on writing. RAW (extra ``raw``) and HEIF
@@ -18,9 +19,10 @@ Colour
     A profile counts as sRGB when it maps a colour grid to sRGB within 1/255, whatever its name:
     pixels are left alone and its bytes are carried to the output (for a gray source it is dropped,
     the output being RGB). A HEIF/AVIF without a profile that declares its colour space in an nclx box
-    (Display P3, BT.2020...) is converted from a profile built for it. Untagged sources are taken as
-    sRGB and stay untagged. An unusable profile (unparseable, or not matching the pixels' colour model)
-    is warned about, ignored and dropped.
+    (Display P3, BT.2020...) is converted from a profile built for it; one that declares an HDR curve (PQ,
+    HLG) is tone-mapped to sRGB by ``csr_core.hdr`` instead (a profile it carries is not applied), with a
+    notice. Untagged sources are taken as sRGB and stay untagged. An unusable profile (unparseable, or not
+    matching the pixels' colour model) is warned about, ignored and dropped.
 Output
     JPEG and WebP are 8-bit (16-bit/float data is rounded); PNG is 8- or 16-bit (float -> 16-bit);
     TIFF keeps uint8/uint16/float32 (deflate + predictor). Metadata (EXIF, IPTC, XMP, ICC, comments,
@@ -57,7 +59,7 @@ import imagecodecs
 import numpy as np
 import simplejpeg
 
-from . import __version__, camera, heif_guard, jpeg_guard, metadata, png_guard
+from . import __version__, camera, hdr, heif_guard, jpeg_guard, metadata, png_guard
 from .errors import ImageError
 from .fsutil import atomic_write
 from .pillow import pil_image
@@ -150,7 +152,7 @@ class _Decoded:
     format: str
     orientation: int | None = None  # when not taken from the metadata (TIFF tag; 1: decoder applied it)
     icc: bytes | None = None  # the colour space a HEIF/AVIF declares without an ICC profile (its nclx)
-    hdr: str | None = None  # the HDR curve a HEIF/AVIF declares (PQ, HLG): read as a standard photo
+    hdr: tuple[str, int] | None = None  # the HDR curve (PQ, HLG) and nclx primaries of a HEIF/AVIF: tone-mapped
 
 
 def load_photo(src: str | os.PathLike | bytes | BinaryIO, *, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -320,6 +322,13 @@ def _read_jpeg(data: bytes, max_pixels: int) -> _Decoded:
 
 
 def _read_pillow(data: bytes, max_pixels: int) -> _Decoded:
+    im, dec = _pil_opened(data, max_pixels)
+    dec.pixels = _pil_pixels(im)
+    return dec
+
+
+def _pil_opened(data: bytes, max_pixels: int):
+    """(the Pillow image, not yet decoded; a _Decoded with its format and orientation but no pixels)."""
     im = _pil_open(data)
     _check_size(*im.size, max_pixels)
     fmt = "JPEG" if im.format == "MPO" else im.format
@@ -329,7 +338,7 @@ def _read_pillow(data: bytes, max_pixels: int) -> _Decoded:
     if im.mode == "CMYK":
         raise _Bad(_CMYK)
     orientation = im.getexif().get(0x0112) if fmt == "AVIF" else None  # Pillow's, from irot/imir
-    return _Decoded(_pil_pixels(im), fmt, orientation)
+    return im, _Decoded(np.empty(0, np.uint8), fmt, orientation)
 
 
 def _read_webp(data: bytes, max_pixels: int) -> _Decoded:
@@ -400,31 +409,49 @@ def _read_raw(data: bytes, max_pixels: int) -> _Decoded:
 
 
 def _read_heif(data: bytes, max_pixels: int) -> _Decoded:
-    icc, hdr = _check_heif(data)
-    return _Decoded(_camera(camera.decode_heif, data, max_pixels, "this HEIF"), "HEIF", 1, icc, hdr)
+    icc, curve, _ = _check_heif(data)
+    return _Decoded(_camera(camera.decode_heif, data, max_pixels, "this HEIF"), "HEIF", 1, icc, curve)
 
 
 def _read_avif(data: bytes, max_pixels: int) -> _Decoded:
-    icc, hdr = _check_heif(data)
-    dec = _read_pillow(data, max_pixels)
-    dec.icc, dec.hdr = icc, hdr
+    """Pillow opens every AVIF (size, frames, orientation from irot/imir) and decodes an 8-bit one. Its
+    libavif plugin only ever hands out 8 bits a sample, as does pillow-avif-plugin, and pillow-heif's
+    wheels carry no AV1 decoder; so a 10- or 12-bit AVIF is decoded by libavif through imagecodecs (a
+    dependency already, kept up with libavif's releases), to uint16 like a deep HEIC."""
+    icc, curve, depth = _check_heif(data)
+    im, dec = _pil_opened(data, max_pixels)
+    if depth > 8:
+        width, height = im.size
+        colours = 4 if "A" in im.mode else 3
+        # libavif's YUV(A) planes and the interleaved result, 2 bytes a sample each
+        _check_bytes((3 + colours) * 2 * width * height, max_pixels, f"this {depth}-bit AVIF", width, height, 2)
+        dec.pixels = _full_range(imagecodecs.avif_decode(data), depth)
+    else:
+        dec.pixels = _pil_pixels(im)
+    dec.icc, dec.hdr = icc, curve
     return dec
 
 
-#: nclx transfer characteristics of HDR photos (ITU-T H.273): csr reads them as standard-range photos.
-_NCLX_HDR = {16: "PQ", 18: "HLG"}
+def _full_range(pixels: np.ndarray, depth: int) -> np.ndarray:
+    """``depth``-bit samples (uint16, 0 to 2**depth - 1) scaled to 0-65535, rounded."""
+    top = (1 << depth) - 1
+    wide = pixels.astype(np.uint32) * 65535 + top // 2
+    return np.floor_divide(wide, top, out=wide).astype(np.uint16)
 
 
-def _check_heif(data: bytes) -> tuple[bytes | None, str | None]:
+def _check_heif(data: bytes) -> tuple[bytes | None, tuple[str, int] | None, int]:
     """Refuse a declared size that the coded data cannot fill, and grid tiles sharing data (heif_guard);
-    return the profile of the colour space its nclx box declares, if other than sRGB, and its HDR curve."""
+    return the profile of the colour space its nclx box declares, if other than sRGB, its HDR curve with its
+    primaries, and its AV1 bit depth."""
     try:
         info = heif_guard.inspect(data)
     except heif_guard.HeifDataError as exc:
         raise _Bad(str(exc)) from None
     if not info.nclx:
-        return None, None
-    return _nclx_profile(*info.nclx), _NCLX_HDR.get(info.nclx[1])
+        return None, None, info.depth
+    primaries, transfer = info.nclx
+    curve = hdr.CURVES.get(transfer)
+    return _nclx_profile(primaries, transfer), (curve, primaries) if curve else None, info.depth
 
 
 def _camera(decode, data: bytes, max_pixels: int, what: str) -> np.ndarray:
@@ -525,11 +552,13 @@ def _assemble(dec: _Decoded, meta: metadata.Metadata, name: str) -> Photo:
     alpha_index = 1 if gray else 3
     alpha = np.ascontiguousarray(arr[..., alpha_index]) if arr.shape[2] > alpha_index else None
     raw = dec.format == "RAW"  # LibRaw developed it to sRGB: a profile in the file is its preview's
-    if dec.hdr:
-        warnings.warn(f"{name}: an HDR photo ({dec.hdr} curve), read as a standard one: its tones and colours "
-                      f"come out wrong; export it as a standard (SDR) photo first", stacklevel=3)
-    declared = None if gray else dec.icc  # an nclx's primaries say nothing about gray
-    colour, icc, space = _to_srgb(colour, gray, None if raw else meta.icc or declared, name)
+    if dec.hdr:  # its nclx, not a profile, says what its numbers mean
+        curve, primaries = dec.hdr
+        colour, icc, space = hdr.to_sdr(colour, curve, _linear_to_srgb(primaries)), None, f"HDR ({curve})"
+        warnings.warn(f"{name}: an HDR photo ({curve} curve), tone-mapped to a standard (SDR) one", stacklevel=3)
+    else:
+        declared = None if gray else dec.icc  # an nclx's primaries say nothing about gray
+        colour, icc, space = _to_srgb(colour, gray, None if raw else meta.icc or declared, name)
     if raw:  # converted from the camera's colours: written with an sRGB profile and EXIF ColorSpace sRGB
         space = "camera colours"
     if colour.shape[2] == 1:
@@ -667,10 +696,13 @@ _NCLX_PRIMARIES = {
 _NCLX_GAMMA = {1: None, 2: None, 6: None, 13: None, 14: None, 15: None, 4: 2.2, 5: 2.8, 8: 1.0}
 
 
+_SRGB_PRIMARIES = (0.64, 0.33, 0.30, 0.60, 0.15, 0.06, 0.3127, 0.3290)
+
+
 @functools.cache
 def _nclx_profile(primaries: int, transfer: int) -> bytes | None:
     """An ICC profile (LittleCMS) of the colour space a HEIF/AVIF declares in its nclx box, where
-    its primaries are not sRGB's and its transfer curve is an SDR one (PQ and HLG are left alone)."""
+    its primaries are not sRGB's and its transfer curve is an SDR one (PQ and HLG: see ``hdr``)."""
     xy = _NCLX_PRIMARIES.get(primaries)
     if xy is None or transfer not in _NCLX_GAMMA:
         return None
@@ -681,8 +713,24 @@ def _nclx_profile(primaries: int, transfer: int) -> bytes | None:
                  .astype(np.float32)}
     else:
         curve = {"gamma": gamma}
+    return _rgb_profile(xy, **curve)
+
+
+def _rgb_profile(xy, **curve) -> bytes:
     rgb = [v for i in range(3) for v in (*xy[2 * i:2 * i + 2], 1.0)]
     return bytes(imagecodecs.cms_profile("rgb", whitepoint=[*xy[6:], 1.0], primaries=rgb, **curve))
+
+
+@functools.cache
+def _linear_to_srgb(primaries: int) -> np.ndarray:
+    """The 3x3 matrix taking linear light in an nclx's primaries to linear sRGB, measured by LittleCMS
+    (relative colorimetric, as every conversion here; unbounded in float): BT.2020 gives BT.2087's."""
+    if primaries not in _NCLX_PRIMARIES:  # BT.709 (sRGB's), unspecified or unknown: as they are
+        return np.eye(3, dtype=np.float32)
+    probe = np.eye(3, dtype=np.float32).reshape(3, 1, 3)
+    out = imagecodecs.cms_transform(probe, _nclx_profile(primaries, 8), _rgb_profile(_SRGB_PRIMARIES, gamma=1.0),
+                                    intent=_INTENT, flags=_FLAGS, colorspace="rgb", outcolorspace="rgb")
+    return np.ascontiguousarray(out.reshape(3, 3).T, np.float32)
 
 
 def _to_srgb(colour: np.ndarray, gray: bool, icc: bytes | None, name: str):

@@ -522,3 +522,104 @@ def _adam7(rgb: np.ndarray) -> bytes:
     h, w = rgb.shape[:2]  # libpng, not the guard, then decodes it: a wrong pass table would not agree
     raw = b"".join(b"\x00" + row.tobytes() for x0, y0, dx, dy in ADAM7 for row in rgb[y0::dy, x0::dx] if row.size)
     return _png_from(struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 1), zlib.compress(raw))
+
+
+def _deep_avif(pixels: np.ndarray, bits: int, **nclx) -> bytes:
+    """A lossless AVIF of ``bits``-bit samples (libavif through imagecodecs; Pillow writes 8 bits only)."""
+    if not imagecodecs.AVIF.available:
+        pytest.skip("this imagecodecs has no AVIF codec (libavif), needed to write a deep AVIF")
+    try:
+        return imagecodecs.avif_encode(pixels, level=100, speed=8, bitspersample=bits, **nclx)
+    except imagecodecs.AvifError as exc:
+        pytest.skip(f"this imagecodecs' libavif has no AV1 encoder for a {bits}-bit AVIF ({exc})")
+
+
+@pytest.mark.parametrize("bits", [10, 12])
+def test_deep_avif_keeps_its_depth(tmp_path, bits):
+    """A 10- or 12-bit AVIF is read at its depth, to 16 bits (as a deep HEIC): a smooth gradient keeps its
+    1024 levels instead of 256, reaches full white, is written as a 16-bit PNG, and counts as 16-bit photo
+    in the memory budget."""
+    top = (1 << bits) - 1
+    ramp = np.rint(np.linspace(0, top, 1024)).astype(np.uint16)
+    gradient = np.repeat(np.repeat(ramp[None, :, None], 8, axis=0), 3, axis=2)
+    photo = load_photo(_deep_avif(gradient, bits), name="deep.avif")
+    assert (photo.format, photo.rgb.dtype, photo.bit_depth) == ("AVIF", np.uint16, 16)
+    assert len(np.unique(photo.rgb[..., 1])) > 1000
+    assert photo.rgb.min() == 0 and photo.rgb.max() == 65535
+    assert np.abs(photo.rgb.astype(float) - gradient * (65535 / top)).max() <= 65535 / top  # lossless, one level
+    save_photo(photo, photo.rgb, tmp_path / "out.png")
+    assert imagecodecs.png_decode((tmp_path / "out.png").read_bytes()).dtype == np.uint16
+    pixels = 8 * 1024
+    limit = pixels * 5 // 4  # room for 8-bit samples (3 copies x 3 bytes a pixel), not for 16-bit
+    assert load_photo(encode(Image.fromarray((gradient >> (bits - 8)).astype(np.uint8)), "AVIF", quality=90),
+                      max_pixels=limit).rgb.dtype == np.uint8
+    with pytest.raises(ImageError, match=rf"deep\.avif: image too large: retouching this {bits}-bit AVIF needs"):
+        load_photo(_deep_avif(gradient, bits), max_pixels=limit, name="deep.avif")
+
+
+def _pq(nits):
+    """SMPTE ST 2084's inverse EOTF: cd/m2 -> PQ signal in [0, 1] (written out here, apart from csr's)."""
+    y = (np.asarray(nits, float) / 10000) ** (2610 / 16384)
+    return ((3424 / 4096 + 2413 / 128 * y) / (1 + 2392 / 128 * y)) ** (2523 / 32)
+
+
+def _hdr_heic(pixels16: np.ndarray, transfer: int) -> bytes:
+    """A 10-bit BT.2020 HEIC of ``pixels16`` whose nclx declares ``transfer`` (pillow-heif writes 13, sRGB's)."""
+    pillow_heif = pytest.importorskip("pillow_heif", reason="the 'heif' extra (pillow-heif) is not installed")
+    out = io.BytesIO()
+    h, w = pixels16.shape[:2]
+    pillow_heif.from_bytes(mode="RGB;16", size=(w, h), data=pixels16.tobytes()).save(
+        out, format="HEIF", quality=-1, chroma=444, color_primaries=9, transfer_characteristic=13,
+        matrix_coefficients=9, full_range_flag=1)
+    data = out.getvalue()
+    assert data.count(b"colrnclx\0\x09\0\x0d") == 1
+    return data.replace(b"colrnclx\0\x09\0\x0d", b"colrnclx\0\x09" + transfer.to_bytes(2, "big"))
+
+
+NITS = [0, 1, 10, 50, 100, 203, 300, 1000, 4000, 10000]
+
+
+@pytest.mark.parametrize("fmt", ["AVIF", "HEIC"])
+def test_pq_photo_is_tone_mapped_to_srgb(fmt):
+    """A 10-bit PQ photo with BT.2020 primaries, of known luminances: black stays black, BT.2408's reference
+    white (203 cd/m2) comes out near white, the ramp rises, 1000 cd/m2 and up are white, and mid tones land
+    where BT.2446 method C puts them (50 cd/m2: 0.838 x 50% of SDR white). A BT.2020 colour that is sRGB's pure
+    red comes out pure red: the primaries are converted."""
+    gray = np.repeat(_pq(NITS)[:, None], 3, axis=1)
+    red = np.array([0.6274, 0.0691, 0.0164]) * 50  # linear sRGB (1, 0, 0) at 50 cd/m2, in BT.2020 primaries
+    signal = np.concatenate([gray, _pq(red)[None]])
+    row = np.rint(signal * 1023).astype(np.uint16)
+    tile = np.repeat(np.repeat(row[None], 8, axis=0), 8, axis=1)  # 8x8 blocks: no chroma bleeding between them
+    if fmt == "AVIF":
+        data = _deep_avif(tile, 10, primaries=9, transfer=16, matrix=9)
+    else:
+        data = _hdr_heic(tile << 6, 16)
+    with pytest.warns(UserWarning) as caught:
+        photo = load_photo(data, name=f"hdr.{fmt.lower()}")
+    assert [str(w.message) for w in caught] == [f"hdr.{fmt.lower()}: an HDR photo (PQ curve), tone-mapped to a "
+                                                "standard (SDR) one"]
+    assert photo.rgb.dtype == np.uint16 and photo.source_space == "HDR (PQ)"
+    got = photo.rgb[4, 4::8].astype(float) / 65535
+    levels = got[:len(NITS), 1]
+    assert np.abs(got[:len(NITS)] - levels[:, None]).max() < 0.01  # gray stays gray
+    assert levels[0] < 0.002 and 0.94 <= levels[NITS.index(203)] <= 0.97 and levels[NITS.index(1000):].min() > 0.998
+    assert np.all(np.diff(levels[:NITS.index(1000)]) > 0.02)
+    linear50 = 0.83802 * 0.5
+    assert abs(levels[NITS.index(50)] - (1.055 * linear50 ** (1 / 2.4) - 0.055)) < 0.01
+    r, g, b = got[-1]
+    assert abs(r - (1.055 * linear50 ** (1 / 2.4) - 0.055)) < 0.02 and g < 0.03 and b < 0.03, got[-1]
+
+
+def test_hlg_photo_is_tone_mapped_to_srgb():
+    """HLG (BT.2100): 75% signal is BT.2408's reference white of 203 cd/m2 on a 1000 cd/m2 display, so it
+    comes out near white as PQ's 203 cd/m2 does; 0 stays black, 50% (51 cd/m2) lands where method C puts it."""
+    signal = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+    tile = np.repeat(np.repeat(np.rint(signal * 1023).astype(np.uint16)[None, :, None], 8, axis=0), 8, axis=1)
+    tile = np.repeat(tile, 3, axis=2)
+    with pytest.warns(UserWarning, match=r"hlg\.heic: an HDR photo \(HLG curve\), tone-mapped"):
+        photo = load_photo(_hdr_heic(tile << 6, 18), name="hlg.heic")
+    levels = photo.rgb[4, 4::8, 1].astype(float) / 65535
+    assert levels[0] < 0.002 and 0.94 <= levels[3] <= 0.97 and levels[4] > 0.998
+    assert np.all(np.diff(levels[:4]) > 0.05)
+    hlg50 = 1000 * (0.5 ** 2 / 3) ** 1.2  # 50%: scene light 1/12, on a 1000 cd/m2 display (51 cd/m2)
+    assert abs(levels[2] - (1.055 * (0.83802 * hlg50 / 100) ** (1 / 2.4) - 0.055)) < 0.01

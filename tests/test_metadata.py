@@ -595,9 +595,9 @@ def test_made_by_csr_knows_its_float_tiff_results(tmp_path):
 
 
 @pytest.mark.parametrize("transfer, curve", [(16, "PQ"), (18, "HLG")])
-def test_hdr_heif_is_read_with_a_warning(tmp_path, transfer, curve):
-    """An HDR HEIC (a PQ or HLG curve, as phones record them) is read as a standard photo: csr says so in one
-    line instead of handing back wrong tones in silence; a standard one reads without a word."""
+def test_hdr_heif_is_tone_mapped_with_a_notice(tmp_path, transfer, curve):
+    """An HDR HEIC (a PQ or HLG curve, as phones record them) is tone-mapped to a standard photo, and csr says
+    so in one line; a standard one reads without a word (the mapping itself: test_image_io)."""
     import warnings
 
     pillow_heif = pytest.importorskip("pillow_heif", reason="the 'heif' extra (pillow-heif) is not installed")
@@ -610,8 +610,7 @@ def test_hdr_heif_is_read_with_a_warning(tmp_path, transfer, curve):
     with pytest.warns(UserWarning) as caught:
         load_photo(tmp_path / "hdr.heic")
     assert [str(w.message) for w in caught] == [
-        f"{tmp_path / 'hdr.heic'}: an HDR photo ({curve} curve), read as a standard one: its tones and colours "
-        f"come out wrong; export it as a standard (SDR) photo first"]
+        f"{tmp_path / 'hdr.heic'}: an HDR photo ({curve} curve), tone-mapped to a standard (SDR) one"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_photo(tmp_path / "sdr.heic")
