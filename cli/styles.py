@@ -299,7 +299,7 @@ def remove(name, yes):
 
 
 @command.command("import")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))  # a folder: one csr error line, exit 1 (common.py)
 @click.option("--name", required=True, help="Name of the new style.")
 @cond_size_option
 @click.option("--description", default="", help="One line shown in 'csr styles list'.")

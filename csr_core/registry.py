@@ -26,7 +26,7 @@ from safetensors.numpy import save
 from . import COND_SIZES, data_dir
 from .architecture import ARCHITECTURE, CONDITION_KEYS, PARAMETER_COUNT, condition_state
 from .engine import Net
-from .errors import StyleError, StyleExistsError, UnknownStyleError, require
+from .errors import InvalidNameError, StyleError, StyleExistsError, UnknownStyleError, require
 from .fsutil import atomic_write, write_bytes_atomic
 from .inference import Look
 
@@ -66,9 +66,10 @@ def builtin_dir() -> Path:
 def validate_name(name: str) -> str:
     """A style name is 1-64 letters, digits, '-' or '_' (no path tricks, no reserved device names)."""
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise StyleError(f"invalid style name {name!r}: use 1-64 letters, digits, '-' or '_', starting with a letter or digit")
+        raise InvalidNameError(f"invalid style name {name!r}: use 1-64 letters, digits, '-' or '_', starting with a "
+                               "letter or digit")
     if name.lower() in _RESERVED:
-        raise StyleError(f"invalid style name {name!r}: it is a reserved device name on Windows")
+        raise InvalidNameError(f"invalid style name {name!r}: it is a reserved device name on Windows")
     return name
 
 
@@ -570,6 +571,8 @@ class Registry:
         """Import a CSRNet ``.pth`` state_dict (loaded with weights_only=True) as a full user style."""
         self.check_new_name(name, overwrite)
         torch = require("train", "importing a .pth checkpoint")
+        if Path(path).is_dir():
+            raise StyleError(f"{path}: a folder, not a checkpoint file; name the .pth file to import")
         try:
             blob = read_regular(path, MAX_WEIGHTS_BYTES, "checkpoint")
         except FileNotFoundError:
