@@ -85,7 +85,8 @@ def expert_option(help: str):
 
 overwrite_style_option = click.option("--overwrite", is_flag=True, help="Replace an existing user style of that name.")
 cond_size_option = click.option("--cond-size", type=WholeNumber(*COND_SIZES), default=256, show_default=True,
-                                help="Long side of the copy of each photo the condition network sees.")
+                                help="Long side, in pixels, of the small copy of each photo the style studies "
+                                     "to choose its adjustments.")
 
 
 def say(kind: str, message: str, newline_first: bool = False) -> None:
