@@ -31,7 +31,7 @@ Examples:
 @click.option("--allow-edits", is_flag=True, help="Let the page teach new styles and delete user styles "
               "(off by default: anyone who can reach the app could change your registry; beyond this machine "
               "it needs a login).")
-@click.option("--auth-file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--auth-file", type=click.Path(path_type=Path),
               help="Ask for a login: a file of user:password lines [env CSR_APP_AUTH: the same lines].")
 @handle_errors
 def command(host, port, share, max_mb, max_pixels, concurrency, device, allow_edits, auth_file):

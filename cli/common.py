@@ -1,4 +1,19 @@
-"""Shared CLI plumbing: one-line errors, exit codes, the shared registry."""
+"""Shared CLI plumbing: one-line errors, exit codes, the shared registry.
+
+Exit status of every csr command (each error is one ``csr: error:`` line on stderr, never a traceback):
+
+- 0 (EXIT_OK): done.
+- 1 (EXIT_FAILED): the command is well formed but csr could not do it with the files and styles it found:
+  a file it reads that is missing, unreadable, damaged or a folder (a photo, a checkpoint, a login file, a
+  style's card or weights); a name another style has; a style that is built in or that other styles run on;
+  a folder it cannot write; a question answered no; in a batch, any photo that failed (each is named).
+- 2 (EXIT_USAGE): a usage error, the command line is wrong as typed: an unknown command or option, a missing
+  argument, a value out of range, options that exclude each other, a style name that is invalid or that no
+  style has (``csr_core.errors.UsageError``), a --style that retouch or an export cannot load (nothing is
+  done), an output or folder option of the wrong kind (a file named as a folder; --pairs, --photos or
+  --finished naming no folder), a question (``csr styles remove`` without -y) with no terminal to ask it.
+- 130 (EXIT_INTERRUPTED): interrupted (Ctrl-C).
+"""
 from __future__ import annotations
 
 import functools
@@ -70,7 +85,8 @@ def expert_option(help: str):
 
 overwrite_style_option = click.option("--overwrite", is_flag=True, help="Replace an existing user style of that name.")
 cond_size_option = click.option("--cond-size", type=WholeNumber(*COND_SIZES), default=256, show_default=True,
-                                help="Long side of the copy of each photo the condition network sees.")
+                                help="Long side, in pixels, of the small copy of each photo the style studies "
+                                     "to choose its adjustments.")
 
 
 def say(kind: str, message: str, newline_first: bool = False) -> None:
@@ -121,7 +137,7 @@ def usage_line(exc: click.UsageError, args: list[str]) -> UsageLine:
 
 def handle_errors(fn):
     """Turn CsrError into one line + exit 1 (a UsageError, such as an unknown style name: exit 2), Ctrl-C into
-    exit 130; never a traceback for user errors."""
+    exit 130; never a traceback for user errors (the exit codes: this module's docstring)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):

@@ -17,7 +17,12 @@ from .common import (EXIT_FAILED, EXIT_USAGE, cond_size_option, fail, handle_err
 
 @click.group("styles")
 def command() -> None:
-    """Manage the style registry (built-in and your own styles)."""
+    """List, show, import and remove styles: the built-in ones and your own.
+
+    Your own styles are kept in $CSR_HOME/styles; without CSR_HOME in ~/.local/share/csr/styles on Linux,
+    ~/Library/Application Support/csr/styles on macOS and %LOCALAPPDATA%\\csr\\styles on Windows. The command
+    line, the web app and the GIMP plug-in share them.
+    """
 
 
 
@@ -283,7 +288,10 @@ def _score_lines(title: str, s: dict, name: str, start) -> list[str]:
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @handle_errors
 def remove(name, yes):
-    """Delete one of your styles (built-in styles cannot be removed)."""
+    """Delete one of your styles (built-in styles cannot be removed).
+
+    A style that other styles were fine-tuned from stays until those are removed.
+    """
     reg = registry()
     damaged = name in reg.damaged()
     style = None if damaged else reg.get(name)
@@ -299,13 +307,18 @@ def remove(name, yes):
 
 
 @command.command("import")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--name", required=True, help="Name of the new style.")
+@click.argument("file", type=click.Path(path_type=Path))  # a folder: one csr error line, exit 1 (common.py)
+@click.option("--name", required=True, metavar="NAME",
+              help="Name of the new style: 1-64 letters, digits, '-' or '_'.")
 @cond_size_option
 @click.option("--description", default="", help="One line shown in 'csr styles list'.")
 @overwrite_style_option
 @handle_errors
 def import_(file, name, cond_size, description, overwrite):
-    """Import a CSRNet .pth state_dict (loaded safely, weights only) as a user style."""
+    """Add a CSRNet network trained elsewhere as one of your styles.
+
+    FILE is a PyTorch .pth file holding the network's weights (its state_dict). Only the weights are read:
+    a file that would run code when opened is refused. Give --cond-size the size the network was trained with.
+    """
     style = registry().import_checkpoint(file, name, cond_size, description, overwrite)
     click.echo(f"imported '{style.name}' -> {style.path}")

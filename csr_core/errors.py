@@ -28,6 +28,10 @@ class UnknownStyleError(StyleError, UsageError):
     """No style has that name (a usage error)."""
 
 
+class InvalidNameError(StyleError, UsageError):
+    """A style name that no style can have (a usage error)."""
+
+
 class StyleExistsError(StyleError):
     """A new style's name is already taken by a user style."""
 

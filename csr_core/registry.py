@@ -5,9 +5,16 @@ live in ``$CSR_HOME/styles`` (default: the platform's user data dir), one ``NAME
 ``NAME.safetensors`` file; the card is written last, so a style exists only once it is complete.
 A *full* style holds the whole network; a *condition* style holds only the condition net + GFM and names
 its base by sha256. Every weights file is checked against the sha256 in its card before loading.
+
+Saving and removing hold the folder's lock file (``.lock``, removed when released), so that of any csr
+processes or threads changing styles at once, one works at a time: each change leaves every card with its
+weights and no weights file that no card names (``_sweep``). A process killed at any point leaves the old
+style or the new one; a weights or temporary file it leaves behind is deleted by the next change of that name.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -26,8 +33,8 @@ from safetensors.numpy import save
 from . import COND_SIZES, data_dir
 from .architecture import ARCHITECTURE, CONDITION_KEYS, PARAMETER_COUNT, condition_state
 from .engine import Net
-from .errors import StyleError, StyleExistsError, UnknownStyleError, require
-from .fsutil import atomic_write, write_bytes_atomic
+from .errors import InvalidNameError, StyleError, StyleExistsError, UnknownStyleError, require
+from .fsutil import atomic_write, exclusive, write_bytes_atomic
 from .inference import Look
 
 DEFAULT_STYLE = "auto"
@@ -45,6 +52,10 @@ _FLOATS = {"F16": np.float16, "F32": np.float32, "F64": np.float64}
 MAX_WEIGHT = 1e3
 #: Most parts of a style mix ('C:0.7,auto:0.3' has 2) and the longest mix spec.
 MAX_MIX_PARTS, MAX_SPEC_CHARS = 8, 1000
+#: The lock file in the user style folder while a style is saved or removed, and the longest wait for it.
+LOCK, LOCK_TIMEOUT = ".lock", 60.0
+#: The refusal of a new style whose name another csr process saved while it was being made.
+_JUST_SAVED = "user style '{name}' was just saved by another csr process; choose another name"
 #: The MIT-Adobe FiveK experts: style names A-E are reserved for their looks.
 EXPERTS = {e: f"MIT-Adobe FiveK expert {e}'s retouching" for e in "ABCDE"}
 
@@ -66,9 +77,10 @@ def builtin_dir() -> Path:
 def validate_name(name: str) -> str:
     """A style name is 1-64 letters, digits, '-' or '_' (no path tricks, no reserved device names)."""
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise StyleError(f"invalid style name {name!r}: use 1-64 letters, digits, '-' or '_', starting with a letter or digit")
+        raise InvalidNameError(f"invalid style name {name!r}: use 1-64 letters, digits, '-' or '_', starting with a "
+                               "letter or digit")
     if name.lower() in _RESERVED:
-        raise StyleError(f"invalid style name {name!r}: it is a reserved device name on Windows")
+        raise InvalidNameError(f"invalid style name {name!r}: it is a reserved device name on Windows")
     return name
 
 
@@ -471,19 +483,31 @@ class Registry:
         if base is not None:
             card["base"] = {"name": base.name, "sha256": base.base_sha256}
         check_card(card, f"style '{name}'")  # a card it could not read back is never written
+        with self._changing():
+            try:  # again: another process may have saved or removed it meanwhile
+                self.check_new_name(name, overwrite)
+            except StyleExistsError:
+                raise StyleExistsError(_JUST_SAVED.format(name=name)) from None
+            if base is not None and not any(s.kind == "full" and s.sha256 == base.sha256 for s in self.styles()):
+                raise StyleError(f"cannot save style '{name}': its base style '{base.name}' was removed or replaced "
+                                 "meanwhile")
+            return self._write_style(name, card, blob, overwrite)
+
+    def _write_style(self, name: str, card: dict, blob: bytes, overwrite: bool) -> Style:
+        """Write the weights, then the card (the commit point), then delete what the card replaced; with the
+        folder's lock held."""
         old = next((st for n, st in self._user_styles().items() if n.lower() == name.lower()), None) \
             if overwrite else None
         broken = self._damaged_named(name) if overwrite else None  # a damaged card it replaces
-        self.user_path.mkdir(parents=True, exist_ok=True)
         weights = self.user_path / card["file"]
         try:
             write_bytes_atomic(weights, blob)  # a new name: the old style stays intact
             # the commit point; a new name is claimed only if no other process saved it meanwhile
             with atomic_write(self.user_path / f"{name}.json", "w", replace=(old or broken) is not None) as fh:
                 json.dump(card, fh, indent=2)
-        except FileExistsError:
+        except FileExistsError:  # (a csr without the lock saved it meanwhile)
             self._unlink_unused(weights)
-            raise StyleExistsError(f"user style '{name}' was just saved by another csr process; choose another name") from None
+            raise StyleExistsError(_JUST_SAVED.format(name=name)) from None
         except OSError as exc:  # a full disk, a quota, a file-size limit: nothing of the new style stays
             self._unlink_unused(weights)
             raise StyleError(f"cannot save style '{name}' in {self.user_path} ({exc.strerror or exc})") from None
@@ -500,23 +524,36 @@ class Registry:
             self._nets.pop(old.sha256, None)
         if broken is not None:
             self._remove_damaged(broken, card=stale(broken))
+        with contextlib.suppress(OSError):  # left by a process killed while it changed this name: not needed
+            self._sweep(name)
         return Style(name, card, self.user_path / card["file"], False)
 
     def remove(self, name: str) -> None:
         """Delete a user style (built-ins cannot be removed), or a damaged card with the weights file
         that was saved with it (``NAME.<sha256 prefix>.safetensors``) unless another card uses it."""
-        if name in self.damaged() and validate_name(name):
-            return self._remove_damaged(name)
-        style = self.get(name)
+        if name not in self.damaged():
+            self._check_removable(self.get(name))  # an unknown or built-in style: refused before any change
+        with self._changing():
+            if name in self.damaged() and validate_name(name):
+                return self._remove_damaged(name)
+            try:
+                style = self.get(name)
+            except UnknownStyleError:
+                return  # another csr process removed it meanwhile
+            self._check_removable(style)
+            try:
+                (self.user_path / f"{name}.json").unlink(missing_ok=True)  # the card first: the style is gone at once
+                self._unlink_unused(style.path)
+                self._sweep(name)
+            except OSError as exc:
+                raise StyleError(f"cannot remove style '{name}' from {self.user_path} "
+                                 f"({exc.strerror or exc})") from None
+            self._nets.pop(style.sha256, None)
+
+    def _check_removable(self, style: Style) -> None:
         if style.builtin:
-            raise StyleError(f"style '{name}' is built in and cannot be removed")
+            raise StyleError(f"style '{style.name}' is built in and cannot be removed")
         self.check_unused(style, "remove")
-        try:
-            (self.user_path / f"{name}.json").unlink(missing_ok=True)  # the card first: the style is gone at once
-            self._unlink_unused(style.path)
-        except OSError as exc:
-            raise StyleError(f"cannot remove style '{name}' from {self.user_path} ({exc.strerror or exc})") from None
-        self._nets.pop(style.sha256, None)
 
     def _remove_damaged(self, name: str, card: bool = True) -> None:
         """Delete a damaged card (unless not ``card``) and the weights file saved with it
@@ -524,11 +561,36 @@ class Registry:
         try:
             if card:
                 (self.user_path / f"{name}.json").unlink(missing_ok=True)
-            for weights in self.user_path.glob(f"{name}.*.safetensors"):
-                if re.fullmatch(rf"{re.escape(name)}\.[0-9a-f]{{12}}\.safetensors", weights.name):
-                    self._unlink_unused(weights)
+            self._sweep(name)
         except OSError as exc:
             raise StyleError(f"cannot remove style '{name}' from {self.user_path} ({exc.strerror or exc})") from None
+
+    def _sweep(self, name: str) -> None:
+        """Delete the files of the style ``name`` (in any case) that no card uses: its weights files
+        (``NAME.<sha256 prefix>.safetensors``) and the temporary files of writes that were cut short. Only with
+        the folder's lock held: then no other csr process is writing there."""
+        used = {s.path.name for s in self._user_styles().values()}
+        n = re.escape(name)
+        weights = rf"{n}\.[0-9a-f]{{12}}\.safetensors"
+        own = re.compile(rf"{weights}|\.(?:{weights}|{n}\.json)\.[0-9a-f]{{8}}\.part", re.IGNORECASE)
+        for path in self.user_path.iterdir():
+            if own.fullmatch(path.name) and path.name not in used:
+                path.unlink(missing_ok=True)
+
+    def _changing(self) -> contextlib.AbstractContextManager:
+        """Hold the user style folder's lock (creating the folder), for a change to its styles. A folder csr
+        may not create files in is changed without it: the change itself then fails with its own error."""
+        stack = contextlib.ExitStack()
+        try:
+            self.user_path.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(exclusive(self.user_path / LOCK, LOCK_TIMEOUT))
+        except TimeoutError:
+            raise StyleError(f"{self.user_path}: another csr program has been saving or removing a style there for "
+                             f"{LOCK_TIMEOUT:.0f} s; try again when it is done") from None
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise StyleError(f"cannot change the styles in {self.user_path} ({exc.strerror or exc})") from None
+        return stack
 
     def _damaged_named(self, name: str) -> str | None:
         """The damaged card whose name is ``name`` but for case (as ``_user_styles`` last found), if any."""
@@ -570,6 +632,8 @@ class Registry:
         """Import a CSRNet ``.pth`` state_dict (loaded with weights_only=True) as a full user style."""
         self.check_new_name(name, overwrite)
         torch = require("train", "importing a .pth checkpoint")
+        if Path(path).is_dir():
+            raise StyleError(f"{path}: a folder, not a checkpoint file; name the .pth file to import")
         try:
             blob = read_regular(path, MAX_WEIGHTS_BYTES, "checkpoint")
         except FileNotFoundError:

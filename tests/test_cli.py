@@ -250,6 +250,56 @@ def test_unknown_style_is_a_usage_error_everywhere(run):
         assert res.exit_code == 2 and res.output.startswith("csr: error: unknown style 'nope'"), args
 
 
+@pytest.mark.filterwarnings(r"ignore:.*broken\.json. skipped. invalid style card")
+def test_every_styles_command_gives_bad_input_one_line_and_the_exit_code_of_its_kind(run, toy_registry, tmp_path):
+    """`csr styles list/show/import/remove` with bad input: one `csr: error:` line each, no traceback, and the
+    exit codes of every csr command (cli/common.py): 2 for a command line that is wrong as typed (an unknown
+    option, a missing argument, a value out of range, a style name that is invalid or no style's, no terminal
+    to confirm on), 1 for files and styles csr finds it cannot use (a checkpoint missing, a folder or damaged;
+    a name taken; a damaged, built-in or used style). Nothing in the registry changes."""
+    import torch
+
+    from csr_core.model import CSRNet
+
+    toy_registry.save_style("mine", CSRNet().state_dict(), {})
+    toy_registry.save_style("tuned", CSRNet().state_dict(), {}, base=toy_registry.get("mine"))
+    (toy_registry.user_path / "broken.json").write_text('{"sha')
+    torch.save(CSRNet().state_dict(), tmp_path / "ok.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    (tmp_path / "folder.pth").mkdir()
+    ok, missing, junk, folder = (str(tmp_path / n) for n in ("ok.pth", "none.pth", "junk.pth", "folder.pth"))
+    before = sorted(p.name for p in toy_registry.user_path.iterdir())
+    cases = [(("list", "--bogus"), 2, "no such option '--bogus'"),
+             (("list", "extra"), 2, "got unexpected extra argument (extra)"),
+             (("show",), 2, "missing argument 'NAME'"),
+             (("show", "nope"), 2, "unknown style 'nope'"),
+             (("show", "a b"), 2, "unknown style 'a b'"),
+             (("show", "broken"), 1, "user style 'broken' cannot be used: invalid style card"),
+             (("import", ok, "--name", "a b"), 2, "invalid style name 'a b'"),
+             (("import", ok, "--name", "x" * 65), 2, f"invalid style name '{'x' * 65}'"),
+             (("import", ok, "--name", "CON"), 2, "invalid style name 'CON': it is a reserved device name"),
+             (("import", ok), 2, "missing option '--name'"),
+             (("import", "--name", "x"), 2, "missing argument 'FILE'"),
+             (("import", ok, "--name", "x", "--cond-size", "5"), 2, "invalid value for '--cond-size'"),
+             (("import", missing, "--name", "x"), 1, f"{missing}: no such file"),
+             (("import", folder, "--name", "x"), 1, f"{folder}: a folder, not a checkpoint file; name the .pth"),
+             (("import", junk, "--name", "x"), 1, f"{junk}: not a plain PyTorch state_dict"),
+             (("import", ok, "--name", "auto"), 1, "style name 'auto' is taken by a built-in style"),
+             (("import", ok, "--name", "Mine"), 1, "user style 'mine' already exists"),
+             (("remove",), 2, "missing argument 'NAME'"),
+             (("remove", "nope", "-y"), 2, "unknown style 'nope'"),
+             (("remove", "a/b", "-y"), 2, "unknown style 'a/b'"),
+             (("remove", "tuned"), 2, "not removing 'tuned' without confirmation: add -y (--yes)"),
+             (("remove", "auto", "-y"), 1, "style 'auto' is built in and cannot be removed"),
+             (("remove", "mine", "-y"), 1, "cannot remove style 'mine': 'tuned' runs on it")]
+    for args, code, message in cases:
+        res = run("styles", *args)
+        assert (res.exit_code, res.output.count("\n")) == (code, 1), (args, res.exit_code, res.output)
+        assert res.output.startswith(f"csr: error: {message}") and "Traceback" not in res.output, (args, res.output)
+    assert sorted(p.name for p in toy_registry.user_path.iterdir()) == before
+    assert sorted(toy_registry.names()) == ["auto", "mine", "tuned"]
+
+
 def test_remove_without_a_terminal_says_that_yes_confirms(run, toy_registry):
     from csr_core.model import CSRNet
 

@@ -463,7 +463,7 @@ def test_cli_style_names_with_path_tricks_refused(run, toy_registry, tmp_path, n
 
     torch.save(CSRNet().state_dict(), tmp_path / "ok.pth")
     before = snapshot(tmp_path)
-    _one_error(run("styles", "import", tmp_path / "ok.pth", "--name", name), 1, r"invalid style name")
+    _one_error(run("styles", "import", tmp_path / "ok.pth", "--name", name), 2, r"invalid style name")
     assert snapshot(tmp_path) == before and not toy_registry.user_path.exists()
     for args, code in ((("styles", "show", name), 2), (("styles", "remove", name, "--yes"), 2),  # unknown: usage
                        (("retouch", _small_photo(tmp_path / "in.png"), "--style", name), 2)):

@@ -340,3 +340,165 @@ def test_remove_in_a_read_only_folder_or_raced_is_one_line(run, toy_registry, mo
     monkeypatch.setattr(Registry, "check_unused", raced)
     res = run("styles", "remove", "mine", "-y")
     assert res.exit_code == 0 and res.output == "removed style 'mine'\n"
+
+
+# ----------------------------------------------------------------------------- several csr processes at once
+
+#: ``csr`` itself, started and loaded, then waiting for its go: it creates the file named by its first argument
+#: + '.ready', and waits for the file of that name.
+_WAITING_CSR = """
+import os, sys, time
+import torch
+from csr_cli import main, styles
+go = sys.argv[1]
+open(go + "." + str(os.getpid()) + ".ready", "w").close()
+while not os.path.exists(go):
+    time.sleep(0.002)
+sys.argv = ["csr", *sys.argv[2:]]
+main.main()
+"""
+
+
+def _race(tmp_path, home, commands: list[list[str]], kill: list[float] = ()) -> list:
+    """Run ``csr`` with each of ``commands`` at once, as separate processes started together; with ``kill``,
+    process i gets SIGKILL ``kill[i]`` seconds after the start (a negative delay: never). Their return codes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    go = tmp_path / f"go-{time.monotonic_ns()}"
+    env = dict(os.environ, CSR_HOME=str(home), OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, "-c", _WAITING_CSR, str(go), *args], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for args in commands]
+    while len(list(tmp_path.glob(f"{go.name}.*.ready"))) < len(procs):  # all loaded: they start together
+        assert all(proc.poll() is None for proc in procs), [proc.communicate() for proc in procs]
+        time.sleep(0.01)
+    go.touch()
+    start = time.monotonic()
+    for proc, delay in sorted(zip(procs, kill), key=lambda pd: pd[1]):
+        if delay >= 0:
+            time.sleep(max(0.0, start + delay - time.monotonic()))
+            proc.send_signal(signal.SIGKILL)
+    outs = [proc.communicate(timeout=300) for proc in procs]
+    return [(proc.returncode, err) for proc, (_, err) in zip(procs, outs)]
+
+
+def _only_style(folder, name: str, sources: dict) -> dict | None:
+    """The one card of ``name`` in ``folder`` and its weights, which match the card's sha256 and come from
+    one of ``sources`` (a checkpoint's sha256 -> its path); nothing else is there (no other weights, no
+    temporary or lock file). None if the folder holds nothing."""
+    import hashlib
+
+    files = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    if not files:
+        return None
+    card = json.loads((folder / f"{name}.json").read_text())
+    assert files == sorted([f"{name}.json", card["file"]]), files
+    assert hashlib.sha256((folder / card["file"]).read_bytes()).hexdigest() == card["sha256"]
+    assert card["source"]["sha256"] in sources, card["source"]
+    reg = Registry(None, folder)
+    assert reg.names().count(name) == 1 and isinstance(reg.net(name), Net)  # sha256-checked load
+    return card
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict:
+    """Six different CSRNet checkpoints: their sha256 -> path."""
+    import hashlib
+
+    folder, out = tmp_path_factory.mktemp("race-ckpt"), {}
+    for seed in range(6):
+        torch.manual_seed(seed)
+        path = folder / f"net{seed}.pth"
+        torch.save(CSRNet().state_dict(), path)
+        out[hashlib.sha256(path.read_bytes()).hexdigest()] = path
+    return out
+
+
+def test_racing_overwrites_of_one_name_leave_one_card_and_its_weights(tmp_path, checkpoints):
+    """Six `csr styles import --overwrite` of one name at once, each with another checkpoint, over an existing
+    style: all succeed, and the folder holds one card and the weights it names, nothing else (no weights file
+    of an overwrite that lost the race)."""
+    home, paths = tmp_path / "home", list(checkpoints.values())
+    import_ = lambda path: ["styles", "import", str(path), "--name", "race", "--overwrite"]  # noqa: E731
+    assert _race(tmp_path, home, [import_(paths[0])], kill=[-1])[0][0] == 0
+    done = _race(tmp_path, home, [import_(p) for p in paths], kill=[-1] * len(paths))
+    assert [code for code, _ in done] == [0] * len(paths), done
+    assert _only_style(home / "styles", "race", checkpoints) is not None
+
+
+def test_racing_imports_and_removes_of_one_name_leave_one_style_or_none(tmp_path, checkpoints):
+    """Imports (a new name, then over each other) and removes of one name at once: every import succeeds or is
+    told the name was taken meanwhile, every removal removes or finds the style gone; after them the folder
+    holds one style, card and weights, or nothing."""
+    home, paths = tmp_path / "home", list(checkpoints.values())
+    commands = [["styles", "import", str(paths[0]), "--name", "race"],
+                ["styles", "import", str(paths[1]), "--name", "race"],
+                *(["styles", "import", str(p), "--name", "race", "--overwrite"] for p in paths[2:4]),
+                ["styles", "remove", "race", "-y"], ["styles", "remove", "race", "-y"]]
+    done = _race(tmp_path, home, commands, kill=[-1] * len(commands))
+    for (code, err), args in zip(done, commands):
+        allowed = {0: ("",), 1: ("was just saved by another csr process", "already exists"),
+                   2: ("unknown style 'race'",)} if "--overwrite" not in args else {0: ("",)}
+        assert code in allowed and any(m in err for m in allowed[code]), (args, code, err)
+    _only_style(home / "styles", "race", checkpoints)
+
+
+def test_imports_killed_at_random_moments_leave_a_usable_registry_that_the_next_import_cleans(tmp_path, checkpoints):
+    """SIGKILL at random moments of racing overwrites: the style is the old one or a new one and loads; the next
+    import of that name leaves its card and weights alone (the killed ones' files and the lock gone)."""
+    import random
+
+    home, paths = tmp_path / "home", list(checkpoints.values())
+    import_ = lambda path: ["styles", "import", str(path), "--name", "race", "--overwrite"]  # noqa: E731
+    rnd = random.Random(7)
+    kill = [rnd.uniform(0, 1) if i % 2 else -1 for i in range(len(paths))]
+    done = _race(tmp_path, home, [import_(p) for p in paths], kill=kill)
+    assert all(code == 0 for (code, _), k in zip(done, kill) if k < 0), done
+    folder = home / "styles"
+    reg = Registry(None, folder)
+    assert "race" in reg.names() and isinstance(reg.net("race"), Net)
+    # and what a kill between the weights and the card, or in the middle of a write or the lock, leaves
+    (folder / "race.0123456789ab.safetensors").write_bytes(b"weights no card names")
+    (folder / ".race.json.0123abcd.part").write_text("{")
+    (folder / ".race.0123456789ab.safetensors.89abcdef.part").write_bytes(b"half")
+    (folder / ".lock").touch()
+    assert _race(tmp_path, home, [import_(paths[0])], kill=[-1])[0][0] == 0
+    assert _only_style(home / "styles", "race", checkpoints)["source"]["file"] == paths[0].name
+
+
+def test_a_change_waits_for_the_lock_and_says_so_when_it_waits_too_long(toy_registry, monkeypatch):
+    """While another program holds the style folder's lock, a save waits for it; past LOCK_TIMEOUT it is one
+    error and nothing is written. The lock file goes with its release."""
+    import threading
+    import time
+
+    import csr_core.registry as registry
+    from csr_core.fsutil import exclusive
+
+    monkeypatch.setattr(registry, "LOCK_TIMEOUT", 0.3)
+    lock = toy_registry.user_path / registry.LOCK
+    toy_registry.user_path.mkdir(parents=True)
+    with exclusive(lock):
+        with pytest.raises(StyleError, match=r"another csr program has been saving or removing a style there for "
+                                             r"0 s; try again when it is done"):
+            toy_registry.save_style("mine", CSRNet().state_dict(), {})
+        assert sorted(p.name for p in toy_registry.user_path.iterdir()) == [registry.LOCK]
+    assert not lock.exists()
+    monkeypatch.setattr(registry, "LOCK_TIMEOUT", 60.0)
+    held, saved = threading.Event(), []
+
+    def hold():
+        with exclusive(lock):
+            held.set()
+            time.sleep(0.5)
+            saved.append(toy_registry.user_path.joinpath("mine.json").exists())
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    toy_registry.save_style("mine", CSRNet().state_dict(), {})  # waits for the holder
+    holder.join()
+    assert saved == [False] and "mine" in toy_registry.names() and not lock.exists()
