@@ -1,5 +1,4 @@
-"""Atomic file writes (a temp file in the target folder, fsync, then rename) and a lock file that lets one
-process at a time change a folder."""
+"""Atomic file writes: a temp file in the target folder, fsync, then rename."""
 from __future__ import annotations
 
 import contextlib
@@ -7,7 +6,6 @@ import errno
 import glob
 import io
 import os
-import time
 from pathlib import Path
 from typing import IO, BinaryIO, Iterator
 
@@ -125,67 +123,3 @@ def remove_partials(path: str | os.PathLike) -> None:
     for tmp in path.parent.glob(pattern):
         with contextlib.suppress(OSError):
             tmp.unlink()
-
-
-@contextlib.contextmanager
-def exclusive(lock: str | os.PathLike, timeout: float = 60.0) -> Iterator[None]:
-    """Hold the lock file ``lock`` (created if need be) exclusively for the block: other processes, and
-    other threads of this one, wait for it; TimeoutError after ``timeout`` seconds of waiting.
-
-    The lock is the operating system's (flock; on Windows a byte-range lock), so a process killed while it
-    holds it holds it no longer. The file is removed on release; a waiter that locked a file removed
-    meanwhile opens the new one and tries again. A lock file a killed process left is taken over as is.
-    """
-    deadline = time.monotonic() + timeout
-    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-    while True:
-        fd = os.open(lock, flags, 0o666)
-        try:
-            _lock(fd, deadline)
-            try:
-                current = os.path.samestat(os.fstat(fd), os.stat(lock, follow_symlinks=False))
-            except FileNotFoundError:
-                current = False
-        except BaseException:
-            os.close(fd)
-            raise
-        if current:
-            break
-        os.close(fd)  # the holder before removed this file: lock the one now at that name
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):  # (on Windows an open file stays: the next holder takes it over)
-            os.unlink(lock)
-        _unlock(fd)
-        os.close(fd)
-
-
-def _lock(fd: int, deadline: float) -> None:
-    """Lock the open file ``fd`` exclusively, polling until ``deadline`` (TimeoutError after it)."""
-    while True:
-        try:
-            if os.name == "nt":
-                import msvcrt
-
-                os.lseek(fd, 0, os.SEEK_SET)
-                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-            else:
-                import fcntl
-
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except (BlockingIOError, PermissionError):  # held elsewhere (Windows says EACCES)
-            if time.monotonic() > deadline:
-                raise TimeoutError(errno.ETIMEDOUT, "held by another process") from None
-            time.sleep(0.02)
-
-
-def _unlock(fd: int) -> None:
-    if os.name == "nt":
-        import msvcrt
-
-        with contextlib.suppress(OSError):
-            os.lseek(fd, 0, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-    # elsewhere closing the file releases it

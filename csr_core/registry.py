@@ -6,9 +6,9 @@ live in ``$CSR_HOME/styles`` (default: the platform's user data dir), one ``NAME
 A *full* style holds the whole network; a *condition* style holds only the condition net + GFM and names
 its base by sha256. Every weights file is checked against the sha256 in its card before loading.
 
-Saving and removing hold the folder's lock file (``.lock``, removed when released), so that of any csr
-processes or threads changing styles at once, one works at a time: each change leaves every card with its
-weights and no weights file that no card names (``_sweep``). A process killed at any point leaves the old
+Saving and removing hold the folder's lock file ``.lock`` (``filelock``: the operating system's lock, which
+a killed holder releases), so that of any csr processes or threads changing styles at once, one works at a
+time: each change leaves every card with its weights and no weights file that no card names (``_sweep``). A process killed at any point leaves the old
 style or the new one; a weights or temporary file it leaves behind is deleted by the next change of that name.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ from . import COND_SIZES, data_dir
 from .architecture import ARCHITECTURE, CONDITION_KEYS, PARAMETER_COUNT, condition_state
 from .engine import Net
 from .errors import InvalidNameError, StyleError, StyleExistsError, UnknownStyleError, require
-from .fsutil import atomic_write, exclusive, write_bytes_atomic
+from .fsutil import atomic_write, write_bytes_atomic
 from .inference import Look
 
 DEFAULT_STYLE = "auto"
@@ -580,11 +580,13 @@ class Registry:
     def _changing(self) -> contextlib.AbstractContextManager:
         """Hold the user style folder's lock (creating the folder), for a change to its styles. A folder csr
         may not create files in is changed without it: the change itself then fails with its own error."""
+        import filelock  # only a change needs it (30 ms to import)
+
         stack = contextlib.ExitStack()
         try:
             self.user_path.mkdir(parents=True, exist_ok=True)
-            stack.enter_context(exclusive(self.user_path / LOCK, LOCK_TIMEOUT))
-        except TimeoutError:
+            stack.enter_context(filelock.FileLock(self.user_path / LOCK, timeout=LOCK_TIMEOUT))
+        except filelock.Timeout:
             raise StyleError(f"{self.user_path}: another csr program has been saving or removing a style there for "
                              f"{LOCK_TIMEOUT:.0f} s; try again when it is done") from None
         except OSError as exc:

@@ -59,7 +59,7 @@ def test_a_deeply_nested_card_is_skipped_with_a_warning_by_every_command(tmp_pat
 
     removed = _csr("styles", "remove", "deep", "-y", home=home)
     assert removed.returncode == 0 and "removed style 'deep'" in removed.stdout, removed.stderr
-    assert sorted(p.name for p in styles.iterdir()) == ["deeper.json"]
+    assert sorted(p.name for p in styles.iterdir()) == [".lock", "deeper.json"]  # .lock: the folder's lock file
 
 
 def test_removing_a_damaged_card_keeps_weights_another_card_uses(toy_registry):
@@ -241,7 +241,7 @@ def test_import_onto_a_full_disk_is_one_line_and_leaves_nothing(run, full_styles
     assert res.exit_code == 1, res.output
     assert res.output.strip() == (f"csr: error: cannot save style 'mine' in {full_styles_disk.user_path} "
                                   "(No space left on device)")
-    assert not list(full_styles_disk.user_path.iterdir()) and full_styles_disk.names() == ["auto"]
+    assert [p.name for p in full_styles_disk.user_path.iterdir()] == [".lock"] and full_styles_disk.names() == ["auto"]
 
 
 def test_a_finetune_that_cannot_be_saved_keeps_the_trained_network(full_styles_disk, tmp_path, monkeypatch):
@@ -260,7 +260,7 @@ def test_a_finetune_that_cannot_be_saved_keeps_the_trained_network(full_styles_d
     assert str(caught.value) == (f"cannot save style 'mine' in {reg.user_path} (No space left on device); the "
                                  f"trained network is kept in {kept}: once there is room, add it with: "
                                  f"csr styles import {kept} --name mine --cond-size 64")
-    assert not list(reg.user_path.iterdir())
+    assert [p.name for p in reg.user_path.iterdir()] == [".lock"]
     monkeypatch.setattr(os, "fsync", lambda fd: None)  # room again
     style = reg.import_checkpoint(kept, "mine", cond_size=64)
     assert all(torch.equal(torch.from_numpy(reg.net(style).state[k]), v) for k, v in model.state_dict().items())

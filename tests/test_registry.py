@@ -83,7 +83,7 @@ def test_a_user_card_named_like_a_builtin_is_reported_and_removable(toy_registry
     with pytest.raises(StyleError, match=rf"^user style 'AUTO' cannot be used: {why}; csr styles remove AUTO$"):
         toy_registry.get("AUTO")
     toy_registry.remove("AUTO")
-    assert sorted(p.name for p in user.iterdir()) == [weights.name, "mine.json"]
+    assert sorted(p.name for p in user.iterdir()) == [".lock", weights.name, "mine.json"]
     assert toy_registry.names() == ["auto", "mine"] and toy_registry.get("auto").builtin
 
 
@@ -387,11 +387,11 @@ def _race(tmp_path, home, commands: list[list[str]], kill: list[float] = ()) -> 
 
 def _only_style(folder, name: str, sources: dict) -> dict | None:
     """The one card of ``name`` in ``folder`` and its weights, which match the card's sha256 and come from
-    one of ``sources`` (a checkpoint's sha256 -> its path); nothing else is there (no other weights, no
-    temporary or lock file). None if the folder holds nothing."""
+    one of ``sources`` (a checkpoint's sha256 -> its path); nothing else is there but the lock file (no other
+    weights, no temporary file). None if the folder holds nothing."""
     import hashlib
 
-    files = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    files = sorted(p.name for p in folder.iterdir() if p.name != ".lock") if folder.exists() else []
     if not files:
         return None
     card = json.loads((folder / f"{name}.json").read_text())
@@ -471,27 +471,27 @@ def test_imports_killed_at_random_moments_leave_a_usable_registry_that_the_next_
 
 def test_a_change_waits_for_the_lock_and_says_so_when_it_waits_too_long(toy_registry, monkeypatch):
     """While another program holds the style folder's lock, a save waits for it; past LOCK_TIMEOUT it is one
-    error and nothing is written. The lock file goes with its release."""
+    error and nothing is written."""
     import threading
     import time
 
+    import filelock
+
     import csr_core.registry as registry
-    from csr_core.fsutil import exclusive
 
     monkeypatch.setattr(registry, "LOCK_TIMEOUT", 0.3)
     lock = toy_registry.user_path / registry.LOCK
     toy_registry.user_path.mkdir(parents=True)
-    with exclusive(lock):
+    with filelock.FileLock(lock):
         with pytest.raises(StyleError, match=r"another csr program has been saving or removing a style there for "
                                              r"0 s; try again when it is done"):
             toy_registry.save_style("mine", CSRNet().state_dict(), {})
         assert sorted(p.name for p in toy_registry.user_path.iterdir()) == [registry.LOCK]
-    assert not lock.exists()
     monkeypatch.setattr(registry, "LOCK_TIMEOUT", 60.0)
     held, saved = threading.Event(), []
 
     def hold():
-        with exclusive(lock):
+        with filelock.FileLock(lock):
             held.set()
             time.sleep(0.5)
             saved.append(toy_registry.user_path.joinpath("mine.json").exists())
@@ -501,4 +501,4 @@ def test_a_change_waits_for_the_lock_and_says_so_when_it_waits_too_long(toy_regi
     held.wait()
     toy_registry.save_style("mine", CSRNet().state_dict(), {})  # waits for the holder
     holder.join()
-    assert saved == [False] and "mine" in toy_registry.names() and not lock.exists()
+    assert saved == [False] and "mine" in toy_registry.names()
