@@ -496,6 +496,108 @@ def test_doctor_knows_the_flatpak_profile_however_it_is_written(tmp_path, monkey
     assert [line for _, line in diagnose(tmp_path / "other") if "a Flatpak GIMP profile exists" in line]
 
 
+def _files(root: Path, *names: str, script: str = "") -> list[Path]:
+    """Make each file ``root/NAME`` (executable, running ``script``); their paths."""
+    paths = [root / name for name in names]
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"#!/bin/sh\n{script}\n")
+        path.chmod(0o755)
+    return paths
+
+
+def test_gimp_lookup_on_macos(tmp_path):
+    """macOS: the GIMP 3 app bundle in /Applications, then ~/Applications (GIMP.app first), not on the PATH."""
+    from csr_cli.gimp import gimp_candidates
+
+    root, home = tmp_path / "root", tmp_path / "home"
+    want = _files(root, "Applications/GIMP.app/Contents/MacOS/gimp")
+    want += _files(root, "Applications/GIMP-3.0.app/Contents/MacOS/gimp-3.0")
+    want += _files(home, "Applications/GIMP.app/Contents/MacOS/gimp-3.2")
+    _files(root, "Applications/GIMP.app/Contents/MacOS/gimp-console-3.0", "Applications/Other.app/Contents/MacOS/gimp")
+    env = {"HOME": str(home), "PATH": str(tmp_path / "bin")}
+    assert gimp_candidates("darwin", env, root) == want
+    assert gimp_candidates("linux", env, root) == [] and gimp_candidates("win32", env, root) == []
+
+
+def test_gimp_lookup_on_windows(tmp_path):
+    """Windows: bin of the 'GIMP 3' folder of an install for all users (%ProgramFiles%) or for one
+    (%LOCALAPPDATA%\\Programs), the console program first (it prints --version where a window program does not)."""
+    from csr_cli.gimp import gimp_candidates
+
+    pf, local = tmp_path / "Program Files", tmp_path / "AppData" / "Local"
+    want = _files(pf, "GIMP 3/bin/gimp-console-3.exe")
+    _files(pf, "GIMP 3/bin/gimp-3.exe", "GIMP 3/bin/gimp-3.0.exe", "GIMP 2/bin/gimp-2.10.exe")
+    want += _files(local, "Programs/GIMP 3/bin/gimp-3.2.exe")
+    env = {"ProgramFiles": str(pf), "LocalAppData": str(local), "PATH": str(tmp_path / "bin")}  # any case
+    assert gimp_candidates("win32", env, tmp_path) == want
+    assert gimp_candidates("win32", {"PATH": str(tmp_path / "bin"), "USERPROFILE": str(tmp_path)}, tmp_path) == []
+
+
+def test_gimp_lookup_on_linux(tmp_path):
+    """Linux: the PATH first, then the Flatpak's launcher (a per-user, then the system installation) and the Snap."""
+    from csr_cli.gimp import gimp_candidates
+
+    root, home, bin_dir = tmp_path / "root", tmp_path / "home", tmp_path / "bin"
+    want = _files(bin_dir, "gimp-3")
+    for installation in (home / ".local/share/flatpak", root / "var/lib/flatpak"):
+        (installation / "app/org.gimp.GIMP").mkdir(parents=True)
+        want += _files(installation, "exports/bin/org.gimp.GIMP")
+    want += _files(root, "snap/bin/gimp")
+    (root / "var/lib/flatpak/app/org.gimp.GIMP").rename(root / "var/lib/flatpak/app/org.gimp.GIMP.gone")
+    env = {"HOME": str(home), "PATH": str(bin_dir)}
+    assert gimp_candidates("linux", env, root) == [want[0], want[1], want[3]]  # an uninstalled app's launcher: not
+    env["XDG_DATA_HOME"] = str(tmp_path / "elsewhere")
+    assert gimp_candidates("linux", env, root) == [want[0], want[3]]
+    assert gimp_candidates("darwin", env, root) == [want[0]]
+
+
+def test_gimp_version_takes_the_first_gimp_3(tmp_path):
+    """The first candidate that says it is GIMP 3 is the GIMP found (the Flatpak here); GIMP 2.10 is named in the
+    warning when there is no GIMP 3."""
+    from csr_cli.gimp import gimp_version, is_flatpak
+
+    root, home, bin_dir = tmp_path / "root", tmp_path / "home", tmp_path / "bin"
+    _files(bin_dir, "gimp", script="echo 'GNU Image Manipulation Program version 2.10.38'")
+    env = {"HOME": str(home), "PATH": str(bin_dir)}
+    path, version = gimp_version("linux", env, root)
+    assert path is None and version == f"{bin_dir / 'gimp'}: GNU Image Manipulation Program version 2.10.38"
+    (home / ".local/share/flatpak/app/org.gimp.GIMP").mkdir(parents=True)
+    launcher, = _files(home / ".local/share/flatpak", "exports/bin/org.gimp.GIMP",
+                       script="echo 'GNU Image Manipulation Program version 3.0.4'")
+    path, version = gimp_version("linux", env, root)
+    assert (path, version) == (str(launcher), "GNU Image Manipulation Program version 3.0.4") and is_flatpak(path)
+    assert not is_flatpak(str(bin_dir / "gimp")) and not is_flatpak(None)
+
+
+def test_install_and_doctor_advise_the_flatpak_profile(installed, tmp_path, monkeypatch):
+    """When the GIMP found is the Flatpak, install and doctor name its profile folder and what its sandbox means;
+    installing into that folder needs no --profile advice."""
+    from csr_cli import gimp
+    from csr_cli.main import cli
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("GIMP3_DIRECTORY", raising=False)
+    launcher = str(home / ".local/share/flatpak/exports/bin/org.gimp.GIMP")
+    monkeypatch.setattr(gimp, "gimp_version", lambda: (launcher, "GNU Image Manipulation Program version 3.0.4"))
+    flatpak = home / ".var/app/org.gimp.GIMP/config/GIMP/3.0"
+    advice = f"""the GIMP 3 found is a Flatpak, whose profile folder is {flatpak}: install there with 'csr gimp """ \
+             f"""install --profile "{flatpak}"'"""
+    runner = CliRunner()
+    res = runner.invoke(cli, ["gimp", "install", "--device", "cpu"])
+    assert res.exit_code == 1 and res.output.count("\n") == 1 and advice in res.output, res.output
+    res = runner.invoke(cli, ["gimp", "doctor"])
+    assert f"warn  {advice}\n" in res.output and f"warn  {gimp.FLATPAK_SANDBOX}\n" in res.output, res.output
+    flatpak.mkdir(parents=True)
+    res = runner.invoke(cli, ["gimp", "install", "--device", "cpu", "--profile", str(flatpak)])
+    assert res.exit_code == 0 and "profile folder is" not in res.output, res.output
+    assert f"csr: warning: {gimp.FLATPAK_SANDBOX}\n" in res.output
+    lines = [line for _, line in gimp.diagnose(flatpak)]
+    assert gimp.FLATPAK_SANDBOX in lines and not [line for line in lines if "Flatpak, whose" in line]
+
+
 def test_default_profile(monkeypatch, tmp_path):
     from csr_cli.gimp import default_profile
 
