@@ -52,7 +52,7 @@ def test_request_round_trip_and_sizes():
 @pytest.mark.parametrize("change, message", [
     (dict(op="explode"), "unknown request"),
     (dict(protocol=99), "csr gimp install"),
-    (dict(protocol=3, check=True), "speaks protocol 3, this csr speaks 2"),  # not read as a request with pixels
+    (dict(protocol=4, check=True), "speaks protocol 4, this csr speaks 3"),  # not read as a request with pixels
     (dict(width=0), "width"),
     (dict(height="6"), "height"),
     (dict(channels=2), "channels"),
@@ -61,6 +61,10 @@ def test_request_round_trip_and_sizes():
     (dict(region="all"), "region"),
     (dict(strength="lots"), "strength"),
     (dict(style=3), "style"),
+    (dict(mix_with=["auto"]), "mix_with must be a style name"),
+    (dict(mix_amount="lots"), "mix_amount must be a number from 0 to 1, got 'lots'"),
+    (dict(mix_amount=1.5), "mix_amount must be a number from 0 to 1, got 1.5"),
+    (dict(mix_amount=float("nan")), "mix_amount must be a number from 0 to 1"),
     (dict(dtype="f64"), "dtype"),
     (dict(op="teach", finished=3), "finished must be a folder path"),
 ])
@@ -213,36 +217,60 @@ def test_worker_subprocess_matches_csr_retouch(installed, rng):
 
 
 def test_style_mix_from_the_plugin_is_csr_retouchs_mix(installed, rng):
-    """Mix with + Mix amount in the dialog make the spec --style takes, parsed by the registry as for the CLI."""
+    """Mix with + Mix amount travel as they are; the worker makes the spec --style takes with csr's one mix
+    function, and says which spec it used."""
     from csr_core.pipeline import retouch
 
-    assert bridge.mix_spec("C", "auto", 0.3) == "C:0.7,auto:0.3"
-    assert bridge.mix_spec("C", "(none)", 0.0) == "C" and bridge.mix_spec("C", "auto", 1.0) == "auto"
     u8 = (rng.random((30, 40, 3)) * 255).astype(np.uint8)
+    layer = dict(width=40, height=30, channels=3, dtype="u8", strength=1.0)
     with bridge.Worker(str(installed)) as w:
-        _, data = w.ask("retouch", u8.tobytes(), width=40, height=30, channels=3, dtype="u8",
-                        style=bridge.mix_spec("C", "auto", 0.3), strength=1.0)
+        reply, _ = w.ask("retouch", check=True, style="C", mix_with="auto", mix_amount=0.3, **layer)
+        assert reply["style"] == "C:0.7,auto:0.3"
+        reply, data = w.ask("retouch", u8.tobytes(), style="C", mix_with="auto", mix_amount=0.3, **layer)
+        assert reply["style"] == "C:0.7,auto:0.3"
+        assert w.ask("retouch", check=True, style="C", mix_with="auto", mix_amount=0, **layer)[0]["style"] == "C"
+        assert w.ask("retouch", check=True, style="C", mix_with="", mix_amount=0.5, **layer)[0]["style"] == "C"
+        assert w.ask("retouch", check=True, style="C", mix_with="auto", mix_amount=1, **layer)[0]["style"] == "auto"
         with pytest.raises(BridgeError, match="^unknown style 'nope'"):
-            w.ask("retouch", check=True, width=40, height=30, channels=3, dtype="u8",
-                  style=bridge.mix_spec("C", "nope", 0.3), strength=1.0)
+            w.ask("retouch", check=True, style="C", mix_with="nope", mix_amount=0.3, **layer)
     got = np.frombuffer(data, np.uint8).reshape(30, 40, 3)
     np.testing.assert_array_equal(got, retouch(u8, "C:0.7,auto:0.3"))
     assert np.abs(got.astype(int) - retouch(u8, "C")).max() > 2
 
 
+def test_worker_serves_a_protocol_2_plugin_its_mix(installed, rng):
+    """A plug-in installed before mixes travelled as fields sends the mix in ``style``: still served."""
+    from csr_core.pipeline import retouch
+
+    u8 = (rng.random((30, 40, 3)) * 255).astype(np.uint8)
+    header = dict(op="retouch", protocol=2, width=40, height=30, channels=3, dtype="u8", style="C:0.7,auto:0.3",
+                  strength=1.0)
+    with bridge.Worker(str(installed)) as w:
+        bridge.write_message(w.proc.stdin, header, u8.tobytes())
+        reply = bridge.read_header(w.proc.stdout)
+        data = bridge.read_exact(w.proc.stdout, reply["nbytes"])
+    assert reply["ok"] and reply["style"] == "C:0.7,auto:0.3"
+    np.testing.assert_array_equal(np.frombuffer(data, np.uint8).reshape(30, 40, 3), retouch(u8, "C:0.7,auto:0.3"))
+
+
 def test_plugin_offers_a_style_mix():
-    """The retouch procedure declares Mix with (the style list) and Mix amount, and sends their spec."""
+    """The retouch procedure declares Mix with (the style list) and Mix amount, and sends them as they are:
+    neither the plug-in nor the bridge composes a mix."""
     import ast
     from pathlib import Path
 
-    tree = ast.parse((Path(bridge.__file__).parent / "csr_retouch" / "csr_retouch.py").read_text())
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)]
-    declared = {c.args[0].value: c for c in calls if c.func.attr.startswith("add_") and c.args
+    here = Path(bridge.__file__).parent
+    tree = ast.parse((here / "csr_retouch" / "csr_retouch.py").read_text())
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    methods = [c for c in calls if isinstance(c.func, ast.Attribute)]
+    declared = {c.args[0].value: c for c in methods if c.func.attr.startswith("add_") and c.args
                 and isinstance(c.args[0], ast.Constant)}
     assert declared["mix-with"].func.attr == "add_choice_argument"
     amount = declared["mix-amount"]
     assert amount.func.attr == "add_double_argument" and [a.value for a in amount.args[3:6]] == [0.0, 1.0, 0.0]
-    assert [c for c in calls if c.func.attr == "mix_spec"]
+    sent = [{k.arg for k in c.keywords} for c in calls if isinstance(c.func, ast.Name) and c.func.id == "dict"]
+    assert [keys for keys in sent if {"style", "mix_with", "mix_amount"} <= keys]
+    assert not hasattr(bridge, "mix_spec") and "mix_spec" not in {c.func.attr for c in methods}
 
 
 def test_worker_setup_errors(installed, tmp_path):
@@ -361,7 +389,7 @@ def test_worker_checks_size_and_style_before_the_pixels(toy_worker, monkeypatch,
                               "scale or crop it first, or start GIMP with CSR_MAX_PIXELS set higher")
     assert not mix["ok"] and "unknown style 'nope'" in mix["error"]
     assert not strong["ok"] and "strength must be between 0 and 2" in strong["error"]
-    assert ok == {"ok": True, "nbytes": 0} and done["ok"] and len(data) == 600
+    assert ok == {"ok": True, "nbytes": 0, "style": "auto"} and done["ok"] and len(data) == 600
     assert teach["error"] == ("the layers are too large: 20x12 needs 0.013 MB, more than csr's limit of 0.012 MB; "
                               "scale or crop them first, or start GIMP with CSR_MAX_PIXELS set higher"), teach
     with pytest.raises(BridgeError, match="^the layer is too large: 40x30 "):  # sent anyway: the session ends unread
