@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -14,13 +15,21 @@ from csr_core.errors import CsrError
 from csr_core.fsutil import atomic_write, write_bytes_atomic
 from csr_plugins.gimp import bridge
 
-from .common import device_option, handle_errors
+from .common import device_option, handle_errors, say
 
 PLUGIN_SRC = Path(bridge.__file__).resolve().parent  # plugins/gimp, in a checkout or site-packages
 PROJECT_ROOT = PLUGIN_SRC.parents[1]
 NAME = "csr_retouch"
 FILES = {f"{NAME}/{NAME}.py": 0o755, "bridge.py": 0o644}  # source (under plugins/gimp) -> mode
-GIMP_BINARIES = ("gimp-3.0", "gimp", "gimp-console-3.0", "gimp-console")
+#: GIMP 3's programs on PATH, as its Linux and macOS builds name them (gimp-3.2 is also gimp-3 and gimp).
+GIMP_BINARIES = ("gimp-3", "gimp-3.0", "gimp", "gimp-console-3", "gimp-console-3.0", "gimp-console")
+FLATPAK_ID = "org.gimp.GIMP"
+#: A Flatpak GIMP's profile, under the home folder (its sandbox's XDG_CONFIG_HOME is ~/.var/app/ID/config).
+FLATPAK_PROFILE = Path(".var", "app", FLATPAK_ID, "config", "GIMP", "3.0")
+#: What a Flatpak GIMP means for the plug-in, which starts csr's Python as a program of its own.
+FLATPAK_SANDBOX = ("a Flatpak GIMP runs plug-ins in its sandbox, where /usr is the Flatpak's, not your system's: "
+                   "if the filter says csr's Python is missing or cannot import csr_core, use GIMP 3 from your "
+                   "system's packages")
 
 
 def default_profile() -> Path:
@@ -118,7 +127,12 @@ _profile = click.option("--profile", cls=_ProfileOption, type=click.Path(file_ok
 @handle_errors
 def install_cmd(profile, device):
     """Copy the plug-in into GIMP's plug-ins folder; it will call this Python environment."""
-    dest = install(profile or default_profile(), device)
+    profile = profile or default_profile()
+    advice = flatpak_advice(profile, gimp_version()[0])
+    try:
+        dest = install(profile, device)
+    except CsrError as exc:
+        raise CsrError("; ".join([str(exc)] + advice[:-1])) from None  # where the Flatpak GIMP looks, if elsewhere
     names = check_worker(dest)
     try:
         bridge.record_styles(str(dest), names)
@@ -126,6 +140,8 @@ def install_cmd(profile, device):
         raise CsrError(f"{dest}: cannot write the plug-in config ({exc.strerror or exc})") from None
     click.echo(f"installed {dest / (NAME + '.py')}\nworker: {sys.executable} ({len(names)} styles: "
                f"{', '.join(names) or 'none yet'})\nrestart GIMP, then use Filters > Enhance > CSRNet Retouch")
+    for line in advice:
+        say("warning", line)
 
 
 @command.command("uninstall")
@@ -144,28 +160,99 @@ def uninstall_cmd(profile):
     click.echo(f"removed {dest}")
 
 
-def gimp_version() -> tuple[str | None, str]:
-    """(first GIMP 3 binary found, its version line) or (None, why not)."""
+def gimp_candidates(platform: str, environ: Mapping[str, str], root: Path = Path("/")) -> list[Path]:
+    """The programs that may be GIMP 3, in the order to try them: those on the PATH, then where GIMP's own
+    installers put it on ``platform`` (a ``sys.platform`` value). macOS: the app bundle (GIMP.app, or another
+    GIMP*.app) in /Applications and ~/Applications; Windows: the GIMP 3 folder of an install for all users
+    (%ProgramFiles%) or for one (%LOCALAPPDATA%\\Programs), its console program first; Linux: the Flatpak's
+    launcher (a per-user, then the system installation) and the Snap's. Reads ``environ`` and the files under
+    ``root`` (/ but in tests) only: runs nothing."""
+    env = {k.upper(): v for k, v in environ.items()} if platform == "win32" else dict(environ)
+    home = Path(env.get("HOME") or env.get("USERPROFILE") or Path.home())
+    found = [Path(p) for p in (shutil.which(n, path=env.get("PATH", os.defpath)) for n in GIMP_BINARIES) if p]
+    if platform == "darwin":
+        for apps in (root / "Applications", home / "Applications"):
+            others = sorted(b for b in _glob(apps, "GIMP*.app") if b.name != "GIMP.app")
+            found += [_first(b / "Contents" / "MacOS", "gimp", "gimp-3", "gimp-3.*")
+                      for b in [apps / "GIMP.app"] + others]
+    elif platform == "win32":
+        bases = [env.get("PROGRAMFILES"), env.get("PROGRAMW6432")]
+        bases += [str(Path(env["LOCALAPPDATA"]) / "Programs")] if env.get("LOCALAPPDATA") else []
+        found += [_first(Path(base) / "GIMP 3" / "bin", "gimp-console-3.exe", "gimp-console-3.*.exe", "gimp-3.exe",
+                         "gimp-3.*.exe") for base in bases if base]
+    elif platform.startswith("linux"):
+        data = Path(env.get("XDG_DATA_HOME") or home / ".local" / "share")
+        for installation in (data / "flatpak", root / "var" / "lib" / "flatpak"):
+            if (installation / "app" / FLATPAK_ID).is_dir():
+                found.append(_first(installation / "exports" / "bin", FLATPAK_ID))
+        found.append(_first(root / "snap" / "bin", "gimp"))
+    unique = []
+    for path in found:
+        if path is not None and path not in unique:
+            unique.append(path)
+    return unique
+
+
+def _glob(folder: Path, pattern: str) -> list[Path]:
+    return list(folder.glob(pattern)) if folder.is_dir() else []
+
+
+def _first(folder: Path, *patterns: str) -> Path | None:
+    """The first file in ``folder`` that matches one of ``patterns``, in their order (the highest name for a
+    wildcard), else None."""
+    for pattern in patterns:
+        files = sorted(p for p in _glob(folder, pattern) if p.is_file())
+        if files:
+            return files[-1]
+    return None
+
+
+def is_flatpak(gimp: str | None) -> bool:
+    """Whether ``gimp``, as ``gimp_version`` names it, is the Flatpak GIMP."""
+    return bool(gimp) and Path(gimp).name.endswith(FLATPAK_ID)
+
+
+def gimp_version(platform: str | None = None, environ: Mapping[str, str] | None = None,
+                 root: Path = Path("/")) -> tuple[str | None, str]:
+    """(the first GIMP 3 program found, its version line) or (None, why not); ``gimp_candidates`` says where
+    it looks."""
     found = []
-    for name in GIMP_BINARIES:
-        path = shutil.which(name)
-        if not path:
-            continue
+    for path in gimp_candidates(platform or sys.platform, os.environ if environ is None else environ, root):
         try:
-            out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60).stdout.strip()
+            out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=60).stdout.strip()
         except (OSError, subprocess.TimeoutExpired) as exc:
             out = f"does not answer --version ({exc})"
         if " 3." in f" {out.split('version')[-1]}":
-            return path, out
+            return str(path), out
         found.append(f"{path}: {out or 'no version'}")
-    if shutil.which("flatpak"):
+    if shutil.which("flatpak"):  # a Flatpak installation elsewhere than the usual two
         try:
-            if subprocess.run(["flatpak", "info", "org.gimp.GIMP"], capture_output=True, timeout=60).returncode == 0:
-                return "flatpak org.gimp.GIMP", ("installed as a Flatpak (profile "
-                                                 "~/.var/app/org.gimp.GIMP/config/GIMP/3.0)")
+            info = subprocess.run(["flatpak", "info", FLATPAK_ID], capture_output=True, text=True, timeout=60)
+            if info.returncode == 0 and "Version: 3." in info.stdout:
+                return f"flatpak {FLATPAK_ID}", f"installed as a Flatpak (profile ~/{FLATPAK_PROFILE.as_posix()})"
         except (OSError, subprocess.TimeoutExpired):
             pass
-    return None, "; ".join(found) or "no gimp binary on PATH"
+    return None, "; ".join(found) or "none on the PATH nor where GIMP's installers put it"
+
+
+def flatpak_advice(profile: Path, gimp: str | None) -> list[str]:
+    """What to know when ``gimp`` (as ``gimp_version`` names it) is the Flatpak GIMP: where to install for it,
+    unless ``profile`` is that folder already, and what its sandbox means for the filter."""
+    if not is_flatpak(gimp):
+        return []
+    flatpak = Path.home() / FLATPAK_PROFILE
+    advice = [] if _same(profile, flatpak) else [
+        f"the GIMP 3 found is a Flatpak, whose profile folder is {flatpak}: install there with "
+        f"'{bridge.install_command(str(flatpak))}'"]
+    return advice + [FLATPAK_SANDBOX]
+
+
+def _same(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are the same existing folder, however written."""
+    try:
+        return a.is_dir() and b.is_dir() and a.samefile(b)
+    except OSError:
+        return False
 
 
 def install_command(profile: Path) -> str:
@@ -181,13 +268,16 @@ def diagnose(profile: Path) -> list[tuple[str, str]]:
     install = install_command(profile)
     why = missing_profile(profile)
     out.append(("FAIL", why) if why else ("ok", f"profile folder {profile}"))
-    flatpak = Path.home() / ".var/app/org.gimp.GIMP/config/GIMP/3.0"
-    if flatpak.is_dir() and not (profile.is_dir() and flatpak.samefile(profile)):  # the same, however written
+    gimp, version = gimp_version()
+    tail = [("ok", f"{gimp}: {version}") if gimp else ("warn", f"no GIMP 3 found ({version})")]
+    tail += [("warn", line) for line in flatpak_advice(profile, gimp)]
+    flatpak = Path.home() / FLATPAK_PROFILE
+    if not is_flatpak(gimp) and flatpak.is_dir() and not _same(profile, flatpak):  # the same, however written
         out.append(("warn", f"a Flatpak GIMP profile exists at {flatpak}: install there with --profile if "
                             f"that is the GIMP you use"))
     if not script.is_file():
         out.append(("FAIL", f"plug-in {script} is missing: run '{install}'"))
-        return out + [_gimp_line()]
+        return out + tail
     out.append(("ok", f"plug-in file {script}"))
     if not os.access(script, os.X_OK):
         out.append(("FAIL", f"{script.name} is not executable: run '{install}' again"))
@@ -213,12 +303,7 @@ def diagnose(profile: Path) -> list[tuple[str, str]]:
     rc = profile / "pluginrc"
     if rc.is_file() and b"python-fu-csr-retouch" not in rc.read_bytes():
         out.append(("warn", "GIMP has not registered the plug-in yet: restart GIMP (check Error Console)"))
-    return out + [_gimp_line()]
-
-
-def _gimp_line() -> tuple[str, str]:
-    path, version = gimp_version()
-    return ("ok", f"{path}: {version}") if path else ("warn", f"no GIMP 3 found ({version})")
+    return out + tail
 
 
 @command.command("doctor")

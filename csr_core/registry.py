@@ -238,6 +238,17 @@ def licence_label(card: dict) -> str:
     return "see card" if len(text) > 24 else text.strip()
 
 
+def mix_spec(style: str, second: str | None = None, amount: float = 0.0) -> str:
+    """The style spec (as ``--style`` takes it) of ``style`` with ``amount`` (0-1) of ``second`` mixed in:
+    ('C', 'auto', 0.3) -> 'C:0.7,auto:0.3'; no second style or 0 -> 'C'; 1 -> 'auto'. The one place the web
+    app and the GIMP plug-in (through its worker) compose a mix."""
+    if not second or amount <= 0:
+        return style
+    if amount >= 1:
+        return second
+    return f"{style}:{1 - amount:g},{second}:{amount:g}"
+
+
 def parse_spec(spec: str) -> list[tuple[str, float]]:
     """'C' -> [('C', 1.0)]; 'C:0.7,auto:0.3' -> weights normalised to sum 1; a style named twice is
     merged into one part. At most MAX_MIX_PARTS parts and MAX_SPEC_CHARS characters."""

@@ -52,7 +52,7 @@ def test_request_round_trip_and_sizes():
 @pytest.mark.parametrize("change, message", [
     (dict(op="explode"), "unknown request"),
     (dict(protocol=99), "csr gimp install"),
-    (dict(protocol=3, check=True), "speaks protocol 3, this csr speaks 2"),  # not read as a request with pixels
+    (dict(protocol=4, check=True), "speaks protocol 4, this csr speaks 3"),  # not read as a request with pixels
     (dict(width=0), "width"),
     (dict(height="6"), "height"),
     (dict(channels=2), "channels"),
@@ -61,6 +61,10 @@ def test_request_round_trip_and_sizes():
     (dict(region="all"), "region"),
     (dict(strength="lots"), "strength"),
     (dict(style=3), "style"),
+    (dict(mix_with=["auto"]), "mix_with must be a style name"),
+    (dict(mix_amount="lots"), "mix_amount must be a number from 0 to 1, got 'lots'"),
+    (dict(mix_amount=1.5), "mix_amount must be a number from 0 to 1, got 1.5"),
+    (dict(mix_amount=float("nan")), "mix_amount must be a number from 0 to 1"),
     (dict(dtype="f64"), "dtype"),
     (dict(op="teach", finished=3), "finished must be a folder path"),
 ])
@@ -213,36 +217,60 @@ def test_worker_subprocess_matches_csr_retouch(installed, rng):
 
 
 def test_style_mix_from_the_plugin_is_csr_retouchs_mix(installed, rng):
-    """Mix with + Mix amount in the dialog make the spec --style takes, parsed by the registry as for the CLI."""
+    """Mix with + Mix amount travel as they are; the worker makes the spec --style takes with csr's one mix
+    function, and says which spec it used."""
     from csr_core.pipeline import retouch
 
-    assert bridge.mix_spec("C", "auto", 0.3) == "C:0.7,auto:0.3"
-    assert bridge.mix_spec("C", "(none)", 0.0) == "C" and bridge.mix_spec("C", "auto", 1.0) == "auto"
     u8 = (rng.random((30, 40, 3)) * 255).astype(np.uint8)
+    layer = dict(width=40, height=30, channels=3, dtype="u8", strength=1.0)
     with bridge.Worker(str(installed)) as w:
-        _, data = w.ask("retouch", u8.tobytes(), width=40, height=30, channels=3, dtype="u8",
-                        style=bridge.mix_spec("C", "auto", 0.3), strength=1.0)
+        reply, _ = w.ask("retouch", check=True, style="C", mix_with="auto", mix_amount=0.3, **layer)
+        assert reply["style"] == "C:0.7,auto:0.3"
+        reply, data = w.ask("retouch", u8.tobytes(), style="C", mix_with="auto", mix_amount=0.3, **layer)
+        assert reply["style"] == "C:0.7,auto:0.3"
+        assert w.ask("retouch", check=True, style="C", mix_with="auto", mix_amount=0, **layer)[0]["style"] == "C"
+        assert w.ask("retouch", check=True, style="C", mix_with="", mix_amount=0.5, **layer)[0]["style"] == "C"
+        assert w.ask("retouch", check=True, style="C", mix_with="auto", mix_amount=1, **layer)[0]["style"] == "auto"
         with pytest.raises(BridgeError, match="^unknown style 'nope'"):
-            w.ask("retouch", check=True, width=40, height=30, channels=3, dtype="u8",
-                  style=bridge.mix_spec("C", "nope", 0.3), strength=1.0)
+            w.ask("retouch", check=True, style="C", mix_with="nope", mix_amount=0.3, **layer)
     got = np.frombuffer(data, np.uint8).reshape(30, 40, 3)
     np.testing.assert_array_equal(got, retouch(u8, "C:0.7,auto:0.3"))
     assert np.abs(got.astype(int) - retouch(u8, "C")).max() > 2
 
 
+def test_worker_serves_a_protocol_2_plugin_its_mix(installed, rng):
+    """A plug-in installed before mixes travelled as fields sends the mix in ``style``: still served."""
+    from csr_core.pipeline import retouch
+
+    u8 = (rng.random((30, 40, 3)) * 255).astype(np.uint8)
+    header = dict(op="retouch", protocol=2, width=40, height=30, channels=3, dtype="u8", style="C:0.7,auto:0.3",
+                  strength=1.0)
+    with bridge.Worker(str(installed)) as w:
+        bridge.write_message(w.proc.stdin, header, u8.tobytes())
+        reply = bridge.read_header(w.proc.stdout)
+        data = bridge.read_exact(w.proc.stdout, reply["nbytes"])
+    assert reply["ok"] and reply["style"] == "C:0.7,auto:0.3"
+    np.testing.assert_array_equal(np.frombuffer(data, np.uint8).reshape(30, 40, 3), retouch(u8, "C:0.7,auto:0.3"))
+
+
 def test_plugin_offers_a_style_mix():
-    """The retouch procedure declares Mix with (the style list) and Mix amount, and sends their spec."""
+    """The retouch procedure declares Mix with (the style list) and Mix amount, and sends them as they are:
+    neither the plug-in nor the bridge composes a mix."""
     import ast
     from pathlib import Path
 
-    tree = ast.parse((Path(bridge.__file__).parent / "csr_retouch" / "csr_retouch.py").read_text())
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)]
-    declared = {c.args[0].value: c for c in calls if c.func.attr.startswith("add_") and c.args
+    here = Path(bridge.__file__).parent
+    tree = ast.parse((here / "csr_retouch" / "csr_retouch.py").read_text())
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    methods = [c for c in calls if isinstance(c.func, ast.Attribute)]
+    declared = {c.args[0].value: c for c in methods if c.func.attr.startswith("add_") and c.args
                 and isinstance(c.args[0], ast.Constant)}
     assert declared["mix-with"].func.attr == "add_choice_argument"
     amount = declared["mix-amount"]
     assert amount.func.attr == "add_double_argument" and [a.value for a in amount.args[3:6]] == [0.0, 1.0, 0.0]
-    assert [c for c in calls if c.func.attr == "mix_spec"]
+    sent = [{k.arg for k in c.keywords} for c in calls if isinstance(c.func, ast.Name) and c.func.id == "dict"]
+    assert [keys for keys in sent if {"style", "mix_with", "mix_amount"} <= keys]
+    assert not hasattr(bridge, "mix_spec") and "mix_spec" not in {c.func.attr for c in methods}
 
 
 def test_worker_setup_errors(installed, tmp_path):
@@ -361,7 +389,7 @@ def test_worker_checks_size_and_style_before_the_pixels(toy_worker, monkeypatch,
                               "scale or crop it first, or start GIMP with CSR_MAX_PIXELS set higher")
     assert not mix["ok"] and "unknown style 'nope'" in mix["error"]
     assert not strong["ok"] and "strength must be between 0 and 2" in strong["error"]
-    assert ok == {"ok": True, "nbytes": 0} and done["ok"] and len(data) == 600
+    assert ok == {"ok": True, "nbytes": 0, "style": "auto"} and done["ok"] and len(data) == 600
     assert teach["error"] == ("the layers are too large: 20x12 needs 0.013 MB, more than csr's limit of 0.012 MB; "
                               "scale or crop them first, or start GIMP with CSR_MAX_PIXELS set higher"), teach
     with pytest.raises(BridgeError, match="^the layer is too large: 40x30 "):  # sent anyway: the session ends unread
@@ -494,6 +522,108 @@ def test_doctor_knows_the_flatpak_profile_however_it_is_written(tmp_path, monkey
     for written in (Path(".var/app/org.gimp.GIMP/config/GIMP/3.0"), tmp_path / "gimp-profile"):
         assert not [line for _, line in diagnose(written) if "Flatpak" in line], written
     assert [line for _, line in diagnose(tmp_path / "other") if "a Flatpak GIMP profile exists" in line]
+
+
+def _files(root: Path, *names: str, script: str = "") -> list[Path]:
+    """Make each file ``root/NAME`` (executable, running ``script``); their paths."""
+    paths = [root / name for name in names]
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"#!/bin/sh\n{script}\n")
+        path.chmod(0o755)
+    return paths
+
+
+def test_gimp_lookup_on_macos(tmp_path):
+    """macOS: the GIMP 3 app bundle in /Applications, then ~/Applications (GIMP.app first), not on the PATH."""
+    from csr_cli.gimp import gimp_candidates
+
+    root, home = tmp_path / "root", tmp_path / "home"
+    want = _files(root, "Applications/GIMP.app/Contents/MacOS/gimp")
+    want += _files(root, "Applications/GIMP-3.0.app/Contents/MacOS/gimp-3.0")
+    want += _files(home, "Applications/GIMP.app/Contents/MacOS/gimp-3.2")
+    _files(root, "Applications/GIMP.app/Contents/MacOS/gimp-console-3.0", "Applications/Other.app/Contents/MacOS/gimp")
+    env = {"HOME": str(home), "PATH": str(tmp_path / "bin")}
+    assert gimp_candidates("darwin", env, root) == want
+    assert gimp_candidates("linux", env, root) == [] and gimp_candidates("win32", env, root) == []
+
+
+def test_gimp_lookup_on_windows(tmp_path):
+    """Windows: bin of the 'GIMP 3' folder of an install for all users (%ProgramFiles%) or for one
+    (%LOCALAPPDATA%\\Programs), the console program first (it prints --version where a window program does not)."""
+    from csr_cli.gimp import gimp_candidates
+
+    pf, local = tmp_path / "Program Files", tmp_path / "AppData" / "Local"
+    want = _files(pf, "GIMP 3/bin/gimp-console-3.exe")
+    _files(pf, "GIMP 3/bin/gimp-3.exe", "GIMP 3/bin/gimp-3.0.exe", "GIMP 2/bin/gimp-2.10.exe")
+    want += _files(local, "Programs/GIMP 3/bin/gimp-3.2.exe")
+    env = {"ProgramFiles": str(pf), "LocalAppData": str(local), "PATH": str(tmp_path / "bin")}  # any case
+    assert gimp_candidates("win32", env, tmp_path) == want
+    assert gimp_candidates("win32", {"PATH": str(tmp_path / "bin"), "USERPROFILE": str(tmp_path)}, tmp_path) == []
+
+
+def test_gimp_lookup_on_linux(tmp_path):
+    """Linux: the PATH first, then the Flatpak's launcher (a per-user, then the system installation) and the Snap."""
+    from csr_cli.gimp import gimp_candidates
+
+    root, home, bin_dir = tmp_path / "root", tmp_path / "home", tmp_path / "bin"
+    want = _files(bin_dir, "gimp-3")
+    for installation in (home / ".local/share/flatpak", root / "var/lib/flatpak"):
+        (installation / "app/org.gimp.GIMP").mkdir(parents=True)
+        want += _files(installation, "exports/bin/org.gimp.GIMP")
+    want += _files(root, "snap/bin/gimp")
+    (root / "var/lib/flatpak/app/org.gimp.GIMP").rename(root / "var/lib/flatpak/app/org.gimp.GIMP.gone")
+    env = {"HOME": str(home), "PATH": str(bin_dir)}
+    assert gimp_candidates("linux", env, root) == [want[0], want[1], want[3]]  # an uninstalled app's launcher: not
+    env["XDG_DATA_HOME"] = str(tmp_path / "elsewhere")
+    assert gimp_candidates("linux", env, root) == [want[0], want[3]]
+    assert gimp_candidates("darwin", env, root) == [want[0]]
+
+
+def test_gimp_version_takes_the_first_gimp_3(tmp_path):
+    """The first candidate that says it is GIMP 3 is the GIMP found (the Flatpak here); GIMP 2.10 is named in the
+    warning when there is no GIMP 3."""
+    from csr_cli.gimp import gimp_version, is_flatpak
+
+    root, home, bin_dir = tmp_path / "root", tmp_path / "home", tmp_path / "bin"
+    _files(bin_dir, "gimp", script="echo 'GNU Image Manipulation Program version 2.10.38'")
+    env = {"HOME": str(home), "PATH": str(bin_dir)}
+    path, version = gimp_version("linux", env, root)
+    assert path is None and version == f"{bin_dir / 'gimp'}: GNU Image Manipulation Program version 2.10.38"
+    (home / ".local/share/flatpak/app/org.gimp.GIMP").mkdir(parents=True)
+    launcher, = _files(home / ".local/share/flatpak", "exports/bin/org.gimp.GIMP",
+                       script="echo 'GNU Image Manipulation Program version 3.0.4'")
+    path, version = gimp_version("linux", env, root)
+    assert (path, version) == (str(launcher), "GNU Image Manipulation Program version 3.0.4") and is_flatpak(path)
+    assert not is_flatpak(str(bin_dir / "gimp")) and not is_flatpak(None)
+
+
+def test_install_and_doctor_advise_the_flatpak_profile(installed, tmp_path, monkeypatch):
+    """When the GIMP found is the Flatpak, install and doctor name its profile folder and what its sandbox means;
+    installing into that folder needs no --profile advice."""
+    from csr_cli import gimp
+    from csr_cli.main import cli
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("GIMP3_DIRECTORY", raising=False)
+    launcher = str(home / ".local/share/flatpak/exports/bin/org.gimp.GIMP")
+    monkeypatch.setattr(gimp, "gimp_version", lambda: (launcher, "GNU Image Manipulation Program version 3.0.4"))
+    flatpak = home / ".var/app/org.gimp.GIMP/config/GIMP/3.0"
+    advice = f"""the GIMP 3 found is a Flatpak, whose profile folder is {flatpak}: install there with 'csr gimp """ \
+             f"""install --profile "{flatpak}"'"""
+    runner = CliRunner()
+    res = runner.invoke(cli, ["gimp", "install", "--device", "cpu"])
+    assert res.exit_code == 1 and res.output.count("\n") == 1 and advice in res.output, res.output
+    res = runner.invoke(cli, ["gimp", "doctor"])
+    assert f"warn  {advice}\n" in res.output and f"warn  {gimp.FLATPAK_SANDBOX}\n" in res.output, res.output
+    flatpak.mkdir(parents=True)
+    res = runner.invoke(cli, ["gimp", "install", "--device", "cpu", "--profile", str(flatpak)])
+    assert res.exit_code == 0 and "profile folder is" not in res.output, res.output
+    assert f"csr: warning: {gimp.FLATPAK_SANDBOX}\n" in res.output
+    lines = [line for _, line in gimp.diagnose(flatpak)]
+    assert gimp.FLATPAK_SANDBOX in lines and not [line for line in lines if "Flatpak, whose" in line]
 
 
 def test_default_profile(monkeypatch, tmp_path):

@@ -39,6 +39,19 @@ def server(tmp_path_factory):
         yield Client(url, verbose=False, download_files=str(tmp_path_factory.mktemp("dl"))), reg
 
 
+def test_style_spec_is_csrs_one_mix():
+    """The app's style + Second style + weight make their spec with csr's one mix function, as the GIMP
+    plug-in's worker does."""
+    from csr_core.errors import StyleError
+    from csr_core.registry import mix_spec
+    from csr_plugins.gradio_app.service import NO_MIX, style_spec
+
+    assert style_spec("C", "auto", 0.3) == mix_spec("C", "auto", 0.3) == "C:0.7,auto:0.3"
+    assert style_spec("C", NO_MIX, 0.5) == "C" and style_spec("C", "auto", 1.0) == "auto"
+    with pytest.raises(StyleError, match="choose a style"):
+        style_spec("", "auto", 0.3)
+
+
 def test_preview_and_download_match_the_core(server, tmp_path):
     client, reg = server
     src = SAMPLES / "coffee_dark.jpg"

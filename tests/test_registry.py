@@ -169,6 +169,17 @@ def test_base_is_found_by_sha256_when_renamed(toy_registry, tmp_path):
     write_builtin(other, "auto", seed=5)
     assert Registry(other, toy_registry.user_path).base_name(fresh.get("mine")) == "auto (not installed)"
 
+def test_mix_spec_composes_what_parse_spec_reads():
+    """The one mix composition the web app and the GIMP plug-in use: amount 0-1 of a second style."""
+    from csr_core.registry import mix_spec, parse_spec
+
+    assert mix_spec("C", "auto", 0.3) == "C:0.7,auto:0.3"
+    assert parse_spec(mix_spec("C", "auto", 0.3)) == [("C", 0.7), ("auto", 0.3)]
+    assert mix_spec("C", "auto", 0.25) == "C:0.75,auto:0.25"
+    assert mix_spec("C", None, 0.3) == mix_spec("C", "", 0.3) == mix_spec("C", "auto", 0) == "C"
+    assert mix_spec("C", "auto", 1) == mix_spec("C", "auto", 1.5) == "auto"
+
+
 def test_mix_weights_one_zero_equal_pure_style(toy_registry, rng):
     toy_registry.save_style("mine", _perturbed(toy_registry.net("auto"), 2).state_dict(), {}, base=toy_registry.get("auto"))
     img = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)

@@ -9,9 +9,10 @@ reply is one JSON line on its stdout (``{"ok": true, "nbytes": N, ...}`` then N 
 f32 (everything else: float, half, linear precisions), so nothing is squeezed through 8 bits. Ops:
 
 - ``styles``: reply ``styles`` (names) and ``default``.
-- ``retouch`` (width, height, channels, style: a name or a mix such as 'C:0.7,auto:0.3', strength, region
-  [x, y, w, h], exact): the whole layer in; the region out, retouched with the condition vector of the whole
-  layer, alpha passed through.
+- ``retouch`` (width, height, channels, style: a name or a mix such as 'C:0.7,auto:0.3', mix_with and
+  mix_amount: a second style and how much of it (0-1) csr mixes in, strength, region [x, y, w, h], exact):
+  the whole layer in; the region out, retouched with the condition vector of the whole layer, alpha passed
+  through. The reply's ``style`` is the style spec used ('C:0.7,auto:0.3').
 - ``teach`` (width, height, channels, name, finished: a folder of finished photos in the same look, "" for
   none): before + after layers in; reply ``style`` (and ``finished``, the photos used).
 
@@ -31,8 +32,9 @@ import subprocess
 import sys
 import tempfile
 
-#: The protocol this plug-in speaks; a worker also serves plug-ins of OLDEST_PROTOCOL on (1: no check requests).
-PROTOCOL, OLDEST_PROTOCOL = 2, 1
+#: The protocol this plug-in speaks; a worker also serves plug-ins of OLDEST_PROTOCOL on (1: no check requests;
+#: 2: no mix_with / mix_amount, the plug-in sent the mix in ``style``).
+PROTOCOL, OLDEST_PROTOCOL = 3, 1
 PLUGIN_NAME = "csr_retouch"
 CONFIG_NAME = PLUGIN_NAME + ".json"
 ENV_PYTHON = "CSR_GIMP_PYTHON"  # overrides the config's interpreter
@@ -135,6 +137,11 @@ def check_request(req: dict) -> dict:
             raise BridgeError(f"bad request: strength {req.get('strength')!r} is not a number") from None
         if not isinstance(req.setdefault("style", "auto"), str):
             raise BridgeError("bad request: style must be a string")
+        if not isinstance(req.setdefault("mix_with", ""), str):
+            raise BridgeError("bad request: mix_with must be a style name (text)")
+        amount = req.setdefault("mix_amount", 0.0)
+        if type(amount) not in (int, float) or not 0 <= amount <= 1:
+            raise BridgeError(f"bad request: mix_amount must be a number from 0 to 1, got {amount!r}")
         req["exact"] = bool(req.get("exact", False))
     if req["op"] == "teach" and not isinstance(req.setdefault("finished", ""), str):
         raise BridgeError("bad request: finished must be a folder path (text)")
@@ -153,16 +160,6 @@ def check_region(region, width: int, height: int) -> list[int]:
 
 
 # -- plug-in side ------------------------------------------------------------------------------
-def mix_spec(style: str, second: str | None = None, amount: float = 0.0) -> str:
-    """The style spec csr retouch takes: ``style``, or ``amount`` (0-1) of ``second`` mixed into it
-    ('C', 'auto', 0.3 -> 'C:0.7,auto:0.3')."""
-    if not second or amount <= 0:
-        return style
-    if amount >= 1:
-        return second
-    return f"{style}:{1 - amount:g},{second}:{amount:g}"
-
-
 def load_config(plugin_dir: str) -> dict:
     """The installer's JSON config beside the plug-in ({} when absent or unreadable)."""
     try:

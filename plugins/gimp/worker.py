@@ -210,6 +210,10 @@ def handle(req: dict, data) -> tuple[dict, memoryview | bytes]:
     """One checked request and its payload -> (reply header, reply bytes)."""
     if req["op"] == "styles":
         return dict(styles(), ok=True), b""
+    if req["op"] == "retouch":
+        from csr_core.registry import mix_spec
+
+        req = dict(req, style=mix_spec(req["style"], req["mix_with"], req["mix_amount"]))
     if req["check"]:
         check_size(req)
         if req["op"] == "retouch":
@@ -217,10 +221,11 @@ def handle(req: dict, data) -> tuple[dict, memoryview | bytes]:
 
             check_strength(req["strength"])
             _registry().look(req["style"])
+            return {"ok": True, "style": req["style"]}, b""
         return {"ok": True}, b""
     if req["op"] == "retouch":
         out = retouch(req, layer_array(req, data))
-        return {"ok": True, "shape": list(out.shape)}, memoryview(out).cast("B")
+        return {"ok": True, "shape": list(out.shape), "style": req["style"]}, memoryview(out).cast("B")
     return dict(teach(req, layer_array(req, data, 0), layer_array(req, data, 1)), ok=True), b""
 
 

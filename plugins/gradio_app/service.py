@@ -21,7 +21,7 @@ from csr_core.fsutil import write_bytes_atomic
 from csr_core.image_io import SUPPORTED_EXTENSIONS, from_float, load_photo, output_extension, to_float
 from csr_core.inference import MAX_STRENGTH
 from csr_core.pipeline import retouch, retouch_file
-from csr_core.registry import Registry, score_summary
+from csr_core.registry import Registry, mix_spec, score_summary
 from csr_core.settings import env_number
 
 NO_MIX = "(none)"
@@ -82,11 +82,7 @@ def style_spec(style: str | None, mix: str | None = None, weight: float = 0.0) -
     """The registry spec for a style optionally mixed with a second one ('C:0.7,auto:0.3')."""
     if not style:
         raise StyleError("choose a style")
-    if not mix or mix == NO_MIX or weight <= 0:
-        return style
-    if weight >= 1:
-        return mix
-    return f"{style}:{1 - weight:.4f},{mix}:{weight:.4f}"
+    return mix_spec(style, None if mix == NO_MIX else mix, weight)
 
 
 def check_strength(strength: float) -> float:

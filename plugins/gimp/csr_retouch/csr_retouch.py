@@ -143,15 +143,14 @@ def retouch_run(procedure, run_mode, image, drawables, config, data):
     if amount > 0 and second == NO_MIX:
         return fail(procedure, f"unknown or missing style to mix in: pass one of {', '.join(_STYLES[0])} as Mix "
                                f"with, or set Mix amount to 0")
-    spec = bridge.mix_spec(style, second, amount)
     ok, x, y, w, h = layer.mask_intersect()
     if not ok or w <= 0 or h <= 0:
         return fail(procedure, "the selection does not overlap the active layer: nothing to retouch")
     try:
-        args = dict(layer_args(layer, wire_dtype(image)), style=spec, strength=strength, exact=exact,
-                    region=[x, y, w, h])
-        worker.ask("retouch", check=True, **args)  # a layer too large, a style gone: said before reading it
-        Gimp.progress_init(f"CSRNet: retouching with '{spec}'")
+        args = dict(layer_args(layer, wire_dtype(image)), style=style, mix_with="" if second == NO_MIX else second,
+                    mix_amount=amount, strength=strength, exact=exact, region=[x, y, w, h])
+        reply, _ = worker.ask("retouch", check=True, **args)  # a layer too large, a style gone: said before reading
+        Gimp.progress_init(f"CSRNet: retouching with '{reply.get('style', style)}'")  # the mix csr made
         mark("dialog done")
         pixels = read_layer(layer, args)
         mark(f"read {args['width']}x{args['height']}x{args['channels']} {args['dtype']}")
