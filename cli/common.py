@@ -186,13 +186,14 @@ def read_photos(folder, what: str, read) -> list:
     return photos
 
 
-def read_pairs(folder, expert: str | None, max_side: int) -> tuple[list, list, str]:
+def read_pairs(folder, expert: str | None, max_side: int, loose: list | None = None) -> tuple[list, list, str]:
     """(the pairs found in ``folder``; those that can be read, as ``csr_core.pairs.LoadedPair``; the folder's
-    name), naming each file or pair left out and saying how many pairs were read."""
+    name), naming each file or pair left out and saying how many pairs were read; ``loose`` receives the
+    photos beside its before/ and after/ folders (``csr_core.pairs.discover_pairs``)."""
     from csr_core.evaluate import resolve_pairs
     from csr_core.pairs import load_pairs
 
-    found, problems, source = resolve_pairs(folder, expert)
+    found, problems, source = resolve_pairs(folder, expert, loose=loose)
     for line in problems:
         say("skipped", line)
     skipped: list[str] = []

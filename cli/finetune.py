@@ -42,20 +42,6 @@ def verdict(card: dict) -> str:
     return text
 
 
-def loose_photos(folder: Path) -> int:
-    """How many photos lie directly in a pairs folder laid out as before/ + after/ (read by no layout)."""
-    from csr_core.pairs import SUPPORTED_EXTS
-
-    try:
-        entries = list(folder.iterdir())
-        if not {"before", "after"} <= {p.name.casefold() for p in entries if p.is_dir()}:
-            return 0
-        return sum(p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SUPPORTED_EXTS
-                   for p in entries)
-    except OSError:  # the pairs were read: a folder that cannot be listed again just gets no note
-        return 0
-
-
 @click.command("finetune")
 @click.option("--pairs", "pairs_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Folder of pairs: before/ + after/, X_input + X_target files, or FiveK input/ + expertX/ "
@@ -100,12 +86,13 @@ def command(pairs_dir, finished_dir, name, base, expert, steps, overwrite, threa
     reg = registry()
     reg.check_new_name(name, overwrite)
     cfg = FinetuneConfig(threads=threads, **({"steps": steps, "pseudo_steps": steps} if steps else {}))
-    found, loaded, source = read_pairs(pairs_dir, expert, cfg.max_side)
+    loose: list[Path] = []
+    found, loaded, source = read_pairs(pairs_dir, expert, cfg.max_side, loose)
     check_enough_pairs(len(loaded), source, finished_dir is not None)
-    loose = 0 if finished_dir is not None else loose_photos(pairs_dir)
-    if loose:  # finished photos kept beside before/ and after/ are not learned from unless --finished says so
-        say("note", f"{plural(loose, 'photo')} in {pairs_dir} beside its before/ and after/ folders "
-                    f"{'is' if loose == 1 else 'are'} not used; to learn from finished photos, add "
+    if loose and finished_dir is None:  # finished photos beside before/ and after/ are learned from with --finished
+        n = len(loose)
+        say("note", f"{plural(n, 'photo')} in {pairs_dir} beside its before/ and after/ folders "
+                    f"{'is' if n == 1 else 'are'} not used; to learn from finished photos, add "
                     f"--finished {pairs_dir}")
     finished = None
     if finished_dir is not None:  # read first: what is skipped is said before minutes of training

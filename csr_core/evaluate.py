@@ -30,10 +30,12 @@ BASELINE_FNS = {"autocontrast": autocontrast, "autocontrast-tone": lambda rgb: a
 
 
 def resolve_pairs(pairs: str | Path | Sequence[Pair | LoadedPair], expert: str | None = None,
-                  include_test: bool = False) -> tuple[list[Pair | LoadedPair], list[str], str]:
-    """(pairs, problems, source name) from a folder or an explicit list of pairs (found, or already read)."""
+                  include_test: bool = False, loose: list[Path] | None = None
+                  ) -> tuple[list[Pair | LoadedPair], list[str], str]:
+    """(pairs, problems, source name) from a folder or an explicit list of pairs (found, or already read);
+    ``loose`` as in ``discover_pairs``."""
     if isinstance(pairs, (str, Path)):
-        found, problems = discover_pairs(pairs, expert=expert, include_test=include_test)
+        found, problems = discover_pairs(pairs, expert=expert, include_test=include_test, loose=loose)
         return found, problems, Path(pairs).resolve().name
     return list(pairs), [], "pairs"
 

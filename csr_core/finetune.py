@@ -87,8 +87,8 @@ class _Tuner:
                  cfg: FinetuneConfig, on_step: Callable[[dict], None]):
         self.start, self.cfg, self.on_step, self.cond_size = start, cfg, on_step, cond_size
         self.data = self.dataset(loaded, cfg.views)
-        self.val = [(vs[0], *fixed_pixels(self.data, i, cfg.val_pixels, cfg.seed))
-                    for i, vs in enumerate(self.data.views)]
+        self.val = [(self.data.view(i, 0), *fixed_pixels(self.data, i, cfg.val_pixels, cfg.seed))
+                    for i in range(len(self.data))]
 
     def dataset(self, images: Sequence[tuple[np.ndarray, np.ndarray]], views: int, seed: int = 0) -> RealPairs:
         """Pairs in memory with their condition views (frozen condition convs: their features, in batches)."""

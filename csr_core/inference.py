@@ -89,12 +89,12 @@ def _spans(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return nz.argmax(axis=1), weights.shape[1] - nz[:, ::-1].argmax(axis=1)
 
 
-def condition_input(rgb: np.ndarray, size: int) -> np.ndarray:
+def condition_input(rgb: np.ndarray, size: int, workers: int | None = None) -> np.ndarray:
     """The condition net's input: an h x w x 3 float32 copy in [0, 1] whose long side is ``size``
     (antialiased bilinear). Separable: the rows pass is a banded matmul per group of output rows on the
     raw values of just the input rows it needs (no full-size float copy; groups run on all cores),
     the columns pass the same per group of output columns; the scale to [0, 1] is applied to the small
-    result.
+    result. ``workers``: the most threads (``csr_core.threads.for_each``); the result is the same.
 
     8/16-bit photos shrunk 8x or more are first box-averaged by an integer factor (OpenCV's INTER_AREA,
     to at least PRESHRINK pixels per output pixel; the last < k rows and columns are dropped): ~10x
@@ -123,7 +123,7 @@ def condition_input(rgb: np.ndarray, size: int) -> np.ndarray:
         y0, y1 = first[i0:i1].min(), last[i0:i1].max()
         rows[i0:i1] = wv[i0:i1, y0:y1] @ raw(y0, y1).reshape(y1 - y0, w * 3)
 
-    for_each(group, range(0, oh, _RESIZE_ROWS))
+    for_each(group, range(0, oh, _RESIZE_ROWS), workers)
     planar = np.ascontiguousarray(rows.reshape(oh, w, 3).transpose(0, 2, 1)).reshape(oh * 3, w)
     first, last = _spans(wh)
     cols = np.empty((oh * 3, ow), np.float32)

@@ -195,12 +195,15 @@ def _pick_expert(root: Path, experts: dict[str, list[Path]], expert: str | None)
     return experts[letter][0]
 
 
-def discover_pairs(root, expert: str | None = None, include_test: bool = False) -> tuple[list[Pair], list[str]]:
+def discover_pairs(root, expert: str | None = None, include_test: bool = False,
+                   loose: list[Path] | None = None) -> tuple[list[Pair], list[str]]:
     """Find pairs under ``root``: (pairs sorted by name, problem lines each naming a file).
 
     ``expert`` ('A'..'E', 'expertC', ...) picks the FiveK expert folder; needed when there are several.
     FiveK test-split pairs are left out (with a problem line) unless ``include_test`` (evaluation only).
-    Raises PairsError if ``root`` is not a folder or no pair is found.
+    ``loose``, when given, receives the photos lying directly in ``root`` beside its before/ and after/
+    folders, which no layout reads (finished photos kept with the pairs, say). Raises PairsError if ``root``
+    is not a folder or no pair is found.
     """
     root = Path(root)
     if not root.is_dir():
@@ -213,6 +216,8 @@ def discover_pairs(root, expert: str | None = None, include_test: bool = False) 
 
     if "before" in by_name and "after" in by_name:
         before, after = by_name["before"], by_name["after"]
+        if loose is not None:
+            loose += _images(root, root, [])  # other files there are not the pairs' business
     elif inputs and experts:
         if len(inputs) > 1:
             raise PairsError(f"{root}: several input folders ({', '.join(d.name for d in inputs)}); keep only one")

@@ -55,9 +55,9 @@ def _log_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 _LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss, "psnr": _log_mse}
 
 
-def cond_tensor(rgb: np.ndarray, size: int) -> torch.Tensor:
+def cond_tensor(rgb: np.ndarray, size: int, workers: int | None = None) -> torch.Tensor:
     """``inference.condition_input`` as the 1 x 3 x h x w tensor the torch model takes."""
-    return torch.from_numpy(condition_input(rgb, size)).permute(2, 0, 1)[None].contiguous()
+    return torch.from_numpy(condition_input(rgb, size, workers)).permute(2, 0, 1)[None].contiguous()
 
 
 def _modulation(model: CSRNet, conds: Sequence[torch.Tensor]) -> Modulation:
@@ -308,31 +308,44 @@ def _identity_psnr(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> float:
 
 
 # -- real before/after pairs (fine-tuning and full training on a user's own set) -----------------
+#: Most memory the condition views of one ``RealPairs`` keep between draws (8 views per pair at --cond-size 256 are
+#: 4x a 512-px pair's own 8-bit pixels): views beyond it are made again from the pair when drawn.
+VIEW_CACHE_BYTES = 512 << 20
+
+
 class RealPairs:
-    """Before/after pairs in memory at ``max_side``; draws (cond view, sampled pixels) for ``fit``.
+    """Before/after pairs in memory at ``max_side``, as 8 bit; draws (cond view, sampled pixels) for ``fit``.
 
     Augmentations keep the global statistics the condition net sees: a horizontal flip and a mild
-    crop (>= 90% of each side) of the condition input. Pixels are sampled from the whole image.
+    crop (>= 90% of each side) of the condition input. Pixels are sampled from the whole image, and
+    turned into float rows only when drawn. A view is kept as where it lies in the 'before' photo
+    (``_Crop``) and made into the condition net's float input when drawn; the last ones made are kept
+    while they fit ``cache_bytes``.
     """
 
     def __init__(self, images: Sequence[tuple[np.ndarray, np.ndarray]], cond_size: int, pixels: int,
                  views: int = 8, seed: int = 0,
-                 encode: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None):
+                 encode: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None,
+                 cache_bytes: int = VIEW_CACHE_BYTES):
         """``images``: (before, after) HxWx3 arrays, kept as 8 bit; ``encode`` maps a list of condition
         views as they are made, a few dozen at a time (e.g. to frozen condition-net features, so the
-        images need not be kept)."""
+        images need not be kept): its results are kept instead of the views' places."""
         from .metrics import to_uint8
         rng = np.random.default_rng([seed, 77])
-        self.pixels = pixels
-        self.x = [torch.from_numpy(np.ascontiguousarray(to_uint8(b))).reshape(-1, 3) for b, _ in images]
+        self.pixels, self.cache = pixels, _Cache(cache_bytes)
+        before = [np.ascontiguousarray(to_uint8(b)) for b, _ in images]
+        self.x = [torch.from_numpy(b).reshape(-1, 3) for b in before]
         self.y = [torch.from_numpy(np.ascontiguousarray(to_uint8(a))).reshape(-1, 3) for _, a in images]
-        encode = encode or (lambda vs: vs)
-        self.views, chunk = [], []
-        for i, (b, _) in enumerate(images):
-            chunk.append([cond_tensor(v, cond_size) for v in _views(b, views, rng)])
-            if sum(map(len, chunk)) >= 64 or i == len(images) - 1:
-                flat = iter(encode([v for vs in chunk for v in vs]))
-                self.views += [[next(flat) for _ in vs] for vs in chunk]
+        self.views: list[list[torch.Tensor | _Crop]] = [_crops(b, views, rng, cond_size) for b in before]
+        if encode is None:
+            return
+        chunk: list[int] = []
+        for i in range(len(before)):  # a few dozen views at a time
+            chunk.append(i)
+            if sum(len(self.views[k]) for k in chunk) >= 64 or i == len(before) - 1:
+                flat = iter(encode([cond_tensor(c.pixels(), cond_size) for k in chunk for c in self.views[k]]))
+                for k in chunk:
+                    self.views[k] = [next(flat) for _ in self.views[k]]
                 chunk = []
 
     def extended(self, other: "RealPairs") -> "RealPairs":
@@ -350,34 +363,82 @@ class RealPairs:
     def __len__(self) -> int:
         return len(self.x)
 
+    def view(self, i: int, j: int) -> torch.Tensor:
+        """Condition view ``j`` of pair ``i`` (1 x 3 x h x w float32, or what ``encode`` made of it)."""
+        v = self.views[i][j]
+        if isinstance(v, torch.Tensor):
+            return v
+        return self.cache.get(v, lambda: cond_tensor(v.pixels(), v.size, workers=1))  # small: threads cost more
+
+    def rows_at(self, i: int, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixels ``idx`` of pair ``i`` as 8-bit (before, after) rows; ``as_float`` makes them what ``fit`` uses."""
+        return (torch.index_select(self.x[i], 0, idx),  # index_select: 4x faster than x[idx]
+                torch.index_select(self.y[i], 0, idx))
+
     def pixels_at(self, i: int, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixels ``idx`` of pair ``i`` as float32 (before, after) rows in [0, 1]."""
-        return (torch.index_select(self.x[i], 0, idx).float().div_(255),  # index_select: 4x faster than x[idx]
-                torch.index_select(self.y[i], 0, idx).float().div_(255))
+        return tuple(as_float(r) for r in self.rows_at(i, idx))
 
     def draw(self, rng: np.random.Generator, n: int) -> list[Sample]:
         out = []
         for i in rng.integers(0, len(self.x), n):
-            v = self.views[i][rng.integers(0, len(self.views[i]))]
+            v = self.view(i, rng.integers(0, len(self.views[i])))
             idx = torch.from_numpy(rng.integers(0, self.x[i].shape[0], self.pixels))
             out.append((v, *self.pixels_at(i, idx)))
         return out
 
 
-def _views(img: np.ndarray, n: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """The image, its mirror, then random mild crops (some mirrored): ``n`` views in all."""
-    out = [img, img[:, ::-1]]
+def as_float(rows: torch.Tensor) -> torch.Tensor:
+    """8-bit pixel rows as float32 in [0, 1] (float rows are passed on as they are)."""
+    return rows.float().div_(255) if rows.dtype == torch.uint8 else rows
+
+
+@dataclass(eq=False)  # compared and hashed by identity: a cache key that keeps its photo
+class _Crop:
+    """One condition view of a pair: rows y0:y0+h and columns x0:x0+w of its 8-bit 'before', maybe mirrored,
+    shrunk to ``size`` when drawn."""
+    image: np.ndarray
+    box: tuple[int, int, int, int]  # y0, x0, h, w
+    mirror: bool
+    size: int  # the condition net's long side
+
+    def pixels(self) -> np.ndarray:
+        y0, x0, h, w = self.box
+        crop = self.image[y0:y0 + h, x0:x0 + w]
+        return np.ascontiguousarray(crop[:, ::-1] if self.mirror else crop)
+
+
+def _crops(img: np.ndarray, n: int, rng: np.random.Generator, size: int) -> list[_Crop]:
+    """The image, its mirror, then random mild crops (some mirrored): ``n`` views in all, shrunk to ``size``."""
     h, w = img.shape[:2]
+    out = [_Crop(img, (0, 0, h, w), False, size), _Crop(img, (0, 0, h, w), True, size)]
     while len(out) < n:
         ch, cw = (max(1, round(s * rng.uniform(0.9, 1.0))) for s in (h, w))
         y0, x0 = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
-        crop = img[y0:y0 + ch, x0:x0 + cw]
-        out.append(crop[:, ::-1] if rng.random() < 0.5 else crop)
-    return [np.ascontiguousarray(v) for v in out[:n]]
+        out.append(_Crop(img, (int(y0), int(x0), ch, cw), bool(rng.random() < 0.5), size))
+    return out[:n]
+
+
+class _Cache:
+    """The views made last, while they fit ``limit`` bytes (least recently drawn first out)."""
+
+    def __init__(self, limit: int):
+        self.limit, self.bytes, self.kept = limit, 0, {}
+
+    def get(self, key: _Crop, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if key in self.kept:
+            self.kept[key] = v = self.kept.pop(key)  # the most recent last
+            return v
+        v = make()
+        self.kept[key], self.bytes = v, self.bytes + v.nbytes
+        while self.bytes > self.limit:
+            self.bytes -= self.kept.pop(next(iter(self.kept))).nbytes
+        return v
 
 
 def pixel_psnr(model: CSRNet, cond: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:
-    """8-bit PSNR of model(x | cond) vs y on pixel rows (P x 3), as in ``psnr_on``."""
+    """8-bit PSNR of model(x | cond) vs y on pixel rows (P x 3; 8-bit or float), as in ``psnr_on``."""
+    x, y = as_float(x), as_float(y)
     with torch.no_grad():
         out = model.base(x[None], model.modulation(cond))[0]
     mse = float(((torch.round(out.clamp(0, 1) * 255) - torch.round(y * 255)) ** 2).mean())
@@ -424,7 +485,7 @@ def train_pairs(pairs: Path | str | Sequence[LoadedPair], cfg: TrainConfig, chec
     tr, va = holdout_split(len(pairs), seed=cfg.seed)
     train = RealPairs([loaded[i] for i in tr], cfg.cond_size, cfg.pixels, seed=cfg.seed)
     val = RealPairs([loaded[i] for i in va], cfg.cond_size, val_pixels, views=1)
-    val_set = [(val.views[i][0], *fixed_pixels(val, i, val_pixels, cfg.seed)) for i in range(len(va))]
+    val_set = [(val.view(i, 0), *fixed_pixels(val, i, val_pixels, cfg.seed)) for i in range(len(va))]
     torch.manual_seed(cfg.seed)
     model = CSRNet()
     hist = fit(model, train.draw, cfg, lambda m: float(np.mean([pixel_psnr(m, *s) for s in val_set])),
@@ -435,8 +496,8 @@ def train_pairs(pairs: Path | str | Sequence[LoadedPair], cfg: TrainConfig, chec
 
 
 def fixed_pixels(data: RealPairs, i: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed pixel subsample of pair ``i`` (all pixels when it has fewer than ``n``), as float rows."""
+    """A fixed pixel subsample of pair ``i`` (all pixels when it has fewer than ``n``), as 8-bit rows."""
     total = data.x[i].shape[0]
     idx = torch.arange(total) if total <= n else \
         torch.from_numpy(np.random.default_rng([seed, i, 5]).choice(total, n, replace=False))
-    return data.pixels_at(i, idx)
+    return data.rows_at(i, idx)

@@ -471,17 +471,6 @@ def test_photos_beside_before_and_after_are_said_to_be_unused_unless_finished_na
     assert (note in out.splitlines()) == (not finished), out
 
 
-def test_a_plain_pairs_folder_gets_no_note_about_unused_photos(tmp_path):
-    from csr_cli.finetune import loose_photos
-
-    folder = write_pairs(tmp_path / "pairs", 5)
-    assert loose_photos(folder) == 0
-    (folder / "IMG_1.JPG").write_bytes(b"")
-    (folder / ".hidden.jpg").write_bytes(b"")
-    assert loose_photos(folder) == 1
-    assert loose_photos(write_pairs(tmp_path / "flat", 5, layout="flat")) == 0  # X_input + X_target files
-
-
 def test_the_end_of_a_fine_tune_says_in_plain_words_how_much_it_beats_its_start(tuned):
     from csr_cli.finetune import verdict
 

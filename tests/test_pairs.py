@@ -59,6 +59,21 @@ def test_before_after_layout(tmp_path):
     assert ".DS_Store" not in text and "notes.txt" not in text and len(problems) == 3
 
 
+def test_discovery_finds_the_photos_lying_beside_before_and_after(tmp_path):
+    """Finished photos kept beside before/ and after/ are found as such (not as problems, since no layout reads
+    them) by the test that decides what a photo is everywhere else: hidden files and other files are none."""
+    _touch(tmp_path, "before/a.png", "after/a.png", "IMG_1.JPG", "final.CR2", "notes.txt", "page.xyz",
+           ".hidden.jpg", "album/b.png")
+    loose = []
+    pairs, problems = discover_pairs(tmp_path, loose=loose)
+    assert _names(pairs) == ["a"] and problems == []
+    assert sorted(p.name for p in loose) == ["IMG_1.JPG", "final.CR2"]
+    _touch(tmp_path / "flat", "a_input.png", "a_target.png", "IMG_2.jpg")  # a layout that reads this folder
+    loose = []
+    discover_pairs(tmp_path / "flat", loose=loose)
+    assert loose == []
+
+
 def test_raw_and_heic_befores_pair_with_exported_jpegs(tmp_path):
     """A photographer's natural pair: a RAW (or HEIC) and the JPEG exported from its edit. A RAW shot beside
     its camera JPEG is two 'befores' for one 'after': that pair is skipped with a line saying why."""

@@ -37,6 +37,78 @@ def test_learns_and_resumes_from_checkpoint(tmp_path):
     assert any(p.requires_grad is False for p in model.parameters())
 
 
+def _held_bytes(obj, skip=()) -> int:
+    """Bytes of the arrays and tensors ``obj`` holds (through lists, dicts and objects; attributes ``skip`` left
+    out), each block of memory counted once."""
+    import numpy as np
+    import torch
+
+    blocks, seen = {}, {}
+
+    def walk(o):
+        if id(o) in seen:
+            return
+        seen[id(o)] = o  # kept: the id of an object freed meanwhile could be another's
+        if isinstance(o, torch.Tensor):
+            blocks[o.untyped_storage().data_ptr()] = o.untyped_storage().nbytes()
+        elif isinstance(o, np.ndarray):
+            while isinstance(o.base, np.ndarray):
+                o = o.base
+            blocks[o.__array_interface__["data"][0]] = o.nbytes
+        elif isinstance(o, (list, tuple)):
+            for v in o:
+                walk(v)
+        elif isinstance(o, dict):
+            for item in o.items():
+                walk(item)
+        elif hasattr(o, "__dict__"):
+            for k, v in vars(o).items():
+                if k not in skip:
+                    walk(v)
+
+    walk(obj)
+    return sum(blocks.values())
+
+
+def test_pairs_are_held_as_8_bit_and_their_condition_views_made_when_drawn():
+    """A large set fits in memory: each pair is held as its 8-bit pixels (3 bytes a pixel, before and after),
+    not as float condition views; the views made for training are kept only while they fit the cache."""
+    import numpy as np
+
+    from csr_core.train import RealPairs
+
+    rng = np.random.default_rng(0)
+    h, w, n = 48, 64, 12
+    images = [tuple((rng.random((h, w, 3)) * 255).astype(np.uint8) for _ in range(2)) for _ in range(n)]
+    view = 48 * 64 * 3 * 4  # one float32 view at --cond-size 64
+    data = RealPairs(images, cond_size=64, pixels=256, views=8, cache_bytes=3 * view)
+    for _ in range(20):
+        data.draw(rng, 4)
+    assert _held_bytes(data, skip={"cache"}) <= n * 2 * (h * w * 3)
+    assert 0 < _held_bytes(list(data.cache.kept.values())) == data.cache.bytes <= 3 * view
+
+
+def test_training_on_pairs_is_the_same_whether_views_are_made_up_front_or_when_drawn(tmp_path, monkeypatch):
+    """Views made (again) when drawn, from the 8-bit pairs, train exactly the weights that views all made up
+    front and kept give: the same seed, data and options give the same style."""
+    import functools
+
+    import torch
+
+    import csr_core.train as train
+
+    pairs = _read(write_pairs(tmp_path / "p", 6))
+    cfg = dict(CFG, pixels=256)
+    made, real = {}, train.RealPairs
+    for how, kwargs in {"up front": dict(encode=lambda vs: vs), "cached": {}, "uncached": dict(cache_bytes=0)}.items():
+        monkeypatch.setattr(train, "RealPairs", functools.partial(real, **kwargs))
+        made[how] = train_pairs(pairs, TrainConfig(steps=12, **cfg))
+    (ref, ref_hist), others = made.pop("up front"), made.values()
+    for model, hist in others:
+        assert hist["evals"] == ref_hist["evals"]
+        assert all(torch.equal(v, model.state_dict()[k]) for k, v in ref.state_dict().items())
+
+
 def test_cli_train_pairs_saves_scored_style(tmp_path, toy_registry, monkeypatch):
     import csr_cli.train
 
