@@ -37,9 +37,11 @@ from .train import RealPairs, TrainConfig, fit, fixed_pixels, holdout_split, pix
 
 MIN_PAIRS = 5
 MIN_PAIRS_FINISHED = 3  # with finished photos: enough colour maps to blend
-#: What each ``FinetuneConfig.train`` tunes, in the words of the card.
-TRAINED = {"bias": "the modulation (GFM) layers' offsets", "gfm": "the modulation (GFM) layers",
-           "all": "the condition network and its modulation (GFM) layers"}
+#: What each ``FinetuneConfig.train`` tunes, in the words of the card ('bias': the GFM layers' biases; 'gfm': the
+#: GFM layers; 'all': the condition network and its GFM layers; docs/training.md names the parts).
+TRAINED = {"bias": "the fixed part of the adjustments it makes from its reading of the whole photo",
+           "gfm": "the part that turns its reading of the whole photo into adjustments",
+           "all": "the part that reads the whole photo and turns it into adjustments"}
 
 
 @dataclass
@@ -295,17 +297,22 @@ def check_enough_pairs(count: int, source: str, finished: bool) -> None:
 
 
 def recipe_method(cfg: FinetuneConfig, finished: bool) -> str:
-    """How a fine-tune trains, in the words of its card (``csr styles show`` adds a step count that
-    validation chose; one with finished photos is fixed, and given here)."""
-    text = (f"only {TRAINED[cfg.train]} are tuned, the network under them stays as it was; mean absolute error "
-            "(L1) on sampled pixels of flipped and mildly cropped views; Adam at a constant learning rate")
+    """How a fine-tune trains, in a photographer's words on its card (``csr styles show`` adds a step count
+    that validation chose; one with finished photos is fixed, and given here). The technical terms (GFM layers,
+    L1 loss, Adam, EMA) are in docs/training.md; the card's recipe keeps every setting as a number."""
+    views = cfg.pseudo_views if finished else cfg.views  # the photo, its mirror image, then mild crops
+    seen = "as it is" + (", mirrored and slightly cropped" if views > 2 else " and mirrored" if views == 2 else "")
+    text = (f"only {TRAINED[cfg.train]} was retuned, the part that retouches each pixel stays as it was; it "
+            f"learned to match the 'after' photos on samples of their pixels, reading each 'before' photo {seen}")
     if finished:
-        text += (f"; trained on the finished photos, each given {cfg.pseudo_per} made-up 'before' photos (a random "
-                 "blend of two of the pairs' edits, undone, its change to the photo scaled by "
-                 f"{cfg.pseudo_stretch ** -0.5:.2g}-{cfg.pseudo_stretch:g}x, times an exposure factor of "
-                 f"1 +- {cfg.pseudo_exposure:g}{_shift_text(cfg.pseudo_exposure_ev)}); weights averaged over the run "
-                 f"(EMA {cfg.pseudo_ema:g}); {cfg.pseudo_steps} steps; the pairs give the edits and validate: a "
-                 "fold's made-up pairs use only the other folds' edits")
+        average = (f"; what it learned is averaged over about its last {round(1 / (1 - cfg.pseudo_ema))} steps, "
+                   "which steadies it") if 0 < cfg.pseudo_ema < 1 else ""
+        text += (f"; its examples are the finished photos, each given {cfg.pseudo_per} made-up 'before' photos (two "
+                 "of the pairs' edits blended at random and undone, made "
+                 f"{cfg.pseudo_stretch ** -0.5:.2g} to {cfg.pseudo_stretch:g} times as strong, the brightness "
+                 f"changed by up to {cfg.pseudo_exposure:.0%} either way{_shift_text(cfg.pseudo_exposure_ev)})"
+                 f"{average}; {cfg.pseudo_steps} steps; the pairs show how the edits change a photo and score the "
+                 "style: each trial style's made-up photos use only the edits of pairs it is not scored on")
     return text
 
 

@@ -18,6 +18,11 @@ FAST = dict(steps=40, pseudo_steps=40, batch=4, pixels=512, eval_every=10, views
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
+#: Words of the lab, not of a photographer, that a fine-tuned style's card does not use (the card's numbers
+#: keep every setting; docs/training.md names the parts and the training terms).
+LAB_WORDS = ("GFM", "L1", "Adam", "EMA", "modulation", "learning rate", "absolute error", "condition", "pseudo",
+             "fold", "views", "weights")
+
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
@@ -214,7 +219,8 @@ def test_finished_photos_teach_from_three_pairs(toy_registry, tmp_path):
     assert v["method"] == "3-fold" and s["images"] == 3 and set(v["pairs_only"]) >= {"chosen_steps"}
     assert {"psnr", "delta_e"} <= set(s["pairs_only"]) and s["psnr"] > s["base_style"]["psnr"]
     method = card["training"]["recipe"]["method"]
-    assert "made-up 'before' photos" in method and "scaled by" in method
+    assert "made-up 'before' photos" in method and "0.71 to 2 times as strong" in method
+    assert not any(lab in method for lab in LAB_WORDS)
     assert v["chosen_steps"] == FAST["pseudo_steps"] and v["fixed_steps"]  # with finished photos: a fixed length
     assert any("pairs only" in i["phase"] for i in log) and log[-1]["step"] == log[-1]["steps"]
     assert {p: p.stat().st_mtime_ns for p in [*pairs.rglob("*"), *finished.rglob("*")]} == before
@@ -513,6 +519,30 @@ def test_a_style_that_learned_nothing_says_it_is_its_start_unchanged_and_what_ma
            "style is 'auto' unchanged; more pairs, or your finished photos (--finished), may help" \
            in style.card["warnings"]
     assert not any("below 'auto'" in w for w in style.card["warnings"])  # equal scores: one warning, not two
+
+
+def test_the_card_of_a_fine_tuned_style_speaks_to_a_photographer(tuned, monkeypatch):
+    """What csr styles show prints of a style csr finetune made: how it was made in a photographer's words, none of
+    the lab's; for each part fine-tuning may retune, and with finished photos too."""
+    import csr_core.pipeline
+    from csr_cli.main import cli
+    from csr_core.finetune import TRAINED, recipe_method
+
+    reg, _, _ = tuned
+    monkeypatch.setattr(csr_core.pipeline, "_registry", reg)
+    text = CliRunner().invoke(cli, ["styles", "show", "mine"]).output
+    lines = text.splitlines()
+    start = next(k for k, ln in enumerate(lines) if ln.startswith("recipe: "))
+    end = next(k for k in range(start + 1, len(lines)) if not lines[k].startswith("  "))
+    recipe = " ".join(" ".join(lines[start:end]).split())
+    assert recipe.startswith("recipe: only the part that turns its reading of the whole photo into adjustments was "
+                             "retuned, the part that retouches each pixel stays as it was; "), recipe
+    assert not any(lab in text for lab in ("GFM", "L1", "Adam", "EMA", "modulation", "learning rate", "pseudo")), text
+    for train in TRAINED:
+        for finished in (False, True):
+            method = recipe_method(FinetuneConfig(train=train), finished)
+            assert not [lab for lab in LAB_WORDS if lab in method], (train, finished, method)
+    assert "1200 steps" in method and "about its last 100 steps" in method  # the fixed count; what is averaged
 
 
 def test_help_speaks_to_a_photographer():
