@@ -478,6 +478,7 @@ def _kfold(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo: 
             progress.held_out(pooled[axis.index(step)], sum(len(folds[g]) for g in range(f + 1)), n)
     picked = {kind: _choice(h, pseudo is not None and kind == "style") for kind, h in runs.items()}
     per: dict[int, dict] = {}
+    progress.start(f"{k} folds done", 0, limit["style"], validating=False)  # then at most the final run
     scored = _Share(progress.scoring, n)
     for f, val in enumerate(folds):
         models = {kind: _snapshot(tuner, runs[kind][f], picked[kind][0]) for kind in kinds}
@@ -552,6 +553,7 @@ def _holdout(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo
             model = tuner.restore(model) if chosen else copy.deepcopy(tuner.start)
         runs[kind] = (model, h, chosen)
     model, h, chosen = runs["style"]
+    progress.start("training done", 0, 0)
     per = scorer.each(model, val, runs["pairs_only"][0] if pseudo else None, _Share(progress.scoring, len(val)))
     validation = dict(method="held-out", val_pairs=val, chosen_steps=chosen, fixed_steps=pseudo is not None,
                       curve=[[s, round(float(np.mean(p)), 3)] for s, p in h["curve"]])

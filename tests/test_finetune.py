@@ -112,6 +112,7 @@ def test_progress_shows_the_held_out_score_pooled_over_the_folds_done(toy_regist
         pairs = sum(len(v) for v, _ in folds[:f - 1])
         assert shown[0] == {"psnr": pytest.approx(max(pooled), abs=1e-9), "pairs": pairs, "of": 6}, f
     scoring = [i for i in log if i.get("task") == "scoring the held-out pairs"]  # whole photos, after the folds
+    assert {i["phase"] for i in scoring} == {"5 folds done"}
     assert [i["task_done"] for i in scoring] == [0, 0.16, 0.33, 0.5, 0.66, 0.83, 1]  # 6 pairs, one by one
     assert all(i["held_out"]["pairs"] == 6 for i in scoring)
     s, per = style.card["scores"]["validation"], style.card["validation"]["per_pair"]
