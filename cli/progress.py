@@ -4,7 +4,8 @@ On a terminal one status line is redrawn in place; otherwise (a log, a pipe, CI)
 every phase change and every ``interval`` seconds, so a long job never looks stuck. The rate is measured
 on this process's own steps (a resumed job does not count the steps it inherited); the time left is
 shown once the rate is known; when the total is an upper bound (early stopping) the steps say "at most" and the
-time "about", since work between runs (making pseudo-pairs, scoring) is not counted in steps.
+time "about", since work between runs (making pseudo-pairs, scoring) is not counted in steps. Such work, reported as
+a ``task`` with the fraction done, is shown as it goes, so the line never stands still for long.
 """
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ def clock(seconds: float) -> str:
 
 class StepProgress:
     """Call with each progress dict: ``step`` (steps done), ``steps`` (total), optional ``phase``,
-    ``loss``, ``val_psnr`` / ``val``. ``bound``: the total is an upper bound (the job may stop early);
+    ``loss``, ``val_psnr`` / ``val`` (the score of this phase), ``held_out`` (psnr, pairs, of: the score
+    pooled over the pairs held out so far, kept across phases), ``task`` and ``task_done`` (work between
+    steps and the fraction of it done). ``bound``: the total is an upper bound (the job may stop early);
     ``unit``: what a step is called ('pair': 'pair 2/10')."""
 
     def __init__(self, label: str, *, bound: bool = False, stream: TextIO | None = None,
@@ -35,13 +38,13 @@ class StepProgress:
         self.tty = self.stream.isatty() if tty is None else tty
         self.started = self.t0 = time.monotonic()
         self.first_step: int | None = None
-        self.last_print, self.last_phase, self.val = 0.0, None, None
+        self.last_print, self.last_phase, self.last_task, self.val = 0.0, None, None, None
         self.width = 0
         self.info: dict = {}
 
     def __call__(self, info: dict) -> None:
         now = time.monotonic()
-        if self.first_step is None:
+        if self.first_step is None and not info.get("task"):  # work before the first step is no step
             self.first_step, self.t0 = info["step"], now  # the rate counts the steps after the first report
         phase = info.get("phase")
         changed = phase != self.last_phase
@@ -52,6 +55,9 @@ class StepProgress:
             if info.get(key) is not None:
                 self.val = info[key]
         self.info = info
+        task = info.get("task")
+        changed = changed or task != self.last_task  # work between steps starts or ends: said at once too
+        self.last_task = task
         if self.tty:
             if now - self.last_print >= 0.1 or info["step"] >= info["steps"] or changed:
                 self._redraw(self.line(now))
@@ -69,7 +75,8 @@ class StepProgress:
         now = time.monotonic() if now is None else now
         info = self.info
         upto = "at most " if self.bound else ""
-        parts = [f"{self.label}: " + (f"{info['phase']}, " if info.get("phase") else "")
+        task = f"{info['task']} {info.get('task_done', 0):.0%}, " if info.get("task") else ""
+        parts = [f"{self.label}: " + (f"{info['phase']}, " if info.get("phase") else "") + task
                  + f"{self.unit} {info.get('step', 0)}/{upto}{info.get('steps', 0)}"]
         rate = self.rate(now)
         if rate:
@@ -81,6 +88,9 @@ class StepProgress:
             parts.append(f"loss {info['loss']:.4f}")
         if self.val is not None:
             parts.append(f"held-out {self.val:.2f} dB")  # what the photos left out of this run score
+        held = info.get("held_out")
+        if held:  # pooled over the runs done: steadier than one run's one or two pairs
+            parts.append(f"held-out so far: {held['psnr']:.2f} dB on {held['pairs']} of {held['of']} pairs")
         return " · ".join(parts)
 
     def _redraw(self, text: str) -> None:

@@ -37,9 +37,11 @@ from .train import RealPairs, TrainConfig, fit, fixed_pixels, holdout_split, pix
 
 MIN_PAIRS = 5
 MIN_PAIRS_FINISHED = 3  # with finished photos: enough colour maps to blend
-#: What each ``FinetuneConfig.train`` tunes, in the words of the card.
-TRAINED = {"bias": "the modulation (GFM) layers' offsets", "gfm": "the modulation (GFM) layers",
-           "all": "the condition network and its modulation (GFM) layers"}
+#: What each ``FinetuneConfig.train`` tunes, in the words of the card ('bias': the GFM layers' biases; 'gfm': the
+#: GFM layers; 'all': the condition network and its GFM layers; docs/training.md names the parts).
+TRAINED = {"bias": "the fixed part of the adjustments it makes from its reading of the whole photo",
+           "gfm": "the part that turns its reading of the whole photo into adjustments",
+           "all": "the part that reads the whole photo and turns it into adjustments"}
 
 
 @dataclass
@@ -90,13 +92,15 @@ class _Tuner:
         self.val = [(self.data.view(i, 0), *fixed_pixels(self.data, i, cfg.val_pixels, cfg.seed))
                     for i in range(len(self.data))]
 
-    def dataset(self, images: Sequence[tuple[np.ndarray, np.ndarray]], views: int, seed: int = 0) -> RealPairs:
-        """Pairs in memory with their condition views (frozen condition convs: their features, in batches)."""
-        encode = None if self.cfg.train == "all" else self._features
+    def dataset(self, images: Sequence[tuple[np.ndarray, np.ndarray]], views: int, seed: int = 0,
+                on_views: Callable[[int], None] | None = None) -> RealPairs:
+        """Pairs in memory with their condition views (frozen condition convs: their features, in batches;
+        ``on_views`` is called with the number of views in each batch once it is done)."""
+        encode = None if self.cfg.train == "all" else (lambda vs: self._features(vs, on_views))
         return RealPairs(images, self.cond_size, self.cfg.pixels, views=views, seed=self.cfg.seed + seed,
                          encode=encode)
 
-    def _features(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+    def _features(self, views: list[torch.Tensor], on_views: Callable[[int], None] | None = None) -> list[torch.Tensor]:
         """Frozen condition-net features (C x 1 x 1 each) of condition views, batched by size."""
         out: list = [None] * len(views)
         by_shape: dict[tuple, list[int]] = {}
@@ -109,6 +113,8 @@ class _Tuner:
                     feats = self.start.cond_net(torch.cat([views[i] for i in part]))
                     for i, f in zip(part, feats):
                         out[i] = f[None, :, None, None].clone()
+                    if on_views:
+                        on_views(len(part))
         return out
 
     def model(self) -> CSRNet:
@@ -212,7 +218,12 @@ def finetune_style(pairs: str | Path | list[Pair] | list[LoadedPair], name: str,
     while the real pairs give those maps and validate.
 
     ``on_progress`` gets dicts with step (done so far, all runs), steps (an upper bound of the total that
-    only shrinks), loss and phase, plus val_psnr when a validation ran; the last one has step == steps.
+    only shrinks), loss and phase; with a held-out split, val_psnr when a validation ran; in k-fold, once the
+    first fold is done, held_out (psnr, pairs, of): the pooled score of every pair held out so far, at the step
+    count validation would choose now (on sampled pixels), then, from the final run on, the validation score of
+    the card. Between runs, while finished photos are turned into a run's examples and while the held-out pairs
+    are scored on whole photos (seconds each), dicts with no loss but task (what is being done, in words) and
+    task_done (the fraction of it done) come at each whole percent. The last one has step == steps.
     """
     cfg = config or FinetuneConfig()
     with _threads(cfg.threads or default_workers(), exactly=True):
@@ -295,17 +306,22 @@ def check_enough_pairs(count: int, source: str, finished: bool) -> None:
 
 
 def recipe_method(cfg: FinetuneConfig, finished: bool) -> str:
-    """How a fine-tune trains, in the words of its card (``csr styles show`` adds a step count that
-    validation chose; one with finished photos is fixed, and given here)."""
-    text = (f"only {TRAINED[cfg.train]} are tuned, the network under them stays as it was; mean absolute error "
-            "(L1) on sampled pixels of flipped and mildly cropped views; Adam at a constant learning rate")
+    """How a fine-tune trains, in a photographer's words on its card (``csr styles show`` adds a step count
+    that validation chose; one with finished photos is fixed, and given here). The technical terms (GFM layers,
+    L1 loss, Adam, EMA) are in docs/training.md; the card's recipe keeps every setting as a number."""
+    views = cfg.pseudo_views if finished else cfg.views  # the photo, its mirror image, then mild crops
+    seen = "as it is" + (", mirrored and slightly cropped" if views > 2 else " and mirrored" if views == 2 else "")
+    text = (f"only {TRAINED[cfg.train]} was retuned, the part that retouches each pixel stays as it was; it "
+            f"learned to match the 'after' photos on samples of their pixels, reading each 'before' photo {seen}")
     if finished:
-        text += (f"; trained on the finished photos, each given {cfg.pseudo_per} made-up 'before' photos (a random "
-                 "blend of two of the pairs' edits, undone, its change to the photo scaled by "
-                 f"{cfg.pseudo_stretch ** -0.5:.2g}-{cfg.pseudo_stretch:g}x, times an exposure factor of "
-                 f"1 +- {cfg.pseudo_exposure:g}{_shift_text(cfg.pseudo_exposure_ev)}); weights averaged over the run "
-                 f"(EMA {cfg.pseudo_ema:g}); {cfg.pseudo_steps} steps; the pairs give the edits and validate: a "
-                 "fold's made-up pairs use only the other folds' edits")
+        average = (f"; what it learned is averaged over about its last {round(1 / (1 - cfg.pseudo_ema))} steps, "
+                   "which steadies it") if 0 < cfg.pseudo_ema < 1 else ""
+        text += (f"; its examples are the finished photos, each given {cfg.pseudo_per} made-up 'before' photos (two "
+                 "of the pairs' edits blended at random and undone, made "
+                 f"{cfg.pseudo_stretch ** -0.5:.2g} to {cfg.pseudo_stretch:g} times as strong, the brightness "
+                 f"changed by up to {cfg.pseudo_exposure:.0%} either way{_shift_text(cfg.pseudo_exposure_ev)})"
+                 f"{average}; {cfg.pseudo_steps} steps; the pairs show how the edits change a photo and score the "
+                 "style: each trial style's made-up photos use only the edits of pairs it is not scored on")
     return text
 
 
@@ -314,31 +330,58 @@ class _Progress:
 
     ``step`` is the steps really done across all runs; ``steps`` an upper bound of the total that only
     shrinks (early stopping ends runs sooner, and later folds never run longer than an earlier one).
+    Once set, ``held_out`` (psnr, pairs, of) goes with every report; work between runs is a ``task`` whose
+    ``task_done`` (a fraction) is reported at each whole percent.
     """
 
     def __init__(self, callback: Callable[[dict], None] | None):
         self.callback, self.done, self.limit, self.later, self.phase, self.validating = callback, 0, 0, 0, "", False
+        self.held: dict | None = None
+        self.shown: tuple = ()  # the task and percent last reported
 
     def start(self, phase: str, limit: int, later: int, validating: bool = True) -> None:
         """A run of at most ``limit`` steps begins; the runs after it take at most ``later`` steps in all."""
         self.phase, self.limit, self.later, self.validating = phase, limit, later, validating
+        self.shown = ()
 
     def finish(self, steps: int) -> None:
-        self.done += steps
+        """The run ended after ``steps`` steps (work reported before the next run counts no more of it)."""
+        self.done, self.limit = self.done + steps, 0
+
+    def held_out(self, psnr: float, pairs: int, of: int) -> None:
+        """The mean score of the ``pairs`` (of ``of``) held out by the runs done so far."""
+        self.held = dict(psnr=psnr, pairs=pairs, of=of)
+
+    def task(self, text: str, fraction: float) -> None:
+        """Work between runs, ``text``, is ``fraction`` done (reported at each whole percent)."""
+        percent = int(min(max(fraction, 0.0), 1.0) * 100)
+        if (text, percent) != self.shown:
+            self.shown = (text, percent)
+            self._emit(dict(step=self.done, steps=self.done + self.limit + self.later, phase=self.phase,
+                            task=text, task_done=percent / 100))
+
+    def examples(self, fraction: float) -> None:
+        """Finished photos are being turned into the next run's examples: ``fraction`` of that is done."""
+        self.task("turning finished photos into examples", fraction)
+
+    def scoring(self, fraction: float) -> None:
+        """Whole photos of the held-out pairs are being scored: ``fraction`` of them are done."""
+        self.task("scoring the held-out pairs", fraction)
 
     def complete(self) -> None:
         """The last report: every step is done (``step == steps``)."""
-        if self.callback:
-            self.callback(dict(step=self.done, steps=self.done, phase=self.phase))
+        self._emit(dict(step=self.done, steps=self.done, phase=self.phase))
 
     def __call__(self, info: dict) -> None:
+        out = dict(info, step=self.done + info["step"], steps=self.done + self.limit + self.later, phase=self.phase)
+        out.pop("val", None)
+        if self.validating and "val" in info:
+            out["val_psnr"] = info["val"]
+        self._emit(out)
+
+    def _emit(self, out: dict) -> None:
         if self.callback:
-            out = dict(info, step=self.done + info["step"], steps=self.done + self.limit + self.later,
-                       phase=self.phase)
-            out.pop("val", None)
-            if self.validating and "val" in info:
-                out["val_psnr"] = info["val"]
-            self.callback(out)
+            self.callback(dict(out, held_out=dict(self.held)) if self.held else out)
 
 
 class _Scorer:
@@ -358,6 +401,14 @@ class _Scorer:
                 out[i]["pairs_only"] = score(self._retouch(pairs_only, b8), a8)
         return out
 
+    def each(self, model: CSRNet, idx: Sequence[int], pairs_only: CSRNet | None, done: Callable[[], None]) -> dict:
+        """The same, pair by pair (seconds each), ``done`` called after each."""
+        out = {}
+        for i in idx:
+            out.update(self(model, [i], pairs_only))
+            done()
+        return out
+
     def _retouch(self, model: CSRNet, rgb: np.ndarray) -> np.ndarray:
         return retouch_array(rgb, Look.of(Net(numpy_state(model)), self.cond_size), exact=True)
 
@@ -372,10 +423,29 @@ class _Pseudo:
                                    exposure_ev=cfg.pseudo_exposure_ev)
         self.views = cfg.pseudo_views
 
-    def pairs(self, train: Sequence[int], seed: int) -> RealPairs:
+    def pairs(self, train: Sequence[int], seed: int, report: Callable[[float], None] = lambda done: None) -> RealPairs:
+        """The pseudo-pairs of a run on pairs ``train``; ``report`` gets the fraction done as they are made
+        (the first third: the 'before' photos; the rest: their condition features, which take twice as long)."""
         maps = [self.maps[i] for i in train]
-        made = pseudo_pairs(self.finished, maps, seed=self.tuner.cfg.seed * 1000 + seed, recipe=self.recipe)
-        return self.tuner.dataset(made, self.views, seed=seed)
+        made = pseudo_pairs(self.finished, maps, seed=self.tuner.cfg.seed * 1000 + seed, recipe=self.recipe,
+                            on_photo=_Share(report, len(self.finished), 0.0, 1 / 3))
+        data = self.tuner.dataset(made, self.views, seed=seed,
+                                  on_views=_Share(report, len(made) * self.views, 1 / 3, 2 / 3))
+        report(1.0)
+        return data
+
+
+class _Share:
+    """Counts units of work done out of ``total`` and reports the fraction of a task done, the units making
+    ``span`` of it from ``start`` on."""
+
+    def __init__(self, report: Callable[[float], None], total: int, start: float = 0.0, span: float = 1.0):
+        self.report, self.total, self.start, self.span, self.done = report, max(total, 1), start, span, 0
+        report(start)
+
+    def __call__(self, units: int = 1) -> None:
+        self.done += units
+        self.report(self.start + self.span * min(self.done / self.total, 1.0))
 
 
 def _kfold(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo: _Pseudo | None = None):
@@ -396,22 +466,27 @@ def _kfold(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo: 
     for pos, (f, kind) in enumerate(plan):
         train = [i for i in range(n) if i not in folds[f]]
         later = sum(limit[kd] for _, kd in plan[pos + 1:]) + limit["style"]  # the runs left + the final run
-        extra = pseudo.pairs(train, seed=f + 1) if kind == "style" and pseudo else None
-        progress.start(f"fold {f + 1}/{k}" + (", pairs only" if kind == "pairs_only" else ""), limit[kind], later)
+        # a fold's own score swings with its one or two pairs: the pooled score of the folds done is shown instead
+        progress.start(f"fold {f + 1}/{k}" + (", pairs only" if kind == "pairs_only" else ""), limit[kind], later,
+                       validating=False)
+        extra = pseudo.pairs(train, seed=f + 1, report=progress.examples) if kind == "style" and pseudo else None
         runs[kind].append(tuner.run(train, folds[f], limit[kind], patience[kind], extra)[1])
         progress.finish(runs[kind][-1]["step"])
         limit[kind] = min(limit[kind], runs[kind][-1]["curve"][-1][0])  # only steps every fold reached are pooled
-    picked = {kind: _pooled(h) for kind, h in runs.items()}
-    if pseudo:  # pseudo-pair runs have a fixed length (their pooled curve is flat; harder photos want every step)
-        _, axis, pooled = picked["style"]
-        picked["style"] = (_fixed_length(axis, pooled), axis, pooled)
+        if kind == "style":  # the score the step count would be chosen by now, over every pair held out so far
+            step, axis, pooled = _choice(runs["style"], pseudo is not None)
+            progress.held_out(pooled[axis.index(step)], sum(len(folds[g]) for g in range(f + 1)), n)
+    picked = {kind: _choice(h, pseudo is not None and kind == "style") for kind, h in runs.items()}
     per: dict[int, dict] = {}
+    progress.start(f"{k} folds done", 0, limit["style"], validating=False)  # then at most the final run
+    scored = _Share(progress.scoring, n)
     for f, val in enumerate(folds):
         models = {kind: _snapshot(tuner, runs[kind][f], picked[kind][0]) for kind in kinds}
-        per.update(scorer(models["style"], val, models.get("pairs_only")))
+        per.update(scorer.each(models["style"], val, models.get("pairs_only"), scored))
+    progress.held_out(_summary(per)["psnr"], n, n)  # on whole photos: the validation score of the card
     chosen, axis, pooled = picked["style"]
     progress.start("final (all pairs)", chosen, later=0, validating=False)
-    extra = pseudo.pairs(list(range(n)), seed=0) if pseudo and chosen else None
+    extra = pseudo.pairs(list(range(n)), seed=0, report=progress.examples) if pseudo and chosen else None
     model = tuner.restore(tuner.run(list(range(n)), [], chosen, 0, extra)[0]) if chosen else copy.deepcopy(tuner.start)
     progress.finish(chosen)
     validation = dict(method=f"{k}-fold", folds=folds, chosen_steps=chosen, fixed_steps=pseudo is not None,
@@ -421,6 +496,13 @@ def _kfold(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo: 
         validation["pairs_only"] = dict(chosen_steps=picked["pairs_only"][0],
                                         fold_stopped_at=[h["curve"][-1][0] for h in runs["pairs_only"]])
     return model, per, validation
+
+
+def _choice(runs: list[dict], fixed: bool) -> tuple[int, list[int], list[float]]:
+    """(the step count chosen, steps, pooled held-out PSNR per step) of k-fold runs; ``fixed``: pseudo-pair runs,
+    which have a fixed length (their pooled curve is flat; harder photos want every step)."""
+    best, axis, pooled = _pooled(runs)
+    return (_fixed_length(axis, pooled) if fixed else best), axis, pooled
 
 
 def _pooled(runs: list[dict]) -> tuple[int, list[int], list[float]]:
@@ -457,10 +539,10 @@ def _holdout(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo
     runs = {}
     for kind in ("style", "pairs_only") if pseudo else ("style",):
         fixed = kind == "style" and pseudo is not None
-        extra = pseudo.pairs(train, seed=1) if fixed else None
         steps, patience = (cfg.pseudo_steps, 0) if fixed else (cfg.steps, cfg.patience)
         name = "train (held-out validation)" + (", pairs only" if kind == "pairs_only" else "")
         progress.start(name, steps, later=cfg.steps if fixed else 0)
+        extra = pseudo.pairs(train, seed=1, report=progress.examples) if fixed else None
         model, h = tuner.run(train, val, steps, patience, extra)
         progress.finish(h["step"])
         if fixed:
@@ -471,7 +553,8 @@ def _holdout(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo
             model = tuner.restore(model) if chosen else copy.deepcopy(tuner.start)
         runs[kind] = (model, h, chosen)
     model, h, chosen = runs["style"]
-    per = scorer(model, val, runs["pairs_only"][0] if pseudo else None)
+    progress.start("training done", 0, 0)
+    per = scorer.each(model, val, runs["pairs_only"][0] if pseudo else None, _Share(progress.scoring, len(val)))
     validation = dict(method="held-out", val_pairs=val, chosen_steps=chosen, fixed_steps=pseudo is not None,
                       curve=[[s, round(float(np.mean(p)), 3)] for s, p in h["curve"]])
     if pseudo:

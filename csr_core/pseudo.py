@@ -10,7 +10,7 @@ with darker "before" photos).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -78,11 +78,14 @@ def pseudo_before(after8: np.ndarray, maps: Sequence[np.ndarray], rng: np.random
 
 
 def pseudo_pairs(finished: Sequence[np.ndarray], maps: Sequence[np.ndarray], seed: int = 0,
-                 recipe: PseudoRecipe = PseudoRecipe()) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``recipe.per`` (pseudo-input, finished photo) pairs per finished photo (uint8 arrays)."""
+                 recipe: PseudoRecipe = PseudoRecipe(),
+                 on_photo: Callable[[], None] = lambda: None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``recipe.per`` (pseudo-input, finished photo) pairs per finished photo (uint8 arrays); ``on_photo``
+    is called after each finished photo."""
     rng = np.random.default_rng([seed, 5150])
     out = []
     for after8 in finished:
         terms = _terms(after8)
         out += [(pseudo_before(after8, maps, rng, recipe, terms), after8) for _ in range(recipe.per)]
+        on_photo()
     return out

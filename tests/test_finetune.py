@@ -18,6 +18,11 @@ FAST = dict(steps=40, pseudo_steps=40, batch=4, pixels=512, eval_every=10, views
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
+#: Words of the lab, not of a photographer, that a fine-tuned style's card does not use (the card's numbers
+#: keep every setting; docs/training.md names the parts and the training terms).
+LAB_WORDS = ("GFM", "L1", "Adam", "EMA", "modulation", "learning rate", "absolute error", "condition", "pseudo",
+             "fold", "views", "weights")
+
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
@@ -62,16 +67,58 @@ def test_progress_is_honest(tuned):
     """Steps done only grow, the total is an upper bound that only shrinks, the end is step == steps."""
     _, style, log = tuned
     v = style.card["validation"]
-    assert all({"step", "steps", "phase"} <= set(i) for i in log) and all("loss" in i for i in log[:-1])
+    assert all({"step", "steps", "phase"} <= set(i) for i in log)
+    assert all("loss" in i for i in log[:-1] if "task" not in i)  # work between runs (scoring) has no loss
     steps_done = [i["step"] for i in log]
     totals = [i["steps"] for i in log]
     assert steps_done == sorted(steps_done) and totals == sorted(totals, reverse=True)
     assert all(i["step"] <= i["steps"] for i in log)
     assert log[-1]["step"] == log[-1]["steps"] == sum(v["fold_stopped_at"]) + v["chosen_steps"]
     assert log[0]["steps"] == 6 * FAST["steps"]  # 5 folds + the final run, each at most --steps
-    assert any("val_psnr" in i for i in log if i["phase"].startswith("fold"))
-    assert not any("val_psnr" in i for i in log if i["phase"].startswith("final"))  # no 'val 0.00 dB'
+    assert not any("val_psnr" in i for i in log)  # no fold's own swinging score, and no 'val 0.00 dB' at the end
+    assert any("held_out" in i for i in log if i["phase"].startswith("fold"))  # the pooled one instead
     assert log[-1]["phase"].startswith("final")
+
+
+def test_progress_shows_the_held_out_score_pooled_over_the_folds_done(toy_registry, tmp_path, monkeypatch):
+    """A fold's own score swings with its one or two pairs: progress shows instead the mean score of every pair
+    held out by the folds done so far, at the step count validation would choose from them, and from the final run
+    on the style's validation score, the mean over all pairs (unchanged: each pair's whole-photo score)."""
+    import csr_core.finetune as ft
+
+    runs, real_run = [], ft._Tuner.run
+
+    def run(self, train, val, *args):
+        model, hist = real_run(self, train, val, *args)
+        runs.append((list(val), hist))
+        return model, hist
+
+    monkeypatch.setattr(ft._Tuner, "run", run)
+    log = []
+    style = finetune_style(write_pairs(tmp_path / "p", 6), "mine", registry=toy_registry, on_progress=log.append,
+                           config=FinetuneConfig(**FAST))
+    folds = runs[:5]
+    assert sorted(len(val) for val, _ in folds) == [1, 1, 1, 1, 2] and not runs[5][0]  # 5 folds, the final run
+    for f in range(1, 6):
+        shown = [i.get("held_out") for i in log if i["phase"] == f"fold {f}/5" and "task" not in i]
+        assert shown and all(h == shown[0] for h in shown), f  # steady through a fold
+        assert not any("val_psnr" in i for i in log if i["phase"] == f"fold {f}/5")
+        if f == 1:
+            assert shown[0] is None  # no pair scored yet
+            continue
+        done = [h["curve"] for _, h in folds[:f - 1]]  # every pair of the folds done, pooled, not fold by fold
+        common = min(map(len, done))
+        pooled = [np.mean([s for c in done for s in c[j][1]]) for j in range(common)]
+        pairs = sum(len(v) for v, _ in folds[:f - 1])
+        assert shown[0] == {"psnr": pytest.approx(max(pooled), abs=1e-9), "pairs": pairs, "of": 6}, f
+    scoring = [i for i in log if i.get("task") == "scoring the held-out pairs"]  # whole photos, after the folds
+    assert {i["phase"] for i in scoring} == {"5 folds done"}
+    assert [i["task_done"] for i in scoring] == [0, 0.16, 0.33, 0.5, 0.66, 0.83, 1]  # 6 pairs, one by one
+    assert all(i["held_out"]["pairs"] == 6 for i in scoring)
+    s, per = style.card["scores"]["validation"], style.card["validation"]["per_pair"]
+    assert s["psnr"] == pytest.approx(np.mean([r["style"]["psnr"] for r in per.values()]))  # each pair counts once
+    final = [i["held_out"] for i in log if i["phase"].startswith("final")]
+    assert final and all(h == {"psnr": s["psnr"], "pairs": 6, "of": 6} for h in final)
 
 
 def test_too_few_pairs_is_clear(toy_registry, tmp_path):
@@ -214,10 +261,52 @@ def test_finished_photos_teach_from_three_pairs(toy_registry, tmp_path):
     assert v["method"] == "3-fold" and s["images"] == 3 and set(v["pairs_only"]) >= {"chosen_steps"}
     assert {"psnr", "delta_e"} <= set(s["pairs_only"]) and s["psnr"] > s["base_style"]["psnr"]
     method = card["training"]["recipe"]["method"]
-    assert "made-up 'before' photos" in method and "scaled by" in method
+    assert "made-up 'before' photos" in method and "0.71 to 2 times as strong" in method
+    assert not any(lab in method for lab in LAB_WORDS)
     assert v["chosen_steps"] == FAST["pseudo_steps"] and v["fixed_steps"]  # with finished photos: a fixed length
     assert any("pairs only" in i["phase"] for i in log) and log[-1]["step"] == log[-1]["steps"]
     assert {p: p.stat().st_mtime_ns for p in [*pairs.rglob("*"), *finished.rglob("*")]} == before
+
+
+def test_turning_finished_photos_into_examples_reports_progress_as_it_goes(toy_registry, tmp_path, monkeypatch):
+    """Before each run with finished photos, they are turned into its examples (13-26 s for 221 photos on 2 cores):
+    progress is reported while the 'before' photos are made and while they are read for training, not only
+    before and after, with the steps done and the bound unchanged."""
+    import csr_core.finetune as ft
+
+    log, during = [], []  # the reports made while pseudo_pairs and then the dataset are at work, per build
+    real_pairs, real_dataset = ft.pseudo_pairs, ft._Tuner.dataset
+
+    def pairs(*args, **kwargs):
+        start = len(log)
+        out = real_pairs(*args, **kwargs)
+        during.append([log[start:]])
+        return out
+
+    def dataset(self, *args, **kwargs):
+        start = len(log)
+        out = real_dataset(self, *args, **kwargs)
+        if during and len(during[-1]) == 1:  # the examples of a run with finished photos (not the pairs' own)
+            during[-1].append(log[start:])
+        return out
+
+    monkeypatch.setattr(ft, "pseudo_pairs", pairs)
+    monkeypatch.setattr(ft._Tuner, "dataset", dataset)
+    style = finetune_style(write_pairs(tmp_path / "p", 3), "mine", registry=toy_registry, on_progress=log.append,
+                           finished=_finished_folder(tmp_path / "f", 12), config=FinetuneConfig(**FAST))
+    assert style.card["validation"]["chosen_steps"] == FAST["pseudo_steps"]  # so the final run has examples too
+    assert len(during) == 4  # 3 folds and the final run
+    for build, phase in zip(during, ["fold 1/3", "fold 2/3", "fold 3/3", "final (all pairs)"]):
+        making, reading = build
+        assert len(making) >= 4 and len(reading) >= 2, phase  # in the middle of each half, not only at its ends
+        reports = [i for i in log if i["phase"] == phase and i.get("task")]
+        assert {i["task"] for i in reports} == {"turning finished photos into examples"}
+        done = [i["task_done"] for i in reports]
+        assert done[0] == 0 and done[-1] == 1 and done == sorted(done) and len(set(done)) == len(done)
+        assert all(0 < i["task_done"] < 1 / 3 for i in making[1:]) and all(1 / 3 < i["task_done"] <= 1 for i in reading)
+        assert len({(i["step"], i["steps"]) for i in reports}) == 1 and "loss" not in reports[0]
+        training = next(i for i in log if i["phase"] == phase and "task" not in i)
+        assert training["step"] > reports[0]["step"] and training["steps"] == reports[0]["steps"]
 
 
 def test_finished_photos_with_a_held_out_split_train_a_fixed_length(toy_registry, tmp_path):
@@ -285,6 +374,13 @@ def test_skipped_finished_photos_are_said_before_training_and_are_no_warning_of_
     skipped = lines.index("csr: warning: skipped sub/broken.jpg: not a supported image (unrecognised format or "
                           "corrupt data)")
     assert skipped < min(i for i, ln in enumerate(lines) if ln.startswith("fine-tuning"))
+    # off a terminal, a line when each run's examples are begun and another when its training starts; from the second
+    # fold on, the score pooled over the pairs held out so far
+    making = lines.index(next(ln for ln in lines if ln.startswith("fine-tuning: fold 2/3, turning finished photos "
+                                                                  "into examples 0%, step ")))
+    assert lines[making].split(" · held-out so far: ")[1].split(" dB ")[1] == "on 1 of 3 pairs"
+    training = next(ln for ln in lines[making:] if "turning" not in ln)
+    assert training.startswith("fine-tuning: fold 2/3, step ") and "on 1 of 3 pairs" in training
     assert lines[skipped + 1] == f"4 finished photos in {finished}" and out.output.count("broken.jpg") == 1
     card = json.loads((toy_registry.user_path / "mine.json").read_text())
     assert card["training"]["data"]["finished"] == 4 and not any("broken" in w for w in card["warnings"])
@@ -502,6 +598,30 @@ def test_a_style_that_learned_nothing_says_it_is_its_start_unchanged_and_what_ma
            "style is 'auto' unchanged; more pairs, or your finished photos (--finished), may help" \
            in style.card["warnings"]
     assert not any("below 'auto'" in w for w in style.card["warnings"])  # equal scores: one warning, not two
+
+
+def test_the_card_of_a_fine_tuned_style_speaks_to_a_photographer(tuned, monkeypatch):
+    """What csr styles show prints of a style csr finetune made: how it was made in a photographer's words, none of
+    the lab's; for each part fine-tuning may retune, and with finished photos too."""
+    import csr_core.pipeline
+    from csr_cli.main import cli
+    from csr_core.finetune import TRAINED, recipe_method
+
+    reg, _, _ = tuned
+    monkeypatch.setattr(csr_core.pipeline, "_registry", reg)
+    text = CliRunner().invoke(cli, ["styles", "show", "mine"]).output
+    lines = text.splitlines()
+    start = next(k for k, ln in enumerate(lines) if ln.startswith("recipe: "))
+    end = next(k for k in range(start + 1, len(lines)) if not lines[k].startswith("  "))
+    recipe = " ".join(" ".join(lines[start:end]).split())
+    assert recipe.startswith("recipe: only the part that turns its reading of the whole photo into adjustments was "
+                             "retuned, the part that retouches each pixel stays as it was; "), recipe
+    assert not any(lab in text for lab in ("GFM", "L1", "Adam", "EMA", "modulation", "learning rate", "pseudo")), text
+    for train in TRAINED:
+        for finished in (False, True):
+            method = recipe_method(FinetuneConfig(train=train), finished)
+            assert not [lab for lab in LAB_WORDS if lab in method], (train, finished, method)
+    assert "1200 steps" in method and "about its last 100 steps" in method  # the fixed count; what is averaged
 
 
 def test_help_speaks_to_a_photographer():

@@ -64,5 +64,53 @@ def test_a_slow_job_counts_in_its_own_unit_and_in_seconds_each(monkeypatch):
     assert out.getvalue().splitlines()[-1] == "scoring: pair 3/10 · 37 s/pair, 1:51 elapsed, 4:19 left"
 
 
+def test_work_between_steps_is_shown_as_it_goes_and_the_held_out_score_pooled_so_far(monkeypatch):
+    """Finished photos turned into a run's examples (seconds, no steps): a line when it starts and when the steps
+    start again, its percentage on a terminal; that work before the first step does not slow the measured rate;
+    the score pooled over the pairs held out so far stays on every line, across phases."""
+    import csr_cli.progress
+
+    now = _Clock()
+    monkeypatch.setattr(csr_cli.progress.time, "monotonic", now)
+    out = io.StringIO()
+    p = StepProgress("fine-tuning", bound=True, stream=out, interval=10, tty=False)
+    task = dict(phase="fold 1/5", task="turning finished photos into examples")
+    for pct in range(0, 101, 10):  # 9 s before the first step (under the interval: no line of its own)
+        now.t = 100 + 0.09 * pct
+        p(dict(task, step=0, steps=600, task_done=pct / 100))
+    for step in range(1, 82):  # then 8 steps per second
+        now.t = 109 + step / 8
+        p(dict(step=step, steps=600, loss=0.05, phase="fold 1/5"))
+    held = dict(psnr=23.4, pairs=2, of=6)
+    p(dict(task, phase="fold 2/5", step=81, steps=500, task_done=0, held_out=held))
+    p(dict(step=82, steps=500, loss=0.05, phase="fold 2/5", held_out=held))
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "fine-tuning: fold 1/5, turning finished photos into examples 0%, step 0/at most 600"
+    assert lines[1] == "fine-tuning: fold 1/5, step 1/at most 600 · loss 0.0500"  # the steps start: said at once
+    assert lines[2].startswith("fine-tuning: fold 1/5, step 81/at most 600 · 8.0 steps/s, 0:10 elapsed")
+    assert lines[3] == ("fine-tuning: fold 2/5, turning finished photos into examples 0%, step 81/at most 500 · "
+                        "8.0 steps/s, 0:10 elapsed, about 0:52 left · held-out so far: 23.40 dB on 2 of 6 pairs")
+    assert lines[4].startswith("fine-tuning: fold 2/5, step 82/at most 500 · ")
+    assert lines[4].endswith(" · loss 0.0500 · held-out so far: 23.40 dB on 2 of 6 pairs") and len(lines) == 5
+    tty = io.StringIO()
+    p = StepProgress("fine-tuning", bound=True, stream=tty, tty=True)
+    for pct in (0, 40):
+        now.t += 1
+        p(dict(task, step=0, steps=600, task_done=pct / 100))
+    assert tty.getvalue().split("\r")[-1].startswith("fine-tuning: fold 1/5, turning finished photos into examples 40%")
+
+
+def test_the_web_app_shows_the_same_progress_in_its_words():
+    """Teaching in the web app: the work between runs with its percentage, the score pooled so far."""
+    from csr_plugins.gradio_app.teach import progress_info
+
+    held = dict(psnr=23.4, pairs=2, of=6)
+    assert progress_info(dict(step=81, steps=500, phase="fold 2/5", task="turning finished photos into examples",
+                              task_done=0.4, held_out=held)) == (
+        0.162, "fold 2/5 · turning finished photos into examples 40% · step 81/500 · validation PSNR so far "
+               "23.40 dB on 2 of 6 pairs")
+    assert progress_info(dict(step=82, steps=500, phase="fold 2/5", loss=0.05))[1] == "fold 2/5 · step 82/500"
+
+
 def test_clock():
     assert [clock(s) for s in (0, 42, 185, 3723)] == ["0:00", "0:42", "3:05", "1:02:03"]

@@ -279,9 +279,14 @@ def summary(style, skipped: Sequence[str] = ()) -> str:
 
 
 def progress_info(info: dict) -> tuple[float, str]:
-    """(fraction done, text) from a fine-tuning progress dict (step, steps, phase, val_psnr)."""
+    """(fraction done, text) from a fine-tuning progress dict (step, steps, phase, task, task_done, val_psnr,
+    held_out)."""
     step, steps = info.get("step", 0), info.get("steps", 0)
-    text = " · ".join(str(t) for t in (info.get("phase"), f"step {step}/{steps}" if steps else "") if t)
+    task = f"{info['task']} {info.get('task_done', 0):.0%}" if info.get("task") else ""
+    text = " · ".join(str(t) for t in (info.get("phase"), task, f"step {step}/{steps}" if steps else "") if t)
     if info.get("val_psnr") is not None:
         text += f" · validation PSNR {info['val_psnr']:.2f} dB"
+    held = info.get("held_out")
+    if held:  # pooled over the pairs held out so far
+        text += f" · validation PSNR so far {held['psnr']:.2f} dB on {held['pairs']} of {held['of']} pairs"
     return (min(max(step / steps, 0.0), 1.0) if steps else 0.0), text or "fine-tuning"
