@@ -281,14 +281,15 @@ def auto_words(rec: dict, v1_licence: str) -> dict:
     return {
         "data": "the 707 photos auto-v1 was trained on (30 more, every 25th file by name, held out); no MIT-Adobe "
                 "FiveK image was used.",
-        "recipe": f"only auto-v1's modulation (GFM) layers are tuned, the network under them is auto-v1's own; "
-                  f"trained on {rec['pairs']} altered copies of those photos at 256 px, {a['per']} each: "
+        "recipe": f"only the part of auto-v1 that turns its reading of the whole photo into adjustments was "
+                  f"retuned, the part that retouches each pixel stays auto-v1's own; it learned from "
+                  f"{rec['pairs']} altered copies of those photos at 256 px, {a['per']} each: "
                   f"{float(a['neutral']):.0%} neutral camera renderings (mid-tones darker, blacks lifted, a little "
                   f"flatter and paler, an as-shot colour cast), {float(a['identity']):.0%} left as they are, the "
-                  "rest with random exposure, colour, contrast and tone faults; mean absolute error (L1) on 4096 "
-                  "pixels a photo, 8 photos a step, Adam at learning rate 0.001, weights averaged over the run "
-                  f"(EMA 0.99), {a['steps']} steps{kept}. To rebuild it (source checkout, with the photos): "
-                  f"{command}",
+                  "rest with random exposure, colour, contrast and tone faults; it learned to give back each "
+                  "original, judged on 4096 of its pixels, 8 photos at a time; what it learned is averaged over "
+                  f"about its last 100 steps, which steadies it; {a['steps']} steps{kept}. To rebuild it (source "
+                  f"checkout, with the photos): {command}",
         "chosen_by": "the recipe was chosen on the 11 FiveK test-split pairs and the 14 FiveK train-range pairs "
                      "(never trained on: validation, not a test); of its random draws, seed "
                      f"{a['seed']} was kept, judged on the bundled sample photos and on how little it changes the "
