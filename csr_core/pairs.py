@@ -261,9 +261,10 @@ def _read_rgb(path: Path) -> np.ndarray:
         raise PairsError(str(e)) from e
 
 
-def _resize(x: np.ndarray, w: int, h: int, method) -> np.ndarray:
-    """Resize float [0,1] HxWx3 per channel in Pillow 'F' mode (no 8-bit rounding)."""
-    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(x[..., c])).resize((w, h), method))
+def _resize(x: np.ndarray, w: int, h: int, method, box: tuple[float, ...] | None = None) -> np.ndarray:
+    """Resize float [0,1] HxWx3 (or its region ``box``: left, top, right, bottom, in fractions of pixels) per
+    channel in Pillow 'F' mode (no 8-bit rounding)."""
+    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(x[..., c])).resize((w, h), method, box))
              for c in range(x.shape[2])]
     return np.clip(np.stack(chans, axis=-1), 0.0, 1.0).astype(np.float32)
 
@@ -275,10 +276,11 @@ def _close(n: int, m: int, tol: float) -> bool:
 def load_pair(pair: Pair, max_side: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Load a pair as float32 [0,1] HxWx3 (before, after, warnings).
 
-    A differently sized ``after`` is resized to ``before`` when aspect ratios agree within 2% or each
-    side differs by at most 3% (a small crop), with a warning; otherwise PairsError. ``max_side``
-    shrinks both (area average) so the long side is at most ``max_side``: each photo is shrunk as soon as
-    it is read, so no copy larger than the larger file's own pixels is ever made.
+    A differently sized ``after`` is lined up with its ``before``, with a warning: an ``after`` smaller on both
+    sides that is a crop of the ``before`` (``_crop_box``) has the ``before`` cropped to match; otherwise it is
+    resized to ``before`` when aspect ratios agree within 2% or each side differs by at most 3%, and any other
+    size is a PairsError. ``max_side`` shrinks both (area average) so the long side is at most ``max_side``:
+    each photo is shrunk as soon as it is read, so no copy larger than the larger file's own pixels is made.
     """
     if max_side is not None and max_side < 1:
         raise ValueError("max_side must be a positive integer")
@@ -289,18 +291,86 @@ def load_pair(pair: Pair, max_side: int | None = None) -> tuple[np.ndarray, np.n
     ha, wa = after.shape[:2]
     warnings: list[str] = []
     if (hb, wb) != (ha, wa):
-        same_aspect = _close(wb * ha, wa * hb, 0.02)  # (wb/hb) vs (wa/ha)
-        small_crop = _close(wb, wa, 0.03) and _close(hb, ha, 0.03)
-        if not (same_aspect or small_crop):
+        sizes = f"after {pair.after.name} is {wa}x{ha}, before is {wb}x{hb}"
+        box = _crop_box(before, after, (wb, hb))
+        if box is not None:
+            x, y, w, h = box
+            before = _resize(before, round(w), round(h), Image.Resampling.BICUBIC, (x, y, x + w, y + h))
+            warnings.append(f"pair {pair.name}: {sizes}; the after is a crop of the before, which is cropped to match")
+        elif not (_close(wb * ha, wa * hb, 0.02) or (_close(wb, wa, 0.03) and _close(hb, ha, 0.03))):
             turned = "; the after is turned a quarter turn: export it the same way up" \
                 if wb != hb and _close(wb * wa, ha * hb, 0.02) else ""  # (wb/hb) vs (ha/wa)
             raise PairsError(f"pair {pair.name}: before {pair.before.name} is {wb}x{hb} but after "
                              f"{pair.after.name} is {wa}x{ha}; sizes too different to align{turned}")
+        else:
+            warnings.append(f"pair {pair.name}: {sizes}; resized after to match")
         h, w = before.shape[:2]
         after = _resize(after, w, h, Image.Resampling.BOX if wa * ha > w * h else Image.Resampling.LANCZOS)
-        warnings.append(f"pair {pair.name}: after {pair.after.name} is {wa}x{ha}, before is {wb}x{hb}; "
-                        f"resized after to match")
     return before, shrink(after, max_side), warnings
+
+
+#: An 'after' smaller than its 'before' on both sides by at most this share may be a crop of it.
+CROP = 0.2
+#: ``_crop_box`` finds a crop at this long side, then places it at up to REFINE_SIDE (or the photo's own size).
+FIND_SIDE, REFINE_SIDE = 256, 1024
+
+
+def _crop_box(before: np.ndarray, after: np.ndarray, full: tuple[int, int]) -> tuple[float, ...] | None:
+    """Where ``after`` (its file's size) lies in ``before`` (shrunk from its file's size ``full``, width and
+    height) if it is a crop of it: the box (x, y, width, height) in ``before``'s pixels, to a fraction of a
+    pixel; None when it is not
+    smaller on both sides by at most CROP, when a photo is flat, or when stretching it over the whole ``before``
+    (an export at another size) lines its edges up as well. Edge strength is compared (a colour edit keeps it)
+    by OpenCV's normalised cross-correlation at FIND_SIDE, then within a few pixels at REFINE_SIDE."""
+    import cv2
+
+    (wb, hb), (ha, wa) = full, after.shape[:2]
+    if not (wb * (1 - CROP) <= wa <= wb and hb * (1 - CROP) <= ha <= hb) or (wa, ha) == (wb, hb):
+        return None
+
+    def edges(x: np.ndarray, k: float, size: tuple[int, int] | None = None) -> np.ndarray:
+        """Gradient magnitude of luma, ``x`` resized by ``k`` (or to ``size``)."""
+        h, w = x.shape[:2]
+        y = np.ascontiguousarray(x @ np.array([0.299, 0.587, 0.114], np.float32), np.float32)
+        y = cv2.resize(y, size or (max(3, round(w * k)), max(3, round(h * k))), interpolation=cv2.INTER_AREA)
+        gy, gx = np.gradient(y)
+        return np.hypot(gx, gy).astype(np.float32)
+
+    k = min(1.0, FIND_SIDE / max(wb, hb))  # file pixels -> search pixels
+    b = edges(before, k * wb / before.shape[1])
+    t = edges(after, k)
+    if min(b.std(), t.std()) < FLAT or t.shape[0] > b.shape[0] or t.shape[1] > b.shape[1]:
+        return None
+    stretched = float(cv2.matchTemplate(b, edges(after, 0, b.shape[1::-1]), cv2.TM_CCOEFF_NORMED).max())
+    found = cv2.matchTemplate(b, t, cv2.TM_CCOEFF_NORMED)
+    _, score, _, (x, y) = cv2.minMaxLoc(found)
+    if score < max(SAME_SCENE, stretched + 0.05):
+        return None
+    k2 = min(before.shape[1] / wb, REFINE_SIDE / max(wb, hb))  # file pixels -> placing pixels
+    b2, t2 = edges(before, k2 * wb / before.shape[1]), edges(after, k2)
+    r = int(np.ceil(k2 / k)) + 2
+    x2, y2 = round(x * k2 / k), round(y * k2 / k)
+    x0, y0 = max(0, x2 - r), max(0, y2 - r)
+    window = b2[y0:y2 + r + t2.shape[0], x0:x2 + r + t2.shape[1]]
+    if window.shape[0] < t2.shape[0] or window.shape[1] < t2.shape[1]:
+        return None
+    found = cv2.matchTemplate(window, t2, cv2.TM_CCOEFF_NORMED)
+    _, _, _, (dx, dy) = cv2.minMaxLoc(found)
+    s = before.shape[1] / wb  # file pixels -> before's pixels
+    w, h = max(1.0, wa * s), max(1.0, ha * s)
+    left = min(max(0.0, (x0 + dx + _peak(found[dy, :], dx)) / k2 * s), before.shape[1] - w)
+    top = min(max(0.0, (y0 + dy + _peak(found[:, dx], dy)) / k2 * s), before.shape[0] - h)
+    return left, top, w, h
+
+
+def _peak(row: np.ndarray, i: int) -> float:
+    """The sub-pixel offset (-0.5..0.5) of the maximum at ``row[i]``, by the parabola through it and its two
+    neighbours."""
+    if not 0 < i < len(row) - 1:
+        return 0.0
+    left, mid, right = row[i - 1], row[i], row[i + 1]
+    bend = left - 2 * mid + right
+    return float(np.clip(0.5 * (left - right) / bend, -0.5, 0.5)) if bend < 0 else 0.0
 
 
 def load_pairs(pairs: Iterable[Pair | LoadedPair], max_side: int | None = None,

@@ -461,6 +461,28 @@ def test_a_small_crop_is_no_other_photo(tmp_path):
     assert _load_folder(tmp_path) == (["cat_cast_flat", "coffee_dark"], [])
 
 
+@pytest.mark.parametrize("sample", ["astronaut", "coffee_dark", "cat_cast_flat"])
+def test_a_cropped_after_is_found_in_its_before_and_a_smaller_export_is_resized(tmp_path, sample):
+    """An after cropped from its before (a strong curve, 3% or 10% off two sides) has the before cropped to the
+    same part of the photo, to a fraction of a pixel, not the after stretched over the whole before (13 px
+    off at 448 px); an after exported smaller, whole, is resized."""
+    x = _sample(sample, (448, 296))
+    _save(x, tmp_path / "b.png")
+    for (left, top, right, bottom), expect in [((7, 5, 441, 292), 35), ((27, 20, 430, 286), 35)]:
+        _save(_s_curve(x[top:bottom, left:right]), tmp_path / "a.png")
+        before, after, warnings = load_pair(Pair("p", tmp_path / "b.png", tmp_path / "a.png"))
+        assert before.shape == after.shape == (bottom - top, right - left, 3)
+        assert len(warnings) == 1 and "the after is a crop of the before, which is cropped to match" in warnings[0]
+        truth = x[top:bottom, left:right]
+        assert 10 * np.log10(1 / np.mean((before - truth) ** 2)) > expect
+    for w, h in ((224, 148), (437, 289)):
+        small = np.asarray(Image.fromarray(np.round(_s_curve(x) * 255).astype(np.uint8)).resize((w, h), Image.LANCZOS))
+        Image.fromarray(small).save(tmp_path / "a.png")
+        before, after, warnings = load_pair(Pair("p", tmp_path / "b.png", tmp_path / "a.png"))
+        assert before.shape == after.shape == (296, 448, 3) and np.array_equal(np.round(before * 255), x * 255)
+        assert len(warnings) == 1 and "resized after to match" in warnings[0]
+
+
 def test_flat_photos_are_kept(tmp_path):
     """A grey card or a clear sky has no edges to compare: kept, even when the after's noise is not the before's
     (denoised, or grain added) or the two are different flat photos."""
