@@ -279,6 +279,11 @@ def parse_spec(spec: str) -> list[tuple[str, float]]:
     return [(n, w / total) for n, w in merged.items()]
 
 
+def _named(damaged: dict[str, str], name: str) -> str | None:
+    """The damaged card in ``damaged`` whose name is ``name`` but for case, if any."""
+    return next((n for n in damaged if n.lower() == name.lower()), None)
+
+
 class Registry:
     """Built-in + user styles; the one registry every front end uses."""
 
@@ -286,7 +291,6 @@ class Registry:
         self.builtin_path = Path(builtin) if builtin else builtin_dir()
         self.user_path = Path(user) if user else user_dir()
         self._nets: dict[str, Net] = {}
-        self._damaged: dict[str, str] = {}
         self._warned: set[str] = set()
 
     # -- listing ------------------------------------------------------------------------------
@@ -310,11 +314,13 @@ class Registry:
             out[name] = Style(name, card, self.builtin_path / card["file"], True)
         return out
 
-    def _user_styles(self, asked: str | None = None) -> dict[str, Style]:
+    def _user_styles(self, asked: str | None = None, damaged: dict[str, str] | None = None) -> dict[str, Style]:
         """The user styles whose cards read; a damaged or foreign card (or a FIFO, a device), or one named like
-        a built-in style, is skipped, never blocking, with one warning per card (``damaged()`` lists them;
-        ``remove`` deletes them), except the card of ``asked``, whose error in ``get`` says why."""
-        out, self._damaged = {}, {}
+        a built-in style, is skipped, never blocking, with one warning per card (``remove`` deletes them),
+        except the card of ``asked``, whose error in ``get`` says why; each is put in ``damaged`` (name -> why).
+        Nothing of a listing is kept on the registry, which the web app's threads share."""
+        out: dict[str, Style] = {}
+        damaged = {} if damaged is None else damaged
         if not self.user_path.is_dir():
             return out
         builtins = {n.lower(): n for n in self._builtin_styles()}
@@ -329,25 +335,27 @@ class Registry:
                 out[name] = Style(name, card, self.user_path / card["file"], False)
             except FileNotFoundError as exc:  # gone: removed by another csr process since the listing, unless
                 if os.path.lexists(card_path):  # it is a link to nothing
-                    self._skip(card_path, f"invalid style card ({exc})", asked)
+                    self._skip(card_path, f"invalid style card ({exc})", asked, damaged)
             except StyleError as exc:
-                self._skip(card_path, str(exc).removeprefix(f"{card_path}: "), asked)
+                self._skip(card_path, str(exc).removeprefix(f"{card_path}: "), asked, damaged)
             except (ValueError, OSError) as exc:
-                self._skip(card_path, f"invalid style card ({exc})", asked)
+                self._skip(card_path, f"invalid style card ({exc})", asked, damaged)
         return out
 
-    def _skip(self, card_path: Path, why: str, asked: str | None) -> None:
-        """Note a card that cannot be used, and warn about it once (not when it is the style ``asked`` for)."""
+    def _skip(self, card_path: Path, why: str, asked: str | None, damaged: dict[str, str]) -> None:
+        """Note a card that cannot be used in ``damaged``, and warn about it once (not when it is the style
+        ``asked`` for)."""
         name = card_path.stem
-        self._damaged[name] = why
+        damaged[name] = why
         if card_path.name not in self._warned and name != asked:
             self._warned.add(card_path.name)
             warnings.warn(f"{card_path}: skipped, {why}; {_repair_hint(name)}", stacklevel=3)
 
     def damaged(self) -> dict[str, str]:
         """Cards in the user folder that were skipped: name -> why."""
-        self._user_styles()
-        return dict(self._damaged)
+        damaged: dict[str, str] = {}
+        self._user_styles(damaged=damaged)
+        return damaged
 
     def styles(self) -> list[Style]:
         """All styles: built-ins first, then user styles (a user style never shadows a built-in)."""
@@ -358,11 +366,12 @@ class Registry:
 
     def get(self, name: str) -> Style:
         """The style called ``name``; an unknown name raises StyleError with suggestions."""
-        for style in [*self._builtin_styles().values(), *self._user_styles(asked=name).values()]:
+        damaged: dict[str, str] = {}
+        for style in [*self._builtin_styles().values(), *self._user_styles(name, damaged).values()]:
             if style.name == name:
                 return style
-        if name in self._damaged:  # (read again by the listing above)
-            raise StyleError(f"user style '{name}' cannot be used: {self._damaged[name]}; {_repair_hint(name)}")
+        if name in damaged:
+            raise StyleError(f"user style '{name}' cannot be used: {damaged[name]}; {_repair_hint(name)}")
         if name in EXPERTS:
             raise UnknownStyleError(
                 f"style '{name}' is {EXPERTS[name]}; it is not bundled because its training pairs are not "
@@ -454,17 +463,18 @@ class Registry:
         validate_name(name)
         if name.lower() in {n.lower() for n in self._builtin_styles()}:
             raise StyleError(f"style name '{name}' is taken by a built-in style; choose another name")
-        existing = {n.lower(): s for n, s in self._user_styles().items()}
+        damaged: dict[str, str] = {}
+        existing = {n.lower(): s for n, s in self._user_styles(damaged=damaged).items()}
         old = existing.get(name.lower())
         if old is not None and not overwrite:
             raise StyleExistsError(f"user style '{old.name}' already exists; choose another name, replace it with "
                                    f"--overwrite, or remove it: csr styles remove {old.name}")
         if old is not None:
             self.check_unused(old, "replace")
-        broken = self._damaged_named(name)
+        broken = _named(damaged, name)
         if broken is not None and not overwrite:
             raise StyleExistsError(f"user style '{broken}' already exists but cannot be used "
-                                   f"({self._damaged[broken]}); replace it with --overwrite, or remove it: "
+                                   f"({damaged[broken]}); replace it with --overwrite, or remove it: "
                                    f"csr styles remove {broken}")
         self.check_writable()
 
@@ -507,9 +517,10 @@ class Registry:
     def _write_style(self, name: str, card: dict, blob: bytes, overwrite: bool) -> Style:
         """Write the weights, then the card (the commit point), then delete what the card replaced; with the
         folder's lock held."""
-        old = next((st for n, st in self._user_styles().items() if n.lower() == name.lower()), None) \
+        damaged: dict[str, str] = {}
+        old = next((st for n, st in self._user_styles(damaged=damaged).items() if n.lower() == name.lower()), None) \
             if overwrite else None
-        broken = self._damaged_named(name) if overwrite else None  # a damaged card it replaces
+        broken = _named(damaged, name) if overwrite else None  # a damaged card it replaces
         weights = self.user_path / card["file"]
         try:
             write_bytes_atomic(weights, blob)  # a new name: the old style stays intact
@@ -604,10 +615,6 @@ class Registry:
             if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise StyleError(f"cannot change the styles in {self.user_path} ({exc.strerror or exc})") from None
         return stack
-
-    def _damaged_named(self, name: str) -> str | None:
-        """The damaged card whose name is ``name`` but for case (as ``_user_styles`` last found), if any."""
-        return next((n for n in self._damaged if n.lower() == name.lower()), None)
 
     def dependents(self, style: Style) -> list[str]:
         """The user styles that run on the full style ``style`` (fine-tuned from it, or from a style
