@@ -593,16 +593,21 @@ class Registry:
         may not create files in is changed without it: the change itself then fails with its own error."""
         import filelock  # only a change needs it (30 ms to import)
 
-        stack = contextlib.ExitStack()
+        stack, lock = contextlib.ExitStack(), self.user_path / LOCK
         try:
             self.user_path.mkdir(parents=True, exist_ok=True)
-            stack.enter_context(filelock.FileLock(self.user_path / LOCK, timeout=LOCK_TIMEOUT))
+            stack.enter_context(filelock.FileLock(lock, timeout=LOCK_TIMEOUT))
         except filelock.Timeout:
             raise StyleError(f"{self.user_path}: another csr program has been saving or removing a style there for "
                              f"{LOCK_TIMEOUT:.0f} s; try again when it is done") from None
         except OSError as exc:
-            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-                raise StyleError(f"cannot change the styles in {self.user_path} ({exc.strerror or exc})") from None
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                return stack
+            if lock.is_symlink() or lock.is_dir():  # never followed: a link could point at any file
+                what = "link" if lock.is_symlink() else "folder"
+                raise StyleError(f"{lock}: csr's lock file for your styles is a {what}, not a file; delete it, "
+                                 "then try again") from None
+            raise StyleError(f"cannot change the styles in {self.user_path} ({exc.strerror or exc})") from None
         return stack
 
     def _damaged_named(self, name: str) -> str | None:

@@ -1,5 +1,6 @@
 """The style registry: names, provenance, sha256 checks, condition styles, mixing, import."""
 import json
+import os
 import pickle
 import re
 
@@ -478,6 +479,28 @@ def test_imports_killed_at_random_moments_leave_a_usable_registry_that_the_next_
     (folder / ".lock").touch()
     assert _race(tmp_path, home, [import_(paths[0])], kill=[-1])[0][0] == 0
     assert _only_style(home / "styles", "race", checkpoints)["source"]["file"] == paths[0].name
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
+@pytest.mark.parametrize("kind", ["folder", "link"])
+def test_a_lock_file_that_is_a_folder_or_a_link_is_named_and_never_followed(toy_registry, tmp_path, kind):
+    """A '.lock' that is a folder or a link (to a file elsewhere) refuses the change in one line that names it
+    and says what to do; the file a link points at is neither truncated nor locked."""
+    import csr_core.registry as registry
+
+    lock = toy_registry.user_path / registry.LOCK
+    toy_registry.user_path.mkdir(parents=True)
+    elsewhere = tmp_path / "notes.txt"
+    elsewhere.write_text("my notes")
+    if kind == "folder":
+        lock.mkdir()
+    else:
+        lock.symlink_to(elsewhere)
+    with pytest.raises(StyleError, match=rf"^{re.escape(str(lock))}: csr's lock file for your styles is a {kind}, "
+                                         r"not a file; delete it, then try again$"):
+        toy_registry.save_style("mine", CSRNet().state_dict(), {})
+    assert elsewhere.read_text() == "my notes" and "mine" not in toy_registry.names()
+    assert sorted(p.name for p in toy_registry.user_path.iterdir()) == [registry.LOCK]
 
 
 def test_a_change_waits_for_the_lock_and_says_so_when_it_waits_too_long(toy_registry, monkeypatch):
