@@ -244,6 +244,10 @@ def mix_spec(style: str, second: str | None = None, amount: float = 0.0) -> str:
     app and the GIMP plug-in (through its worker) compose a mix."""
     if not second or amount <= 0:
         return style
+    for name in (style, second):  # 'auto,C' would slip a third style in, 'auto:5' a weight of its own
+        if "," in name or ":" in name:
+            raise StyleError(f"cannot mix {second!r} into {style!r}: a mix is made of two styles, each named on its "
+                             "own (no ',' or ':')")
     if amount >= 1:
         return second
     return f"{style}:{1 - amount:g},{second}:{amount:g}"

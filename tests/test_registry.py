@@ -179,6 +179,19 @@ def test_mix_spec_composes_what_parse_spec_reads():
     assert mix_spec("C", "auto", 0.25) == "C:0.75,auto:0.25"
     assert mix_spec("C", None, 0.3) == mix_spec("C", "", 0.3) == mix_spec("C", "auto", 0) == "C"
     assert mix_spec("C", "auto", 1) == mix_spec("C", "auto", 1.5) == "auto"
+    assert mix_spec("C", "C", 0.3) == "C:0.7,C:0.3" and parse_spec("C:0.7,C:0.3") == [("C", 1.0)]
+
+
+@pytest.mark.parametrize("style, second, amount", [("C", "auto,C", 0.3), ("C", "auto,C", 1), ("C", "auto:5", 0.3),
+                                                   ("C:0.5,auto:0.5", "auto", 0.3)])
+def test_mix_spec_mixes_two_names_only(style, second, amount):
+    """A second style (or a first, when mixing) that is itself a mix is refused in one line: 'auto,C' at 30% made
+    a 50/50 mix of C and auto, 'auto:5' an error about a weight '5:0.3' nobody wrote."""
+    from csr_core.registry import mix_spec
+
+    with pytest.raises(StyleError, match=r"^cannot mix .*: a mix is made of two styles, each named on its own "):
+        mix_spec(style, second, amount)
+    assert mix_spec("C:0.5,auto:0.5", "", 0.3) == "C:0.5,auto:0.5"  # no mix asked: the spec as it is (protocol 2)
 
 
 def test_mix_weights_one_zero_equal_pure_style(toy_registry, rng):
