@@ -181,15 +181,17 @@ def gimp_candidates(platform: str, environ: Mapping[str, str], root: Path = Path
         found += [_first(Path(base) / "GIMP 3" / "bin", "gimp-console-3.exe", "gimp-console-3.*.exe", "gimp-3.exe",
                          "gimp-3.*.exe") for base in bases if base]
     elif platform.startswith("linux"):
-        data = Path(env.get("XDG_DATA_HOME") or home / ".local" / "share")
+        xdg = env.get("XDG_DATA_HOME", "")
+        data = Path(xdg) if os.path.isabs(xdg) else home / ".local" / "share"  # a relative one is ignored (XDG)
         for installation in (data / "flatpak", root / "var" / "lib" / "flatpak"):
             if (installation / "app" / FLATPAK_ID).is_dir():
                 found.append(_first(installation / "exports" / "bin", FLATPAK_ID))
         found.append(_first(root / "snap" / "bin", "gimp"))
-    unique = []
-    for path in found:
-        if path is not None and path not in unique:
+    unique, programs = [], set()
+    for path in found:  # gimp-3 and gimp are often links to one program: asked once (a hung one costs a minute)
+        if path is not None and os.path.realpath(path) not in programs:
             unique.append(path)
+            programs.add(os.path.realpath(path))
     return unique
 
 
@@ -219,9 +221,12 @@ def gimp_version(platform: str | None = None, environ: Mapping[str, str] | None 
     found = []
     for path in gimp_candidates(platform or sys.platform, os.environ if environ is None else environ, root):
         try:
-            out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=60).stdout.strip()
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            out = f"does not answer --version ({exc})"
+            out = _version_line(subprocess.run([str(path), "--version"], capture_output=True, text=True,
+                                               errors="replace", stdin=subprocess.DEVNULL, timeout=60).stdout)
+        except subprocess.TimeoutExpired:
+            out = "did not answer --version within 60 s"
+        except OSError as exc:
+            out = f"does not answer --version ({exc.strerror or exc})"
         if " 3." in f" {out.split('version')[-1]}":
             return str(path), out
         found.append(f"{path}: {out or 'no version'}")
@@ -233,6 +238,14 @@ def gimp_version(platform: str | None = None, environ: Mapping[str, str] | None 
         except (OSError, subprocess.TimeoutExpired):
             pass
     return None, "; ".join(found) or "none on the PATH nor where GIMP's installers put it"
+
+
+def _version_line(out: str) -> str:
+    """What a program printed for --version, as one line: its line that says 'version' (else its first), cut at 100
+    characters, anything unprintable shown as '?' (a program that is not GIMP may print anything)."""
+    lines = [line.strip() for line in out.splitlines() if line.strip()]
+    line = next((line for line in lines if "version" in line), lines[0] if lines else "")
+    return "".join(c if c.isprintable() else "?" for c in line[:100])
 
 
 def flatpak_advice(profile: Path, gimp: str | None) -> list[str]:

@@ -9,6 +9,8 @@ a ``task`` with the fraction done, is shown as it goes, so the line never stands
 """
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 import time
 from typing import TextIO
@@ -94,10 +96,20 @@ class StepProgress:
         return " · ".join(parts)
 
     def _redraw(self, text: str) -> None:
+        text = text[:self._columns() - 1]  # a line that wraps is not redrawn by \r: each draw would add a line
         pad = " " * max(0, self.width - len(text))
         self.width = len(text)
         self.stream.write("\r" + text + pad)
         self.stream.flush()
+
+    def _columns(self) -> int:
+        """The terminal's width, where the status line is drawn (COLUMNS, else 80, when it cannot be told: not a
+        terminal's stream, or a terminal of no size yet)."""
+        try:
+            columns = os.get_terminal_size(self.stream.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+        return max(20, columns or shutil.get_terminal_size().columns)
 
     def close(self) -> None:
         """End the status line (a final line off a terminal) with the elapsed time."""

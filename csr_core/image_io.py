@@ -433,10 +433,20 @@ def _read_avif(data: bytes, max_pixels: int) -> _Decoded:
 
 
 def _full_range(pixels: np.ndarray, depth: int) -> np.ndarray:
-    """``depth``-bit samples (uint16, 0 to 2**depth - 1) scaled to 0-65535, rounded."""
+    """``depth``-bit samples (uint16, 0 to 2**depth - 1) scaled to 0-65535, rounded; in place, a million
+    samples at a time, so that no copy of the photo is made beyond the decoder's, which the budget counts."""
+    if pixels.dtype != np.uint16:  # libavif gave 8 bits after all: as they are
+        return pixels
     top = (1 << depth) - 1
-    wide = pixels.astype(np.uint32) * 65535 + top // 2
-    return np.floor_divide(wide, top, out=wide).astype(np.uint16)
+    pixels = np.ascontiguousarray(pixels)
+    flat = pixels.reshape(-1)
+    for start in range(0, flat.size, 1 << 20):
+        band = flat[start:start + (1 << 20)]
+        wide = band.astype(np.uint32)
+        wide *= 65535
+        wide += top // 2
+        band[:] = np.floor_divide(wide, top, out=wide)
+    return pixels
 
 
 def _check_heif(data: bytes) -> tuple[bytes | None, tuple[str, int] | None, int]:

@@ -244,6 +244,10 @@ def mix_spec(style: str, second: str | None = None, amount: float = 0.0) -> str:
     app and the GIMP plug-in (through its worker) compose a mix."""
     if not second or amount <= 0:
         return style
+    for name in (style, second):  # 'auto,C' would slip a third style in, 'auto:5' a weight of its own
+        if "," in name or ":" in name:
+            raise StyleError(f"cannot mix {second!r} into {style!r}: a mix is made of two styles, each named on its "
+                             "own (no ',' or ':')")
     if amount >= 1:
         return second
     return f"{style}:{1 - amount:g},{second}:{amount:g}"
@@ -604,16 +608,21 @@ class Registry:
         may not create files in is changed without it: the change itself then fails with its own error."""
         import filelock  # only a change needs it (30 ms to import)
 
-        stack = contextlib.ExitStack()
+        stack, lock = contextlib.ExitStack(), self.user_path / LOCK
         try:
             self.user_path.mkdir(parents=True, exist_ok=True)
-            stack.enter_context(filelock.FileLock(self.user_path / LOCK, timeout=LOCK_TIMEOUT))
+            stack.enter_context(filelock.FileLock(lock, timeout=LOCK_TIMEOUT))
         except filelock.Timeout:
             raise StyleError(f"{self.user_path}: another csr program has been saving or removing a style there for "
                              f"{LOCK_TIMEOUT:.0f} s; try again when it is done") from None
         except OSError as exc:
-            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-                raise StyleError(f"cannot change the styles in {self.user_path} ({exc.strerror or exc})") from None
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                return stack
+            if lock.is_symlink() or lock.is_dir():  # never followed: a link could point at any file
+                what = "link" if lock.is_symlink() else "folder"
+                raise StyleError(f"{lock}: csr's lock file for your styles is a {what}, not a file; delete it, "
+                                 "then try again") from None
+            raise StyleError(f"cannot change the styles in {self.user_path} ({exc.strerror or exc})") from None
         return stack
 
     def dependents(self, style: Style) -> list[str]:

@@ -598,6 +598,25 @@ def test_gimp_version_takes_the_first_gimp_3(tmp_path):
     assert not is_flatpak(str(bin_dir / "gimp")) and not is_flatpak(None)
 
 
+def test_gimp_lookup_survives_odd_programs_and_environments(tmp_path, monkeypatch):
+    """A 'gimp' that prints binary garbage is named in one printable line (it stopped csr gimp doctor with a
+    UnicodeDecodeError); names that link to one program ask it once (a hung one costs a minute each); a relative
+    XDG_DATA_HOME is ignored, as the XDG spec says, not looked up from the current folder."""
+    from csr_cli import gimp
+
+    root, home, bin_dir = tmp_path / "root", tmp_path / "home", tmp_path / "bin"
+    garbage, = _files(bin_dir, "gimp", script="printf 'GIMP\\377\\376\\033[2J version 2.10\\nsecond line\\n'")
+    (bin_dir / "gimp-3").symlink_to(garbage)
+    env = {"HOME": str(home), "PATH": str(bin_dir)}
+    assert gimp.gimp_candidates("linux", env, root) == [bin_dir / "gimp-3"]
+    path, version = gimp.gimp_version("linux", env, root)
+    assert path is None and version == f"{bin_dir / 'gimp-3'}: GIMP\ufffd\ufffd?[2J version 2.10"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rel/flatpak/app/org.gimp.GIMP").mkdir(parents=True)
+    _files(tmp_path / "rel/flatpak", "exports/bin/org.gimp.GIMP")
+    assert gimp.gimp_candidates("linux", dict(env, XDG_DATA_HOME="rel"), root) == [bin_dir / "gimp-3"]
+
+
 def test_install_and_doctor_advise_the_flatpak_profile(installed, tmp_path, monkeypatch):
     """When the GIMP found is the Flatpak, install and doctor name its profile folder and what its sandbox means;
     installing into that folder needs no --profile advice."""

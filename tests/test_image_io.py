@@ -557,6 +557,25 @@ def test_deep_avif_keeps_its_depth(tmp_path, bits):
         load_photo(_deep_avif(gradient, bits), max_pixels=limit, name="deep.avif")
 
 
+def test_deep_samples_are_widened_without_a_copy_of_the_photo():
+    """A deep AVIF's samples are scaled to 16 bits in place, a band at a time: the memory budget counts
+    libavif's planes and its result, not a 32-bit copy of the photo beside them (which took a 6 MP photo
+    to 1.7x its budget)."""
+    import tracemalloc
+
+    samples = np.arange(3 << 22, dtype=np.uint64) % 1024
+    pixels = samples.astype(np.uint16).reshape(-1, 4096, 3)
+    tracemalloc.start()
+    try:
+        out = iio._full_range(pixels, 10)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < pixels.nbytes // 2, f"{peak / 1e6:.0f} MB beside a {pixels.nbytes / 1e6:.0f} MB photo"
+    assert out.dtype == np.uint16 and out.shape == pixels.shape
+    assert np.array_equal(out.reshape(-1), ((samples * 65535 + 511) // 1023).astype(np.uint16))
+
+
 def _pq(nits):
     """SMPTE ST 2084's inverse EOTF: cd/m2 -> PQ signal in [0, 1] (written out here, apart from csr's)."""
     y = (np.asarray(nits, float) / 10000) ** (2610 / 16384)

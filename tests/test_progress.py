@@ -100,6 +100,23 @@ def test_work_between_steps_is_shown_as_it_goes_and_the_held_out_score_pooled_so
     assert tty.getvalue().split("\r")[-1].startswith("fine-tuning: fold 1/5, turning finished photos into examples 40%")
 
 
+def test_on_a_terminal_the_line_is_cut_to_its_width(monkeypatch):
+    """A status line wider than the terminal wraps, and \\r then redraws only its last row: each draw left a
+    line behind. The fold, the work between runs and the pooled score make it 170 characters: cut to the width."""
+    monkeypatch.setenv("COLUMNS", "80")
+    tty = io.StringIO()
+    p = StepProgress("fine-tuning", bound=True, stream=tty, tty=True)
+    held = dict(psnr=23.4, pairs=2, of=6)
+    for pct in (0, 40, 80):
+        p(dict(step=81, steps=500, phase="fold 2/5", task="turning finished photos into examples",
+               task_done=pct / 100, held_out=held))
+    p(dict(step=82, steps=500, loss=0.05, phase="fold 2/5", held_out=held))
+    drawn = tty.getvalue().split("\r")[1:]
+    assert len(drawn) == 2 and all(len(line) == 79 for line in drawn), [len(line) for line in drawn]
+    assert drawn[0].startswith("fine-tuning: fold 2/5, turning finished photos into examples 0%, step 81/")
+    assert drawn[1].startswith("fine-tuning: fold 2/5, step 82/at most 500 · loss 0.0500 · held-out so far")
+
+
 def test_the_web_app_shows_the_same_progress_in_its_words():
     """Teaching in the web app: the work between runs with its percentage, the score pooled so far."""
     from csr_plugins.gradio_app.teach import progress_info

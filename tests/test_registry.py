@@ -1,5 +1,6 @@
 """The style registry: names, provenance, sha256 checks, condition styles, mixing, import."""
 import json
+import os
 import pickle
 import re
 
@@ -178,6 +179,19 @@ def test_mix_spec_composes_what_parse_spec_reads():
     assert mix_spec("C", "auto", 0.25) == "C:0.75,auto:0.25"
     assert mix_spec("C", None, 0.3) == mix_spec("C", "", 0.3) == mix_spec("C", "auto", 0) == "C"
     assert mix_spec("C", "auto", 1) == mix_spec("C", "auto", 1.5) == "auto"
+    assert mix_spec("C", "C", 0.3) == "C:0.7,C:0.3" and parse_spec("C:0.7,C:0.3") == [("C", 1.0)]
+
+
+@pytest.mark.parametrize("style, second, amount", [("C", "auto,C", 0.3), ("C", "auto,C", 1), ("C", "auto:5", 0.3),
+                                                   ("C:0.5,auto:0.5", "auto", 0.3)])
+def test_mix_spec_mixes_two_names_only(style, second, amount):
+    """A second style (or a first, when mixing) that is itself a mix is refused in one line: 'auto,C' at 30% made
+    a 50/50 mix of C and auto, 'auto:5' an error about a weight '5:0.3' nobody wrote."""
+    from csr_core.registry import mix_spec
+
+    with pytest.raises(StyleError, match=r"^cannot mix .*: a mix is made of two styles, each named on its own "):
+        mix_spec(style, second, amount)
+    assert mix_spec("C:0.5,auto:0.5", "", 0.3) == "C:0.5,auto:0.5"  # no mix asked: the spec as it is (protocol 2)
 
 
 def test_mix_weights_one_zero_equal_pure_style(toy_registry, rng):
@@ -478,6 +492,28 @@ def test_imports_killed_at_random_moments_leave_a_usable_registry_that_the_next_
     (folder / ".lock").touch()
     assert _race(tmp_path, home, [import_(paths[0])], kill=[-1])[0][0] == 0
     assert _only_style(home / "styles", "race", checkpoints)["source"]["file"] == paths[0].name
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
+@pytest.mark.parametrize("kind", ["folder", "link"])
+def test_a_lock_file_that_is_a_folder_or_a_link_is_named_and_never_followed(toy_registry, tmp_path, kind):
+    """A '.lock' that is a folder or a link (to a file elsewhere) refuses the change in one line that names it
+    and says what to do; the file a link points at is neither truncated nor locked."""
+    import csr_core.registry as registry
+
+    lock = toy_registry.user_path / registry.LOCK
+    toy_registry.user_path.mkdir(parents=True)
+    elsewhere = tmp_path / "notes.txt"
+    elsewhere.write_text("my notes")
+    if kind == "folder":
+        lock.mkdir()
+    else:
+        lock.symlink_to(elsewhere)
+    with pytest.raises(StyleError, match=rf"^{re.escape(str(lock))}: csr's lock file for your styles is a {kind}, "
+                                         r"not a file; delete it, then try again$"):
+        toy_registry.save_style("mine", CSRNet().state_dict(), {})
+    assert elsewhere.read_text() == "my notes" and "mine" not in toy_registry.names()
+    assert sorted(p.name for p in toy_registry.user_path.iterdir()) == [registry.LOCK]
 
 
 def test_a_change_waits_for_the_lock_and_says_so_when_it_waits_too_long(toy_registry, monkeypatch):
