@@ -77,8 +77,8 @@ def card_words(hist: dict) -> dict:
         "recipe": "the whole network, trained from scratch to undo random faults added to the photos (long side "
                   "256): exposure -2.2 to +0.9 EV, blue/amber and green/magenta casts, contrast, saturation, "
                   "gamma, lifted blacks, a highlight roll-off; 12% left as they are, 25% mild; the altered copies "
-                  "rounded to 8 bits. Mean absolute error (L1) on 4096 sampled pixels a photo; Adam (0.9, 0.99) with a "
-                  "learning rate falling from 0.001 to 0.00002 (cosine), 16 photos a step, seed 0, 1 CPU thread; "
+                  "rounded to 8 bits. It learned to give back each original, judged on 4096 of its pixels, 16 "
+                  "photos at a time, in steps that grow smaller over the run; seed 0, 1 CPU thread; "
                   "2800 steps in all (steps 1-2250 on a 5000-step schedule, then resumed on a 2800-step one), "
                   "the final weights kept. The same recipe on your photos: csr train --photos FOLDER --name NAME",
         "chosen_by": "the final weights (20.83 dB on the 30 held-out photos during training) were kept over "
