@@ -321,7 +321,8 @@ def _crop_box(before: np.ndarray, after: np.ndarray, full: tuple[int, int]) -> t
     pixel; None when it is not
     smaller on both sides by at most CROP, when a photo is flat, or when stretching it over the whole ``before``
     (an export at another size) lines its edges up as well. Edge strength is compared (a colour edit keeps it)
-    by OpenCV's normalised cross-correlation at FIND_SIDE, then within a few pixels at REFINE_SIDE."""
+    by OpenCV's normalised cross-correlation at FIND_SIDE, then within a few pixels at REFINE_SIDE (where the
+    stretched ``after`` is compared too)."""
     import cv2
 
     (wb, hb), (ha, wa) = full, after.shape[:2]
@@ -341,10 +342,9 @@ def _crop_box(before: np.ndarray, after: np.ndarray, full: tuple[int, int]) -> t
     t = edges(after, k)
     if min(b.std(), t.std()) < FLAT or t.shape[0] > b.shape[0] or t.shape[1] > b.shape[1]:
         return None
-    stretched = float(cv2.matchTemplate(b, edges(after, 0, b.shape[1::-1]), cv2.TM_CCOEFF_NORMED).max())
     found = cv2.matchTemplate(b, t, cv2.TM_CCOEFF_NORMED)
     _, score, _, (x, y) = cv2.minMaxLoc(found)
-    if score < max(SAME_SCENE, stretched + 0.05):
+    if score < SAME_SCENE:
         return None
     k2 = min(before.shape[1] / wb, REFINE_SIDE / max(wb, hb))  # file pixels -> placing pixels
     b2, t2 = edges(before, k2 * wb / before.shape[1]), edges(after, k2)
@@ -355,7 +355,10 @@ def _crop_box(before: np.ndarray, after: np.ndarray, full: tuple[int, int]) -> t
     if window.shape[0] < t2.shape[0] or window.shape[1] < t2.shape[1]:
         return None
     found = cv2.matchTemplate(window, t2, cv2.TM_CCOEFF_NORMED)
-    _, _, _, (dx, dy) = cv2.minMaxLoc(found)
+    _, score, _, (dx, dy) = cv2.minMaxLoc(found)
+    # crop or export is told here: a crop of 1% is a pixel or two at FIND_SIDE, where a stretch lines up as well
+    if score <= float(cv2.matchTemplate(b2, edges(after, 0, b2.shape[1::-1]), cv2.TM_CCOEFF_NORMED).max()):
+        return None
     s = before.shape[1] / wb  # file pixels -> before's pixels
     w, h = max(1.0, wa * s), max(1.0, ha * s)
     left = min(max(0.0, (x0 + dx + _peak(found[dy, :], dx)) / k2 * s), before.shape[1] - w)

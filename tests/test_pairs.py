@@ -483,6 +483,25 @@ def test_a_cropped_after_is_found_in_its_before_and_a_smaller_export_is_resized(
         assert len(warnings) == 1 and "resized after to match" in warnings[0]
 
 
+@pytest.mark.parametrize("sample", ["cat_cast_flat", "coffee_dark"])
+def test_a_crop_of_1_percent_is_told_from_an_export_1_pixel_smaller(tmp_path, sample):
+    """A crop of 1% near the middle (a pixel or two at the search size, where stretching the after over the
+    whole before lines up about as well) is found; an export a pixel or 1% smaller is still resized."""
+    x = _sample(sample, (448, 296))
+    _save(x, tmp_path / "b.png")
+    for left, top in ((2, 1), (3, 1)):
+        truth = x[top:top + 294, left:left + 444]
+        _save(_s_curve(truth), tmp_path / "a.png")
+        before, after, warnings = load_pair(Pair("p", tmp_path / "b.png", tmp_path / "a.png"))
+        assert "the after is a crop of the before" in warnings[0] and before.shape == truth.shape
+        assert 10 * np.log10(1 / np.mean((before - truth) ** 2)) > 35
+    for w, h in ((447, 295), (444, 294)):
+        small = Image.fromarray(np.round(_s_curve(x) * 255).astype(np.uint8)).resize((w, h), Image.LANCZOS)
+        small.save(tmp_path / "a.png")
+        before, after, warnings = load_pair(Pair("p", tmp_path / "b.png", tmp_path / "a.png"))
+        assert before.shape == (296, 448, 3) and "resized after to match" in warnings[0]
+
+
 def test_flat_photos_are_kept(tmp_path):
     """A grey card or a clear sky has no edges to compare: kept, even when the after's noise is not the before's
     (denoised, or grain added) or the two are different flat photos."""
