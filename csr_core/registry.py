@@ -8,8 +8,9 @@ its base by sha256. Every weights file is checked against the sha256 in its card
 
 Saving and removing hold the folder's lock file ``.lock`` (``filelock``: the operating system's lock, which
 a killed holder releases), so that of any csr processes or threads changing styles at once, one works at a
-time: each change leaves every card with its weights and no weights file that no card names (``_sweep``). A process killed at any point leaves the old
-style or the new one; a weights or temporary file it leaves behind is deleted by the next change of that name.
+time: each change leaves every card with its weights and no weights file that no card names (``_sweep``). A
+process killed at any point leaves the old style or the new one; a weights or temporary file it leaves behind is
+deleted by the next change of that name.
 """
 from __future__ import annotations
 
