@@ -269,7 +269,8 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
         more = "more pairs" + ("" if finished is not None else ", or your finished photos (--finished),")
         warnings.append(f"on pairs it did not learn from, nothing it learned came closer to your edits than "
                         f"'{base}': the new style is '{base}' unchanged; {more} may help")
-    warnings += _below_start(_summary(per), base, finished is not None)
+    summary = _summary(per)
+    warnings += _below_start(summary, base, finished is not None)
 
     who = f"MIT-Adobe FiveK expert {expert}'s" if expert else "your"
     photos = f" and {len(finished)} finished photos" if finished is not None else ""
@@ -281,7 +282,7 @@ def _finetune(pairs, name, base, expert, registry, on_progress, cfg: FinetuneCon
         description=f"{who} look, fine-tuned from '{base}' on {len(loaded)} before/after pairs{photos}",
         cond_size=start_style.cond_size,
         training=dict(data=data, initialised_from=start_style.name, recipe=dict(asdict(cfg), method=method)),
-        validation=validation, scores=dict(validation=_summary(per)), warnings=warnings, problems=problems,
+        validation=validation, scores=dict(validation=summary), warnings=warnings, problems=problems,
         licence=_licence(start_style, expert),
     )
     return _save(reg, name, model, card, base_style, overwrite)
@@ -390,8 +391,10 @@ class _Scorer:
     def __init__(self, loaded, cond_size: int, base: CSRNet):
         self.loaded, self.cond_size, self.base = loaded, cond_size, base
 
-    def __call__(self, model: CSRNet, idx: Sequence[int], pairs_only: CSRNet | None = None) -> dict[int, dict]:
-        """Each pair's scores; ``pairs_only``: also that model's, beside the same yardsticks."""
+    def __call__(self, model: CSRNet, idx: Sequence[int], pairs_only: CSRNet | None = None,
+                 done: Callable[[], None] = lambda: None) -> dict[int, dict]:
+        """Each pair's scores; ``pairs_only``: also that model's, beside the same yardsticks; ``done`` is called
+        after each pair (seconds each)."""
         out = {}
         for i in idx:
             b8, a8 = self.loaded[i]
@@ -399,13 +402,6 @@ class _Scorer:
                       "do-nothing": score(b8, a8), "autocontrast": score(autocontrast(b8), a8)}
             if pairs_only is not None:
                 out[i]["pairs_only"] = score(self._retouch(pairs_only, b8), a8)
-        return out
-
-    def each(self, model: CSRNet, idx: Sequence[int], pairs_only: CSRNet | None, done: Callable[[], None]) -> dict:
-        """The same, pair by pair (seconds each), ``done`` called after each."""
-        out = {}
-        for i in idx:
-            out.update(self(model, [i], pairs_only))
             done()
         return out
 
@@ -482,7 +478,7 @@ def _kfold(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo: 
     scored = _Share(progress.scoring, n)
     for f, val in enumerate(folds):
         models = {kind: _snapshot(tuner, runs[kind][f], picked[kind][0]) for kind in kinds}
-        per.update(scorer.each(models["style"], val, models.get("pairs_only"), scored))
+        per.update(scorer(models["style"], val, models.get("pairs_only"), scored))
     progress.held_out(_summary(per)["psnr"], n, n)  # on whole photos: the validation score of the card
     chosen, axis, pooled = picked["style"]
     progress.start("final (all pairs)", chosen, later=0, validating=False)
@@ -554,7 +550,7 @@ def _holdout(tuner: _Tuner, scorer: _Scorer, progress: _Progress, n: int, pseudo
         runs[kind] = (model, h, chosen)
     model, h, chosen = runs["style"]
     progress.start("training done", 0, 0)
-    per = scorer.each(model, val, runs["pairs_only"][0] if pseudo else None, _Share(progress.scoring, len(val)))
+    per = scorer(model, val, runs["pairs_only"][0] if pseudo else None, _Share(progress.scoring, len(val)))
     validation = dict(method="held-out", val_pairs=val, chosen_steps=chosen, fixed_steps=pseudo is not None,
                       curve=[[s, round(float(np.mean(p)), 3)] for s, p in h["curve"]])
     if pseudo:

@@ -499,8 +499,8 @@ def test_a_style_scoring_below_its_start_says_so_on_its_card_and_at_the_end(toy_
 
     scored = ft._Scorer.__call__
 
-    def swapped(self, model, idx, pairs_only=None):  # the tuned style and its start trade places
-        out = scored(self, model, idx, pairs_only)
+    def swapped(self, model, idx, pairs_only=None, done=lambda: None):  # the tuned style and its start trade places
+        out = scored(self, model, idx, pairs_only, done)
         return {i: dict(r, style=r["base"], base=r["style"]) for i, r in out.items()}
 
     monkeypatch.setattr(ft._Scorer, "__call__", swapped)
