@@ -52,16 +52,16 @@ def pq_to_nits(signal: np.ndarray) -> np.ndarray:
     return np.float32(10000) * np.power(ratio, np.float32(1 / _M1))
 
 
-def hlg_to_nits(signal: np.ndarray, gray: bool = False) -> np.ndarray:
-    """BT.2100 HLG: inverse OETF to scene light, then the reference OOTF of a 1000 cd/m2 display
-    (Fd = 1000 * Ys ** 0.2 * E, Ys from BT.2020's luminance weights, or the sample itself if gray)."""
+def hlg_to_nits(signal: np.ndarray) -> np.ndarray:
+    """BT.2100 HLG (HxWx3, or HxWx1 gray): inverse OETF to scene light, then the reference OOTF of a 1000
+    cd/m2 display (Fd = 1000 * Ys ** 0.2 * E, Ys from BT.2020's luminance weights, or the gray sample)."""
     e = np.clip(signal, 0, 1, dtype=np.float32)
     low = e * e / np.float32(3)
     high = (np.exp((e - np.float32(_C)) / np.float32(_A)) + np.float32(_B)) / np.float32(12)
     scene = np.where(e <= 0.5, low, high).astype(np.float32)
-    ys = scene if gray else scene @ _BT2020_Y
+    ys = scene[..., 0] if scene.shape[-1] == 1 else scene @ _BT2020_Y
     gain = np.float32(_HLG_PEAK) * np.power(ys, np.float32(_HLG_GAMMA - 1))
-    return scene * (gain if gray else gain[..., None])
+    return scene * gain[..., None]
 
 
 def tone_curve(nits: np.ndarray) -> np.ndarray:
@@ -83,10 +83,7 @@ def to_sdr(colour: np.ndarray, curve: str, matrix: np.ndarray) -> np.ndarray:
     rows = max(1, (1 << 20) // max(1, colour.shape[1] * colour.shape[2]))
     for top in range(0, colour.shape[0], rows):
         band = to_float(colour[top:top + rows])
-        if curve == "PQ":
-            light = pq_to_nits(band)
-        else:
-            light = hlg_to_nits(band[..., 0], gray=True)[..., None] if gray else hlg_to_nits(band)
+        light = pq_to_nits(band) if curve == "PQ" else hlg_to_nits(band)
         if not gray:
             light = light @ np.asarray(matrix, np.float32).T
             np.maximum(light, 0, out=light)  # outside sRGB's gamut: clipped (BT.2408's simplest handling)
