@@ -72,7 +72,7 @@ _STRUCTURE = {254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 274, 277, 278, 2
               322, 323, 324, 325, 330, 338, 339, 340, 341, 347, 513, 514, 529, 530, 531, 532, 700, 33421,
               33422, 33723, 34665, 34675, 34853, 37399, 40965}
 _SOURCE_GROUPS = re.compile(r"^Exif\.(SubImage\d*|SubThumb\d*|Thumbnail|Image2|Image3|PanasonicRaw|"
-                            r"MakerNote)\.")
+                            r"NikonPreview|MakerNote)\.")
 # maker-note tags that hold or point at a preview of the source's picture (Olympus ThumbnailImage, Nikon's
 # PreviewIFD, Pentax PreviewOffset, Samsung PreviewImage...): dropped, not left to show the old picture
 _MAKER_PREVIEW = re.compile(r"Preview|Thumbnail")
@@ -397,8 +397,7 @@ def _output_exif(meta: Metadata, width: int, height: int, converted: bool, fmt: 
             continue
         if datum.groupName() == "Image" and (datum.tag() in _STRUCTURE or 50706 <= datum.tag() <= 52600):
             continue  # source structure and DNG private data (the output is no DNG)
-        if exiv2.ExifTags.isMakerGroup(datum.groupName()) and (
-                datum.groupName() == "NikonPreview" or _MAKER_PREVIEW.search(datum.tagName())):
+        if exiv2.ExifTags.isMakerGroup(datum.groupName()) and _MAKER_PREVIEW.search(datum.tagName()):
             continue
         exif.add(datum)
     exif["Exif.Image.Orientation"] = exiv2.UShortValue(1)
